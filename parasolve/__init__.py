@@ -1,0 +1,12 @@
+"""parasolve: ODEs and SDEs solved parallel in time by fixed-point sweeps over the whole grid."""
+
+from ._api import solve, solve_sde
+from .errors import ConvergenceError, NonFiniteError
+from .schemes import SCHEMES, Scheme, register_scheme
+from .solution import Solution, Stats, Status, SweepRecord
+from .steps import STEPS, StepMap, register_step
+
+__version__ = "0.1.0"
+
+__all__ = ["solve", "solve_sde", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
+           "NonFiniteError", "SCHEMES", "Scheme", "register_scheme", "STEPS", "StepMap", "register_step"]

@@ -1,0 +1,8 @@
+"""Fixed-point schemes. Add one by subclassing :class:`Scheme` and decorating it with
+:func:`register_scheme`; it is then selectable as ``solve(..., method=name)``."""
+
+from .base import SCHEMES, Scheme, register_scheme, resolve_scheme
+from .picard import Picard, WindowedScheme
+from .sequential import Sequential
+
+__all__ = ["SCHEMES", "Scheme", "register_scheme", "resolve_scheme", "Picard", "WindowedScheme", "Sequential"]

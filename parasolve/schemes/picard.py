@@ -1,0 +1,103 @@
+"""Picard iteration in a sliding window (the ParaDiGMS scheme), with a defect-based stop rule.
+
+A sweep evaluates the increments ``Phi_i`` of every step in the window ``[b, b+w)`` in one batched
+round per stage, then:
+
+1. measures each step's *defect* ``r_{i+1} = x_{i+1} - x_i - Phi_i(x_i)`` of the current iterate;
+2. accepts the leading steps whose defect is within their share of ``tol`` (they are frozen as
+   they are, so every frozen step has a measured defect), plus one more step computed exactly
+   from the last accepted state -- so each sweep advances at least one step and at most
+   ``N`` sweeps are ever needed;
+3. updates the rest by the Picard rule ``x_{j+1} = x_a + sum_{i=a}^{j} Phi_i(x_i)`` anchored at
+   the new window start ``a``, and fills the slots that enter the window with the last state.
+
+Only the window (``w + 1`` states) is live; frozen states are written out when ``save="all"``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..problem import Problem
+from ..solution import Stats, Status, SweepRecord
+from .base import Scheme, register_scheme
+
+
+def leading_accepted(defects: torch.Tensor, thresholds: torch.Tensor) -> int:
+    """Number of leading steps whose defect is within its threshold (NaN never is)."""
+    ok = defects <= thresholds
+    return int(ok.long().cumprod(0).sum())
+
+
+class WindowedScheme(Scheme):
+    """The sliding-window loop shared by Picard and the accelerated schemes.
+
+    A subclass provides :meth:`update`, which maps the current window iterate and its
+    increments to the next iterate of the non-accepted part; everything else -- acceptance,
+    the tolerance rule, stats, history, saving, progress -- is here, once.
+    """
+
+    def update(self, anchor, ys, inc, shift):
+        """Next iterate for window slots ``shift+1 ..`` given the anchor state at slot ``shift``."""
+        return anchor + torch.cumsum(inc[shift:], dim=0)
+
+    def reset(self):
+        """Called when the window moves, for schemes that keep per-window memory."""
+
+    def run(self, problem: Problem):
+        n, p = problem.n_steps, min(problem.window, problem.n_steps)
+        thr = problem.thresholds()
+        keep_all = problem.save == "all"
+        out = torch.empty((n + 1, *problem.y0.shape), dtype=problem.y0.dtype,
+                          device=problem.y0.device) if keep_all else None
+        if keep_all:
+            out[0] = problem.y0
+        stats = Stats(window=p)
+        b, prev = 0, None
+        ys = problem.y0.expand(p + 1, *problem.y0.shape).clone()  # slots: x_b .. x_{b+w}
+        self.reset()
+        with problem.progress_bar(self.name) as bar:
+            while b < n and stats.iterations < problem.max_iters:
+                w = min(p, n - b)
+                inc, first = problem.increments(b, ys[:w], prev)
+                defect = (ys[1:w + 1] - ys[:w] - inc).flatten(1).abs().amax(1)
+                defect_host = defect.cpu()  # the sweep's one host synchronisation
+                stats.iterations += 1
+                m = leading_accepted(defect_host, thr[b:b + w])
+                if m < w and not torch.isfinite(defect_host[m]):
+                    raise problem.non_finite(b + m)
+                stats.defect_sum += float(defect_host[:m].sum())
+                # Freeze slots 1..m as measured; step b+m (if any) is exact from the frozen x_{b+m}.
+                shift = m + 1 if m < w else w
+                anchor = ys[m] + inc[m] if m < w else ys[w]
+                if keep_all:
+                    out[b + 1:b + m + 1] = ys[1:m + 1]
+                    out[b + shift] = anchor
+                if problem.step.multistep:
+                    prev = first[shift - 1]
+                stats.history.append(SweepRecord(stats.iterations, b, b + w, float(defect_host.max()), shift))
+                if shift < w:
+                    rest = self.update(anchor, ys, inc, shift)
+                else:
+                    rest = ys[:0]
+                    self.reset()
+                b += shift
+                w_next = min(p, n - b)
+                fill = (rest[-1] if len(rest) else anchor).expand(w_next - len(rest), *anchor.shape)
+                ys = torch.cat([anchor[None], rest, fill]) if b < n else anchor[None]
+                bar.update(shift)
+                bar.set_postfix(sweep=stats.iterations, residual=f"{float(defect_host.max()):.2e}")
+        status = Status.SUCCESS if b >= n else Status.MAX_ITERS
+        if keep_all and b < n:  # unconverged: the current iterate, then its last state
+            w = ys.shape[0] - 1
+            out[b:b + w + 1] = ys
+            out[b + w + 1:] = ys[-1]
+        final = out if keep_all else ys[-1:] if b < n else ys[:1]
+        return problem.solution(final, status, stats, self.name)
+
+
+@register_scheme
+class Picard(WindowedScheme):
+    """Sliding-window Picard iteration (ParaDiGMS): ``x_{j+1} = x_b + sum_{i<=j} Phi_i(x_i)``."""
+
+    name = "picard"

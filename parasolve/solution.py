@@ -1,0 +1,92 @@
+"""The result of a solve: the trajectory, an honest status and the cost statistics."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import torch
+
+
+class Status(enum.Enum):
+    """Why a solve stopped. ``message`` says how to fix a failure."""
+
+    SUCCESS = "success"
+    MAX_ITERS = "max_iters"
+
+    @property
+    def message(self) -> str:
+        if self is Status.SUCCESS:
+            return "Every step met the tolerance."
+        return ("The sweep limit was reached before every step met the tolerance. "
+                "Increase `max_iters` (at most len(t) - 1 sweeps are ever needed), "
+                "loosen `tol`, or enlarge `window`.")
+
+
+@dataclass
+class SweepRecord:
+    """One sweep of an iterative scheme.
+
+    ``start``/``end``: the window of steps ``[start, end)`` updated by the sweep;
+    ``residual``: the largest fixed-point defect max|x_{i+1} - x_i - Phi_i(x_i)| in the window
+    *before* the update; ``accepted``: how many steps the window advanced.
+    """
+
+    sweep: int
+    start: int
+    end: int
+    residual: float
+    accepted: int
+
+
+@dataclass
+class Stats:
+    """Cost of a solve.
+
+    ``iterations``: sequential depth in sweeps (a sequential solve counts one per step).
+    ``drift_calls``: rounds of batched drift calls (sweeps x stages of the step map).
+    ``nfe``: drift evaluations counted per time point.
+    ``defect_sum``: sum over steps of the final trajectory's max-abs defect: by the
+    discrete stability argument, max|x - x_sequential| <= S * defect_sum (see docs/tolerance.md).
+    """
+
+    iterations: int = 0
+    drift_calls: int = 0
+    nfe: int = 0
+    window: int = 0
+    defect_sum: float = 0.0
+    history: list[SweepRecord] = field(default_factory=list)
+
+
+@dataclass
+class Solution:
+    """What :func:`parasolve.solve` returns.
+
+    ``ts``: the grid (``save="all"``) or its last point (``save="last"``); ``ys``: the states at
+    ``ts`` with shape ``(len(ts), *y0.shape)``.
+    """
+
+    ts: torch.Tensor
+    ys: torch.Tensor
+    status: Status
+    stats: Stats
+    method: str
+    step: str
+
+    @property
+    def converged(self) -> bool:
+        return self.status is Status.SUCCESS
+
+    @property
+    def message(self) -> str:
+        return self.status.message
+
+    @property
+    def y(self) -> torch.Tensor:
+        """The final state."""
+        return self.ys[-1]
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"Solution(method={self.method!r}, step={self.step!r}, status={self.status.value}, "
+                f"iterations={s.iterations}, nfe={s.nfe}, window={s.window}, ys.shape={tuple(self.ys.shape)})")
