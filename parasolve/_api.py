@@ -15,7 +15,8 @@ from .steps import resolve_step
 
 
 def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max_iters=None,
-          vectorized=False, save="all", progress=False, throw=True, options=None, **unknown) -> Solution:
+          vectorized=False, save="all", progress=False, throw=True, options=None, init=None,
+          evaluator=None, **unknown) -> Solution:
     """Solve ``dy/dt = f(t, y)`` on the grid ``t`` as the discrete problem of ``step``.
 
     Args:
@@ -35,18 +36,23 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
         throw: raise :class:`ConvergenceError` when ``max_iters`` stops the solve; with
             ``False`` return the partial solution with ``converged=False``.
         options: scheme-specific settings, passed to the scheme's constructor.
+        init: initial guess of the whole trajectory, shape ``(len(t), *y0.shape)`` (a warm start,
+            e.g. a coarse solve or a neighbouring trajectory); default: every point at ``y0``.
+        evaluator: how a batch of drift calls is run: ``evaluator(fn, t, y) -> fn(t, y)``
+            (default: one call on y0's device).
     """
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
-    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f")
+    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
+                         evaluator=evaluator)
     return _run(drift, resolve_step(step), y0, grid, method, window, tol, max_iters, save,
-                progress, throw, options)
+                progress, throw, options, init)
 
 
 def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step="euler", window=None,
               tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True,
-              options=None, **unknown) -> Solution:
+              options=None, init=None, evaluator=None, **unknown) -> Solution:
     """Solve ``dy = f(t, y) dt + g(t, y) dW`` (diagonal noise) by Euler–Maruyama, noise drawn up front.
 
     ``noise``: standard normals of shape ``(len(t) - 1, *y0.shape)``; step ``i`` adds
@@ -66,18 +72,20 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step=
         noise = draw_noise(shape, y0.dtype, y0.device, generator)
     else:
         noise = check_noise(noise, shape, y0.dtype, y0.device)
-    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f")
+    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
+                         evaluator=evaluator)
     diffusion = BatchedDrift(g, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="g",
-                             broadcast=True)
+                             broadcast=True, evaluator=evaluator)
     return _run(drift, EulerMaruyama(diffusion, noise), y0, grid, method, window, tol, max_iters,
-                save, progress, throw, options)
+                save, progress, throw, options, init)
 
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
-                   "throw", "options"}
+                   "throw", "options", "init", "evaluator"}
 
 
-def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options):
+def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,
+         init):
     n = grid.shape[0] - 1
     scheme = resolve_scheme(method, options)
     problem = Problem(
@@ -86,7 +94,8 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
         window=n if window is None else checks.check_positive_int("window", window),
         max_iters=n if max_iters is None else checks.check_positive_int("max_iters", max_iters),
         save=checks.check_choice("save", save, {"all", "last"}),
-        progress=bool(progress))
+        progress=bool(progress),
+        init=None if init is None else checks.check_init(init, y0, n))
     sol = scheme.run(problem)
     if throw and not sol.converged:
         raise ConvergenceError(f"{scheme.name}: {sol.message} (stopped after {sol.stats.iterations} "

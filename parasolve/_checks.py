@@ -80,3 +80,16 @@ def check_unknown(func: str, unknown: dict, valid) -> None:
     if unknown:
         raise TypeError(f"{func}() got unknown keyword argument(s) {sorted(unknown)}; "
                         f"valid keywords: {sorted(valid)}. Scheme-specific settings go in `options`.")
+
+
+def check_init(init, y0: torch.Tensor, n_steps: int) -> torch.Tensor:
+    if not isinstance(init, torch.Tensor):
+        raise TypeError(f"`init` must be a torch.Tensor trajectory guess; got {type(init).__name__}.")
+    shape = (n_steps + 1, *y0.shape)
+    if tuple(init.shape) != shape:
+        raise ValueError(f"`init` must have shape (len(t), *y0.shape) = {shape}; got {tuple(init.shape)}.")
+    if init.device != y0.device or init.dtype != y0.dtype:
+        raise ValueError(f"`init` must be {y0.dtype} on {y0.device} like y0; got {init.dtype} on {init.device}.")
+    if not torch.isfinite(init).all():
+        raise ValueError("`init` contains NaN or Inf.")
+    return init

@@ -25,7 +25,7 @@ class BatchedDrift:
     """
 
     def __init__(self, f: Drift, state_shape: torch.Size, dtype: torch.dtype, device: torch.device,
-                 *, vectorized: bool = False, name: str = "f", broadcast: bool = False):
+                 *, vectorized: bool = False, name: str = "f", broadcast: bool = False, evaluator=None):
         if not callable(f):
             raise TypeError(f"`{name}` must be callable as {name}(t, y); got {type(f).__name__}.")
         self.f = f
@@ -35,6 +35,7 @@ class BatchedDrift:
         self.device = device
         self.broadcast = broadcast
         self.mode = "vectorized" if vectorized else None
+        self.evaluator = evaluator if evaluator is not None else local_evaluator
         self.nfe = 0
         self.calls = 0
         self._checked = False
@@ -43,7 +44,7 @@ class BatchedDrift:
         n = t.shape[0]
         if self.mode is None:
             try:
-                out = torch.func.vmap(self.f)(t, y)
+                out = self.evaluator(torch.func.vmap(self.f), t, y)
                 self.mode = "vmap"
             except Exception as exc:  # vmap does not support every op: fall back once, say so once.
                 warnings.warn(f"parasolve: `{self.name}` could not be batched with torch.func.vmap "
@@ -51,13 +52,9 @@ class BatchedDrift:
                               f"Pass vectorized=True with a batched `{self.name}` for speed.",
                               RuntimeWarning, stacklevel=4)
                 self.mode = "loop"
-                out = self._loop(t, y)
-        elif self.mode == "loop":
-            out = self._loop(t, y)
-        elif self.mode == "vmap":
-            out = torch.func.vmap(self.f)(t, y)
+                out = self.evaluator(self._loop, t, y)
         else:
-            out = self.f(t, y)
+            out = self.evaluator(self.batched, t, y)
         if not self._checked:
             self._check(out, n)
         if self.broadcast and out.shape[1:] != self.state_shape:
@@ -65,6 +62,11 @@ class BatchedDrift:
         self.nfe += n
         self.calls += 1
         return out
+
+    @property
+    def batched(self):
+        """``f`` as a batched callable in the resolved mode."""
+        return {"vectorized": self.f, "vmap": torch.func.vmap(self.f), "loop": self._loop}[self.mode]
 
     def _loop(self, t, y):
         return torch.stack([torch.as_tensor(self.f(t[i], y[i])) for i in range(t.shape[0])])
@@ -91,6 +93,15 @@ class BatchedDrift:
             raise ValueError(f"`{name}` returned a tensor on {out.device} but y0 is on {self.device}; "
                              f"keep the drift on the state's device.")
         self._checked = True
+
+
+def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The default evaluator: the whole batch in one call on the state's device.
+
+    An evaluator is any callable ``evaluator(fn, t, y) -> fn(t, y)`` that may split the batch
+    across devices or processes; it must return the same values as ``fn(t, y)``.
+    """
+    return fn(t, y)
 
 
 def _broadcasts(shape, target) -> bool:

@@ -31,6 +31,7 @@ class Problem:
     max_iters: int
     save: str = "all"
     progress: bool = False
+    init: torch.Tensor | None = None
 
     @property
     def n_steps(self) -> int:
@@ -45,6 +46,12 @@ class Problem:
         """Increments of steps ``start .. start+len(ys)-1`` at states ``ys`` (one batched round per stage)."""
         idx = torch.arange(start, start + ys.shape[0], device=self.t.device)
         return self.step.increments(self.drift, self.t, idx, ys, prev)
+
+    def guess(self, start: int, count: int, last: torch.Tensor) -> torch.Tensor:
+        """Initial guess for states ``start .. start+count-1``: ``init`` if given, else ``last`` repeated."""
+        if self.init is not None:
+            return self.init[start:start + count]
+        return last.expand(count, *last.shape)
 
     def progress_bar(self, desc: str):
         return tqdm(total=self.n_steps, desc=desc, disable=not self.progress, leave=False, unit="step")

@@ -9,7 +9,8 @@ round per stage, then:
    from the last accepted state -- so each sweep advances at least one step and at most
    ``N`` sweeps are ever needed;
 3. updates the rest by the Picard rule ``x_{j+1} = x_a + sum_{i=a}^{j} Phi_i(x_i)`` anchored at
-   the new window start ``a``, and fills the slots that enter the window with the last state.
+   the new window start ``a``, and fills the slots that enter the window from ``init`` (a warm
+   start) or else with the last state.
 
 Only the window (``w + 1`` states) is live; frozen states are written out when ``save="all"``.
 """
@@ -54,7 +55,7 @@ class WindowedScheme(Scheme):
             out[0] = problem.y0
         stats = Stats(window=p)
         b, prev = 0, None
-        ys = problem.y0.expand(p + 1, *problem.y0.shape).clone()  # slots: x_b .. x_{b+w}
+        ys = torch.cat([problem.y0[None], problem.guess(1, p, problem.y0)])  # slots: x_b .. x_{b+w}
         self.reset()
         with problem.progress_bar(self.name) as bar:
             while b < n and stats.iterations < problem.max_iters:
@@ -83,7 +84,7 @@ class WindowedScheme(Scheme):
                     self.reset()
                 b += shift
                 w_next = min(p, n - b)
-                fill = (rest[-1] if len(rest) else anchor).expand(w_next - len(rest), *anchor.shape)
+                fill = problem.guess(b + 1 + len(rest), w_next - len(rest), rest[-1] if len(rest) else anchor)
                 ys = torch.cat([anchor[None], rest, fill]) if b < n else anchor[None]
                 bar.update(shift)
                 bar.set_postfix(sweep=stats.iterations, residual=f"{float(defect_host.max()):.2e}")
