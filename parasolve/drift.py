@@ -58,7 +58,8 @@ class BatchedDrift:
         if not self._checked:
             self._check(out, n)
         if self.broadcast and out.shape[1:] != self.state_shape:
-            out = out.expand(n, *self.state_shape)
+            lead = (1,) * (len(self.state_shape) - (out.dim() - 1))
+            out = out.reshape(n, *lead, *out.shape[1:]).expand(n, *self.state_shape)
         self.nfe += n
         self.calls += 1
         return out

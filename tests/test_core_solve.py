@@ -1,0 +1,221 @@
+"""The core contract: parallel == sequential, step-map orders, exact counts, saving, warm starts."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import parasolve
+from parasolve import problems
+
+STEPS = ["euler", "midpoint", "heun", "rk4", "ab2"]
+PROBLEMS = problems.all_ode_problems()
+
+
+def stability_constant(problem, t):
+    """Upper bound prod(1 + |h| L) on the discrete stability constant S used by the tol bound."""
+    h = (t[1:] - t[:-1]).abs()
+    return float(torch.prod(1 + h * problem.lipschitz))
+
+
+class Counter:
+    """A vectorized drift that counts time points, independent of parasolve's own stats."""
+
+    def __init__(self, f):
+        self.f, self.points, self.calls = f, 0, 0
+
+    def __call__(self, t, y):
+        self.points += t.shape[0]
+        self.calls += 1
+        return self.f(t, y)
+
+
+@pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: p.name)
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "backward"])
+def test_picard_equals_sequential_within_tol_bound(problem, step, reverse):
+    t = problem.grid(60, reverse=reverse)
+    y0 = problem.initial(reverse)
+    tol = 1e-9
+    seq = parasolve.solve(problem.f, y0, t, method="sequential", step=step)
+    par = parasolve.solve(problem.f, y0, t, step=step, window=16, tol=tol, vectorized=True)
+    assert par.converged and par.stats.iterations <= 60
+    assert par.stats.defect_sum <= tol
+    # S for a multi-stage map is bounded with the map's own Lipschitz constant (1 + hL + ... <= e^{hL}).
+    bound = math.exp(problem.lipschitz * abs(problem.t1 - problem.t0)) * tol
+    assert (par.ys - seq.ys).abs().max() <= bound
+    assert torch.equal(par.ts, t)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_tight_tolerance_reproduces_sequential_to_roundoff(step):
+    problem = problems.linear()
+    t = problem.grid(40)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", step=step)
+    par = parasolve.solve(problem.f, problem.y0, t, step=step, tol=0.0)
+    assert par.converged and par.stats.iterations <= 40
+    assert (par.ys - seq.ys).abs().max() <= 1e-13
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_order_of_accuracy_matches_declaration(step):
+    """Slope of log(error) vs log(h) on y' = Ay against expm, as diffrax tests do."""
+    problem = problems.linear(t1=2.0)
+    order = parasolve.steps.STEPS[step].order
+    ns = [16, 32, 64, 128]
+    errors = []
+    for n in ns:
+        t = problem.grid(n)
+        sol = parasolve.solve(problem.f, problem.y0, t, step=step, tol=1e-14)
+        errors.append(float((sol.y - problem.exact(t[-1:])[0]).abs().max()))
+    slope = -np.polyfit(np.log(ns), np.log(errors), 1)[0]
+    assert abs(slope - order) < 0.25, (step, slope, errors)
+
+
+def test_first_k_steps_exact_after_k_sweeps():
+    """Discrete Picard exactness: after k sweeps the leading k steps equal the sequential ones."""
+    problem = problems.harmonic()
+    t = problem.grid(30)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
+    for k in [1, 5, 12]:
+        par = parasolve.solve(problem.f, problem.y0, t, tol=0.0, max_iters=k, throw=False)
+        assert not par.converged
+        assert (par.ys[:k + 1] - seq.ys[:k + 1]).abs().max() <= 1e-14
+        assert (par.ys[k + 2:] - seq.ys[k + 2:]).abs().max() > 1e-6  # the rest is not yet converged
+
+
+@pytest.mark.parametrize("step", ["euler", "heun", "rk4", "ab2"])
+@pytest.mark.parametrize("window", [None, 1, 7])
+def test_nfe_and_iterations_are_counted_exactly(step, window):
+    problem = problems.logistic()
+    t = problem.grid(50)
+    stages = parasolve.steps.STEPS[step].stages
+    f = Counter(problem.f)
+    sol = parasolve.solve(f, problem.y0, t, step=step, window=window, tol=1e-8, vectorized=True)
+    assert sol.stats.nfe == f.points
+    assert sol.stats.drift_calls == f.calls == sol.stats.iterations * stages
+    assert f.points == stages * sum(r.end - r.start for r in sol.stats.history)
+    assert sol.stats.iterations == len(sol.stats.history) <= 50
+    assert sum(r.accepted for r in sol.stats.history) == 50
+    assert all(r.end - r.start <= (window or 50) for r in sol.stats.history)
+    g = Counter(problem.f)
+    seq = parasolve.solve(g, problem.y0, t, method="sequential", step=step, vectorized=True)
+    assert seq.stats.nfe == g.points == 50 * stages and seq.stats.iterations == 50
+
+
+def test_window_one_is_one_step_per_sweep():
+    problem = problems.linear()
+    t = problem.grid(25)
+    sol = parasolve.solve(problem.f, problem.y0, t, window=1, tol=0.0)
+    assert sol.stats.iterations == 25 and sol.stats.nfe == 25
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
+    assert torch.equal(sol.ys, seq.ys)
+
+
+def test_parallel_uses_far_fewer_sweeps_than_steps_on_a_smooth_problem():
+    problem = problems.linear()
+    t = problem.grid(400)
+    sol = parasolve.solve(problem.f, problem.y0, t, window=100, tol=1e-8, vectorized=True)
+    assert sol.converged and sol.stats.iterations < 400 / 4
+
+
+@pytest.mark.parametrize("method", ["sequential", "picard"])
+def test_save_last_returns_only_the_end_point(method):
+    problem = problems.harmonic()
+    t = problem.grid(40)
+    full = parasolve.solve(problem.f, problem.y0, t, method=method, window=8, tol=1e-10)
+    last = parasolve.solve(problem.f, problem.y0, t, method=method, window=8, tol=1e-10, save="last")
+    assert last.ys.shape == (1, 2) and torch.equal(last.ts, t[-1:])
+    assert torch.equal(last.y, full.y)
+
+
+def test_max_iters_reports_non_convergence_and_throw_raises():
+    problem = problems.harmonic()
+    t = problem.grid(40)
+    sol = parasolve.solve(problem.f, problem.y0, t, tol=1e-12, max_iters=3, throw=False)
+    assert not sol.converged and sol.status is parasolve.Status.MAX_ITERS
+    assert "max_iters" in sol.message and sol.stats.iterations == 3
+    assert sol.ys.shape == (41, 2) and torch.isfinite(sol.ys).all()
+    with pytest.raises(parasolve.ConvergenceError, match="max_iters") as info:
+        parasolve.solve(problem.f, problem.y0, t, tol=1e-12, max_iters=3)
+    assert info.value.solution.stats.iterations == 3
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", max_iters=10, throw=False)
+    assert not seq.converged and seq.stats.iterations == 10
+
+
+def test_warm_start_from_the_answer_converges_in_one_sweep_per_window():
+    problem = problems.linear()
+    t = problem.grid(60)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
+    warm = parasolve.solve(problem.f, problem.y0, t, window=20, tol=1e-10, init=seq.ys.clone())
+    cold = parasolve.solve(problem.f, problem.y0, t, window=20, tol=1e-10)
+    assert warm.stats.iterations == 3 < cold.stats.iterations
+    assert (warm.ys - seq.ys).abs().max() <= 1e-12
+
+
+def test_state_of_any_shape_and_float32():
+    A = torch.tensor([[-1.0, 0.5], [-0.5, -1.0]])
+
+    def f(t, y):  # y: (3, 4, 2)
+        return y @ A.T
+
+    y0 = torch.randn(3, 4, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.linspace(0, 1, 33)
+    seq = parasolve.solve(f, y0, t, method="sequential", step="heun")
+    par = parasolve.solve(f, y0, t, step="heun", window=10)  # default float32 tol 1e-3
+    assert par.ys.shape == (33, 3, 4, 2) and par.ys.dtype == torch.float32
+    assert (par.ys - seq.ys).abs().max() <= math.exp(1.5) * 1e-3
+
+
+def test_vmap_batches_a_pointwise_drift_and_loop_fallback_warns_once():
+    problem = problems.gaussian_decay()
+    t = problem.grid(30)
+    ref = parasolve.solve(problem.f, problem.y0, t, tol=1e-12, vectorized=True)
+    via_vmap = parasolve.solve(problem.f, problem.y0, t, tol=1e-12)
+    assert torch.allclose(via_vmap.ys, ref.ys, rtol=0, atol=1e-14)
+
+    def scalar_only(t, y):  # .item() cannot be vmapped
+        return -2 * float(t.item()) * y
+
+    with pytest.warns(RuntimeWarning, match="loop") as record:
+        looped = parasolve.solve(scalar_only, problem.y0, t, tol=1e-12)
+    assert len([w for w in record if "loop" in str(w.message)]) == 1
+    assert torch.allclose(looped.ys, ref.ys, rtol=0, atol=1e-14)
+
+
+def test_progress_bar_runs(capsys):
+    problem = problems.linear()
+    sol = parasolve.solve(problem.f, problem.y0, problem.grid(20), progress=True)
+    assert sol.converged
+
+
+def test_method_and_step_objects_are_accepted():
+    problem = problems.linear()
+    t = problem.grid(20)
+    by_name = parasolve.solve(problem.f, problem.y0, t, method="picard", step="rk4")
+    by_object = parasolve.solve(problem.f, problem.y0, t, method=parasolve.schemes.Picard(),
+                                step=parasolve.steps.STEPS["rk4"])
+    by_class = parasolve.solve(problem.f, problem.y0, t, method=parasolve.schemes.Picard, step="rk4")
+    assert torch.equal(by_name.ys, by_object.ys) and torch.equal(by_name.ys, by_class.ys)
+
+
+def test_a_registered_scheme_is_selectable_by_name():
+    class Damped(parasolve.schemes.WindowedScheme):
+        """A relaxed Picard update: still converges to the same discrete solution."""
+
+        name = "test_damped_picard"
+
+        def update(self, anchor, ys, inc, shift):
+            plain = super().update(anchor, ys, inc, shift)
+            return 0.5 * plain + 0.5 * ys[shift + 1:shift + 1 + plain.shape[0]]
+
+    parasolve.register_scheme(Damped)
+    try:
+        problem = problems.linear()
+        t = problem.grid(30)
+        seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
+        sol = parasolve.solve(problem.f, problem.y0, t, method="test_damped_picard", tol=1e-10)
+        assert (sol.ys - seq.ys).abs().max() < 1e-8 and sol.stats.iterations <= 30
+    finally:
+        parasolve.SCHEMES.pop("test_damped_picard")
