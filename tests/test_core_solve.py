@@ -219,3 +219,18 @@ def test_a_registered_scheme_is_selectable_by_name():
         assert (sol.ys - seq.ys).abs().max() < 1e-8 and sol.stats.iterations <= 30
     finally:
         parasolve.SCHEMES.pop("test_damped_picard")
+
+
+def test_overflowing_iterate_is_restarted_not_reported_as_a_drift_failure():
+    """Full-grid Picard on Van der Pol over t in [0, 10]: the far iterate overflows in early sweeps."""
+    problem = problems.van_der_pol(t1=10.0)
+    t = problem.grid(1000)
+    x, h = problem.y0.expand(len(t), 2), (t[1:] - t[:-1])[:, None]
+    with torch.no_grad():
+        for _ in range(12):  # raw full-grid Picard sweeps, no restart: the iterate overflows
+            x = torch.cat([problem.y0[None], problem.y0 + torch.cumsum(h * problem.f(t[:-1], x[:-1]), 0)])
+    assert not torch.isfinite(x).all()
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", vectorized=True)
+    par = parasolve.solve(problem.f, problem.y0, t, tol=1e-6, vectorized=True)
+    assert par.converged and par.stats.iterations < 200
+    assert (par.ys - seq.ys).abs().max() < 1e-4

@@ -10,7 +10,8 @@ round per stage, then:
    ``N`` sweeps are ever needed;
 3. updates the rest by the Picard rule ``x_{j+1} = x_a + sum_{i=a}^{j} Phi_i(x_i)`` anchored at
    the new window start ``a``, and fills the slots that enter the window from ``init`` (a warm
-   start) or else with the last state.
+   start) or else with the last state. Iterate slots that overflow are restarted from ``x_a``,
+   so a NaN/Inf error is raised only when the drift fails at an accepted state.
 
 Only the window (``w + 1`` states) is live; frozen states are written out when ``save="all"``.
 """
@@ -28,6 +29,16 @@ def leading_accepted(defects: torch.Tensor, thresholds: torch.Tensor) -> int:
     """Number of leading steps whose defect is within its threshold (NaN never is)."""
     ok = defects <= thresholds
     return int(ok.long().cumprod(0).sum())
+
+
+def _restart_after_blowup(rest: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """Reset iterate slots from the first non-finite one on to the anchor state (no host sync).
+
+    A large window on a nonlinear drift can make the iterate overflow far ahead of the accepted
+    part; restarting those slots keeps the solve going instead of poisoning every later sweep.
+    """
+    finite = torch.isfinite(rest.flatten(1)).all(1).long().cumprod(0).bool()
+    return torch.where(finite.reshape(-1, *([1] * anchor.dim())), rest, anchor)
 
 
 class WindowedScheme(Scheme):
@@ -78,7 +89,7 @@ class WindowedScheme(Scheme):
                     prev = first[shift - 1]
                 stats.history.append(SweepRecord(stats.iterations, b, b + w, float(defect_host.max()), shift))
                 if shift < w:
-                    rest = self.update(anchor, ys, inc, shift)
+                    rest = _restart_after_blowup(self.update(anchor, ys, inc, shift), anchor)
                 else:
                     rest = ys[:0]
                     self.reset()

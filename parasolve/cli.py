@@ -1,0 +1,222 @@
+"""The ``parasolve`` command: ``demo``, ``solve``, ``reproduce`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+class CommandError(Exception):
+    """A user-facing problem with the command line: printed as one line, exit status 2."""
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except CommandError as exc:
+        print(f"parasolve {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as exc:  # the library's typed input errors, shown as one line
+        print(f"parasolve {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="parasolve", description="Parallel-in-time ODE/SDE solving and diffusion sampling.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="solve a toy ODE and sample the digits model, sequential vs parallel")
+    d.add_argument("--out", default="parasolve-demo", help="folder for the PNGs (default: %(default)s)")
+    d.add_argument("--fast", action="store_true", help="smaller problems (for tests)")
+    d.set_defaults(run=_demo)
+
+    s = sub.add_parser("solve", help="solve dy/dt = f(t, y) for a drift in a Python file or module")
+    s.add_argument("drift", metavar="MODULE:FUNCTION",
+                   help="e.g. mydrift.py:f or package.module:f; f(t, y) -> dy/dt")
+    s.add_argument("--y0", required=True, help="initial state, comma-separated numbers, e.g. 1,0")
+    s.add_argument("--t0", type=float, default=0.0)
+    s.add_argument("--t1", type=float, default=1.0)
+    s.add_argument("--steps", type=int, default=100, help="number of grid steps (default: %(default)s)")
+    s.add_argument("--method", default="picard")
+    s.add_argument("--step", default="euler", help="one-step map: euler, midpoint, heun, rk4, ab2")
+    s.add_argument("--window", type=int, default=None)
+    s.add_argument("--tol", type=float, default=None)
+    s.add_argument("--max-iters", type=int, default=None)
+    s.add_argument("--vectorized", action="store_true", help="f takes t (n,) and y (n, d)")
+    s.add_argument("--float32", action="store_true", help="solve in float32 (default float64)")
+    s.add_argument("--compare", action="store_true", help="also solve sequentially and print both")
+    s.add_argument("--save", metavar="FILE", help="write the trajectory (.npy or .csv: t, y...)")
+    s.add_argument("--plot", metavar="PNG", help="plot the trajectory to a PNG")
+    s.set_defaults(run=_solve)
+
+    r = sub.add_parser("reproduce", help="regenerate a figure/table of the ParaDiGMS paper on local models")
+    r.add_argument("name", help="one of: " + ", ".join(_reproductions()))
+    r.add_argument("--out", default="parasolve-reproduce", help="output folder (default: %(default)s)")
+    r.add_argument("--fast", action="store_true", help="fewer seeds/settings (for a quick look)")
+    r.set_defaults(run=_reproduce)
+
+    b = sub.add_parser("bench", help="run the benchmark tables of benchmarks/")
+    b.add_argument("name", nargs="?", default=None, help="which benchmark (default: list them)")
+    b.add_argument("--fast", action="store_true")
+    b.set_defaults(run=_bench)
+    return p
+
+
+def _reproductions():
+    from . import reproduce
+    return sorted(reproduce.REPRODUCTIONS)
+
+
+# ---------------------------------------------------------------- solve
+def load_callable(spec: str):
+    """``path/to/file.py:name`` or ``package.module:name`` -> the callable."""
+    if ":" not in spec:
+        raise CommandError(f"drift {spec!r} must be MODULE:FUNCTION, e.g. mydrift.py:f")
+    module_spec, name = spec.rsplit(":", 1)
+    if module_spec.endswith(".py") or os.sep in module_spec:
+        path = Path(module_spec)
+        if not path.is_file():
+            raise CommandError(f"file {module_spec!r} not found")
+        loader = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.path.insert(0, str(path.parent.resolve()))
+        try:
+            loader.loader.exec_module(module)
+        except Exception as exc:
+            raise CommandError(f"importing {module_spec!r} failed: {type(exc).__name__}: {exc}") from None
+    else:
+        try:
+            module = importlib.import_module(module_spec)
+        except ImportError as exc:
+            raise CommandError(f"module {module_spec!r} cannot be imported: {exc}") from None
+    if not hasattr(module, name):
+        raise CommandError(f"{module_spec!r} has no attribute {name!r}")
+    func = getattr(module, name)
+    if not callable(func):
+        raise CommandError(f"{spec!r} is a {type(func).__name__}, not a callable f(t, y)")
+    return func
+
+
+def _parse_state(text: str, dtype) -> torch.Tensor:
+    try:
+        return torch.tensor([float(v) for v in text.split(",")], dtype=dtype)
+    except ValueError:
+        raise CommandError(f"--y0 {text!r} must be comma-separated numbers, e.g. 1,0") from None
+
+
+def _solve(args):
+    import parasolve
+
+    if args.steps < 1:
+        raise CommandError(f"--steps must be >= 1; got {args.steps}")
+    f = load_callable(args.drift)
+    dtype = torch.float32 if args.float32 else torch.float64
+    y0 = _parse_state(args.y0, dtype)
+    t = torch.linspace(args.t0, args.t1, args.steps + 1, dtype=dtype)
+    kw = dict(step=args.step, window=args.window, tol=args.tol, max_iters=args.max_iters,
+              vectorized=args.vectorized, throw=False)
+    runs = [("sequential", kw)] if args.compare and args.method != "sequential" else []
+    runs.append((args.method, kw))
+    results = []
+    for method, options in runs:
+        start = time.perf_counter()
+        sol = parasolve.solve(f, y0, t, method=method, **options)
+        results.append((method, sol, time.perf_counter() - start))
+    ref = results[0][1]
+    print(format_table([_row(m, s, w, ref) for m, s, w in results]))
+    sol = results[-1][1]
+    if not sol.converged:
+        print(f"warning: {sol.message}", file=sys.stderr)
+    if args.save:
+        save_trajectory(args.save, sol.ts, sol.ys)
+        print(f"trajectory written to {args.save}")
+    if args.plot:
+        plot_trajectory(args.plot, sol.ts, sol.ys, title=f"{args.drift} ({args.method}, {args.step})")
+        print(f"plot written to {args.plot}")
+    return 0 if sol.converged else 1
+
+
+def save_trajectory(path: str, ts, ys) -> None:
+    import numpy as np
+
+    data = np.concatenate([ts.cpu().double().numpy()[:, None], ys.reshape(len(ts), -1).cpu().double().numpy()], 1)
+    if path.endswith(".npy"):
+        np.save(path, data)
+    elif path.endswith(".csv"):
+        header = "t," + ",".join(f"y{i}" for i in range(data.shape[1] - 1))
+        np.savetxt(path, data, delimiter=",", header=header, comments="")
+    else:
+        raise CommandError(f"--save {path!r}: use a .npy or .csv file name")
+
+
+def plot_trajectory(path: str, ts, ys, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(ts.cpu().double().numpy(), ys.reshape(len(ts), -1).cpu().double().numpy())
+    ax.set_xlabel("t")
+    ax.set_ylabel("y")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _row(method, sol, wall, ref):
+    return {"method": method, "sweeps": sol.stats.iterations, "evals": sol.stats.nfe,
+            "wall [s]": f"{wall:.3f}", "max|x - x_seq|": f"{float((sol.ys - ref.ys).abs().max()):.2e}",
+            "converged": sol.converged}
+
+
+def format_table(rows) -> str:
+    """A plain-text table of dict rows (same keys)."""
+    keys = list(rows[0])
+    cells = [[str(r[k]) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(keys), line(["-" * w for w in widths])] + [line(c) for c in cells])
+
+
+# ---------------------------------------------------------------- demo / reproduce / bench
+def _demo(args):
+    from .demo import run_demo
+    run_demo(Path(args.out), fast=args.fast)
+    return 0
+
+
+def _reproduce(args):
+    from . import reproduce
+    if args.name not in reproduce.REPRODUCTIONS:
+        raise CommandError(f"unknown reproduction {args.name!r}; valid: {', '.join(sorted(reproduce.REPRODUCTIONS))}")
+    reproduce.REPRODUCTIONS[args.name](Path(args.out), fast=args.fast)
+    return 0
+
+
+def _bench(args):
+    from . import bench
+    if args.name is None:
+        for name, doc in bench.list_benchmarks():
+            print(f"{name:24s} {doc}")
+        return 0
+    bench.run(args.name, fast=args.fast)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
