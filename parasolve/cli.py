@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_solve)
 
     r = sub.add_parser("reproduce", help="regenerate a figure/table of the ParaDiGMS paper on local models")
-    r.add_argument("name", help="one of: " + ", ".join(_reproductions()))
+    r.add_argument("name", help="iterations-vs-tolerance, speedup-vs-window, quality-vs-tolerance or table")
     r.add_argument("--out", default="parasolve-reproduce", help="output folder (default: %(default)s)")
     r.add_argument("--fast", action="store_true", help="fewer seeds/settings (for a quick look)")
     r.set_defaults(run=_reproduce)
@@ -74,11 +74,6 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--fast", action="store_true")
     b.set_defaults(run=_bench)
     return p
-
-
-def _reproductions():
-    from . import reproduce
-    return sorted(reproduce.REPRODUCTIONS)
 
 
 # ---------------------------------------------------------------- solve
