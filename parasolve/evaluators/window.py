@@ -1,0 +1,166 @@
+"""Measure what a drift call costs, and pick the window that maximises the expected speedup.
+
+A Picard sweep over a window of ``w`` steps costs about one batched call of ``w`` points per
+stage, ``tau(w)``; the sequential solve costs ``N`` calls of one point, ``N * tau(1)``. If the
+solve needs ``sweeps(w)`` sweeps, the speedup is ``N * tau(1) / (sweeps(w) * tau(w))``.
+:func:`choose_window` measures both factors on the problem itself with short probe solves:
+``tau`` as wall time per sweep (so padding, gathers and bookkeeping are included, not only the
+model), and ``sweeps(w)`` extrapolated from the steps accepted during ``probe_sweeps`` sweeps
+from the start of the grid (exact when the probe already converges).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..drift import BatchedDrift
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (a no-op off CUDA)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn, *args, repeats: int = 5, warmup: int = 2) -> float:
+    """Median wall time in seconds of ``fn(*args)``, with the tensors' device synchronised."""
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
+    for _ in range(warmup):
+        fn(*args)
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def cost_curve(f, y0: torch.Tensor, t: torch.Tensor, batches, *, vectorized: bool = False,
+               evaluator=None, repeats: int = 5, warmup: int = 2) -> dict[int, float]:
+    """Seconds per batched drift call for each batch size in ``batches`` (median of ``repeats``).
+
+    The drift is called as the solver calls it (batched like ``solve(..., vectorized=...)``,
+    through ``evaluator``), at the first ``b`` grid times with every state equal to ``y0``.
+    """
+    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, evaluator=evaluator)
+    grid = torch.as_tensor(t, dtype=y0.real.dtype if y0.is_complex() else y0.dtype, device=y0.device)
+    curve = {}
+    for b in batches:
+        b = _positive_int("batches", b)
+        tb = grid[torch.arange(b, device=grid.device) % grid.shape[0]]
+        yb = y0.expand(b, *y0.shape).clone()
+        curve[b] = time_call(drift, tb, yb, repeats=repeats, warmup=warmup)
+    return curve
+
+
+@dataclass
+class WindowEstimate:
+    """One candidate window: measured seconds per sweep, steps accepted per probe sweep,
+    extrapolated sweeps and the estimated speedup over the sequential solve."""
+
+    window: int
+    sweep_s: float
+    advance: float
+    sweeps: int
+    speedup: float
+
+
+@dataclass
+class WindowChoice:
+    """The chosen ``window`` and its estimated ``speedup``; ``step_s`` the sequential time per
+    step; ``table`` every candidate; ``probe_s`` the wall time the probes cost."""
+
+    window: int
+    speedup: float
+    step_s: float
+    table: list[WindowEstimate] = field(default_factory=list)
+    probe_s: float = 0.0
+
+    def __str__(self) -> str:
+        rows = [f"window {e.window:>5}: {1e3 * e.sweep_s:8.3f} ms/sweep, {e.advance:6.1f} steps/sweep, "
+                f"~{e.sweeps} sweeps, est. speedup {e.speedup:5.2f}x" for e in self.table]
+        return "\n".join([f"chosen window {self.window} (est. {self.speedup:.2f}x; sequential "
+                          f"{1e3 * self.step_s:.3f} ms/step; probes took {self.probe_s:.2f} s)"] + rows)
+
+
+def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_sweeps: int = 8,
+                  **solve_kwargs) -> WindowChoice:
+    """Pick the window with the largest estimated speedup ``N tau(1) / (sweeps(w) tau(w))``.
+
+    ``f, y0, t`` and ``solve_kwargs`` (``step``, ``tol``, ``vectorized``, ``evaluator``,
+    ``method``, ``options``, ``noise`` ...) are those of the solve to be tuned; with ``g``
+    the probes run :func:`parasolve.solve_sde` (pass the same ``noise``). ``candidates``:
+    windows to try (default: powers of two up to ``N``, and ``N``). Each probe runs
+    ``probe_sweeps`` sweeps after one warm-up sweep. With a :class:`DistributedEvaluator`,
+    rank 0's choice is broadcast so that every rank uses the same window.
+    """
+    import parasolve  # deferred: the core may import this module to serve window="auto"
+
+    for reserved in ("window", "max_iters", "throw", "save", "progress"):
+        if reserved in solve_kwargs:
+            raise TypeError(f"choose_window() sets `{reserved}` itself for its probes; remove it.")
+    probe_sweeps = _positive_int("probe_sweeps", probe_sweeps)
+    n = len(t) - 1
+    if candidates is None:
+        candidates = sorted({2 ** k for k in range(1, max(1, int(math.log2(max(n, 2)))) + 1) if 2 ** k <= n} | {n})
+    else:
+        candidates = sorted({min(_positive_int("candidates", w), n) for w in candidates})
+    device = y0.device if isinstance(y0, torch.Tensor) else torch.device("cpu")
+
+    def run(steps_or_sweeps, **kw):
+        kw = {**solve_kwargs, **kw, "max_iters": steps_or_sweeps, "throw": False, "save": "last"}
+        if g is None:
+            return parasolve.solve(f, y0, t, **kw)
+        return parasolve.solve_sde(f, g, y0, t, **kw)
+
+    def timed(count, **kw):
+        run(1, **kw)  # warm-up: first-call checks, vmap resolution, graph capture
+        synchronize(device)
+        start = time.perf_counter()
+        sol = run(count, **kw)
+        synchronize(device)
+        return sol, time.perf_counter() - start
+
+    began = time.perf_counter()
+    seq_steps = min(n, max(probe_sweeps, 16))
+    _, seq_s = timed(seq_steps, method="sequential", window=1)
+    step_s = seq_s / seq_steps
+    table = []
+    for w in candidates:
+        sol, wall = timed(probe_sweeps, window=w)
+        sweeps_done = max(sol.stats.iterations, 1)
+        advanced = sum(rec.accepted for rec in sol.stats.history)
+        advance = advanced / sweeps_done
+        sweeps = sweeps_done if sol.converged else max(sweeps_done, math.ceil(n / max(advance, 1.0)))
+        sweep_s = wall / sweeps_done
+        table.append(WindowEstimate(w, sweep_s, advance, sweeps, n * step_s / (sweeps * sweep_s)))
+    best = max(table, key=lambda e: e.speedup)
+    window = _agree(best.window, solve_kwargs.get("evaluator"), device)
+    chosen = next(e for e in table if e.window == window)
+    return WindowChoice(window, chosen.speedup, step_s, table, time.perf_counter() - began)
+
+
+def _agree(window: int, evaluator, device) -> int:
+    """Rank 0's window on every rank when the solve is distributed (timings differ per rank)."""
+    from .distributed import DistributedEvaluator
+
+    if not isinstance(evaluator, DistributedEvaluator):
+        return window
+    import torch.distributed as dist
+
+    value = torch.tensor([window], dtype=torch.int64, device=device)
+    dist.broadcast(value, src=dist.get_global_rank(evaluator.group, 0) if evaluator.group else 0,
+                   group=evaluator.group)
+    return int(value)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must hold integers >= 1; got {value!r}.")
+    return value
