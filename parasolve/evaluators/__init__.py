@@ -18,9 +18,9 @@ from .cuda_graph import CudaGraphEvaluator, FixedBatchEvaluator
 from .devices import DeviceEvaluator, Replicas, replicate
 from .distributed import DistributedEvaluator, init_distributed
 from .errors import DistributedEvaluatorError, EvaluatorError
-from .window import WindowChoice, WindowEstimate, choose_window, cost_curve, time_call
+from .window import Probe, WindowChoice, WindowEstimate, choose_window, cost_curve, estimate_speedups, time_call
 
 __all__ = ["local_evaluator", "DeviceEvaluator", "Replicas", "replicate", "DistributedEvaluator",
            "init_distributed", "CudaGraphEvaluator", "FixedBatchEvaluator", "EvaluatorError",
            "DistributedEvaluatorError", "choose_window", "cost_curve", "time_call", "WindowChoice",
-           "WindowEstimate", "split_bounds", "padded_rows"]
+           "WindowEstimate", "Probe", "estimate_speedups", "split_bounds", "padded_rows"]

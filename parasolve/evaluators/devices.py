@@ -102,7 +102,7 @@ class DeviceEvaluator:
 
     def close(self) -> None:
         """Stop the worker threads (they are also stopped when the evaluator is collected)."""
-        if self._pool is not None:
+        if getattr(self, "_pool", None) is not None:
             self._pool.shutdown()
             self._pool = None
 

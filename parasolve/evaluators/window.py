@@ -89,6 +89,31 @@ class WindowChoice:
                           f"{1e3 * self.step_s:.3f} ms/step; probes took {self.probe_s:.2f} s)"] + rows)
 
 
+@dataclass
+class Probe:
+    """A short solve with ``window``: ``sweeps`` run, steps ``advanced``, whether it ``converged``
+    (then ``sweeps`` is the exact count), and its wall time ``wall_s``."""
+
+    window: int
+    sweeps: int
+    advanced: int
+    converged: bool
+    wall_s: float
+
+
+def estimate_speedups(n: int, step_s: float, probes) -> list[WindowEstimate]:
+    """Speedup estimates ``n * step_s / (sweeps(w) * sweep_s(w))`` from probe solves of an
+    ``n``-step problem; unconverged probes extrapolate ``sweeps(w) = ceil(n / advance)``."""
+    table = []
+    for p in probes:
+        done = max(p.sweeps, 1)
+        advance = p.advanced / done
+        sweeps = done if p.converged else max(done, math.ceil(n / max(advance, 1.0)))
+        sweep_s = p.wall_s / done
+        table.append(WindowEstimate(p.window, sweep_s, advance, sweeps, n * step_s / (sweeps * sweep_s)))
+    return table
+
+
 def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_sweeps: int = 8,
                   **solve_kwargs) -> WindowChoice:
     """Pick the window with the largest estimated speedup ``N tau(1) / (sweeps(w) tau(w))``.
@@ -115,6 +140,8 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
 
     def run(steps_or_sweeps, **kw):
         kw = {**solve_kwargs, **kw, "max_iters": steps_or_sweeps, "throw": False, "save": "last"}
+        if kw.get("method") == "sequential":
+            kw.pop("options", None)  # the tuned scheme's options do not apply to the baseline
         if g is None:
             return parasolve.solve(f, y0, t, **kw)
         return parasolve.solve_sde(f, g, y0, t, **kw)
@@ -131,15 +158,12 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     seq_steps = min(n, max(probe_sweeps, 16))
     _, seq_s = timed(seq_steps, method="sequential", window=1)
     step_s = seq_s / seq_steps
-    table = []
+    probes = []
     for w in candidates:
         sol, wall = timed(probe_sweeps, window=w)
-        sweeps_done = max(sol.stats.iterations, 1)
         advanced = sum(rec.accepted for rec in sol.stats.history)
-        advance = advanced / sweeps_done
-        sweeps = sweeps_done if sol.converged else max(sweeps_done, math.ceil(n / max(advance, 1.0)))
-        sweep_s = wall / sweeps_done
-        table.append(WindowEstimate(w, sweep_s, advance, sweeps, n * step_s / (sweeps * sweep_s)))
+        probes.append(Probe(w, sol.stats.iterations, advanced, sol.converged, wall))
+    table = estimate_speedups(n, step_s, probes)
     best = max(table, key=lambda e: e.speedup)
     window = _agree(best.window, solve_kwargs.get("evaluator"), device)
     chosen = next(e for e in table if e.window == window)

@@ -1,0 +1,182 @@
+"""In-process evaluators: multi-device splitting, replicas, fixed batches, the window chooser."""
+
+import copy
+
+import pytest
+import torch
+
+import parasolve
+from parasolve.evaluators import (CudaGraphEvaluator, DeviceEvaluator, DistributedEvaluator,
+                                  FixedBatchEvaluator, Probe, Replicas, choose_window, cost_curve,
+                                  estimate_speedups, padded_rows, replicate, split_bounds)
+
+DT = torch.float64
+
+
+def oscillator(t, y):
+    """Damped forced oscillator, batched, element-wise (each row independent of the batch size)."""
+    return torch.stack([y[:, 1], -y[:, 0] - 0.1 * y[:, 1]], dim=1) + torch.sin(t)[:, None]
+
+
+def oscillator_point(t, y):
+    return torch.stack([y[1], -y[0] - 0.1 * y[1]]) + torch.sin(t)
+
+
+Y0 = torch.tensor([1.0, 0.0], dtype=DT)
+T = torch.linspace(0, 3, 101, dtype=DT)
+
+
+@pytest.mark.parametrize("n,parts", [(10, 3), (3, 5), (1, 2), (16, 4), (7, 1)])
+def test_split_bounds_is_a_contiguous_balanced_cover(n, parts):
+    bounds = split_bounds(n, parts)
+    assert len(bounds) == parts and bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(b0[1] == b1[0] for b0, b1 in zip(bounds, bounds[1:]))
+    sizes = [b - a for a, b in bounds]
+    assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+
+
+def test_padded_rows_repeats_the_last_real_row():
+    x = torch.arange(10.0).reshape(5, 2)
+    assert torch.equal(padded_rows(x, 1, 3, 4), x[[1, 2, 2, 2]])
+    assert torch.equal(padded_rows(x, 5, 5, 2), x[[4, 4]])  # an empty range still gets valid rows
+    assert torch.equal(padded_rows(x, 0, 5, 5), x)
+
+
+@pytest.mark.parametrize("threads", [True, False])
+def test_device_evaluator_on_several_cpu_devices_matches_local_bitwise(threads):
+    ev = DeviceEvaluator(["cpu"] * 3, threads=threads)
+    for step in ("euler", "heun"):
+        ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step=step)
+        got = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step=step, evaluator=ev)
+        assert torch.equal(got.ys, ref.ys)
+        assert (got.stats.nfe, got.stats.iterations) == (ref.stats.nfe, ref.stats.iterations)
+    ev.close()
+
+
+def test_device_evaluator_sde_with_vmap_batching_matches_local_bitwise():
+    noise = torch.randn(100, 2, dtype=DT, generator=torch.Generator().manual_seed(0))
+    g = lambda t, y: 0.2 + 0.1 * torch.cos(y)  # noqa: E731
+    ref = parasolve.solve_sde(oscillator_point, g, Y0, T, noise=noise, window=32)
+    got = parasolve.solve_sde(oscillator_point, g, Y0, T, noise=noise, window=32,
+                              evaluator=DeviceEvaluator(["cpu", "cpu"]))
+    assert torch.equal(got.ys, ref.ys) and got.stats.nfe == ref.stats.nfe
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor([0.5, -0.3], dtype=DT))
+
+    def forward(self, t, y):
+        return self.scale * y + torch.cos(t)[:, None]
+
+
+def test_replicate_copies_the_module_per_device_and_routes_by_input_device():
+    net = TinyNet()
+    reps = replicate(net, ["cpu", "meta"])
+    assert reps.by_device[torch.device("cpu")] is net  # the module serves its own device
+    meta = reps.by_device[torch.device("meta")]
+    assert meta is not net and meta.scale.device.type == "meta" and net.scale.device.type == "cpu"
+    with torch.no_grad():
+        ref = parasolve.solve(net, Y0, T, vectorized=True, window=20)
+        got = parasolve.solve(reps, Y0, T, vectorized=True, window=20, evaluator=DeviceEvaluator(["cpu"] * 2))
+    assert torch.equal(got.ys, ref.ys)
+    with pytest.raises(ValueError, match="No replica of the drift on cpu"):
+        Replicas([meta], ["meta"])(T[:2], Y0.expand(2, 2))
+
+
+def test_replicated_digits_unet_on_split_batches_matches_one_call():
+    from parasolve.diffusion.unet import DigitsUNet
+
+    torch.manual_seed(0)
+    net = DigitsUNet().eval()
+    for p in net.parameters():  # the zero-initialised output layers would make every output 0
+        torch.nn.init.normal_(p, std=0.05)
+    reps = replicate(net, ["cpu"], build=lambda m: (lambda t, y: m(y, t)))
+    t = torch.linspace(999, 0, 7)
+    y = torch.randn(7, 1, 16, 16)
+    with torch.no_grad():
+        ref = net(y, t)
+        got = DeviceEvaluator(["cpu"] * 3)(reps, t, y)
+    assert got.abs().max() > 0 and torch.allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_batch_evaluator_pads_and_matches_local_bitwise():
+    ev = FixedBatchEvaluator(7)
+    ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16)
+    got = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, evaluator=ev)
+    assert torch.equal(got.ys, ref.ys) and got.stats.nfe == ref.stats.nfe
+    assert ev.padded_rows > 0  # 16-point windows are 7 + 7 + 2 padded to 7
+
+
+def test_cuda_graph_evaluator_refuses_cpu_states():
+    with pytest.raises(ValueError, match="CUDA device; got cpu"):
+        parasolve.solve(oscillator, Y0, T, vectorized=True, evaluator=CudaGraphEvaluator(8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_cuda_graph_evaluator_matches_eager_on_gpu():
+    y0, t = Y0.cuda(), T.cuda()
+    ref = parasolve.solve(oscillator, y0, t, vectorized=True, window=16)
+    got = parasolve.solve(oscillator, y0, t, vectorized=True, window=16, evaluator=CudaGraphEvaluator(16))
+    assert torch.equal(got.ys, ref.ys)
+    seq = parasolve.solve(oscillator, y0, t, vectorized=True, method="sequential")
+    seq_graph = parasolve.solve(oscillator, y0, t, vectorized=True, method="sequential",
+                                evaluator=CudaGraphEvaluator(1))
+    assert torch.equal(seq_graph.ys, seq.ys)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_device_evaluator_on_two_gpus_matches_one():
+    net = TinyNet().cuda()
+    devices = ["cuda:0", "cuda:1"]
+    y0, t = Y0.cuda(), T.cuda()
+    with torch.no_grad():
+        ref = parasolve.solve(net, y0, t, vectorized=True, window=32)
+        got = parasolve.solve(replicate(net, devices), y0, t, vectorized=True, window=32,
+                              evaluator=DeviceEvaluator(devices))
+    assert torch.equal(got.ys, ref.ys)
+
+
+def test_estimate_speedups_extrapolates_and_choice_is_the_argmax():
+    probes = [Probe(4, 8, 16, False, 0.8), Probe(16, 8, 64, False, 1.6), Probe(64, 3, 100, True, 0.9)]
+    table = estimate_speedups(100, 0.01, probes)
+    assert [e.sweeps for e in table] == [50, 13, 3]  # ceil(100 / 2), ceil(100 / 8), exact
+    assert [round(e.speedup, 6) for e in table] == [round(1.0 / (50 * 0.1), 6), round(1.0 / (13 * 0.2), 6),
+                                                     round(1.0 / (3 * 0.3), 6)]
+
+
+def test_choose_window_probes_are_exact_when_they_converge():
+    const = lambda t, y: torch.ones_like(y)  # noqa: E731  Picard is exact after two sweeps
+    choice = choose_window(const, Y0, T[:33], vectorized=True, candidates=[8, 32], probe_sweeps=4)
+    full = next(e for e in choice.table if e.window == 32)
+    assert full.sweeps == parasolve.solve(const, Y0, T[:33], vectorized=True).stats.iterations == 2
+    assert choice.window in (8, 32) and choice.speedup == max(e.speedup for e in choice.table)
+
+
+def test_cost_curve_returns_one_positive_time_per_batch():
+    curve = cost_curve(oscillator_point, Y0, T, [1, 4, 16], repeats=2, warmup=1)
+    assert sorted(curve) == [1, 4, 16] and all(v > 0 for v in curve.values())
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="`devices` must be a list"):
+        DeviceEvaluator("cpu")
+    with pytest.raises(ValueError, match="at least one device"):
+        DeviceEvaluator([])
+    with pytest.raises(ValueError, match="Not a device: 'gpu0'"):
+        DeviceEvaluator(["gpu0"])
+    with pytest.raises(ValueError, match="one drift per device"):
+        Replicas([oscillator], ["cpu", "cpu"])
+    with pytest.raises(TypeError, match="must be a torch.nn.Module"):
+        replicate(oscillator, ["cpu"])
+    with pytest.raises(ValueError, match="`batch` must be an integer >= 1"):
+        FixedBatchEvaluator(0)
+    with pytest.raises(ValueError, match="`timeout` must be a positive"):
+        DistributedEvaluator(timeout=0)
+    with pytest.raises(RuntimeError, match="initialised process group"):
+        parasolve.solve(oscillator, Y0, T, vectorized=True, evaluator=DistributedEvaluator())
+    with pytest.raises(TypeError, match="sets `window` itself"):
+        choose_window(oscillator, Y0, T, window=4)
+    with pytest.raises(ValueError, match="`candidates` must hold integers"):
+        choose_window(oscillator, Y0, T, candidates=[0])
