@@ -1,0 +1,149 @@
+"""A trained noise predictor together with the schedule it was trained on.
+
+A :class:`Denoiser` wraps any callable ``model(x, t, cond) -> output`` (``x``: ``(B, *sample)``,
+``t``: integer timesteps ``(B,)``, ``cond``: a batch of conditions or ``None``) whose output is
+an ``"epsilon"``, ``"sample"`` (x0) or ``"v_prediction"`` of the clean sample, plus the training
+schedule ``alphas_cumprod``. ``config`` holds scheduler settings by their diffusers names
+(``timestep_spacing``, ``clip_sample``, ``solver_order``, ...); each sampler starts from the
+defaults of its diffusers scheduler and takes the keys it knows from ``config``, as
+``Scheduler.from_config`` does.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+
+
+class Denoiser:
+    """A diffusion model ready to sample: ``model``, ``alphas_cumprod`` and its settings.
+
+    Args:
+        model: ``model(x, t, cond)`` returning a tensor shaped like ``x``.
+        alphas_cumprod: the training schedule ``alpha_bar_t``, ``t = 0 .. T-1``.
+        prediction_type: what ``model`` predicts: ``"epsilon"``, ``"sample"`` or ``"v_prediction"``.
+        config: scheduler settings by diffusers name (see :data:`parasolve.diffusion.samplers.DEFAULTS`).
+        conditional: whether ``model`` takes a condition (required for classifier-free guidance).
+        uncond: the "no condition" input used by guidance (e.g. the empty-prompt embedding),
+            broadcastable over the batch; ``None`` if the model has none.
+        device, dtype: where and in what precision ``model`` runs (inputs are cast to ``dtype``
+            and outputs back to the sample's dtype); ``dtype=None`` runs in the sample's dtype.
+        name: shown in messages.
+        sampler: the sampler matching the model's own scheduler (informational; ``sample``
+            takes ``sampler=`` explicitly).
+    """
+
+    def __init__(self, model, alphas_cumprod, *, prediction_type: str = "epsilon", config: dict | None = None,
+                 conditional: bool = False, uncond=None, device=None, dtype=None, name: str = "model",
+                 sampler: str = "ddpm"):
+        if not callable(model):
+            raise TypeError(f"`model` must be callable as model(x, t, cond); got {type(model).__name__}.")
+        ac = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float32)
+        if ac.dim() != 1 or ac.numel() < 1 or not bool(((ac > 0) & (ac < 1)).all()):
+            raise ValueError("`alphas_cumprod` must be a 1-D schedule with values in (0, 1).")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"`prediction_type` must be one of {list(PREDICTION_TYPES)}; got {prediction_type!r}.")
+        self.model = model
+        self.alphas_cumprod = ac
+        self.prediction_type = prediction_type
+        self.config = dict(config or {})
+        self.conditional = bool(conditional)
+        self.uncond = uncond
+        self.device = torch.device(device) if device is not None else _module_device(model)
+        self.dtype = dtype
+        self.name = name
+        self.sampler = sampler
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.alphas_cumprod.shape[0]
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        """The model's output at samples ``x`` and integer timesteps ``t`` (checked against ``x``)."""
+        xin = x if self.dtype is None else x.to(self.dtype)
+        out = self.model(xin, t, cond)
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{self.name} must return a torch.Tensor; got {type(out).__name__}.")
+        if out.shape != x.shape:
+            raise ValueError(f"{self.name} returned shape {tuple(out.shape)} for samples of shape "
+                             f"{tuple(x.shape)}; the output must match the sample shape (a model with "
+                             f"learned variance or a different out_channels is not supported).")
+        return out.to(x.dtype)
+
+    def drift(self, shape, cond=None, uncond=None, guidance_scale=None):
+        """The batched model call the samplers use: ``drift(t (n,), x (n, *shape)) -> (n, *shape)``.
+
+        The ``n`` time points are flattened into one model batch of ``n * B`` samples (``2 n B``
+        with classifier-free guidance, conditional and unconditional halves in one call, combined
+        as ``uncond + scale * (cond - uncond)``).
+        """
+        batch, inner = shape[0], tuple(shape[1:])
+
+        def tiled(c, n):
+            return None if c is None else c.repeat(n, *([1] * (c.dim() - 1)))
+
+        def drift(t, x):
+            n = t.shape[0]
+            xf = x.reshape(n * batch, *inner)
+            tf = t.round().long().repeat_interleave(batch)
+            if guidance_scale is None:
+                out = self(xf, tf, tiled(cond, n))
+            else:
+                both = self(torch.cat([xf, xf]), torch.cat([tf, tf]),
+                            torch.cat([tiled(cond, n), tiled(uncond, n)]))
+                c, u = both.chunk(2)
+                out = u + guidance_scale * (c - u)
+            return out.reshape(n, *shape)
+
+        return drift
+
+    def conditions(self, cond, uncond, guidance_scale, batch: int):
+        """Validated ``(cond, uncond)`` batches of ``batch`` rows for :meth:`drift`."""
+        if guidance_scale is not None:
+            if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
+                raise TypeError(f"`guidance_scale` must be a real number or None; got {guidance_scale!r}.")
+            if not self.conditional:
+                raise ValueError(f"`guidance_scale`={guidance_scale} needs a conditional model, but {self.name} is "
+                                 f"unconditional; drop guidance_scale or use a conditional model.")
+            if cond is None:
+                raise ValueError("`guidance_scale` needs `cond`, the condition to guide towards.")
+            uncond = self.uncond if uncond is None else uncond
+            if uncond is None:
+                raise ValueError(f"Classifier-free guidance needs the unconditional input, and {self.name} has none: "
+                                 f"pass `uncond=` (e.g. the empty-prompt embedding) to sample() or from_diffusers().")
+        elif cond is not None and not self.conditional:
+            raise ValueError(f"`cond` was given but {self.name} is unconditional; drop `cond`.")
+        elif uncond is not None:
+            raise ValueError("`uncond` is only used with `guidance_scale`; pass guidance_scale or drop uncond.")
+        return (_batch_of("cond", cond, batch, self.device),
+                _batch_of("uncond", uncond, batch, self.device) if guidance_scale is not None else None)
+
+    def __repr__(self) -> str:
+        return (f"Denoiser({self.name}, prediction_type={self.prediction_type!r}, "
+                f"num_train_timesteps={self.num_train_timesteps}, conditional={self.conditional})")
+
+
+def _batch_of(name, c, batch, device):
+    if c is None:
+        return None
+    if not isinstance(c, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor with a leading batch dimension; got {type(c).__name__}.")
+    if c.device != device:
+        raise ValueError(f"`{name}` is on {c.device} but the model is on {device}; move it with .to({str(device)!r}).")
+    if c.dim() == 0:
+        c = c.reshape(1)
+    if c.shape[0] not in (1, batch):
+        raise ValueError(f"`{name}` must have a leading batch dimension of {batch} (the sample batch) or 1; "
+                         f"got shape {tuple(c.shape)}.")
+    return c.expand(batch, *c.shape[1:]) if c.shape[0] == 1 else c
+
+
+def _module_device(model) -> torch.device:
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")

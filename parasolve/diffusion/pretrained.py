@@ -1,0 +1,32 @@
+"""``pretrained(name)``: denoisers whose weights ship with parasolve (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from .denoiser import Denoiser
+from .schedules import alphas_cumprod
+
+PRETRAINED = ("digits",)
+
+
+def pretrained(name: str = "digits", *, device=None) -> Denoiser:
+    """A shipped model as a :class:`Denoiser`.
+
+    ``"digits"``: the small UNet trained in-repo on scikit-learn's digits (16x16, one channel,
+    values in [-1, 1]), epsilon prediction, DDPM with 1000 linear betas 1e-4..0.02; sample with
+    ``shape=(B, 1, 16, 16)``.
+    """
+    if name not in PRETRAINED:
+        raise ValueError(f"Unknown pretrained model {name!r}; available: {list(PRETRAINED)}.")
+    from . import digits  # the model's own module: weights and architecture
+
+    unet = digits.load_unet()
+    if device is not None:
+        unet = unet.to(device)
+    unet.eval()
+
+    def model(x, t, cond):
+        return unet(x, t)
+
+    param = next(unet.parameters())
+    return Denoiser(model, alphas_cumprod("linear", 1000, 1e-4, 0.02), prediction_type="epsilon",
+                    config={"clip_sample": True}, device=param.device, dtype=param.dtype, name="digits UNet")

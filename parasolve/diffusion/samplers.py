@@ -1,0 +1,243 @@
+"""DDPM, DDIM and DPM-Solver++ as step maps of the core solver.
+
+Every sampler step here is the same affine map of the model's predictions, with per-step
+coefficients computed once from the schedule (the rules of diffusers' ``DDPMScheduler``,
+``DDIMScheduler`` and ``DPMSolverMultistepScheduler``)::
+
+    x_{i+1} = A_i x_i + B_i x0_i + E_i eps_i + C_i (x0_i - x0_{i-1}) + S_i z_i
+
+``x0_i``/``eps_i``: the clean-sample and noise predictions at ``(x_i, t_i)`` (x0 clipped or
+thresholded as the scheduler says); ``z_i``: the standard normals drawn up front, so the
+stochastic samplers are deterministic maps too; ``C_i != 0`` only for DPM-Solver's second-order
+multistep steps, which reuse the previous step's ``x0`` (the core's ``prev``).
+
+- DDPM: ``A = sqrt(a_i) (1 - a'_prev) / (1 - a'_t)``, ``B = sqrt(a'_prev) b_i / (1 - a'_t)``,
+  ``S`` = the posterior standard deviation (none at timestep 0).
+- DDIM: ``B = sqrt(a'_prev)``, ``E = sqrt(1 - a'_prev - S^2)``, ``S = eta * sigma_ddim``.
+- DPM-Solver++(2M): ``A = s_{i+1} / s_i``, ``B = alpha_{i+1} (1 - e^{-h})``, ``C`` the
+  second-order correction (midpoint or heun), first order at the first step and, by
+  diffusers' ``lower_order_final`` rules, at the last; ``sde-dpmsolver++`` adds noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..steps import StepMap
+from .denoiser import Denoiser
+from .schedules import timesteps as spaced_timesteps
+
+_THRESHOLDING = dict(thresholding=False, dynamic_thresholding_ratio=0.995, sample_max_value=1.0)
+_CLIPPING = dict(clip_sample=True, clip_sample_range=1.0)
+#: Settings each sampler reads, with the defaults of its diffusers scheduler.
+DEFAULTS: dict[str, dict] = {
+    "ddpm": dict(timestep_spacing="leading", steps_offset=0, **_CLIPPING, **_THRESHOLDING,
+                 variance_type="fixed_small"),
+    "ddim": dict(timestep_spacing="leading", steps_offset=0, **_CLIPPING, **_THRESHOLDING,
+                 set_alpha_to_one=True),
+    "dpmsolver++": dict(timestep_spacing="linspace", steps_offset=0, **_THRESHOLDING, solver_order=2,
+                        solver_type="midpoint", lower_order_final=True, euler_at_final=False,
+                        final_sigmas_type="zero", lambda_min_clipped=-math.inf, variance_type=None,
+                        use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
+                        use_lu_lambdas=False, use_flow_sigmas=False),
+}
+DEFAULTS["sde-dpmsolver++"] = DEFAULTS["dpmsolver++"]
+SAMPLERS = tuple(DEFAULTS)
+_ALIASES = {"dpm-solver++": "dpmsolver++", "dpmsolver": "dpmsolver++", "dpm": "dpmsolver++",
+            "sde-dpm-solver++": "sde-dpmsolver++"}
+# Settings with only some values supported: name -> supported values.
+_SUPPORTED = {"variance_type": {"ddpm": ("fixed_small", "fixed_small_log", "fixed_large"),
+                                "dpmsolver++": (None,), "sde-dpmsolver++": (None,)},
+              "solver_order": (1, 2), "solver_type": ("midpoint", "heun"),
+              "final_sigmas_type": ("zero", "sigma_min"),
+              "use_karras_sigmas": (False,), "use_exponential_sigmas": (False,), "use_beta_sigmas": (False,),
+              "use_lu_lambdas": (False,), "use_flow_sigmas": (False,)}
+
+
+def resolve_sampler(name) -> str:
+    key = _ALIASES.get(name, name) if isinstance(name, str) else name
+    if key not in DEFAULTS:
+        raise ValueError(f"Unknown `sampler` {name!r}; valid: {list(SAMPLERS)}.")
+    return key
+
+
+def settings_for(den: Denoiser, sampler: str) -> dict:
+    """The sampler's diffusers defaults overridden by the keys of ``den.config`` it knows."""
+    st = dict(DEFAULTS[sampler])
+    st.update({k: v for k, v in den.config.items() if k in st})
+    for key, ok in _SUPPORTED.items():
+        ok = ok.get(sampler, (st.get(key),)) if isinstance(ok, dict) else ok
+        if key in st and st[key] not in ok:
+            raise ValueError(f"{den.name}: {key}={st[key]!r} is not supported by the {sampler} sampler; "
+                             f"supported: {list(ok)}.")
+    return st
+
+
+class DiffusionStep(StepMap):
+    """One sampler step as the affine map in the module docstring; tables indexed by step.
+
+    ``first`` (what the core hands back as ``prev``) is the step's clean-sample prediction
+    ``x0_i``, the quantity the next multistep step reuses.
+    """
+
+    order, stages = 1, 1
+
+    def __init__(self, name: str, prediction_type: str, settings: dict, tables: dict[str, np.ndarray]):
+        self.name = name
+        self.prediction_type = prediction_type
+        self.settings = settings
+        self.tables = tables  # float64 host arrays, each of shape (N,)
+        self.multistep = bool(np.any(tables["C"] != 0))
+        self.stochastic = bool(np.any(tables["S"] != 0))
+        self.uses_eps = bool(np.any(tables["E"] != 0))
+        self.noise = None
+        self._dev = {}
+
+    def prepare(self, dtype: torch.dtype, device: torch.device, noise: torch.Tensor | None):
+        """Move the tables to the sample's dtype and device and attach the pre-drawn noise."""
+        self._dev = {k: torch.as_tensor(v, dtype=dtype, device=device) for k, v in self.tables.items()}
+        self.noise = noise
+        return self
+
+    def increments(self, drift, t, idx, y, prev=None):
+        out = drift(t[idx], y)
+        x_next, x0 = self.advance(idx, y, out, prev)
+        return x_next - y, x0
+
+    def advance(self, idx, x, out, prev):
+        """``x_{i+1}`` and ``x0_i`` for the steps ``idx`` from states ``x`` and model outputs ``out``."""
+        c = {k: v[idx].reshape(-1, *([1] * (x.dim() - 1))) for k, v in self._dev.items()}
+        x0 = _x0(self.prediction_type, out, x, c["a"], c["s"])
+        x0 = _clip(x0, self.settings)
+        x_next = c["A"] * x + c["B"] * x0
+        if self.uses_eps:
+            x_next = x_next + c["E"] * _eps(self.prediction_type, out, x, c["a"], c["s"])
+        if self.multistep:
+            if prev is None and int(idx[0]) > 0:
+                raise ValueError(f"{self.name}: step {int(idx[0])} is a multistep step and needs `prev`, "
+                                 f"the clean-sample prediction of step {int(idx[0]) - 1}.")
+            before = torch.cat([x0[:1] if prev is None else prev[None], x0[:-1]])
+            x_next = x_next + c["C"] * (x0 - before)
+        if self.stochastic:
+            x_next = x_next + c["S"] * self.noise[idx]
+        return x_next, x0
+
+
+def _x0(kind, out, x, a, s):
+    if kind == "epsilon":
+        return (x - s * out) / a
+    if kind == "sample":
+        return out
+    return a * x - s * out
+
+
+def _eps(kind, out, x, a, s):
+    if kind == "epsilon":
+        return out
+    if kind == "sample":
+        return (x - a * out) / s
+    return a * out + s * x
+
+
+def _clip(x0, st):
+    if st["thresholding"]:
+        flat = x0.reshape(x0.shape[0] * x0.shape[1], -1)
+        work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+        bound = torch.quantile(work.abs(), st["dynamic_thresholding_ratio"], dim=1)
+        bound = bound.clamp(min=1, max=st["sample_max_value"])[:, None]
+        return (torch.clamp(work, -bound, bound) / bound).to(x0.dtype).reshape(x0.shape)
+    if st.get("clip_sample"):
+        return x0.clamp(-st["clip_sample_range"], st["clip_sample_range"])
+    return x0
+
+
+def build(den: Denoiser, sampler: str, steps: int, eta: float = 0.0):
+    """Timesteps ``(N,)`` and the :class:`DiffusionStep` of ``sampler`` with ``steps`` steps."""
+    st = settings_for(den, sampler)
+    T = den.num_train_timesteps
+    ac = den.alphas_cumprod.double().numpy()
+    if sampler in ("ddpm", "ddim"):
+        ts = spaced_timesteps(st["timestep_spacing"], T, steps, st["steps_offset"])
+        tables = (_ddpm if sampler == "ddpm" else _ddim)(ac, ts, st, eta, T)
+    else:
+        ts, tables = _dpm(ac, st, steps, T, stochastic=sampler.startswith("sde"))
+    a_t = ac[ts]
+    tables.update(a=np.sqrt(a_t), s=np.sqrt(1 - a_t))
+    tables.setdefault("C", np.zeros(len(ts)))
+    tables.setdefault("E", np.zeros(len(ts)))
+    tables.setdefault("S", np.zeros(len(ts)))
+    return ts, DiffusionStep(sampler, den.prediction_type, st, tables)
+
+
+def draws(sampler: str, timesteps: np.ndarray, eta: float) -> np.ndarray:
+    """Which steps draw a fresh normal in diffusers' loop (the order ``generator`` is consumed in)."""
+    if sampler == "ddpm":
+        return timesteps > 0
+    if sampler == "ddim":
+        return np.full(len(timesteps), eta > 0)
+    return np.full(len(timesteps), sampler.startswith("sde"))
+
+
+def _ddpm(ac, ts, st, eta, T):
+    prev = np.append(ts[1:], -1)
+    a_t = ac[ts]
+    a_prev = np.where(prev >= 0, ac[np.maximum(prev, 0)], 1.0)
+    beta_t, beta_prev = 1 - a_t, 1 - a_prev
+    alpha = a_t / a_prev
+    var = np.maximum(beta_prev / beta_t * (1 - alpha), 1e-20)
+    if st["variance_type"] == "fixed_large":
+        var = 1 - alpha
+    return dict(A=np.sqrt(alpha) * beta_prev / beta_t, B=np.sqrt(a_prev) * (1 - alpha) / beta_t,
+                S=np.where(ts > 0, np.sqrt(var), 0.0))
+
+
+def _ddim(ac, ts, st, eta, T):
+    prev = ts - T // len(ts)  # diffusers' DDIM rule (not the next entry of ts)
+    final = 1.0 if st["set_alpha_to_one"] else ac[0]
+    a_t = ac[ts]
+    a_prev = np.where(prev >= 0, ac[np.maximum(prev, 0)], final)
+    std = eta * np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+    direction = 1 - a_prev - std ** 2
+    if np.any(direction < 0):
+        raise ValueError(f"`eta`={eta} makes the DDIM noise larger than the step allows (1 - alpha_prev - "
+                         f"sigma^2 < 0); use 0 <= eta <= 1.")
+    return dict(A=np.zeros(len(ts)), B=np.sqrt(a_prev), E=np.sqrt(direction), S=std)
+
+
+def _dpm(ac, st, steps, T, *, stochastic):
+    lam_train = np.log(np.sqrt(ac)) - np.log(np.sqrt(1 - ac))
+    clipped = int(np.searchsorted(lam_train[::-1], st["lambda_min_clipped"]))
+    ts = spaced_timesteps(st["timestep_spacing"], T, steps, st["steps_offset"], endpoint_dropped=True,
+                          last_timestep=T - clipped)
+    n = len(ts)
+    # (alpha, sigma) at each step's start and at the end point (the clean sample).
+    alpha = np.append(np.sqrt(ac[ts]), 1.0 if st["final_sigmas_type"] == "zero" else np.sqrt(ac[0]))
+    sigma = np.append(np.sqrt(1 - ac[ts]), 0.0 if st["final_sigmas_type"] == "zero" else np.sqrt(1 - ac[0]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.log(alpha) - np.log(sigma)
+        h = lam[1:] - lam[:-1]
+        r = np.append(np.nan, (lam[1:-1] - lam[:-2])) / h  # h_{i-1} / h_i
+        decay = np.exp(-h)  # 0 at a zero final sigma
+        if stochastic:
+            A = sigma[1:] / sigma[:-1] * decay
+            B = alpha[1:] * (1 - decay ** 2)
+            heun = alpha[1:] * ((1 - decay ** 2) / (-2 * h) + 1)
+            S = sigma[1:] * np.sqrt(1 - decay ** 2)
+        else:
+            A = sigma[1:] / sigma[:-1]
+            B = alpha[1:] * (1 - decay)
+            heun = alpha[1:] * ((decay - 1) / h + 1)
+            S = np.zeros(n)
+        C = (0.5 * B if st["solver_type"] == "midpoint" else heun) / r
+    second = np.arange(n) > 0
+    if st["solver_order"] == 1:
+        second[:] = False
+    last_first_order = (st["euler_at_final"] or (st["lower_order_final"] and n < 15)
+                        or st["final_sigmas_type"] == "zero")
+    if last_first_order:
+        second[-1] = False
+    C = np.where(second, C, 0.0)
+    return ts, dict(A=A, B=B, C=C, S=S)

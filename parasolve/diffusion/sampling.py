@@ -1,0 +1,174 @@
+"""``sample``: run a diffusion sampler through the core solver, sequentially or in parallel."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .._api import solve
+from ..sde import draw_noise
+from ..solution import Solution, Stats
+from . import samplers
+from .denoiser import Denoiser
+
+
+@dataclass
+class SampleOutput:
+    """What :func:`sample` returns.
+
+    ``x``: the samples, shape ``shape``; ``solution``: the core's :class:`~parasolve.Solution`
+    (``ts`` are the model timesteps, then one point past the last for the clean sample);
+    ``timesteps``: the model timesteps visited, largest first; ``noise``: the standard normals
+    the sampler used (``None`` for deterministic samplers), to reproduce the run.
+    """
+
+    x: torch.Tensor
+    solution: Solution
+    timesteps: torch.Tensor
+    sampler: str
+    noise: torch.Tensor | None = None
+
+    @property
+    def converged(self) -> bool:
+        return self.solution.converged
+
+    @property
+    def stats(self) -> Stats:
+        return self.solution.stats
+
+
+def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, method="picard", window=64,
+           tol=None, x_T=None, noise=None, generator=None, guidance_scale=None, cond=None, progress=False,
+           eta: float = 0.0, uncond=None, max_iters=None, throw=True, options=None, evaluator=None,
+           save="last") -> SampleOutput:
+    """Draw samples of shape ``shape`` (batch first) from ``den`` with ``sampler``.
+
+    Args:
+        den: a :class:`Denoiser` (``from_diffusers``, ``pretrained`` or ``exact_denoiser``).
+        shape: ``(B, *sample_shape)``, e.g. ``(4, 1, 16, 16)``.
+        sampler: ``"ddpm"``, ``"ddim"`` (with ``eta``), ``"dpmsolver++"`` (DPM-Solver++ 2M) or
+            ``"sde-dpmsolver++"``; each follows its diffusers scheduler step for step.
+        steps: sampling steps (at most the model's training steps), spread by ``timestep_spacing``.
+        method: ``"picard"`` (parallel sweeps over a window of steps), ``"sequential"``, or any
+            scheme of :func:`parasolve.solve`; all solve the same discrete problem.
+        window: steps evaluated together per sweep (one batched model call of ``window * B``).
+        tol: the accepted steps' defects ``max|x_{i+1} - x_i - Phi_i(x_i)|`` sum to at most
+            ``tol`` (each step gets ``tol`` times its share of the timestep range), so
+            ``max|x - x_sequential| <= S * tol`` with ``S`` the sampler chain's stability
+            constant (docs/diffusion.md). Default by dtype: 1e-3 for float32.
+        x_T: the starting noise, shape ``shape``, on the model's device (drawn if ``None``).
+        noise: the standard normals of a stochastic sampler, shape ``(steps, *shape)``: step ``j``
+            adds ``sigma_j * noise[j]`` as the scheduler's ``step`` does with its own draw.
+        generator: a ``torch.Generator`` for ``x_T`` and ``noise``, consumed in the order of
+            diffusers' loop (``x_T`` first, then one draw per noisy step), so the same seed gives
+            the same samples as the diffusers pipeline.
+        guidance_scale: classifier-free guidance ``uncond + scale * (cond - uncond)``, one model
+            call on the doubled batch; needs a conditional model and ``cond``.
+        cond: the condition batch (labels, prompt embeddings, ...), leading dimension ``B`` or 1.
+        uncond: the unconditional input for guidance (default: the denoiser's ``uncond``).
+        eta: DDIM's noise weight (0: deterministic DDIM, 1: DDPM-like).
+        progress: show a progress bar.
+        max_iters, throw, options, evaluator: as in :func:`parasolve.solve`.
+        save: ``"last"`` (default) keeps only the final sample; ``"all"`` the whole trajectory
+            in ``solution.ys``.
+    """
+    if not isinstance(den, Denoiser):
+        raise TypeError(f"`den` must be a parasolve.diffusion.Denoiser (from from_diffusers(), pretrained() or "
+                        f"exact_denoiser()); got {type(den).__name__}.")
+    shape = _check_shape(shape)
+    name = samplers.resolve_sampler(sampler)
+    steps = _check_steps(steps, den)
+    eta = _check_eta(eta, name)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator or None; got {type(generator).__name__}.")
+    cond, uncond = den.conditions(cond, uncond, guidance_scale, shape[0])
+
+    ts, step = samplers.build(den, name, steps, eta)
+    dtype = x_T.dtype if isinstance(x_T, torch.Tensor) else (den.dtype or torch.float32)
+    x_T = _initial(x_T, shape, dtype, den.device, generator)
+    noise = _noise(noise, samplers.draws(name, ts, eta), step.stochastic, shape, dtype, den.device, generator, name)
+    step.prepare(dtype, den.device, noise)
+    grid = _grid(ts, dtype)
+    drift = den.drift(shape, cond, uncond, None if guidance_scale is None else float(guidance_scale))
+    with torch.no_grad():
+        sol = solve(drift, x_T, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
+                    vectorized=True, save=save, progress=progress, throw=throw, options=options,
+                    evaluator=evaluator)
+    return SampleOutput(x=sol.y, solution=sol, timesteps=torch.from_numpy(ts), sampler=name, noise=noise)
+
+
+def _check_shape(shape) -> tuple:
+    if isinstance(shape, torch.Size):
+        shape = tuple(shape)
+    ok = isinstance(shape, (tuple, list)) and len(shape) >= 1 and all(
+        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape)
+    if not ok:
+        raise ValueError(f"`shape` must be a tuple of positive integers (batch first), e.g. (4, 1, 16, 16); got {shape!r}.")
+    return tuple(int(d) for d in shape)
+
+
+def _check_steps(steps, den) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"`steps` must be a positive integer; got {steps!r}.")
+    if steps > den.num_train_timesteps:
+        raise ValueError(f"`steps`={steps} is larger than the {den.num_train_timesteps} training steps of "
+                         f"{den.name}; use steps <= {den.num_train_timesteps}.")
+    return int(steps)
+
+
+def _check_eta(eta, name) -> float:
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not eta >= 0 or not np.isfinite(eta):
+        raise ValueError(f"`eta` must be a finite real number >= 0; got {eta!r}.")
+    if eta and name != "ddim":
+        raise ValueError(f"`eta`={eta} only applies to the 'ddim' sampler; got sampler {name!r}.")
+    return float(eta)
+
+
+def _initial(x_T, shape, dtype, device, generator):
+    if x_T is None:
+        return draw_noise(shape, dtype, device, generator)
+    _check_tensor("x_T", x_T, shape, device, "shape")
+    if not x_T.is_floating_point():
+        raise TypeError(f"`x_T` must be a floating tensor; got {x_T.dtype}.")
+    return x_T
+
+
+def _noise(noise, draws, stochastic, shape, dtype, device, generator, name):
+    steps = len(draws)
+    if not stochastic:
+        if noise is not None:
+            raise ValueError(f"`noise` was given but the {name} sampler is deterministic and would ignore it; "
+                             f"drop `noise` (or use eta > 0 with 'ddim').")
+        return None
+    full = (steps, *shape)
+    if noise is None:
+        zero = torch.zeros(shape, dtype=dtype, device=device)
+        return torch.stack([draw_noise(shape, dtype, device, generator) if d else zero for d in draws])
+    _check_tensor("noise", noise, full, device, "(steps, *shape)")
+    if not torch.isfinite(noise).all():
+        raise ValueError("`noise` contains NaN or Inf.")
+    return noise.to(dtype)
+
+
+def _check_tensor(label, value, shape, device, what):
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{label}` must be a torch.Tensor of shape {tuple(shape)}; got {type(value).__name__}.")
+    if tuple(value.shape) != tuple(shape):
+        raise ValueError(f"`{label}` must have shape {what} = {tuple(shape)}; got {tuple(value.shape)}.")
+    if value.device != device:
+        raise ValueError(f"`{label}` is on {value.device} but the model is on {device}; "
+                         f"move it with {label}.to({str(device)!r}).")
+
+
+def _grid(ts: np.ndarray, dtype) -> torch.Tensor:
+    """Model timesteps plus an end point one gap past the last: the solver's (decreasing) grid."""
+    gap = ts[-2] - ts[-1] if len(ts) > 1 else 1
+    grid = np.append(ts, ts[-1] - gap).astype(np.float64)
+    as_dtype = torch.from_numpy(grid).to(dtype)
+    if not torch.equal(as_dtype.double(), torch.from_numpy(grid)):
+        raise ValueError(f"The timesteps up to {int(ts.max())} are not exact in {dtype}; sample in float32 "
+                         f"(pass x_T as float32) -- the model still runs in its own dtype.")
+    return as_dtype
