@@ -1,0 +1,126 @@
+"""torch.distributed (gloo, 2 processes): same bits as one process; a dead or hung rank is named in time.
+
+Each scenario spawns two fresh processes (``torch.multiprocessing``, spawn) that join a gloo
+group on a free local port, run the solves and save what they got (or the error they raised)
+for the parent to check.
+"""
+
+import datetime
+import os
+import socket
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import parasolve
+from parasolve.evaluators import DistributedEvaluator, DistributedEvaluatorError
+
+DT = torch.float64
+WORLD = 2
+
+
+def oscillator(t, y):  # batched and element-wise: a row's value does not depend on the batch
+    return torch.stack([y[:, 1], -y[:, 0] - 0.1 * y[:, 1]], dim=1) + torch.sin(t)[:, None]
+
+
+def oscillator_point(t, y):
+    return torch.stack([y[1], -y[0] - 0.1 * y[1]]) + torch.sin(t)
+
+
+def diffusion(t, y):
+    return 0.2 + 0.1 * torch.cos(y)
+
+
+def solves(evaluator=None, f=oscillator):
+    """The solves every scenario runs: odd window (uneven splits, 1-point windows at the end),
+    a 2-stage step, vmap batching, and an SDE with fixed noise."""
+    y0, t = torch.tensor([1.0, 0.0], dtype=DT), torch.linspace(0, 3, 61, dtype=DT)
+    noise = torch.randn(60, 2, dtype=DT, generator=torch.Generator().manual_seed(0))
+    return {
+        "euler_w7": parasolve.solve(f, y0, t, vectorized=True, window=7, evaluator=evaluator).ys,
+        "heun_w16": parasolve.solve(oscillator, y0, t, vectorized=True, window=16, step="heun",
+                                    evaluator=evaluator).ys,
+        "vmap_w13": parasolve.solve(oscillator_point, y0, t, window=13, evaluator=evaluator).ys,
+        "sde_w9": parasolve.solve_sde(oscillator, diffusion, y0, t, noise=noise, vectorized=True, window=9,
+                                      evaluator=evaluator).ys,
+    }
+
+
+def _worker(rank, port, scenario, outdir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=30))
+    result = {}
+    try:
+        if scenario == "exit" and rank == 1:
+            os._exit(0)  # a worker that dies before the solve starts
+        ev = DistributedEvaluator(timeout=3.0, grace=1.0)
+        f, calls = oscillator, [0]
+        if scenario == "hang" and rank == 0:
+            def f(t, y):
+                calls[0] += 1
+                if calls[0] == 3:
+                    time.sleep(60)  # a worker stuck in its drift at the third call
+                return oscillator(t, y)
+        start = time.monotonic()
+        try:
+            result["ys"] = solves(ev, f)
+        except DistributedEvaluatorError as exc:
+            result.update(error=str(exc), ranks=exc.ranks, call=exc.call, elapsed=time.monotonic() - start)
+    finally:
+        torch.save(result, os.path.join(outdir, f"rank{rank}.pt"))
+        os._exit(0)  # skip process-group teardown, which may wait on a dead peer
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(scenario, outdir, wait_for, limit=60):
+    """Start both ranks; return their saved results once the ranks in ``wait_for`` have saved."""
+    ctx = mp.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, port, scenario, str(outdir)), daemon=True) for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + limit
+    try:
+        while not all((outdir / f"rank{r}.pt").exists() for r in wait_for):
+            assert time.monotonic() < deadline, f"scenario {scenario!r}: ranks {wait_for} did not finish in {limit} s"
+            time.sleep(0.1)
+        time.sleep(0.2)  # let the file be closed
+        return {r: torch.load(outdir / f"rank{r}.pt") for r in wait_for}
+    finally:
+        for rank, p in enumerate(procs):  # ours: the finished ones exit, a hung or stray one is killed
+            p.join(timeout=5 if rank in wait_for else 0)
+            if p.is_alive():
+                p.kill()
+                p.join()
+
+
+def test_two_gloo_ranks_give_the_single_process_bits(tmp_path):
+    reference = solves()
+    results = _spawn("solve", tmp_path, wait_for=[0, 1])
+    for rank in range(WORLD):
+        assert "error" not in results[rank], results[rank].get("error")
+        for name, ys in reference.items():
+            assert torch.equal(results[rank]["ys"][name], ys), (rank, name)
+
+
+def test_a_rank_that_exits_early_is_named(tmp_path):
+    result = _spawn("exit", tmp_path, wait_for=[0])[0]
+    assert result["ranks"] == [1] and result["call"] == 1
+    assert "rank(s) [1] of 2 did not reach drift call #1" in result["error"]
+    assert result["elapsed"] < 3.0 + 1.0 + 3.0  # timeout + grace + slack: it never hangs
+
+
+def test_a_rank_that_hangs_is_named_within_the_timeout(tmp_path):
+    result = _spawn("hang", tmp_path, wait_for=[1])[1]
+    assert result["ranks"] == [0] and result["call"] == 3
+    assert "rank(s) [0] of 2 did not reach drift call #3 within 3 s" in result["error"]
+    assert 3.0 <= result["elapsed"] < 3.0 + 1.0 + 3.0
