@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import default_device, digits_unet, machine  # noqa: E402
+from bench_gpu_common import default_device, digits_unet, machine  # noqa: E402
 
 from parasolve.evaluators import CudaGraphEvaluator, time_call  # noqa: E402
 

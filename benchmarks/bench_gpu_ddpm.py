@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import default_device, machine  # noqa: E402
+from bench_gpu_common import default_device, machine  # noqa: E402
 
 from parasolve import diffusion  # noqa: E402
 from parasolve.drift import local_evaluator  # noqa: E402
