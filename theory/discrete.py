@@ -39,7 +39,7 @@ import numpy as np
 
 from . import _sym
 
-__all__ = ["step_lipschitz", "rk_lipschitz", "bound", "bound_from_increments", "uniform_bound",
+__all__ = ["step_lipschitz", "rk_lipschitz", "increments_at", "bound", "bound_from_increments", "uniform_bound",
            "uniform_increment_bound", "elementary_symmetric", "derive", "verify"]
 
 
@@ -80,6 +80,24 @@ def step_lipschitz(step, t, L) -> np.ndarray:
         return L * (h * (1 + r) + nxt)
     raise TypeError(f"No Lipschitz formula for step map {step!r}; pass per-step constants `ell` "
                     f"to the bound functions yourself (|Phi_i(x) - Phi_i(y)| <= ell_i |x - y|).")
+
+
+def increments_at(f, y0, t, step="euler", *, vectorized=False) -> np.ndarray:
+    """``|Phi_i(y0)|`` (max-norm) for every step ``i`` (shape ``(N,)``): the data of the increment form.
+
+    One batched evaluation of the core's step map at the initial state, the start of every solve.
+    """
+    import torch
+
+    from parasolve.drift import BatchedDrift
+    from parasolve.steps import resolve_step
+
+    step = resolve_step(step)
+    grid = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
+    n = grid.shape[0] - 1
+    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized)
+    inc, _ = step.increments(drift, grid, torch.arange(n, device=y0.device), y0.expand(n, *y0.shape), None)
+    return inc.flatten(1).abs().amax(1).double().cpu().numpy()
 
 
 def _as_array(x, name) -> np.ndarray:

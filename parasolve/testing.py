@@ -1,0 +1,315 @@
+"""Property-test your drift, step map or scheme the way parasolve tests its own.
+
+Two parts:
+
+* **Hypothesis strategies** (need ``hypothesis``, in the ``dev`` extra) for problems whose constants
+  are known: :func:`linear_drifts` (``f = A y`` with ``||A||_inf = L``), :func:`tanh_drifts`
+  (``f = W2 tanh(W1 y + b + c t) + d`` with ``||W2||_inf ||W1||_inf <= L``), :func:`drifts` (either),
+  :func:`grids` (random non-uniform, increasing or decreasing), :func:`windows`, :func:`tolerances`,
+  :func:`states`. Every drift carries ``.lipschitz`` (in the max-norm, the norm of parasolve's
+  stop rule) and works per point, batched by vmap, or with ``vectorized=True``.
+* **Assertions**: :func:`assert_matches_sequential` (a solve is within ``S * defect_sum`` of the
+  sequential loop), :func:`assert_within_bound` (a measured error is below a bound, pointwise),
+  :func:`assert_exact_prefix` (the first ``k`` points equal the sequential ones), with
+  :func:`picard_iterate` (the iterate after exactly ``k`` sweeps) and :func:`roundoff` (the
+  justified float slack).
+
+Example -- a user's scheme ``MyScheme`` must match the sequential solution on random problems::
+
+    import torch
+    from hypothesis import given, settings
+    from parasolve import testing as pt
+
+    @settings(max_examples=25, deadline=None)
+    @given(pt.drifts(max_lipschitz=2.0), pt.grids(max_steps=30), pt.windows(), pt.tolerances())
+    def test_my_scheme(f, t, window, tol):
+        y0 = torch.ones(f.dim, dtype=torch.float64)
+        pt.assert_matches_sequential(f, y0, t, method=MyScheme(), window=window, tol=tol,
+                                     lipschitz=f.lipschitz)
+
+and the bounds of ``theory/`` (see docs/theory.md) are checked the same way, e.g.::
+
+    sol = pt.picard_iterate(f, y0, t, k)
+    pt.assert_within_bound(error_per_point, theory.discrete.bound(ell, k, e0), slack=pt.roundoff(...))
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import parasolve
+
+__all__ = ["LinearDrift", "TanhDrift", "linear_drifts", "tanh_drifts", "drifts", "grids", "windows",
+           "tolerances", "states", "sequential", "picard_iterate", "roundoff", "max_error",
+           "assert_matches_sequential", "assert_within_bound", "assert_exact_prefix"]
+
+_EPS = {torch.float64: 2.0 ** -52, torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10,
+        torch.bfloat16: 2.0 ** -7}
+
+
+# --------------------------------------------------------------------------- drifts with known constants
+
+class LinearDrift:
+    """``f(t, y) = A y``; ``lipschitz = ||A||_inf`` (max row sum), exact in the max-norm."""
+
+    def __init__(self, A: torch.Tensor):
+        if not isinstance(A, torch.Tensor) or A.dim() != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"`A` must be a square torch.Tensor; got {getattr(A, 'shape', type(A))}.")
+        self.A = A
+        self.dim = A.shape[0]
+        self.lipschitz = float(torch.linalg.matrix_norm(A, ord=float("inf")))
+
+    def __call__(self, t, y):
+        return y @ self.A.T  # y: (d,) per point, or (n, d) batched
+
+    def __repr__(self) -> str:
+        return f"LinearDrift(dim={self.dim}, lipschitz={self.lipschitz:.4g})"
+
+
+class TanhDrift:
+    """``f(t, y) = W2 tanh(W1 y + b + c t) + d``; ``lipschitz = ||W2||_inf ||W1||_inf`` (``tanh' <= 1``)."""
+
+    def __init__(self, W1, b, c, W2, d):
+        self.W1, self.b, self.c, self.W2, self.d = W1, b, c, W2, d
+        self.dim = W1.shape[1]
+        inf = float("inf")
+        self.lipschitz = float(torch.linalg.matrix_norm(W2, ord=inf) * torch.linalg.matrix_norm(W1, ord=inf))
+
+    def __call__(self, t, y):
+        t = torch.as_tensor(t, dtype=y.dtype)
+        pre = y @ self.W1.T + self.b + t[..., None] * self.c
+        return torch.tanh(pre) @ self.W2.T + self.d
+
+    def __repr__(self) -> str:
+        return f"TanhDrift(dim={self.dim}, width={self.W1.shape[0]}, lipschitz={self.lipschitz:.4g})"
+
+
+def _hypothesis():
+    try:
+        from hypothesis import strategies as st
+    except ImportError as exc:
+        raise ImportError("parasolve.testing's strategies need hypothesis: pip install 'parasolve[dev]' "
+                          "(or pip install hypothesis).") from exc
+    return st
+
+
+def _generator(draw, st):
+    return torch.Generator().manual_seed(draw(st.integers(0, 2 ** 31 - 1)))
+
+
+def _scaled(M: torch.Tensor, norm: float) -> torch.Tensor:
+    """``M`` rescaled to max-norm ``norm`` (a zero matrix stays zero)."""
+    current = torch.linalg.matrix_norm(M, ord=float("inf"))
+    return M * (norm / current) if current > 0 else M
+
+
+def linear_drifts(dim=None, max_lipschitz: float = 3.0, min_lipschitz: float = 0.0,
+                  dtype=torch.float64, nonnegative: bool = False):
+    """Strategy: :class:`LinearDrift` with ``||A||_inf`` drawn in ``[min_lipschitz, max_lipschitz]``.
+
+    ``dim``: an int or a strategy of ints (default 1..4). ``nonnegative=True`` draws ``A >= 0``
+    entrywise (then Picard errors keep one sign and the bounds of ``theory`` are attained).
+    """
+    st = _hypothesis()
+    dims = _ints(st, dim, 1, 4)
+
+    @st.composite
+    def build(draw):
+        d = draw(dims)
+        L = draw(st.floats(min_lipschitz, max_lipschitz, allow_nan=False))
+        A = torch.randn(d, d, dtype=torch.float64, generator=_generator(draw, st))
+        A = A.abs() if nonnegative else A
+        return LinearDrift(_scaled(A, L).to(dtype))
+
+    return build()
+
+
+def tanh_drifts(dim=None, width=None, max_lipschitz: float = 3.0, min_lipschitz: float = 0.0,
+                dtype=torch.float64):
+    """Strategy: :class:`TanhDrift` whose bound ``||W2||_inf ||W1||_inf`` is drawn in the range."""
+    st = _hypothesis()
+    dims, widths = _ints(st, dim, 1, 4), _ints(st, width, 1, 8)
+
+    @st.composite
+    def build(draw):
+        d, w = draw(dims), draw(widths)
+        L = draw(st.floats(min_lipschitz, max_lipschitz, allow_nan=False))
+        gen = _generator(draw, st)
+        rand = lambda *shape: torch.randn(*shape, dtype=torch.float64, generator=gen)  # noqa: E731
+        W1 = _scaled(rand(w, d), 1.0)
+        W2 = _scaled(rand(d, w), L)
+        parts = (W1, rand(w), rand(w), W2, rand(d))
+        return TanhDrift(*(p.to(dtype) for p in parts))
+
+    return build()
+
+
+def drifts(dim=None, max_lipschitz: float = 3.0, min_lipschitz: float = 0.0, dtype=torch.float64):
+    """Strategy: a linear or a tanh-layer drift with known ``.lipschitz``."""
+    st = _hypothesis()
+    return st.one_of(linear_drifts(dim, max_lipschitz, min_lipschitz, dtype),
+                     tanh_drifts(dim, None, max_lipschitz, min_lipschitz, dtype))
+
+
+def grids(min_steps: int = 1, max_steps: int = 40, span=(0.1, 2.0), direction: str = "any",
+          uniform: bool | None = None, dtype=torch.float64):
+    """Strategy: a strictly monotone 1-D grid of ``min_steps..max_steps`` steps of total length in ``span``.
+
+    ``direction``: ``"increasing"``, ``"decreasing"`` or ``"any"``; ``uniform``: equal steps (True),
+    random positive step lengths within a factor 6 of each other (False) or either (None).
+    """
+    st = _hypothesis()
+    if direction not in ("any", "increasing", "decreasing"):
+        raise ValueError(f"`direction` must be 'any', 'increasing' or 'decreasing'; got {direction!r}.")
+    if not 1 <= min_steps <= max_steps:
+        raise ValueError(f"need 1 <= min_steps <= max_steps; got {min_steps}, {max_steps}.")
+
+    @st.composite
+    def build(draw):
+        n = draw(st.integers(min_steps, max_steps))
+        T = draw(st.floats(*span, allow_nan=False))
+        t0 = draw(st.floats(-1.0, 1.0, allow_nan=False))
+        even = draw(st.booleans()) if uniform is None else uniform
+        steps = torch.ones(n, dtype=torch.float64)
+        if not even:
+            steps = torch.rand(n, dtype=torch.float64, generator=_generator(draw, st)) + 0.2
+        t = t0 + torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(steps, 0)]) * (T / steps.sum())
+        down = direction == "decreasing" or (direction == "any" and draw(st.booleans()))
+        return (t.flip(0) if down else t).to(dtype)
+
+    return build()
+
+
+def windows(max_window: int = 64, allow_none: bool = True):
+    """Strategy: a ``window=`` argument: ``None`` (the whole grid) or ``1..max_window``."""
+    st = _hypothesis()
+    sizes = st.integers(1, max_window)
+    return st.one_of(st.none(), sizes) if allow_none else sizes
+
+
+def tolerances(low: float = 1e-12, high: float = 1e-3, zero: bool = True):
+    """Strategy: ``tol`` log-uniform in ``[low, high]``, and 0 when ``zero`` (one exact step per sweep)."""
+    st = _hypothesis()
+    if not 0 < low <= high:
+        raise ValueError(f"need 0 < low <= high; got {low}, {high}.")
+    logs = st.floats(math.log10(low), math.log10(high), allow_nan=False).map(lambda x: 10.0 ** x)
+    return st.one_of(st.just(0.0), logs) if zero else logs
+
+
+def states(dim: int, scale: float = 1.0, dtype=torch.float64):
+    """Strategy: an initial state of shape ``(dim,)`` with entries in ``[-scale, scale]``."""
+    st = _hypothesis()
+    return st.lists(st.floats(-scale, scale, allow_nan=False), min_size=dim, max_size=dim).map(
+        lambda v: torch.tensor(v, dtype=dtype))
+
+
+def _ints(st, value, lo, hi):
+    if value is None:
+        return st.integers(lo, hi)
+    if isinstance(value, int):
+        return st.just(value)
+    return value
+
+
+# --------------------------------------------------------------------------- running and measuring
+
+def sequential(f, y0, t, **solve_kwargs):
+    """The reference: the same discrete problem solved step after step."""
+    kwargs = {k: v for k, v in solve_kwargs.items() if k not in ("window", "tol", "max_iters", "options", "init")}
+    kwargs.update(method="sequential")
+    return parasolve.solve(f, y0, t, **kwargs)
+
+
+def picard_iterate(f, y0, t, k: int, **solve_kwargs):
+    """The trajectory after exactly ``k`` sweeps (``tol=0``, ``max_iters=k``, ``throw=False``).
+
+    With ``tol=0`` a sweep accepts only exactly-zero defects, so (generically) it advances one exact
+    step: the first ``k`` points are the sequential ones, the rest the current Picard iterate
+    (slots past a window hold the window's last state). ``sol.stats.history`` shows each advance.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"`k` must be a positive int (sweeps); got {k!r}.")
+    kwargs = dict(solve_kwargs, tol=0.0, max_iters=k, throw=False)
+    return parasolve.solve(f, y0, t, **kwargs)
+
+
+def max_error(ys: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Max-norm error per grid point, shape ``(len(t),)``, in float64."""
+    return (ys.double() - reference.double()).flatten(1).abs().amax(1)
+
+
+def roundoff(reference: torch.Tensor, n_steps: int, stability: float = 1.0, units: float = 64.0) -> float:
+    """Float slack for comparing two computations of the same discrete trajectory.
+
+    Each of the ``N`` steps of either computation commits a rounding error of a few units of
+    ``eps * max|x|`` (the addition, the drift's dot products, a cumulative sum in another order);
+    the stability argument of ``theory.tolerance`` carries per-step errors to the trajectory with
+    factor ``S``. So ``units * eps * N * S * max|x|`` (``units = 64`` covers ~8-term dot products
+    with margin) bounds the difference of two correctly computed answers; a bug costs far more.
+    """
+    eps = _EPS.get(reference.dtype, 2.0 ** -52)
+    scale = max(1.0, float(reference.double().abs().max()))
+    return units * eps * max(1, n_steps) * stability * scale
+
+
+# --------------------------------------------------------------------------- assertions
+
+def assert_within_bound(measured, bound, *, slack: float = 0.0, what: str = "error"):
+    """Assert ``measured <= bound + slack`` elementwise (arrays or numbers), naming the worst point."""
+    m = torch.as_tensor(measured, dtype=torch.float64).reshape(-1)
+    b = torch.as_tensor(bound, dtype=torch.float64).reshape(-1)
+    b = b.expand_as(m) if b.numel() == 1 else b
+    if b.shape != m.shape:
+        raise ValueError(f"`measured` and `bound` must have the same number of entries; got {m.numel()} "
+                         f"and {b.numel()}.")
+    excess = m - (b + slack)
+    worst = int(torch.argmax(excess))
+    if excess[worst] > 0 or not torch.isfinite(m).all():
+        raise AssertionError(f"{what} exceeds its bound at index {worst}: measured {float(m[worst]):.6e} > "
+                             f"bound {float(b[worst]):.6e} + slack {slack:.3e}")
+
+
+def assert_exact_prefix(ys: torch.Tensor, reference: torch.Tensor, k: int, *, atol: float = 0.0):
+    """Assert the first ``k`` steps (points ``0..k``) equal the reference within ``atol`` (0: bitwise)."""
+    err = max_error(ys[:k + 1], reference[:k + 1])
+    if err.numel() and float(err.max()) > atol:
+        bad = int(torch.nonzero(err > atol)[0])
+        raise AssertionError(f"point {bad} of the first {k} steps differs from the reference by "
+                             f"{float(err[bad]):.3e} > {atol:.3e}")
+
+
+def assert_matches_sequential(f, y0, t, *, atol: float | None = None, lipschitz: float | None = None,
+                              stability: float | None = None, **solve_kwargs):
+    """Solve with ``solve_kwargs`` and assert the result is the sequential solution up to ``tol``'s guarantee.
+
+    Checks: the solve converged in at most ``N`` sweeps, its accepted defects sum to at most
+    ``tol``, and ``max|x - x_seq| <= S * defect_sum + roundoff`` with ``S = stability``, or
+    ``exp(L |T|)`` from ``lipschitz`` (``exp(2 L |T|)`` for the two-step ``ab2``), unless ``atol``
+    is given. Returns ``(solution, sequential_solution)``.
+    """
+    if atol is None and lipschitz is None and stability is None:
+        raise ValueError("assert_matches_sequential needs `atol`, `stability` (S) or `lipschitz` (L) "
+                         "to know how close the answer must be.")
+    sol = parasolve.solve(f, y0, t, **solve_kwargs)
+    ref = sequential(f, y0, t, **solve_kwargs)
+    n = len(t) - 1
+    if not sol.converged:
+        raise AssertionError(f"solve did not converge: {sol.message}")
+    if not 1 <= sol.stats.iterations <= n:
+        raise AssertionError(f"{sol.stats.iterations} sweeps for {n} steps: must be in 1..{n}")
+    tol = solve_kwargs.get("tol")
+    if tol is not None and sol.stats.defect_sum > tol * (1 + 1e-12):
+        raise AssertionError(f"accepted defects sum to {sol.stats.defect_sum:.3e} > tol = {tol:.3e}")
+    if atol is None:
+        if stability is None:
+            two_step = solve_kwargs.get("step") == "ab2"
+            span = abs(float(t[-1] - t[0]))
+            stability = math.exp((2 if two_step else 1) * lipschitz * span)
+        atol = stability * sol.stats.defect_sum + roundoff(ref.ys, n, stability)
+    gap = float(max_error(sol.ys, ref.ys).max())
+    if gap > atol:
+        raise AssertionError(f"max|x - x_sequential| = {gap:.3e} > allowed {atol:.3e} "
+                             f"(defect_sum {sol.stats.defect_sum:.3e}, {sol.stats.iterations} sweeps)")
+    return sol, ref
