@@ -6,17 +6,18 @@ for the parent to check.
 """
 
 import datetime
+import importlib.util
 import os
 import socket
 import time
+from pathlib import Path
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import parasolve
-from parasolve.evaluators import DistributedEvaluator, DistributedEvaluatorError
+from parasolve.evaluators import DistributedEvaluator, DistributedEvaluatorError, init_distributed
 
 DT = torch.float64
 WORLD = 2
@@ -51,8 +52,12 @@ def solves(evaluator=None, f=oscillator):
 
 def _worker(rank, port, scenario, outdir):
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=30))
+    if scenario == "solve":  # as under torchrun: the environment describes the job
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        assert init_distributed("gloo", timeout=30) == (rank, WORLD, torch.device("cpu"))
+    else:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                                timeout=datetime.timedelta(seconds=30))
     result = {}
     try:
         if scenario == "exit" and rank == 1:
@@ -68,11 +73,21 @@ def _worker(rank, port, scenario, outdir):
         start = time.monotonic()
         try:
             result["ys"] = solves(ev, f)
+            if scenario == "solve":
+                result["example"] = _example().main(["--steps", "100", "--window", "16"])
         except DistributedEvaluatorError as exc:
             result.update(error=str(exc), ranks=exc.ranks, call=exc.call, elapsed=time.monotonic() - start)
     finally:
         torch.save(result, os.path.join(outdir, f"rank{rank}.pt"))
         os._exit(0)  # skip process-group teardown, which may wait on a dead peer
+
+
+def _example():
+    path = Path(__file__).resolve().parents[1] / "examples" / "distributed_solve.py"
+    spec = importlib.util.spec_from_file_location("distributed_solve", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _free_port():
@@ -110,6 +125,8 @@ def test_two_gloo_ranks_give_the_single_process_bits(tmp_path):
         assert "error" not in results[rank], results[rank].get("error")
         for name, ys in reference.items():
             assert torch.equal(results[rank]["ys"][name], ys), (rank, name)
+    example = results[0]["example"]  # examples/distributed_solve.py under the same group
+    assert example["world"] == WORLD and example["ode_same_bits"] and example["sde_same_bits"]
 
 
 def test_a_rank_that_exits_early_is_named(tmp_path):
