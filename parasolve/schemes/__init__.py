@@ -4,5 +4,9 @@
 from .base import SCHEMES, Scheme, register_scheme, resolve_scheme
 from .picard import Picard, WindowedScheme
 from .sequential import Sequential
+from .anderson import Anderson
+from .newton import Newton
+from .parareal import Parareal
 
-__all__ = ["SCHEMES", "Scheme", "register_scheme", "resolve_scheme", "Picard", "WindowedScheme", "Sequential"]
+__all__ = ["SCHEMES", "Scheme", "register_scheme", "resolve_scheme", "Picard", "WindowedScheme", "Sequential",
+           "Anderson", "Newton", "Parareal"]

@@ -66,8 +66,10 @@ class Anderson(WindowedScheme):
         return super().run(problem)
 
     def reset(self):
-        # History of (first slot, x, G(x)) in the coordinates of the *next* window (slot 0 = its anchor).
+        # (first slot, x, G(x)) of recent sweeps and the last sweep's (first step, increments),
+        # in the slots of the *next* window (slot 0 = its anchor).
         self._history: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self._last_inc = None
         self._mixed = False
 
     def update(self, anchor, ys, inc, shift):
@@ -76,13 +78,20 @@ class Anderson(WindowedScheme):
         g = anchor + torch.cumsum(inc[shift:], dim=0)        # their Picard images
         past = [(aligned(first, px, shift + 1, w + 1), aligned(first, pg, shift + 1, w + 1))
                 for first, px, pg in self._history]
-        if self.safeguard and self._mixed and past and residual_grew(g - x, past[-1][1] - past[-1][0], self.growth):
+        if self.safeguard and self._mixed and residual_grew(g - x, past[-1][1] - past[-1][0], self.growth):
+            # The last mixed step made things worse: take the Picard step from the iterate before it.
             self.fallbacks += 1
-            self._history, past = [], []
+            first, inc_prev = self._last_inc
+            new = picard_from(anchor, aligned(first, inc_prev, shift, w), inc[shift:])
+            self._history, self._mixed = self._history[-1:], False
+            self._last_inc = (first - shift, inc_prev)
+            self._history = [(first - shift, px, pg) for first, px, pg in self._history]
+            return new
         new = g if not past else self._mix(x, g, past)
         self._mixed = bool(past)
         self._history.append((shift + 1, x, g))
         self._history = [(first - shift, px, pg) for first, px, pg in self._history[-(self.memory + 1):]]
+        self._last_inc = (0, inc[shift:])
         return new
 
     def _mix(self, x, g, past):
@@ -99,8 +108,9 @@ class Anderson(WindowedScheme):
         eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
         trace = gram.diagonal(dim1=-2, dim2=-1).sum(-1).real
         ridge = (self.regularization * trace / k + torch.finfo(trace.dtype).tiny)[:, None, None]
-        gamma = torch.linalg.solve(gram + ridge * eye, rhs[..., None])[..., 0]  # (n, k)
-        gamma = torch.nan_to_num(gamma, nan=0.0, posinf=0.0, neginf=0.0)
+        gamma, info = torch.linalg.solve_ex(gram + ridge * eye, rhs[..., None])
+        usable = (info == 0)[:, None] & torch.isfinite(gamma[..., 0])  # singular: plain Picard there
+        gamma = torch.where(usable, gamma[..., 0], torch.zeros_like(gamma[..., 0]))  # (n, k)
         return g - torch.einsum("na,an...->n...", gamma, dg)
 
 
@@ -112,6 +122,12 @@ def aligned(first: int, values: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     if b > a:
         out[a - lo:b - lo] = values[a - first:b - first]
     return out
+
+
+def picard_from(anchor: torch.Tensor, inc_before: torch.Tensor, inc_now: torch.Tensor) -> torch.Tensor:
+    """The Picard update from the previous iterate, re-anchored at ``anchor``: its increments
+    ``inc_before`` (aligned, NaN on steps it did not cover, which take ``inc_now``)."""
+    return anchor + torch.cumsum(torch.where(torch.isnan(inc_before), inc_now, inc_before), 0)
 
 
 def residual_grew(residual: torch.Tensor, previous: torch.Tensor, growth: float) -> bool:

@@ -1,0 +1,138 @@
+"""Quasi-Newton on the bidiagonal system, with a diagonal Jacobian estimate and a parallel scan.
+
+The discrete problem is the block-bidiagonal root-finding problem
+
+    F_i(x) = x_{i+1} - x_i - Phi_i(x_i) = 0,   i = a .. N-1   (x_a fixed),
+
+whose Newton step ``delta`` solves ``delta_{i+1} = (I + D_i) delta_i - F_i(x)`` with
+``D_i = dPhi_i/dx_i``. That recursion is linear in ``delta``: it is solved for all steps at once by
+an associative scan (log2(window) rounds of element-wise products, no drift calls).
+
+``D_i`` is approximated by a secant from the last two sweeps at the same step:
+``jacobian="scalar"`` (default) a multiple of the identity per step,
+``c_i = <dPhi_i, dx_i> / <dx_i, dx_i>``, or ``jacobian="diagonal"`` one entry per state
+component, ``dPhi_i / dx_i`` element-wise (where the component moved; else the scalar). With
+``D_i = 0`` the step is exactly the Picard update, which is also what the first sweep and every
+safeguarded sweep take. The estimate is clipped to ``[-clip, clip]``.
+
+Where it pays: drifts whose Jacobian is close to a multiple of the identity per step (decay,
+growth, the linear part of a diffusion step), where Picard's error grows like ``(h L N)^k / k!``
+and the secant model captures the propagation. Where it does not: rotation-dominated or strongly
+coupled Jacobians (oscillators, a neural network's full Jacobian), where a diagonal model carries
+no information and the secant is noise -- the safeguard then keeps it near Picard (docs/schemes.md).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..problem import Problem
+from .anderson import aligned, picard_from, residual_grew
+from .base import register_scheme
+from .picard import WindowedScheme
+
+
+def bidiagonal_solve(a: torch.Tensor, b: torch.Tensor, delta0: torch.Tensor) -> torch.Tensor:
+    """All ``delta_1 .. delta_L`` of ``delta_{i+1} = a_i * delta_i + b_i`` by a parallel scan.
+
+    ``a`` broadcasts against ``b`` (shape ``(L, *state)``); ``delta0`` has the state's shape.
+    The pairs ``(A, B)`` meaning ``delta -> A * delta + B`` compose associatively; a
+    Hillis-Steele scan composes every prefix in ``ceil(log2 L)`` vectorised rounds, without the
+    divisions (and their overflow) of a cumulative-product formula.
+    """
+    A, B = a.expand_as(b).clone(), b.clone()
+    offset = 1
+    while offset < b.shape[0]:
+        A_next, B_next = A.clone(), B.clone()
+        A_next[offset:] = A[offset:] * A[:-offset]
+        B_next[offset:] = A[offset:] * B[:-offset] + B[offset:]
+        A, B = A_next, B_next
+        offset *= 2
+    return A * delta0 + B
+
+
+@register_scheme
+class Newton(WindowedScheme):
+    """Sliding-window quasi-Newton (secant diagonal Jacobian, damped, safeguarded).
+
+    Options (``solve(..., method="newton", options={...})``):
+        jacobian: ``"scalar"`` (default) or ``"diagonal"`` secant estimate of ``dPhi_i/dx_i``.
+        damping: step length in (0, 1] applied to the Newton correction (default 1.0).
+        clip: bound on the estimated entries of ``dPhi_i/dx_i`` (default 1.0).
+        safeguard: take the Picard update and forget the estimate when the residual grew
+            after a Newton step (default True).
+        growth: the safeguard acts when the residual exceeds ``growth`` times the previous one.
+    """
+
+    name = "newton"
+
+    def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
+                 safeguard: bool = True, growth: float = 1.0):
+        if jacobian not in ("scalar", "diagonal"):
+            raise ValueError(f"`jacobian` must be 'scalar' or 'diagonal'; got {jacobian!r}.")
+        if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not 0 < damping <= 1:
+            raise ValueError(f"`damping` must be a real number in (0, 1]; got {damping!r}.")
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < float("inf"):
+            raise ValueError(f"`clip` must be a finite real number >= 0; got {clip!r}.")
+        if isinstance(growth, bool) or not isinstance(growth, (int, float)) or not 0 < growth < float("inf"):
+            raise ValueError(f"`growth` must be a finite real number > 0; got {growth!r}.")
+        self.jacobian, self.damping, self.clip = jacobian, float(damping), float(clip)
+        self.safeguard, self.growth = bool(safeguard), float(growth)
+        self.fallbacks = 0  # safeguard activations in the last solve
+
+    def __repr__(self) -> str:
+        return (f"Newton(jacobian={self.jacobian!r}, damping={self.damping}, clip={self.clip}, "
+                f"safeguard={self.safeguard}, growth={self.growth})")
+
+    def run(self, problem: Problem):
+        self.fallbacks = 0
+        return super().run(problem)
+
+    def reset(self):
+        # Last sweep's (states, increments, residual) per window slot, in the next window's slots.
+        self._last = None
+        self._newton = False
+
+    def update(self, anchor, ys, inc, shift):
+        w = ys.shape[0] - 1
+        x, phi = ys[shift:w], inc[shift:]                    # steps shift .. w-1
+        residual = anchor + torch.cumsum(phi, 0) - ys[shift + 1:]
+        slope = None
+        if self._last is not None:
+            first, px, pphi, pres = self._last
+            px, pphi = aligned(first, px, shift, w), aligned(first, pphi, shift, w)
+            if self.safeguard and self._newton and residual_grew(
+                    residual, aligned(first + 1, pres, shift + 1, w + 1), self.growth):
+                # The last Newton step made things worse: Picard step from the iterate before it.
+                self.fallbacks += 1
+                self._newton = False
+                self._last = (first - shift, *self._last[1:])
+                return picard_from(anchor, pphi, phi)
+            slope = self._secant(x - px, phi - pphi)
+        self._newton = slope is not None
+        self._last = (0, x, phi, residual)  # step `shift` is slot 0 of the next window
+        defect = ys[shift + 1:] - x - phi
+        if slope is None:  # Picard: delta_{i+1} = delta_i - F_i
+            delta = (anchor - ys[shift]) - torch.cumsum(defect, 0)
+        else:
+            delta = bidiagonal_solve(1 + slope, -defect, anchor - ys[shift])
+        return ys[shift + 1:] + self.damping * delta
+
+    def _secant(self, dx: torch.Tensor, dphi: torch.Tensor) -> torch.Tensor:
+        """Clipped secant estimate of ``dPhi_i/dx_i`` per step (0 where a step has no history)."""
+        dx, dphi = torch.nan_to_num(dx, nan=0.0), torch.nan_to_num(dphi, nan=0.0)
+        shape = (-1, *([1] * (dx.dim() - 1)))
+        norm2 = (dx.abs() ** 2).flatten(1).sum(1)
+        scalar = (dx.conj() * dphi).flatten(1).sum(1) / norm2.clamp_min(torch.finfo(norm2.dtype).tiny)
+        scalar = self._clipped(scalar).reshape(shape)
+        if self.jacobian == "scalar":
+            return scalar
+        # Element-wise where the component moved noticeably (relative to the step's largest move).
+        big = dx.abs() > 1e-3 * dx.abs().flatten(1).amax(1).reshape(shape)
+        ratio = dphi / torch.where(big, dx, torch.ones_like(dx))
+        return torch.where(big, self._clipped(ratio), scalar)
+
+    def _clipped(self, c: torch.Tensor) -> torch.Tensor:
+        """``c`` with its magnitude limited to ``clip`` (real and complex alike)."""
+        size = c.abs()
+        return c * (self.clip / size.clamp_min(self.clip))

@@ -1,0 +1,260 @@
+"""Parareal: a cheap coarse propagator run sequentially, the exact fine one in parallel over segments.
+
+The grid is cut into ``K`` segments (longer ones first). Each parareal iteration
+
+1. runs the fine propagator ``F`` -- the problem's own step map over each segment's fine steps --
+   from every segment's current start state ``U_j``, all segments at once: fine steps are
+   sequential inside a segment but batched across segments (one batched round of the step map
+   per fine-step position, ``ceil(N / K)`` rounds);
+2. measures the boundary defects ``|U_{j+1} - F(U_j)|``, the only non-zero defects of the glued
+   fine trajectory, and accepts the leading segments whose defect fits the segment's share of
+   ``tol`` (``tol * |segment span| / |T|``), plus one more whose start ``F(U_j)`` is exact;
+3. corrects the remaining starts by the coarse propagator ``G``, sequentially:
+   ``U_{j+1} <- G(U_j) + F(U_j^old) - G(U_j^old)``.
+
+After k iterations the first k segments equal the sequential solution, so at most ``K <= N``
+iterations are needed. ``stats.iterations`` counts **parareal iterations**. Each costs one fine
+sweep (``ceil(N/K)`` rounds of batched drift calls times the map's stages) plus the coarse sweep
+(one coarse application per remaining segment, in sequence), so the sequential depth in batched
+drift rounds is ``stats.drift_calls`` -- compare that, not ``iterations``, with other schemes'
+sweeps x stages. Unlike the sweep count, that depth has no ``N`` bound: parareal can cost more
+depth than the sequential loop when the coarse propagator is poor (docs/schemes.md).
+
+Coarse propagators (``coarse=``):
+- ``"frozen"`` (default): ``G_j(x) = x + sum_{i in segment j} Phi_i(x)``, every fine increment of the
+  segment evaluated at the segment's start state, in one batched round per stage. It works for any
+  step map -- SDE noise and diffusion sampler coefficients included -- since it calls the problem's
+  own map.
+- a step map (name or :class:`~parasolve.steps.StepMap`): one step of it per segment on the coarse
+  grid ``t[boundaries]``, with ``f`` as an ODE right-hand side (one or a few drift evaluations per
+  segment; meaningful for plain ODE problems only).
+
+Fine propagators (``fine=``): ``"step"`` (default; converges to the discrete problem, i.e. to
+``method="sequential"``) or ``"odeint"``: torchdiffeq's adaptive ``odeint`` (dopri5 by default) on
+every segment, batched across segments by rescaling each segment to ``[0, 1]``. With ``"odeint"``
+the answer is **not** the discrete problem's: it converges to the segments' odeint solutions glued
+end to end (within ``tol`` at the boundaries), which differ from the step map's solution by the
+step map's discretisation error and from a single odeint solve by about ``rtol``. Since adaptive
+steps are shared by the batch, a segment's odeint solution also depends on its batch-mates at the
+level of ``rtol``. Stats stay honest: every dopri5 stage is a counted, sequential drift call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..problem import Problem
+from ..sde import EulerMaruyama
+from ..solution import Stats, Status, SweepRecord
+from ..steps import StepMap, resolve_step
+from .base import Scheme, register_scheme
+
+
+def segment_bounds(n_steps: int, segments: int) -> list[int]:
+    """Boundaries ``0 = n_0 < .. < n_K = N`` of ``K`` segments, the longer ones (by one step) first."""
+    base, extra = divmod(n_steps, segments)
+    lengths = [base + 1] * extra + [base] * (segments - extra)
+    bounds = [0]
+    for length in lengths:
+        bounds.append(bounds[-1] + length)
+    return bounds
+
+
+@register_scheme
+class Parareal(Scheme):
+    """Parareal over ``segments`` segments (default ``round(sqrt(N))``, at most ``window``).
+
+    Options (``solve(..., method="parareal", options={...})``):
+        segments: number of segments ``K`` (fine-sweep batch size).
+        coarse: ``"frozen"`` (default) or a step map name / StepMap for the coarse grid.
+        fine: ``"step"`` (default) or ``"odeint"``.
+        odeint_options: keyword arguments for ``torchdiffeq.odeint`` when ``fine="odeint"``
+            (default ``method="dopri5"``, ``rtol = atol =`` a tenth of the smallest segment's share
+            of ``tol``, at least 100 machine epsilons).
+    """
+
+    name = "parareal"
+
+    def __init__(self, segments: int | None = None, coarse="frozen", fine: str = "step",
+                 odeint_options: dict | None = None):
+        if segments is not None and (isinstance(segments, bool) or not isinstance(segments, int) or segments < 1):
+            raise ValueError(f"`segments` must be an integer >= 1 or None; got {segments!r}.")
+        if not (coarse == "frozen" or isinstance(coarse, StepMap)):
+            try:
+                coarse = resolve_step(coarse)
+            except ValueError:
+                raise ValueError(f"`coarse` must be 'frozen', a step name or a StepMap; got {coarse!r}.") from None
+        if isinstance(coarse, StepMap) and coarse.multistep:
+            raise ValueError(f"`coarse` must be a one-step map; {coarse.name!r} is multistep.")
+        if fine not in ("step", "odeint"):
+            raise ValueError(f"`fine` must be 'step' or 'odeint'; got {fine!r}.")
+        if odeint_options is not None and not isinstance(odeint_options, dict):
+            raise TypeError(f"`odeint_options` must be a dict of torchdiffeq.odeint keywords; got {odeint_options!r}.")
+        if odeint_options and fine != "odeint":
+            raise ValueError("`odeint_options` only applies with fine='odeint'.")
+        self.segments, self.coarse, self.fine = segments, coarse, fine
+        self.odeint_options = dict(odeint_options or {})
+
+    def __repr__(self) -> str:
+        coarse = self.coarse if isinstance(self.coarse, str) else self.coarse.name
+        return f"Parareal(segments={self.segments}, coarse={coarse!r}, fine={self.fine!r})"
+
+    # ------------------------------------------------------------------ the iteration
+    def run(self, problem: Problem):
+        if problem.step.multistep:
+            raise ValueError(f"method='parareal' needs a one-step map; step {problem.step.name!r} is "
+                             f"multistep. Use method='picard', 'anderson' or 'newton', or a one-step map.")
+        if self.fine == "odeint" and isinstance(problem.step, EulerMaruyama):
+            raise ValueError("fine='odeint' solves an ODE; it cannot propagate an SDE (solve_sde). "
+                             "Use fine='step'.")
+        n = problem.n_steps
+        k_seg = self.segments if self.segments is not None else max(1, round(math.sqrt(n)))
+        k_seg = min(k_seg, n, problem.window)
+        bounds = segment_bounds(n, k_seg)
+        h = (problem.t[1:] - problem.t[:-1]).abs().double().cpu()
+        share = torch.tensor([problem.tol * float(h[bounds[j]:bounds[j + 1]].sum() / h.sum())
+                              for j in range(k_seg)], dtype=torch.float64)
+        self._share = float(share.min())
+        keep_all = problem.save == "all"
+        y0 = problem.y0
+        out = torch.empty((n + 1, *y0.shape), dtype=y0.dtype, device=y0.device) if keep_all else None
+        if keep_all:
+            out[0] = y0
+        stats = Stats(window=k_seg)
+        starts = torch.empty((k_seg, *y0.shape), dtype=y0.dtype, device=y0.device)  # U_j
+        starts[0] = y0
+        coarse_old = torch.empty_like(starts)                                       # G(U_j)
+        if problem.init is not None:  # warm start: all starts known, their coarse images in one batch
+            starts[1:] = problem.init[bounds[1:-1]]
+            coarse_old[:] = self._coarse(problem, bounds, list(range(k_seg)), starts)
+        else:
+            self._coarse_sweep(problem, bounds, 0, starts, coarse_old, None)
+        a, ends = 0, None
+        with problem.progress_bar(self.name) as bar:
+            while a < k_seg and stats.iterations < problem.max_iters:
+                stats.iterations += 1
+                ends, bad_step = self._fine(problem, bounds, a, starts, out)  # F(U_j), j = a..K-1
+                if keep_all:  # the glued trajectory holds the starts; its defects sit at the boundaries
+                    out[bounds[a:k_seg]] = starts[a:]
+                defect = (starts[a + 1:] - ends[:-1]).flatten(1).abs().amax(1)
+                defect_host = defect.double().cpu()
+                ok = (defect_host <= share[a:k_seg - 1]).long().cumprod(0)
+                m = int(ok.sum())
+                bad = bad_step[:m + 1]  # a failure inside a segment that starts from an accepted state
+                if bool((bad >= 0).any()):
+                    raise problem.non_finite(int(bad[bad >= 0].min()))
+                stats.defect_sum += float(defect_host[:m].sum())
+                a_next = a + m + 1
+                stats.history.append(SweepRecord(stats.iterations, bounds[a], n,
+                                                 float(defect_host.max()) if len(defect_host) else 0.0,
+                                                 bounds[a_next] - bounds[a]))
+                bar.update(bounds[a_next] - bounds[a])
+                if a_next < k_seg:
+                    starts[a_next] = ends[m]                                  # exact from an accepted state
+                    self._coarse_sweep(problem, bounds, a_next, starts, coarse_old, ends[m + 1:])
+                a = a_next
+        status = Status.SUCCESS if a >= k_seg else Status.MAX_ITERS
+        final = out if keep_all else ends[-1:]
+        sol = problem.solution(final, status, stats, self.name)
+        if self.fine == "odeint":
+            sol.step = f"odeint:{self._odeint_kwargs(y0.dtype)['method']}"
+        return sol
+
+    def _coarse_sweep(self, problem, bounds, a, starts, coarse_old, fine_ends):
+        """``U_{j+1} = G(U_j) + F(U_j^old) - G(U_j^old)`` for ``j = a .. K-2``, in sequence
+        (``fine_ends`` None: the initial prediction ``U_{j+1} = G(U_j)``)."""
+        for j in range(a, len(bounds) - 2):
+            g = self._coarse(problem, bounds, [j], starts[j:j + 1])[0]
+            nxt = g if fine_ends is None else g + fine_ends[j - a] - coarse_old[j]
+            # A start that overflowed restarts from the last exact one (never accepted as it is).
+            starts[j + 1] = torch.where(torch.isfinite(nxt).all(), nxt, starts[a])
+            coarse_old[j] = g
+
+    # ------------------------------------------------------------------ propagators
+    def _coarse(self, problem, bounds, segs: list[int], xs: torch.Tensor) -> torch.Tensor:
+        """``G_j(x_j)`` for the segments ``segs`` at states ``xs`` (one batched round per stage)."""
+        if isinstance(self.coarse, StepMap):
+            grid = problem.t[bounds]
+            idx = torch.tensor(segs, device=problem.t.device)
+            inc, _ = self.coarse.increments(problem.drift, grid, idx, xs, None)
+            return xs + inc
+        seg_of = torch.cat([torch.full((bounds[j + 1] - bounds[j],), r, dtype=torch.long)
+                            for r, j in enumerate(segs)]).to(xs.device)
+        idx = torch.cat([torch.arange(bounds[j], bounds[j + 1]) for j in segs]).to(problem.t.device)
+        inc, _ = problem.step.increments(problem.drift, problem.t, idx, xs[seg_of], None)
+        return xs + torch.zeros_like(xs).index_add_(0, seg_of, inc)
+
+    def _fine(self, problem, bounds, a, starts, out) -> torch.Tensor:
+        """End states of the fine propagation of segments ``a..K-1`` (trajectories into ``out``) and,
+        per segment, the first step that produced NaN/Inf (-1 if none)."""
+        if self.fine == "odeint":
+            return self._fine_odeint(problem, bounds, a, starts, out)
+        first = torch.tensor(bounds[a:-1], device=problem.t.device)
+        lengths = [bounds[j + 1] - bounds[j] for j in range(a, len(bounds) - 1)]  # non-increasing
+        ys = starts[a:].clone()
+        bad_step = torch.full((len(lengths),), -1, dtype=torch.long, device=ys.device)  # per segment, no sync
+        for r in range(lengths[0]):
+            rows = sum(length > r for length in lengths)
+            idx = first[:rows] + r
+            inc, _ = problem.step.increments(problem.drift, problem.t, idx, ys[:rows], None)
+            ys[:rows] = ys[:rows] + inc
+            bad = ~torch.isfinite(ys[:rows].flatten(1)).all(1)
+            bad_step[:rows] = torch.where(bad & (bad_step[:rows] < 0), idx, bad_step[:rows])
+            if out is not None:
+                out[idx + 1] = ys[:rows]
+        return ys, bad_step
+
+    def _odeint_kwargs(self, dtype, share: float | None = None) -> dict:
+        """odeint settings; default rtol = atol = a tenth of the smallest boundary allowance, so the
+        batch-dependence of adaptive steps stays below what the stop rule can see."""
+        eps = torch.finfo(dtype).eps
+        tol = 1e-7 if share is None else max(0.1 * share, 100 * eps)
+        kwargs = {"method": "dopri5", "rtol": tol, "atol": tol}
+        kwargs.update(self.odeint_options)
+        return kwargs
+
+    def _fine_odeint(self, problem, bounds, a, starts, out) -> torch.Tensor:
+        segs = list(range(a, len(bounds) - 1))
+        try:
+            ends = self._odeint_segments(problem, bounds, segs, starts[a:], out)
+        except (AssertionError, RuntimeError) as exc:  # e.g. dt underflow from a wild start state
+            try:  # the first segment starts from an exact state: it alone must succeed
+                first = self._odeint_segments(problem, bounds, segs[:1], starts[a:a + 1], out)
+            except (AssertionError, RuntimeError):
+                t0, t1 = float(problem.t[bounds[a]]), float(problem.t[bounds[a + 1]])
+                raise RuntimeError(f"parareal: torchdiffeq.odeint failed on the segment [{t0:.6g}, {t1:.6g}] "
+                                   f"from an accepted state ({exc}); loosen `odeint_options` rtol/atol, "
+                                   f"use more segments, or use fine='step'.") from exc
+            ends = torch.full_like(starts[a:], float("nan"))  # the others: never accepted this time
+            ends[0] = first[0]
+        bad = ~torch.isfinite(ends.flatten(1)).all(1)
+        bad_step = torch.where(bad, torch.tensor(bounds[a:-1], device=bad.device), -1)
+        return ends, bad_step
+
+    def _odeint_segments(self, problem, bounds, segs, starts, out) -> torch.Tensor:
+        """odeint over the segments ``segs`` from ``starts``, each rescaled to ``s in [0, 1]`` so one
+        batched solve covers them; output at the union of their grid points."""
+        from torchdiffeq import odeint
+
+        t = problem.t
+        t0 = t[[bounds[j] for j in segs]]
+        span = t[[bounds[j + 1] for j in segs]] - t0
+        local = [(t[bounds[j]:bounds[j + 1] + 1] - t[bounds[j]]) / (t[bounds[j + 1]] - t[bounds[j]]) for j in segs]
+        s_grid, where = torch.unique(torch.cat(local).clamp(0, 1), sorted=True, return_inverse=True)
+        shape = (-1, *([1] * (starts.dim() - 1)))
+
+        def rhs(s, ys):
+            return span.reshape(shape).to(ys.dtype) * problem.drift(t0 + s * span, ys)
+
+        traj = odeint(rhs, starts, s_grid, **self._odeint_kwargs(starts.dtype, self._share))  # (S, rows, *state)
+        ends = torch.empty_like(starts)
+        offset = 0
+        for row, j in enumerate(segs):
+            seg = traj[where[offset:offset + len(local[row])], row]
+            offset += len(local[row])
+            ends[row] = seg[-1]
+            if out is not None:
+                out[bounds[j] + 1:bounds[j + 1] + 1] = seg[1:]
+        return ends
