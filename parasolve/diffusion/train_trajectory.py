@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from parasolve.diffusion.trajectory import (NUM_TRAIN_TIMESTEPS, WEIGHTS_PATH, TrajectoryDenoiser, ddpm_sample,
-                                            make_dataset, task_score, trajectory_betas)
+                                            make_dataset, schedule, task_score)
 
 
 def evaluate(model: TrajectoryDenoiser, pairs: int = 64, seed: int = 1) -> dict[str, float]:
@@ -40,7 +40,7 @@ def train(steps: int = 20000, batch: int = 256, lr: float = 1e-3, data: int = 10
     t0 = time.perf_counter()
     actions, cond = make_dataset(data, gen)
     print(f"dataset: {data} demonstrations in {time.perf_counter() - t0:.1f} s", flush=True)
-    abar = torch.cumprod(1 - trajectory_betas(), 0).float()
+    abar = schedule()
     model = TrajectoryDenoiser()
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -21,8 +21,10 @@ with probability 1/2 from the generator: the data is multimodal, as in diffusion
 
 The model. :class:`TrajectoryDenoiser` is a residual MLP predicting the noise ``epsilon`` of a DDPM
 with :data:`NUM_TRAIN_TIMESTEPS` = 100 steps and the cosine schedule ("squaredcos_cap_v2", see
-:func:`trajectory_betas`), the set-up of Diffusion Policy. :func:`load_trajectory_model` loads the
-shipped weights (trained by ``python -m parasolve.diffusion.train_trajectory``).
+:func:`schedule`), the set-up of Diffusion Policy. :func:`load_trajectory_model` loads the
+shipped weights (trained by ``python -m parasolve.diffusion.train_trajectory``);
+:func:`trajectory_denoiser` wraps it as a :class:`~parasolve.diffusion.Denoiser` for
+:func:`parasolve.diffusion.sample` (``shape=(B, 16, 2)``, ``cond=(B, 4)``, ``sampler="ddpm"``, ``steps=100``).
 :func:`ddpm_sample` is the plain sequential DDPM-100 sampler, kept as the reference the parallel
 samplers are compared with; :func:`task_score` scores sampled actions.
 """
@@ -37,10 +39,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .denoiser import Denoiser
+from .schedules import alphas_cumprod
+
 __all__ = [
     "HORIZON", "OBSTACLE_RADIUS", "EXPERT_MARGIN", "GOAL_TOLERANCE", "SMOOTHNESS_LIMIT", "NUM_TRAIN_TIMESTEPS",
-    "WEIGHTS_PATH", "expert_paths", "make_dataset", "TrajectoryDenoiser", "trajectory_betas",
-    "load_trajectory_model", "ddpm_sample", "TaskScore", "task_score",
+    "WEIGHTS_PATH", "expert_paths", "make_dataset", "TrajectoryDenoiser", "schedule",
+    "load_trajectory_model", "trajectory_denoiser", "ddpm_sample", "TaskScore", "task_score",
 ]
 
 HORIZON = 16
@@ -145,14 +150,9 @@ def make_dataset(n: int, generator: torch.Generator | None = None) -> tuple[torc
     return torch.cat(actions)[:n].float(), torch.cat(conds)[:n].float()
 
 
-def trajectory_betas(num_steps: int = NUM_TRAIN_TIMESTEPS, max_beta: float = 0.999) -> torch.Tensor:
-    """Cosine ("squaredcos_cap_v2") betas, float64: ``1 - abar(i+1)/abar(i)`` capped at ``max_beta``,
-    ``abar(x) = cos^2((x/N + 0.008) / 1.008 * pi/2)`` (Nichol & Dhariwal), as diffusers computes them."""
-    def abar(x: torch.Tensor) -> torch.Tensor:
-        return torch.cos((x / num_steps + 0.008) / 1.008 * math.pi / 2) ** 2
-
-    i = torch.arange(num_steps, dtype=torch.float64)
-    return (1 - abar(i + 1) / abar(i)).clamp(max=max_beta)
+def schedule() -> torch.Tensor:
+    """The model's training schedule ``alpha_bar_t``, ``t = 0 .. 99`` (cosine, "squaredcos_cap_v2"; float32)."""
+    return alphas_cumprod("squaredcos_cap_v2", NUM_TRAIN_TIMESTEPS)
 
 
 def _timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 1000.0) -> torch.Tensor:
@@ -232,34 +232,48 @@ def load_trajectory_model(path: str | Path | None = None, device: str | torch.de
     return model.eval().requires_grad_(False).to(device)
 
 
-@torch.no_grad()
-def ddpm_sample(model: nn.Module, cond: torch.Tensor, generator: torch.Generator | None = None,
-                clip: bool = True) -> torch.Tensor:
-    """Sequential ancestral DDPM-100 sampling (reference; the parallel samplers must match it).
+def trajectory_denoiser(device: str | torch.device | None = None, path: str | Path | None = None) -> Denoiser:
+    """The shipped model as a conditional :class:`~parasolve.diffusion.Denoiser` (epsilon, clip to [-1, 1])."""
+    model = load_trajectory_model(path, device if device is not None else "cpu")
+    param = next(model.parameters())
+    return Denoiser(model, schedule(), prediction_type="epsilon", config={"clip_sample": True},
+                    conditional=True, device=param.device, dtype=param.dtype, name="trajectory MLP")
 
-    From ``x_T ~ N(0, I)``, each step predicts ``eps``, forms ``x0 = (x - sqrt(1-abar) eps)/sqrt(abar)``
-    (clipped to ``[-1, 1]`` if ``clip``), takes the posterior mean
-    ``(sqrt(abar_prev) beta / (1-abar)) x0 + (sqrt(alpha) (1-abar_prev) / (1-abar)) x`` and adds
-    ``sqrt(beta (1-abar_prev)/(1-abar)) z`` (no noise at the last step). Noise is drawn in the order
-    ``x_T`` then ``z`` for t = 99 .. 1, all with ``generator``.
+
+@torch.no_grad()
+def ddpm_sample(model, cond: torch.Tensor, generator: torch.Generator | None = None,
+                clip: bool = True) -> torch.Tensor:
+    """Sequential ancestral DDPM-100 sampling as a plain loop: the reference for every other sampler.
+
+    ``model(x, t, cond)`` predicts ``eps``. From ``x_T ~ N(0, I)``, each step forms
+    ``x0 = (x - sqrt(1-abar) eps)/sqrt(abar)`` (clipped to ``[-1, 1]`` if ``clip``), takes the posterior
+    mean ``(sqrt(abar_prev) beta / (1-abar)) x0 + (sqrt(alpha) (1-abar_prev) / (1-abar)) x`` and adds
+    ``sqrt(beta (1-abar_prev)/(1-abar)) z`` (no noise at the last step). Arithmetic in float64; the
+    normals are float32 draws from ``generator``, ``x_T`` first and then ``z`` for t = 99 .. 1 (the order
+    of diffusers' loop and of :func:`parasolve.diffusion.sample`, so both see the same noise).
     """
-    if cond.dim() != 2 or cond.shape[1] != 4:
-        raise ValueError(f"cond must have shape (B, 4), got {tuple(cond.shape)}")
-    betas = trajectory_betas().to(cond.device)
-    alphas = 1 - betas
-    abar = torch.cumprod(alphas, 0)
+    if not isinstance(cond, torch.Tensor) or cond.dim() != 2 or cond.shape[1] != 4:
+        raise ValueError(f"cond must be a tensor of shape (B, 4), got "
+                         f"{tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
+    abar = schedule().double().to(cond.device)
+    abar_prev = torch.cat([torch.ones(1, dtype=torch.float64, device=cond.device), abar[:-1]])
+    betas = 1 - abar / abar_prev
     shape = (cond.shape[0], HORIZON, 2)
-    x = torch.randn(shape, generator=generator, dtype=torch.float64).to(cond.device)
+
+    def normal() -> torch.Tensor:
+        gen_device = generator.device if generator is not None else cond.device
+        return torch.randn(shape, generator=generator, device=gen_device).to(cond.device, torch.float64)
+
+    x = normal()
     for t in range(NUM_TRAIN_TIMESTEPS - 1, -1, -1):
-        eps = model(x.float(), torch.full((shape[0],), t, device=cond.device), cond=cond).double()
-        ab, ab_prev = abar[t], (abar[t - 1] if t > 0 else torch.ones((), dtype=torch.float64))
+        eps = model(x.float(), torch.full((shape[0],), t, device=cond.device), cond).double()
+        ab, ab_prev, beta = abar[t], abar_prev[t], betas[t]
         x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt()
         if clip:
             x0 = x0.clamp(-1, 1)
-        x = (ab_prev.sqrt() * betas[t] / (1 - ab)) * x0 + (alphas[t].sqrt() * (1 - ab_prev) / (1 - ab)) * x
+        x = (ab_prev.sqrt() * beta / (1 - ab)) * x0 + ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab)) * x
         if t > 0:
-            z = torch.randn(shape, generator=generator, dtype=torch.float64).to(cond.device)
-            x = x + (betas[t] * (1 - ab_prev) / (1 - ab)).sqrt() * z
+            x = x + (beta * (1 - ab_prev) / (1 - ab)).sqrt() * normal()
     return x.to(cond.dtype)
 
 
