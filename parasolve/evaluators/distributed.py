@@ -159,15 +159,15 @@ class DistributedEvaluator:
                 time.sleep(0.05)
         except Exception as store_exc:  # the store's host (rank 0 or the launcher) may be gone too
             note = f" The rendezvous store could not be read ({type(store_exc).__name__}: {store_exc})."
-        limit = f"{self.timeout:g} s" if self.timeout is not None else "the process group's timeout"
+        limit = f"{self.timeout:g} s" if self.timeout is not None else "process group's"
         if missing:
-            what = (f"rank(s) {missing} of {world} did not reach drift call #{call} within {limit} "
-                    f"(dead, hung, or slower than the timeout)")
+            what = (f"rank(s) {missing} of {world} did not reach drift call #{call} (dead, hung, or "
+                    f"slower than the {limit} timeout)")
         elif missing == []:
-            what = (f"every rank reached drift call #{call}, but the all-gather failed or did not finish "
-                    f"within {limit} (a rank may have failed during the exchange, or the network)")
+            what = (f"every rank reached drift call #{call}, but the all-gather failed or outlasted the "
+                    f"{limit} timeout (a rank may have failed during the exchange, or the network)")
         else:
-            what = f"the all-gather of drift call #{call} failed or did not finish within {limit}"
+            what = f"the all-gather of drift call #{call} failed or outlasted the {limit} timeout"
         err = DistributedEvaluatorError(
             f"Distributed drift evaluation failed on rank {rank}: {what}. Backend said: "
             f"{type(exc).__name__}: {exc}.{note} Check those ranks' logs; raise `timeout` if they are only "
