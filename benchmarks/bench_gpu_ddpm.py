@@ -2,6 +2,7 @@
 
     python benchmarks/bench_gpu_ddpm.py                      # GPU: eager and CUDA-graphed, windows 64,128,256
     python benchmarks/bench_gpu_ddpm.py --check-syncs        # also count host synchronisations per sweep
+    python benchmarks/bench_gpu_ddpm.py --tols 1e-3,1e-2,1e-1    # sweeps and accuracy vs tol
     python benchmarks/bench_gpu_ddpm.py --device cpu --windows 64   # CPU numbers (slow: minutes)
 
 For each mode (eager; graph = every model call a CUDA-graph replay, the sequential baseline
@@ -107,6 +108,13 @@ def count_syncs(den, shape, steps, window, mode, x_T, noise, tol):
     return out.stats.iterations, len(syncs), where
 
 
+def _print(r):
+    tol = "default" if r["tol"] is None else f"{r['tol']:g}"
+    print(f"{r['mode']:>5} {r['method']:>10} {r['window']:>6} {tol if r['method'] != 'sequential' else '':>7} "
+          f"{r['wall_s']:8.3f} {r['sweeps']:>6} {r['evals']:>7} {r['max_diff']:9.2e} {r['speedup']:6.2f}x "
+          f"{r['bound']:5.2f}x {100 * r['outside']:6.1f}%  t(call) {r['t_call_ms']:.3f} ms", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
@@ -114,7 +122,7 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--windows", default=None, help="comma-separated windows (default 64,128,256 on GPU, 64 on CPU)")
     p.add_argument("--modes", default=None, help="eager,graph (graph needs CUDA; default: both on GPU)")
-    p.add_argument("--tol", type=float, default=None, help="solver tol (default: float32 default 1e-3)")
+    p.add_argument("--tols", default="default", help="comma-separated solver tols ('default': 1e-3 in float32)")
     p.add_argument("--repeats", type=int, default=None, help="calls per cost-curve point")
     p.add_argument("--check-syncs", action="store_true", help="count host syncs per sweep (CUDA)")
     p.add_argument("--threads", type=int, default=1)
@@ -135,26 +143,26 @@ def main(argv=None):
     noise = torch.randn(a.steps, *shape, generator=gen).to(device)
     label = "GPU" if cuda else "CPU (no GPU here: these are CPU numbers)"
     print(f"# digits DDPM-{a.steps}, {a.samples} samples, {label}\n# machine: {machine(device)}")
-    print(f"{'mode':>5} {'method':>10} {'window':>6} {'wall s':>8} {'sweeps':>6} {'evals':>7} {'max diff':>9} "
+    print(f"{'mode':>5} {'method':>10} {'window':>6} {'tol':>7} {'wall s':>8} {'sweeps':>6} {'evals':>7} {'max diff':>9} "
           f"{'speedup':>7} {'bound':>6} {'outside':>7}")
+    tols = [None if x == "default" else float(x) for x in a.tols.split(",")]
     rows = []
     for mode in modes:
-        seq, seq_wall, seq_model = run(den, shape, a.steps, "sequential", 1, mode, x_T, noise, a.tol, device)
-        t1 = call_cost(den, shape, 1, mode, device, repeats)
-        rows.append(dict(mode=mode, method="sequential", window=1, wall_s=seq_wall, sweeps=a.steps,
+        seq, seq_wall, seq_model = run(den, shape, a.steps, "sequential", 1, mode, x_T, noise, None, device)
+        cost = {b: call_cost(den, shape, b, mode, device, repeats) for b in [1, *windows]}
+        rows.append(dict(mode=mode, method="sequential", window=1, tol=None, wall_s=seq_wall, sweeps=a.steps,
                          evals=seq.stats.nfe, max_diff=0.0, speedup=1.0, bound=1.0,
-                         outside=1 - seq_model / seq_wall, t_call_ms=1e3 * t1))
-        for w in windows:
-            par, wall, model_s = run(den, shape, a.steps, "picard", w, mode, x_T, noise, a.tol, device)
-            tw = call_cost(den, shape, w, mode, device, repeats)
-            sweeps = par.stats.iterations
-            rows.append(dict(mode=mode, method="picard", window=w, wall_s=wall, sweeps=sweeps, evals=par.stats.nfe,
-                             max_diff=float((par.x - seq.x).abs().max()), speedup=seq_wall / wall,
-                             bound=a.steps / (sweeps * tw / t1), outside=1 - model_s / wall, t_call_ms=1e3 * tw))
-        for r in rows[-1 - len(windows):]:
-            print(f"{r['mode']:>5} {r['method']:>10} {r['window']:>6} {r['wall_s']:8.3f} {r['sweeps']:>6} "
-                  f"{r['evals']:>7} {r['max_diff']:9.2e} {r['speedup']:6.2f}x {r['bound']:5.2f}x "
-                  f"{100 * r['outside']:6.1f}%", flush=True)
+                         outside=1 - seq_model / seq_wall, t_call_ms=1e3 * cost[1]))
+        _print(rows[-1])
+        for tol in tols:
+            for w in windows:
+                par, wall, model_s = run(den, shape, a.steps, "picard", w, mode, x_T, noise, tol, device)
+                sweeps = par.stats.iterations
+                rows.append(dict(mode=mode, method="picard", window=w, tol=tol, wall_s=wall, sweeps=sweeps,
+                                 evals=par.stats.nfe, max_diff=float((par.x - seq.x).abs().max()),
+                                 speedup=seq_wall / wall, bound=a.steps / (sweeps * cost[w] / cost[1]),
+                                 outside=1 - model_s / wall, t_call_ms=1e3 * cost[w]))
+                _print(rows[-1])
     print("# speedup = sequential wall / parallel wall in the same mode; bound = steps / (sweeps * t(window)/t(1))"
           " from the cost curve in that mode; outside = share of wall time not inside the model call")
     if a.check_syncs:
@@ -162,7 +170,7 @@ def main(argv=None):
             print("# --check-syncs needs CUDA (sync debug mode); skipped")
         else:
             for mode in modes:
-                sweeps, n_syncs, where = count_syncs(den, shape, a.steps, windows[0], mode, x_T, noise, a.tol)
+                sweeps, n_syncs, where = count_syncs(den, shape, a.steps, windows[0], mode, x_T, noise, tols[0])
                 print(f"# host syncs ({mode}, window {windows[0]}): {n_syncs} in {sweeps} sweeps; by line: {where}")
     if a.json:
         Path(a.json).write_text(json.dumps({"machine": machine(device), "rows": rows}, indent=1))
