@@ -199,7 +199,7 @@ def _reproduce(args):
     from . import reproduce
     if args.name not in reproduce.REPRODUCTIONS:
         raise CommandError(f"unknown reproduction {args.name!r}; valid: {', '.join(sorted(reproduce.REPRODUCTIONS))}")
-    reproduce.REPRODUCTIONS[args.name](Path(args.out), fast=args.fast)
+    reproduce.run(args.name, Path(args.out), fast=args.fast)
     return 0
 
 
