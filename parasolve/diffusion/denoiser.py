@@ -68,9 +68,11 @@ class Denoiser:
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"{self.name} must return a torch.Tensor; got {type(out).__name__}.")
         if out.shape != x.shape:
-            raise ValueError(f"{self.name} returned shape {tuple(out.shape)} for samples of shape "
-                             f"{tuple(x.shape)}; the output must match the sample shape (a model with "
-                             f"learned variance or a different out_channels is not supported).")
+            per = out.dim() == x.dim() and out.shape[0] == x.shape[0]
+            got, want = (tuple(out.shape[1:]), tuple(x.shape[1:])) if per else (tuple(out.shape), tuple(x.shape))
+            raise ValueError(f"{self.name} returned outputs of shape {got} for samples of shape {want}; the "
+                             f"output must match the sample shape (a model with learned variance or a "
+                             f"different out_channels is not supported).")
         return out.to(x.dtype)
 
     def drift(self, shape, cond=None, uncond=None, guidance_scale=None):

@@ -89,7 +89,7 @@ class DiffusionStep(StepMap):
         self.name = name
         self.prediction_type = prediction_type
         self.settings = settings
-        self.tables = tables  # float64 host arrays, each of shape (N,)
+        self.tables = tables  # host arrays of shape (N,), float32 or float64
         self.multistep = bool(np.any(tables["C"] != 0))
         self.stochastic = bool(np.any(tables["S"] != 0))
         self.uses_eps = bool(np.any(tables["E"] != 0))
@@ -154,21 +154,25 @@ def _clip(x0, st):
     return x0
 
 
-def build(den: Denoiser, sampler: str, steps: int, eta: float = 0.0):
-    """Timesteps ``(N,)`` and the :class:`DiffusionStep` of ``sampler`` with ``steps`` steps."""
+def build(den: Denoiser, sampler: str, steps: int, eta: float = 0.0, dtype: torch.dtype = torch.float32):
+    """Timesteps ``(N,)`` and the :class:`DiffusionStep` of ``sampler`` with ``steps`` steps.
+
+    The coefficients are computed in float64 for float64 samples and otherwise in float32 with
+    the scheduler's own formulas (``1 - alpha_t / alpha_prev`` and the like lose digits in
+    float32 near ``t = 0``; computing them as diffusers does keeps the samples equal to its loop).
+    """
     st = settings_for(den, sampler)
     T = den.num_train_timesteps
-    ac = den.alphas_cumprod.double().numpy()
+    ac = den.alphas_cumprod.numpy().astype(np.float64 if dtype == torch.float64 else np.float32)
     if sampler in ("ddpm", "ddim"):
         ts = spaced_timesteps(st["timestep_spacing"], T, steps, st["steps_offset"])
         tables = (_ddpm if sampler == "ddpm" else _ddim)(ac, ts, st, eta, T)
+        tables.update(a=ac[ts] ** 0.5, s=(1 - ac[ts]) ** 0.5)
     else:
         ts, tables = _dpm(ac, st, steps, T, stochastic=sampler.startswith("sde"))
-    a_t = ac[ts]
-    tables.update(a=np.sqrt(a_t), s=np.sqrt(1 - a_t))
-    tables.setdefault("C", np.zeros(len(ts)))
-    tables.setdefault("E", np.zeros(len(ts)))
-    tables.setdefault("S", np.zeros(len(ts)))
+    zeros = np.zeros(len(ts), dtype=ac.dtype)
+    for key in "CES":
+        tables.setdefault(key, zeros)
     return ts, DiffusionStep(sampler, den.prediction_type, st, tables)
 
 
@@ -184,60 +188,59 @@ def draws(sampler: str, timesteps: np.ndarray, eta: float) -> np.ndarray:
 def _ddpm(ac, ts, st, eta, T):
     prev = np.append(ts[1:], -1)
     a_t = ac[ts]
-    a_prev = np.where(prev >= 0, ac[np.maximum(prev, 0)], 1.0)
+    a_prev = np.where(prev >= 0, ac[np.maximum(prev, 0)], 1.0).astype(ac.dtype)
     beta_t, beta_prev = 1 - a_t, 1 - a_prev
     alpha = a_t / a_prev
-    var = np.maximum(beta_prev / beta_t * (1 - alpha), 1e-20)
-    if st["variance_type"] == "fixed_large":
-        var = 1 - alpha
-    return dict(A=np.sqrt(alpha) * beta_prev / beta_t, B=np.sqrt(a_prev) * (1 - alpha) / beta_t,
-                S=np.where(ts > 0, np.sqrt(var), 0.0))
+    beta = 1 - alpha
+    var = np.maximum((1 - a_prev) / (1 - a_t) * beta, 1e-20) if st["variance_type"] != "fixed_large" else beta
+    return dict(A=alpha ** 0.5 * beta_prev / beta_t, B=a_prev ** 0.5 * beta / beta_t,
+                S=np.where(ts > 0, var ** 0.5, 0.0).astype(ac.dtype))
 
 
 def _ddim(ac, ts, st, eta, T):
     prev = ts - T // len(ts)  # diffusers' DDIM rule (not the next entry of ts)
     final = 1.0 if st["set_alpha_to_one"] else ac[0]
     a_t = ac[ts]
-    a_prev = np.where(prev >= 0, ac[np.maximum(prev, 0)], final)
-    std = eta * np.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+    a_prev = np.where(prev >= 0, ac[np.maximum(prev, 0)], final).astype(ac.dtype)
+    std = eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
     direction = 1 - a_prev - std ** 2
     if np.any(direction < 0):
         raise ValueError(f"`eta`={eta} makes the DDIM noise larger than the step allows (1 - alpha_prev - "
                          f"sigma^2 < 0); use 0 <= eta <= 1.")
-    return dict(A=np.zeros(len(ts)), B=np.sqrt(a_prev), E=np.sqrt(direction), S=std)
+    return dict(A=np.zeros_like(a_t), B=a_prev ** 0.5, E=direction ** 0.5, S=std.astype(ac.dtype))
 
 
 def _dpm(ac, st, steps, T, *, stochastic):
-    lam_train = np.log(np.sqrt(ac)) - np.log(np.sqrt(1 - ac))
+    lam_train = np.log(ac ** 0.5) - np.log((1 - ac) ** 0.5)
     clipped = int(np.searchsorted(lam_train[::-1], st["lambda_min_clipped"]))
     ts = spaced_timesteps(st["timestep_spacing"], T, steps, st["steps_offset"], endpoint_dropped=True,
                           last_timestep=T - clipped)
     n = len(ts)
-    # (alpha, sigma) at each step's start and at the end point (the clean sample).
-    alpha = np.append(np.sqrt(ac[ts]), 1.0 if st["final_sigmas_type"] == "zero" else np.sqrt(ac[0]))
-    sigma = np.append(np.sqrt(1 - ac[ts]), 0.0 if st["final_sigmas_type"] == "zero" else np.sqrt(1 - ac[0]))
+    # diffusers' parametrisation: sigma = sqrt((1 - a) / a), alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t.
+    last = 0.0 if st["final_sigmas_type"] == "zero" else ((1 - ac[0]) / ac[0]) ** 0.5
+    sig = np.append(((1 - ac) / ac)[ts] ** 0.5, last).astype(ac.dtype)
+    alpha = 1 / (sig ** 2 + 1) ** 0.5
+    sigma = sig * alpha
     with np.errstate(divide="ignore", invalid="ignore"):
         lam = np.log(alpha) - np.log(sigma)
         h = lam[1:] - lam[:-1]
-        r = np.append(np.nan, (lam[1:-1] - lam[:-2])) / h  # h_{i-1} / h_i
+        r = np.append(np.nan, lam[1:-1] - lam[:-2]).astype(ac.dtype) / h  # h_{i-1} / h_i
         decay = np.exp(-h)  # 0 at a zero final sigma
         if stochastic:
             A = sigma[1:] / sigma[:-1] * decay
-            B = alpha[1:] * (1 - decay ** 2)
-            heun = alpha[1:] * ((1 - decay ** 2) / (-2 * h) + 1)
-            S = sigma[1:] * np.sqrt(1 - decay ** 2)
+            B = alpha[1:] * (1 - np.exp(-2.0 * h))
+            heun = alpha[1:] * ((1 - np.exp(-2.0 * h)) / (-2.0 * h) + 1)
+            S = sigma[1:] * (1 - np.exp(-2 * h)) ** 0.5
         else:
             A = sigma[1:] / sigma[:-1]
-            B = alpha[1:] * (1 - decay)
+            B = -(alpha[1:] * (decay - 1))
             heun = alpha[1:] * ((decay - 1) / h + 1)
-            S = np.zeros(n)
-        C = (0.5 * B if st["solver_type"] == "midpoint" else heun) / r
+            S = np.zeros_like(A)
+        C = (0.5 * B if st["solver_type"] == "midpoint" else heun) * (1 / r)
     second = np.arange(n) > 0
     if st["solver_order"] == 1:
         second[:] = False
-    last_first_order = (st["euler_at_final"] or (st["lower_order_final"] and n < 15)
-                        or st["final_sigmas_type"] == "zero")
-    if last_first_order:
+    if st["euler_at_final"] or (st["lower_order_final"] and n < 15) or st["final_sigmas_type"] == "zero":
         second[-1] = False
-    C = np.where(second, C, 0.0)
-    return ts, dict(A=A, B=B, C=C, S=S)
+    return ts, dict(A=A, B=B, C=np.where(second, C, 0.0).astype(ac.dtype), S=S,
+                    a=alpha[:-1], s=sigma[:-1])

@@ -21,14 +21,16 @@ class SampleOutput:
 
     ``x``: the samples, shape ``shape``; ``solution``: the core's :class:`~parasolve.Solution`
     (``ts`` are the model timesteps, then one point past the last for the clean sample);
-    ``timesteps``: the model timesteps visited, largest first; ``noise``: the standard normals
-    the sampler used (``None`` for deterministic samplers), to reproduce the run.
+    ``timesteps``: the model timesteps visited, largest first; ``x_T`` and ``noise``: the
+    starting sample and the standard normals the sampler used (``noise`` is ``None`` for
+    deterministic samplers), to reproduce the run.
     """
 
     x: torch.Tensor
     solution: Solution
     timesteps: torch.Tensor
     sampler: str
+    x_T: torch.Tensor
     noise: torch.Tensor | None = None
 
     @property
@@ -86,8 +88,8 @@ def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, me
         raise TypeError(f"`generator` must be a torch.Generator or None; got {type(generator).__name__}.")
     cond, uncond = den.conditions(cond, uncond, guidance_scale, shape[0])
 
-    ts, step = samplers.build(den, name, steps, eta)
     dtype = x_T.dtype if isinstance(x_T, torch.Tensor) else (den.dtype or torch.float32)
+    ts, step = samplers.build(den, name, steps, eta, dtype)
     x_T = _initial(x_T, shape, dtype, den.device, generator)
     noise = _noise(noise, samplers.draws(name, ts, eta), step.stochastic, shape, dtype, den.device, generator, name)
     step.prepare(dtype, den.device, noise)
@@ -97,7 +99,7 @@ def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, me
         sol = solve(drift, x_T, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
                     vectorized=True, save=save, progress=progress, throw=throw, options=options,
                     evaluator=evaluator)
-    return SampleOutput(x=sol.y, solution=sol, timesteps=torch.from_numpy(ts), sampler=name, noise=noise)
+    return SampleOutput(x=sol.y, solution=sol, timesteps=torch.from_numpy(ts), sampler=name, x_T=x_T, noise=noise)
 
 
 def _check_shape(shape) -> tuple:
