@@ -234,3 +234,19 @@ def test_overflowing_iterate_is_restarted_not_reported_as_a_drift_failure():
     par = parasolve.solve(problem.f, problem.y0, t, tol=1e-6, vectorized=True)
     assert par.converged and par.stats.iterations < 200
     assert (par.ys - seq.ys).abs().max() < 1e-4
+
+
+def test_divergence_guard_restarts_untrustworthy_slots_and_saves_sweeps():
+    """Slots whose defect dwarfs the accepted increments restart from the last trusted state."""
+    problem = problems.van_der_pol(t1=10.0)
+    t = problem.grid(2000)
+
+    class Unguarded(parasolve.schemes.Picard):
+        divergence_ratio = None
+
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", vectorized=True)
+    plain = parasolve.solve(problem.f, problem.y0, t, method=Unguarded(), window=1000, tol=1e-6, vectorized=True)
+    guarded = parasolve.solve(problem.f, problem.y0, t, window=1000, tol=1e-6, vectorized=True)
+    assert guarded.stats.iterations < 0.8 * plain.stats.iterations
+    for sol in (plain, guarded):
+        assert sol.converged and (sol.ys - seq.ys).abs().max() < 1e-4

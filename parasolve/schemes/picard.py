@@ -56,6 +56,19 @@ class WindowedScheme(Scheme):
     def reset(self):
         """Called when the window moves, for schemes that keep per-window memory."""
 
+    #: Iterate slots whose defect exceeds this multiple of the largest increment at the
+    #: accepted states are worse than a fresh guess: they and the slots after them restart
+    #: from the last trusted state. ``None`` keeps every slot (plain ParaDiGMS behaviour).
+    divergence_ratio: float | None = 10.0
+
+    def _trusted(self, defect, size, shift) -> int:
+        """How many updated slots after the anchor to keep (the rest restart from the last kept)."""
+        if self.divergence_ratio is None:
+            return len(defect)
+        scale = float(size[:shift + 1].max())
+        bad = torch.nonzero(defect[shift:] > self.divergence_ratio * scale)
+        return len(defect) if len(bad) == 0 else int(bad[0]) + 1
+
     def run(self, problem: Problem):
         n, p = problem.n_steps, min(problem.window, problem.n_steps)
         thr = problem.thresholds()
@@ -73,7 +86,8 @@ class WindowedScheme(Scheme):
                 w = min(p, n - b)
                 inc, first = problem.increments(b, ys[:w], prev)
                 defect = (ys[1:w + 1] - ys[:w] - inc).flatten(1).abs().amax(1)
-                defect_host = defect.cpu()  # the sweep's one host synchronisation
+                size = inc.flatten(1).abs().amax(1)
+                defect_host, size_host = torch.stack([defect, size]).cpu()  # the sweep's one host sync
                 stats.iterations += 1
                 m = leading_accepted(defect_host, thr[b:b + w])
                 if m < w and not torch.isfinite(defect_host[m]):
@@ -90,6 +104,7 @@ class WindowedScheme(Scheme):
                 stats.history.append(SweepRecord(stats.iterations, b, b + w, float(defect_host.max()), shift))
                 if shift < w:
                     rest = _restart_after_blowup(self.update(anchor, ys, inc, shift), anchor)
+                    rest = rest[:self._trusted(defect_host, size_host, shift)]
                 else:
                     rest = ys[:0]
                     self.reset()
