@@ -27,12 +27,18 @@ a slot. For a step whose two slots were both moved by the previous sweep, the de
 ``r_j = Phi_j(x^{(s-1)}_j) - Phi_j(x^{(s)}_j)``, so ``|r_j| <= l_j |d_j|``; and the changes obey
 ``|d^{(s)}_j| <= sum_{i=a-1}^{j-1} l_i |d^{(s-1)}_i|`` (``a`` the anchor, at most ``p`` terms),
 whatever was accepted. With the *per-window contraction* ``Lambda = max_b sum_{i=b}^{b+p-1} l_i``
-(< 1), a slot moved ``q`` times has ``|d| <= D1 Lambda^(q-1)``, where the first change of a fresh
-slot is at most ``D1 = p G / (1 - Lambda)`` (``G >= |Phi_i(x)|`` over the states visited). Let
-``k*`` be the least ``q`` with ``l_j D1 Lambda^(q-1) + floor <= tol |h_j| / |T|`` for all ``j``
-(``floor``: round-off of a measured defect). Every slot in the window at sweep ``s`` has been moved
-``k*`` times by sweep ``s + k*``, so sweep ``s + k* + 1`` accepts the whole window: ``b`` advances
-by at least ``p`` every ``k* + 1`` sweeps, and
+(< 1), the first change of a fresh slot is at most ``D1 = p G / (1 - Lambda)`` (``G >= |Phi_i(x)|``
+over the states visited), and a slot moved ``q`` times has ``|d| <= D1 Lambda^(q-1)``. Unrolling
+the recursion instead gives chains ``j > i_1 > i_2 > ...`` of length ``>= q-1``; slot ``j`` was in
+every window the chain visits, so all indices lie in ``[j-p-1, j-1]`` and, with ``l = max l_i``,
+
+    |d| <= D1 * min(Lambda^(q-1), T_q),    T_q = sum_{m=q-1}^{p+1} C(p+1, m) l^m,
+
+superlinear like the full-window bound. Let ``k*`` be the least ``q`` with
+``l_j D1 min(Lambda^(q-1), T_q) + floor <= tol |h_j| / |T|`` for all ``j`` (``floor``: round-off
+of a measured defect). Every slot in the window at sweep ``s`` has been moved ``k*`` times by sweep
+``s + k*``, so sweep ``s + k* + 1`` accepts the whole window: ``b`` advances by at least ``p``
+every ``k* + 1`` sweeps, and
 
     sweeps <= min(N, (k* + 1) * ceil(N / p)).
 
@@ -97,18 +103,18 @@ def settle_sweeps(ell, window, thresholds, first_change: float, floor: float = 0
     thr = _as_array(thresholds, "thresholds")
     if thr.shape != ell.shape:
         raise ValueError(f"`thresholds` must have one entry per step {ell.shape}; got {thr.shape}.")
+    p = _check_window(ell.size, window)
     lam = contraction(ell, window)
     room = thr - floor
     if np.any(room <= 0) or lam >= 1 or not math.isfinite(first_change):
         return math.inf
-    need = ell * first_change
-    active = need > room
-    if not np.any(active):
-        return 1
-    if lam == 0:
-        return 2
-    q = 1 + np.ceil(np.log(room[active] / need[active]) / math.log(lam))
-    return int(max(1, q.max()))
+    l_max = float(ell.max()) if ell.size else 0.0
+    terms = [math.comb(p + 1, m) * l_max ** m for m in range(p + 2)]
+    for q in range(1, p + 1):  # a slot is moved at most p times before it becomes the anchor
+        change = first_change * min(lam ** (q - 1), sum(terms[q - 1:]))
+        if np.all(ell * change <= room):
+            return q
+    return math.inf
 
 
 def sweep_bound(ell, window, thresholds, first_change: float, floor: float = 0.0) -> int:
