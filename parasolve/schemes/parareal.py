@@ -156,6 +156,8 @@ class Parareal(Scheme):
                     self._coarse_sweep(problem, bounds, a_next, starts, coarse_old, ends[m + 1:])
                 a = a_next
         status = Status.SUCCESS if a >= k_seg else Status.MAX_ITERS
+        if keep_all and a < k_seg:  # stopped early: the start of the first open segment is exact
+            out[bounds[a]] = starts[a]
         final = out if keep_all else ends[-1:]
         sol = problem.solution(final, status, stats, self.name)
         if self.fine == "odeint":

@@ -1,0 +1,202 @@
+"""What each accelerated scheme promises beyond parity: the safeguard, parareal's exactness,
+Newton's scan and its exactness on diagonal linear problems, odeint as a fine propagator,
+and typed errors for bad options."""
+
+import math
+
+import pytest
+import torch
+
+import parasolve
+from parasolve import problems
+from parasolve.schemes import Anderson, Newton, Parareal
+from parasolve.schemes.newton import bidiagonal_solve
+from parasolve.schemes.parareal import segment_bounds
+
+
+# ---------------------------------------------------------------------------- safeguards
+def stiff_exponential(t, y):
+    """y' = -y e^y from y(0) = 1: tame along the solution, explodes for y >~ 5 (overshoots)."""
+    return -y * torch.exp(y)
+
+
+def test_anderson_safeguard_restores_convergence_where_raw_mixing_diverges():
+    y0 = torch.tensor([1.0], dtype=torch.float64)
+    t = torch.linspace(0, 3, 101, dtype=torch.float64)
+    seq = parasolve.solve(stiff_exponential, y0, t, method="sequential")
+    picard = parasolve.solve(stiff_exponential, y0, t, tol=1e-8, vectorized=True)
+    raw = Anderson(memory=5, regularization=0.0, safeguard=False)
+    diverged = parasolve.solve(stiff_exponential, y0, t, method=raw, tol=1e-8, vectorized=True, throw=False)
+    residuals = [r.residual for r in diverged.stats.history]
+    # The raw mixed iterate blows up (the loop restarts its overflowing slots) and crawls.
+    assert not math.isfinite(max(residuals)) or max(residuals) > 1e6 * residuals[0]
+    assert diverged.stats.iterations > 3 * picard.stats.iterations
+    safe = Anderson(memory=5, regularization=0.0)
+    sol = parasolve.solve(stiff_exponential, y0, t, method=safe, tol=1e-8, vectorized=True)
+    assert safe.fallbacks >= 1
+    assert max(r.residual for r in sol.stats.history) < 10 * residuals[0]
+    assert sol.stats.iterations <= picard.stats.iterations + 5
+    assert (sol.ys - seq.ys).abs().max() <= 1e-8  # contractive problem: S <= 1
+    with pytest.raises(parasolve.ConvergenceError):
+        parasolve.solve(stiff_exponential, y0, t, method=raw, tol=1e-8, vectorized=True, max_iters=40)
+
+
+def test_newton_safeguard_restores_convergence_where_the_raw_secant_step_diverges():
+    problem = problems.linear()  # rotation + decay: a diagonal secant model is wrong here
+    t = problem.grid(200)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
+    raw = parasolve.solve(problem.f, problem.y0, t, method="newton", tol=1e-8, vectorized=True,
+                          options={"jacobian": "diagonal", "safeguard": False}, throw=False)
+    worst_raw = max(r.residual for r in raw.stats.history)
+    assert worst_raw > 1e9  # the iterate explodes (the loop restarts overflowing slots)
+    safe = Newton(jacobian="diagonal")
+    sol = parasolve.solve(problem.f, problem.y0, t, method=safe, tol=1e-8, vectorized=True)
+    assert safe.fallbacks >= 1 and sol.stats.iterations < raw.stats.iterations
+    assert max(r.residual for r in sol.stats.history) < 1e-6 * worst_raw
+    assert (sol.ys - seq.ys).abs().max() <= math.exp(problem.lipschitz) * 1e-8
+
+
+def test_anderson_takes_fewer_sweeps_than_picard_on_smooth_problems():
+    for problem in (problems.linear(), problems.gaussian_decay(), problems.logistic()):
+        t = problem.grid(200)
+        picard = parasolve.solve(problem.f, problem.y0, t, tol=1e-7, vectorized=True)
+        anderson = parasolve.solve(problem.f, problem.y0, t, method="anderson", tol=1e-7, vectorized=True)
+        assert anderson.stats.iterations < picard.stats.iterations, problem.name
+
+
+# ---------------------------------------------------------------------------- Newton
+@pytest.mark.parametrize("length", [1, 2, 7, 37])
+@pytest.mark.parametrize("scalar", [False, True])
+def test_bidiagonal_scan_equals_the_sequential_recursion(length, scalar):
+    gen = torch.Generator().manual_seed(length)
+    b = torch.randn(length, 3, 2, dtype=torch.float64, generator=gen)
+    a = torch.rand(length, 1, 1, dtype=torch.float64, generator=gen) * 2 - 0.5 if scalar else \
+        torch.rand(length, 3, 2, dtype=torch.float64, generator=gen) * 2 - 0.5
+    delta0 = torch.randn(3, 2, dtype=torch.float64, generator=gen)
+    expected, d = [], delta0
+    for i in range(length):
+        d = a[i] * d + b[i]
+        expected.append(d)
+    assert torch.allclose(bidiagonal_solve(a, b, delta0), torch.stack(expected), rtol=1e-12, atol=1e-12)
+
+
+class RecordingNewton(Newton):
+    """Newton that keeps each update's anchor and output, to check them against the step map."""
+
+    def run(self, problem):
+        self.updates = []
+        return super().run(problem)
+
+    def update(self, anchor, ys, inc, shift):
+        new = super().update(anchor, ys, inc, shift)
+        self.updates.append((ys.shape[0] - 1 - shift, torch.cat([anchor[None], new])))
+        return new
+
+
+@pytest.mark.parametrize("jacobian", ["scalar", "diagonal"])
+@pytest.mark.parametrize("step", ["euler", "rk4"])
+@pytest.mark.parametrize("n", [50, 400])
+def test_newton_update_is_exact_once_the_secant_is_on_a_diagonal_linear_problem(jacobian, step, n):
+    """y' = -2 t y: the secant of a linear diagonal map is its Jacobian, so the second update
+    (the first with a secant) solves the window's bidiagonal system exactly -- for any N."""
+    problem = problems.gaussian_decay()
+    t = problem.grid(n)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", step=step)
+    scheme = RecordingNewton(jacobian=jacobian)
+    sol = parasolve.solve(problem.f, problem.y0, t, method=scheme, step=step, tol=1e-10, vectorized=True)
+    picard = parasolve.solve(problem.f, problem.y0, t, step=step, tol=1e-10, vectorized=True)
+    steps, states = scheme.updates[1]  # window states x_a .. x_N after the second update
+    idx = torch.arange(n - steps, n)
+    inc, _ = parasolve.steps.STEPS[step].increments(problem.f, t, idx, states[:-1])
+    assert (states[1:] - states[:-1] - inc).abs().max() <= 1e-14
+    assert sol.stats.iterations <= 6 and 3 * sol.stats.iterations < picard.stats.iterations
+    assert (sol.ys - seq.ys).abs().max() <= 1e-12
+
+
+# ---------------------------------------------------------------------------- parareal
+@pytest.mark.parametrize("step", ["euler", "rk4"])
+@pytest.mark.parametrize("coarse", ["frozen", "euler"])
+def test_parareal_is_exact_on_the_first_k_segments_after_k_iterations(step, coarse):
+    problem = problems.harmonic()
+    t = problem.grid(64)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", step=step)
+    bounds = segment_bounds(64, 8)
+    scale = float(seq.ys.abs().max())
+    for k in [1, 3, 6]:
+        sol = parasolve.solve(problem.f, problem.y0, t, method="parareal", step=step, tol=0.0, max_iters=k,
+                              throw=False, options={"segments": 8, "coarse": coarse})
+        assert not sol.converged and sol.stats.iterations == k
+        head = bounds[k]  # states 0 .. n_k: segments 0 .. k-1 and the start of segment k
+        assert (sol.ys[:head + 1] - seq.ys[:head + 1]).abs().max() <= 1e-13 * scale
+        assert (sol.ys[bounds[k + 1] + 1:] - seq.ys[bounds[k + 1] + 1:]).abs().max() > 1e-8
+    full = parasolve.solve(problem.f, problem.y0, t, method="parareal", step=step, tol=0.0,
+                           options={"segments": 8, "coarse": coarse})
+    assert full.converged and full.stats.iterations <= 8
+    assert (full.ys - seq.ys).abs().max() <= 1e-13 * scale
+
+
+def test_segments_are_balanced_longer_first():
+    assert segment_bounds(10, 3) == [0, 4, 7, 10]
+    assert segment_bounds(9, 3) == [0, 3, 6, 9]
+    assert segment_bounds(5, 5) == [0, 1, 2, 3, 4, 5]
+
+
+def test_parareal_window_caps_the_segments_and_reports_them():
+    problem = problems.logistic()
+    sol = parasolve.solve(problem.f, problem.y0, problem.grid(100), method="parareal", window=4, tol=1e-9)
+    assert sol.stats.window == 4 and sol.stats.iterations <= 4
+
+
+def test_parareal_with_odeint_converges_to_the_ode_not_to_the_discrete_problem():
+    problem = problems.linear()
+    t = problem.grid(40)
+    exact = problem.exact(t)
+    euler = parasolve.solve(problem.f, problem.y0, t, method="sequential")
+    calls = {"n": 0}
+
+    def f(t, y):
+        calls["n"] += 1
+        return problem.f(t, y)
+
+    sol = parasolve.solve(f, problem.y0, t, method="parareal", tol=1e-8, vectorized=True,
+                          options={"fine": "odeint", "segments": 5, "coarse": "rk4"})
+    assert sol.converged and sol.step == "odeint:dopri5"
+    assert (sol.ys - exact).abs().max() <= 1e-7           # the ODE, to odeint's accuracy
+    assert (euler.ys - exact).abs().max() > 1e-3          # which the Euler discrete problem is not
+    assert sol.stats.drift_calls == calls["n"] and sol.stats.nfe >= calls["n"]
+
+
+def test_parareal_odeint_rejects_an_sde():
+    ou = problems.ornstein_uhlenbeck()
+    with pytest.raises(ValueError, match="odeint"):
+        parasolve.solve_sde(ou.f, ou.g, ou.y0, torch.linspace(0, 1, 11, dtype=torch.float64),
+                            method="parareal", options={"fine": "odeint"})
+
+
+# ---------------------------------------------------------------------------- options
+@pytest.mark.parametrize("method,options,error,name", [
+    ("anderson", {"memory": 0}, ValueError, "memory"),
+    ("anderson", {"memory": 2.5}, ValueError, "memory"),
+    ("anderson", {"regularization": -1.0}, ValueError, "regularization"),
+    ("anderson", {"growth": 0.0}, ValueError, "growth"),
+    ("newton", {"jacobian": "full"}, ValueError, "jacobian"),
+    ("newton", {"damping": 0.0}, ValueError, "damping"),
+    ("newton", {"damping": 1.5}, ValueError, "damping"),
+    ("newton", {"clip": float("inf")}, ValueError, "clip"),
+    ("parareal", {"segments": 0}, ValueError, "segments"),
+    ("parareal", {"coarse": "bogus"}, ValueError, "coarse"),
+    ("parareal", {"coarse": "ab2"}, ValueError, "coarse"),
+    ("parareal", {"fine": "rk45"}, ValueError, "fine"),
+    ("parareal", {"odeint_options": [1]}, TypeError, "odeint_options"),
+    ("parareal", {"odeint_options": {"rtol": 1e-6}}, ValueError, "odeint_options"),
+    ("anderson", {"bogus": 1}, TypeError, "options"),
+])
+def test_bad_options_raise_typed_errors_naming_the_option(method, options, error, name):
+    problem = problems.linear()
+    with pytest.raises(error, match=name):
+        parasolve.solve(problem.f, problem.y0, problem.grid(10), method=method, options=options)
+
+
+def test_schemes_describe_themselves():
+    assert "memory=3" in repr(Anderson()) and "scalar" in repr(Newton())
+    assert "frozen" in repr(Parareal()) and "euler" in repr(Parareal(coarse="euler"))

@@ -1,0 +1,213 @@
+"""Every accelerated scheme solves the same discrete problem as `method="sequential"`.
+
+Oracle: the core's tolerance bound max|x - x_seq| <= S * tol with S <= exp(L |T|), on every core
+test problem, forward and backward in time, for several step maps, an SDE with up-front noise,
+a complex state, a state of any shape; plus exact counts, save="last", max_iters and NaN handling.
+"""
+
+import math
+
+import pytest
+import torch
+
+import parasolve
+from parasolve import problems
+from parasolve.schemes import Anderson, Newton, Parareal
+
+PROBLEMS = problems.all_ode_problems()
+
+# (id, method, options): the scheme variants the library documents.
+SCHEMES = [
+    ("anderson", "anderson", None),
+    ("anderson-m1-nosafeguard", "anderson", {"memory": 1, "safeguard": False}),
+    ("newton-scalar", "newton", None),
+    ("newton-diagonal", "newton", {"jacobian": "diagonal", "damping": 0.8}),
+    ("parareal-frozen", "parareal", None),
+    ("parareal-rk4-coarse", "parareal", {"coarse": "rk4", "segments": 6}),
+]
+
+
+def bound(problem, tol):
+    return math.exp(problem.lipschitz * abs(problem.t1 - problem.t0)) * tol
+
+
+# Every problem in both directions; the step map rotates so each map meets every direction.
+CASES = [(problem, ["euler", "heun", "rk4"][(i + reverse) % 3], reverse)
+         for i, problem in enumerate(PROBLEMS) for reverse in (False, True)]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+@pytest.mark.parametrize("problem,step,reverse", CASES,
+                         ids=[f"{p.name}-{s}-{'backward' if r else 'forward'}" for p, s, r in CASES])
+def test_scheme_equals_sequential_within_tol_bound(scheme, problem, step, reverse):
+    _, method, options = scheme
+    t = problem.grid(48, reverse=reverse)
+    y0 = problem.initial(reverse)
+    tol = 1e-9
+    seq = parasolve.solve(problem.f, y0, t, method="sequential", step=step)
+    par = parasolve.solve(problem.f, y0, t, method=method, options=options, step=step, window=16,
+                          tol=tol, vectorized=True)
+    assert par.converged and 1 <= par.stats.iterations <= 48
+    assert par.stats.defect_sum <= tol
+    assert (par.ys - seq.ys).abs().max() <= bound(problem, tol)
+    assert torch.equal(par.ts, t) and par.method == method
+
+
+@pytest.mark.parametrize("method", ["anderson", "newton"])
+def test_windowed_schemes_handle_a_multistep_map(method):
+    problem = problems.van_der_pol()
+    t = problem.grid(60)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", step="ab2")
+    par = parasolve.solve(problem.f, problem.y0, t, method=method, step="ab2", window=20, tol=1e-9)
+    assert par.converged and par.stats.iterations <= 60
+    assert (par.ys - seq.ys).abs().max() <= math.exp(2 * problem.lipschitz * 3.0) * 1e-9
+
+
+def test_parareal_rejects_a_multistep_map_with_a_clear_error():
+    problem = problems.linear()
+    with pytest.raises(ValueError, match="multistep"):
+        parasolve.solve(problem.f, problem.y0, problem.grid(20), method="parareal", step="ab2")
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "backward"])
+def test_sde_with_up_front_noise_equals_sequential_euler_maruyama(scheme, reverse):
+    _, method, options = scheme
+    ou = problems.ornstein_uhlenbeck(paths=4)
+    t = torch.linspace(0, 2, 81, dtype=torch.float64)
+    if reverse:
+        t = t.flip(0)
+
+    def g(t, y):  # multiplicative diagonal noise
+        return 0.3 * torch.sin(y) + 0.5
+
+    noise = torch.randn(80, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    seq = parasolve.solve_sde(ou.f, g, ou.y0, t, noise=noise, method="sequential")
+    tol = 1e-9
+    par = parasolve.solve_sde(ou.f, g, ou.y0, t, noise=noise, method=method, options=options,
+                              window=30, tol=tol)
+    assert par.converged and par.stats.iterations <= 80
+    lipschitz = ou.lipschitz + 0.3 * 20  # as in the core's SDE test: |g'| |xi| / sqrt(h) terms
+    assert (par.ys - seq.ys).abs().max() <= tol * math.exp(lipschitz * 2)
+    assert (par.ys - seq.ys).abs().max() <= 1e-8 * float(seq.ys.abs().max())
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+def test_complex_state_of_any_shape(scheme):
+    _, method, options = scheme
+    omega = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
+
+    def f(t, y):  # y' = (i omega - 0.3) y on a (2, 2) complex state
+        return (1j * omega - 0.3) * y
+
+    y0 = torch.complex(torch.ones(2, 2, dtype=torch.float64), torch.zeros(2, 2, dtype=torch.float64))
+    t = torch.linspace(0, 1.5, 41, dtype=torch.float64)
+    seq = parasolve.solve(f, y0, t, method="sequential", step="heun")
+    par = parasolve.solve(f, y0, t, method=method, options=options, step="heun", tol=1e-9)
+    assert par.converged and par.ys.shape == (41, 2, 2) and par.ys.is_complex()
+    assert (par.ys - seq.ys).abs().max() <= math.exp(3.0 * 1.5) * 1e-9
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+def test_float32_default_tolerance(scheme):
+    _, method, options = scheme
+    problem = problems.logistic()
+    t = problem.grid(64).float()
+    y0 = problem.y0.float()
+    seq = parasolve.solve(problem.f, y0, t, method="sequential", step="heun")
+    par = parasolve.solve(problem.f, y0, t, method=method, options=options, step="heun")
+    assert par.converged and par.ys.dtype == torch.float32
+    assert (par.ys - seq.ys).abs().max() <= bound(problem, 1e-3)
+
+
+class Counter:
+    """A vectorized drift that counts its own calls and time points."""
+
+    def __init__(self, f):
+        self.f, self.points, self.calls = f, 0, 0
+
+    def __call__(self, t, y):
+        self.points += t.shape[0]
+        self.calls += 1
+        return self.f(t, y)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+@pytest.mark.parametrize("step", ["euler", "rk4"])
+def test_stats_count_every_drift_call(scheme, step):
+    _, method, options = scheme
+    problem = problems.logistic()
+    t = problem.grid(50)
+    f = Counter(problem.f)
+    sol = parasolve.solve(f, problem.y0, t, method=method, options=options, step=step, tol=1e-8,
+                          window=20, vectorized=True)
+    assert sol.stats.nfe == f.points and sol.stats.drift_calls == f.calls
+    assert sol.stats.iterations == len(sol.stats.history) <= 50
+    assert sum(r.accepted for r in sol.stats.history) == 50
+    if method != "parareal":  # one batched round per stage per sweep
+        assert f.calls == sol.stats.iterations * parasolve.steps.STEPS[step].stages
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+def test_save_last_gives_the_same_end_point(scheme):
+    _, method, options = scheme
+    problem = problems.harmonic()
+    t = problem.grid(40)
+    full = parasolve.solve(problem.f, problem.y0, t, method=method, options=options, window=10, tol=1e-10)
+    last = parasolve.solve(problem.f, problem.y0, t, method=method, options=options, window=10, tol=1e-10,
+                           save="last")
+    assert last.ys.shape == (1, 2) and torch.equal(last.ts, t[-1:])
+    assert torch.equal(last.y, full.y)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+def test_max_iters_reports_non_convergence(scheme):
+    _, method, options = scheme
+    problem = problems.harmonic()
+    t = problem.grid(40)
+    sol = parasolve.solve(problem.f, problem.y0, t, method=method, options=options, tol=1e-12,
+                          max_iters=2, throw=False)
+    assert not sol.converged and sol.status is parasolve.Status.MAX_ITERS
+    assert sol.stats.iterations == 2 and sol.ys.shape == (41, 2) and torch.isfinite(sol.ys).all()
+    with pytest.raises(parasolve.ConvergenceError, match="max_iters") as info:
+        parasolve.solve(problem.f, problem.y0, t, method=method, options=options, tol=1e-12, max_iters=2)
+    assert info.value.solution.stats.iterations == 2
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+def test_nan_from_the_drift_is_reported_at_the_sequential_step(scheme):
+    _, method, options = scheme
+
+    def f(t, y):  # fails for t > 0.5, wherever the state is
+        return torch.where(t[:, None] > 0.5, torch.full_like(y, float("nan")), -y)
+
+    y0 = torch.ones(2, dtype=torch.float64)
+    t = torch.linspace(0, 1, 41, dtype=torch.float64)
+    with pytest.raises(parasolve.NonFiniteError) as seq_info:
+        parasolve.solve(f, y0, t, method="sequential", vectorized=True)
+    with pytest.raises(parasolve.NonFiniteError) as info:
+        parasolve.solve(f, y0, t, method=method, options=options, vectorized=True, tol=1e-9)
+    assert info.value.index == seq_info.value.index
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
+def test_warm_start_from_the_answer_converges_at_once(scheme):
+    _, method, options = scheme
+    problem = problems.van_der_pol()
+    t = problem.grid(60)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
+    warm = parasolve.solve(problem.f, problem.y0, t, method=method, options=options, tol=1e-10,
+                           init=seq.ys.clone())
+    cold = parasolve.solve(problem.f, problem.y0, t, method=method, options=options, tol=1e-10)
+    assert warm.stats.iterations == 1 < cold.stats.iterations
+    assert (warm.ys - seq.ys).abs().max() <= 1e-12
+
+
+def test_scheme_objects_classes_and_names_agree():
+    problem = problems.logistic()
+    t = problem.grid(30)
+    for cls in (Anderson, Newton, Parareal):
+        by_name = parasolve.solve(problem.f, problem.y0, t, method=cls.name, tol=1e-9)
+        by_class = parasolve.solve(problem.f, problem.y0, t, method=cls, tol=1e-9)
+        by_object = parasolve.solve(problem.f, problem.y0, t, method=cls(), tol=1e-9)
+        assert torch.equal(by_name.ys, by_class.ys) and torch.equal(by_name.ys, by_object.ys)
