@@ -66,8 +66,7 @@ def test_parareal_within_frozen_coarse_bound_for_nonlinear_drifts(f, t, seg_frac
     ref = pt.sequential(f, y0, t)
     bounds = segment_bounds(n, K)
     ell = discrete.step_lipschitz("euler", t, f.lipschitz)
-    first = run(f, y0, t, K, 1)  # its boundaries hold the coarse prediction U^0
-    start_errors = pt.max_error(first.ys[bounds[:-1]], ref.ys[bounds[:-1]]).numpy()
+    start_errors = pt.max_error(parareal.frozen_prediction(f, y0, t, bounds), ref.ys[bounds[:-1]]).numpy()
     sol = run(f, y0, t, K, k)
     alpha, beta = parareal.frozen_constants(ell, bounds)
     boundary = parareal.bound(alpha, beta, k - 1, np.append(start_errors, 0.0))
@@ -110,11 +109,16 @@ def test_parareal_bound_is_attained_for_scalar_growth():
     jac = tolerance.linear_jacobians(f.A, t)
     alpha, beta = parareal.linear_constants(jac, bounds)
     start_errors = np.abs(coarse_prediction(jac, bounds, y0.numpy()) - ref.ys[bounds[:-1]].numpy()).max(1)
+    assert np.allclose(start_errors, pt.max_error(parareal.frozen_prediction(f, y0, t, bounds),
+                                                  ref.ys[bounds[:-1]]).numpy(), rtol=1e-12)
     for k in range(1, 7):
         sol = run(f, y0, t, 6, k)
         measured = pt.max_error(sol.ys[bounds[:-1]], ref.ys[bounds[:-1]]).numpy()
         expect = parareal.bound(alpha, beta, k - 1, np.append(start_errors, 0.0))[:-1]
-        assert np.allclose(measured, expect, rtol=1e-9, atol=1e-14)
+        # boundary k holds U^{k-1}_k or the exact new start; every other boundary attains the bound
+        others = np.arange(6) != k
+        assert np.allclose(measured[others], expect[others], rtol=1e-9, atol=1e-14)
+        assert k == 6 or measured[k] <= expect[k] * (1 + 1e-9)
 
 
 def test_bad_constants_are_rejected():

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import _sym
 
-__all__ = ["step_lipschitz", "rk_lipschitz", "increments_at", "bound", "bound_from_increments", "uniform_bound",
+__all__ = ["step_lipschitz", "rk_lipschitz", "increments_at", "step_increments", "bound", "bound_from_increments", "uniform_bound",
            "uniform_increment_bound", "elementary_symmetric", "derive", "verify"]
 
 
@@ -82,10 +82,11 @@ def step_lipschitz(step, t, L) -> np.ndarray:
                     f"to the bound functions yourself (|Phi_i(x) - Phi_i(y)| <= ell_i |x - y|).")
 
 
-def increments_at(f, y0, t, step="euler", *, vectorized=False) -> np.ndarray:
-    """``|Phi_i(y0)|`` (max-norm) for every step ``i`` (shape ``(N,)``): the data of the increment form.
+def step_increments(f, states, t, step="euler", idx=None, *, vectorized=False):
+    """``Phi_i(states[r])`` for steps ``idx`` (default ``0..N-1``), by the core's step map (one batched call).
 
-    One batched evaluation of the core's step map at the initial state, the start of every solve.
+    ``states``: ``(len(idx), *state)``. One-step maps only evaluate at the given states; for
+    ``"ab2"`` the previous drift is taken from the same batch (as in a Picard sweep).
     """
     import torch
 
@@ -93,10 +94,20 @@ def increments_at(f, y0, t, step="euler", *, vectorized=False) -> np.ndarray:
     from parasolve.steps import resolve_step
 
     step = resolve_step(step)
-    grid = torch.as_tensor(t, dtype=y0.dtype, device=y0.device)
-    n = grid.shape[0] - 1
-    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized)
-    inc, _ = step.increments(drift, grid, torch.arange(n, device=y0.device), y0.expand(n, *y0.shape), None)
+    grid = torch.as_tensor(t, dtype=states.dtype, device=states.device)
+    idx = torch.arange(grid.shape[0] - 1, device=states.device) if idx is None else torch.as_tensor(idx)
+    drift = BatchedDrift(f, states.shape[1:], states.dtype, states.device, vectorized=vectorized)
+    inc, _ = step.increments(drift, grid, idx, states, None)
+    return inc
+
+
+def increments_at(f, y0, t, step="euler", *, vectorized=False) -> np.ndarray:
+    """``|Phi_i(y0)|`` (max-norm) for every step ``i`` (shape ``(N,)``): the data of the increment form.
+
+    One batched evaluation of the core's step map at the initial state, the start of every solve.
+    """
+    n = len(t) - 1
+    inc = step_increments(f, y0.expand(n, *y0.shape), t, step, vectorized=vectorized)
     return inc.flatten(1).abs().amax(1).double().cpu().numpy()
 
 

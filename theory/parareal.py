@@ -19,8 +19,9 @@ with ``beta_j`` a Lipschitz constant of ``G_j`` and ``alpha_j`` one of ``F_j - G
 
 In parasolve (``parasolve/schemes/parareal.py``), after ``k`` iterations (``tol=0``, ``max_iters=k``)
 ``sol.ys`` is the fine trajectory glued from the starts ``U^{k-1}``: points ``0 .. n_k - 1`` are
-exact, boundary ``j`` holds ``U_j^{k-1}``, and a point inside segment ``j`` is the fine propagation
-of ``U_j^{k-1}``, within ``prod (1 + l_i)`` (over the segment's earlier steps) times ``E^{k-1}_j``.
+exact, boundary ``j > k`` holds ``U_j^{k-1}`` (boundary ``k`` holds ``U_k^{k-1}`` or, where the scheme
+writes it, the exact new start), and a point inside segment ``j`` is the fine propagation of
+``U_j^{k-1}``, within ``prod (1 + l_i)`` (over the segment's earlier steps) times ``E^{k-1}_j``.
 
 Constants. For a linear drift the propagators are matrices and :func:`linear_constants` gives
 ``alpha_j = ||F_j - G_j||_inf``, ``beta_j = ||G_j||_inf`` exactly. For a Lipschitz drift with step
@@ -39,6 +40,7 @@ from . import _sym
 from .discrete import _check_ell, _check_k
 
 __all__ = ["bound", "superlinear_bound", "trajectory_bound", "frozen_constants", "linear_constants",
+           "frozen_prediction",
            "derive", "verify"]
 
 
@@ -126,6 +128,21 @@ def linear_constants(jacobians, bounds, coarse_jacobians=None) -> tuple[np.ndarr
         alpha.append(float(np.abs(F - G).sum(axis=1).max()))
         beta.append(float(np.abs(G).sum(axis=1).max()))
     return np.array(alpha), np.array(beta)
+
+
+def frozen_prediction(f, y0, t, bounds, step="euler"):
+    """The initial starts ``U^0_{j+1} = G_j(U^0_j)`` of the ``"frozen"`` coarse propagator,
+    ``G_j(x) = x + sum_{i in segment j} Phi_i(x)`` (shape ``(K, *state)``), from the core's step map."""
+    import torch
+
+    from .discrete import step_increments
+
+    starts = [y0]
+    for j in range(len(bounds) - 2):
+        idx = torch.arange(bounds[j], bounds[j + 1])
+        inc = step_increments(f, starts[-1].expand(len(idx), *y0.shape), t, step, idx)
+        starts.append(starts[-1] + inc.sum(0))
+    return torch.stack(starts)
 
 
 def derive() -> dict:
