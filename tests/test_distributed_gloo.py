@@ -74,6 +74,12 @@ def _worker(rank, port, scenario, outdir):
         try:
             result["ys"] = solves(ev, f)
             if scenario == "solve":
+                y0, t = torch.zeros(2, dtype=DT), torch.linspace(0, 1, 21, dtype=DT)
+                try:  # ranks that disagree on the window are told so, instead of gathering garbage
+                    parasolve.solve(oscillator, y0, t, vectorized=True, window=5 + rank,
+                                    evaluator=DistributedEvaluator(timeout=3.0))
+                except ValueError as exc:
+                    result["mismatch"] = str(exc)
                 result["example"] = _example().main(["--steps", "100", "--window", "16"])
         except DistributedEvaluatorError as exc:
             result.update(error=str(exc), ranks=exc.ranks, call=exc.call, elapsed=time.monotonic() - start)
@@ -125,6 +131,8 @@ def test_two_gloo_ranks_give_the_single_process_bits(tmp_path):
         assert "error" not in results[rank], results[rank].get("error")
         for name, ys in reference.items():
             assert torch.equal(results[rank]["ys"][name], ys), (rank, name)
+        assert "Ranks disagree on the batch" in results[rank]["mismatch"]
+        assert "[[5, 2], [6, 2]]" in results[rank]["mismatch"]
     example = results[0]["example"]  # examples/distributed_solve.py under the same group
     assert example["world"] == WORLD and example["ode_same_bits"] and example["sde_same_bits"]
 
