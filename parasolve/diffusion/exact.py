@@ -96,4 +96,4 @@ def exact_denoiser(data: torch.Tensor, *, std=0.0, weights=None, labels=None, pr
     settings.update(config or {})
     uncond = None if labels is None else torch.full((1,), -1, dtype=torch.long, device=data.device)
     return Denoiser(model, ac, prediction_type=prediction_type, config=settings, conditional=labels is not None,
-                    uncond=uncond, device=data.device, name="exact denoiser")
+                    uncond=uncond, device=data.device, dtype=data.dtype, name="exact denoiser")

@@ -1,0 +1,212 @@
+"""Samplers on exact denoisers: parallel == sequential within the tol bound, prediction types,
+guidance, reproducibility and bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from parasolve import diffusion
+from parasolve.diffusion import samplers
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: threads only add contention on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+SAMPLERS = [("ddpm", {}), ("ddim", {}), ("ddim", {"eta": 0.5}), ("dpmsolver++", {}), ("sde-dpmsolver++", {})]
+
+
+def points(n=12, dim=6, seed=0, dtype=torch.float64):
+    return torch.rand(n, dim, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 2 - 1
+
+
+def start(shape, seed=1, dtype=torch.float64):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.mark.parametrize("name,kw", SAMPLERS)
+def test_prediction_types_give_the_same_samples(name, kw):
+    shape, steps = (3, 6), 30
+    x_T = start(shape)
+    ref = diffusion.sample(diffusion.exact_denoiser(points(), prediction_type="epsilon"), shape, sampler=name,
+                           steps=steps, method="sequential", x_T=x_T, generator=torch.Generator().manual_seed(2), **kw)
+    for kind in ("sample", "v_prediction"):
+        den = diffusion.exact_denoiser(points(), prediction_type=kind)
+        out = diffusion.sample(den, shape, sampler=name, steps=steps, method="sequential", x_T=x_T, noise=ref.noise,
+                               **kw)
+        assert torch.allclose(out.x, ref.x, atol=1e-9), kind
+
+
+@pytest.mark.parametrize("name,kw", SAMPLERS)
+@pytest.mark.parametrize("window", [4, 64])
+def test_zero_tolerance_reproduces_the_sequential_sampler(name, kw, window):
+    """tol=0 accepts only exact steps: the parallel result is the sequential one up to round-off,
+    across window boundaries too (DPM-Solver's multistep `prev` is handed over between windows)."""
+    shape, steps = (2, 6), 25
+    den = diffusion.exact_denoiser(points())
+    seq = diffusion.sample(den, shape, sampler=name, steps=steps, method="sequential", x_T=start(shape),
+                           generator=torch.Generator().manual_seed(3), **kw)
+    par = diffusion.sample(den, shape, sampler=name, steps=steps, window=window, tol=0.0, x_T=seq.x_T,
+                           noise=seq.noise, **kw)
+    assert par.converged and par.stats.iterations <= steps
+    assert torch.allclose(par.x, seq.x, atol=1e-12, rtol=0)
+
+
+def stability_constant(den, name, steps, eta, dim):
+    """S = max_{i<n} |prod_{k=i+1}^{n-1} m_k| for a sampler whose steps are scalar-affine, x -> m_k x + c_k."""
+    ts, step = samplers.build(den, name, steps, eta, torch.float64)
+    step.prepare(torch.float64, torch.device("cpu"), torch.zeros(steps, 1, 1, dtype=torch.float64))
+    idx = torch.arange(steps)
+    t = torch.from_numpy(ts)
+
+    def apply(value):
+        x = torch.full((steps, 1, dim), value, dtype=torch.float64)
+        return step.advance(idx, x, den(x[:, 0], t)[:, None], None)[0][:, 0]
+
+    diff = apply(1.0) - apply(0.0)  # isotropic data: every coordinate has the same multiplier
+    assert torch.allclose(diff, diff[:, :1].expand_as(diff), rtol=1e-12)
+    m = diff[:, 0].numpy()
+    best = 1.0
+    for i in range(steps):
+        best = max(best, np.abs(np.cumprod(m[i + 1:])).max(initial=1.0))
+    return best
+
+
+@pytest.mark.parametrize("name,eta", [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.8)])
+def test_parallel_sample_is_within_the_tolerance_bound(name, eta):
+    """Gaussian data: each step is x -> m_k x + c_k, so S is known and max|x - x_seq| <= S * defect_sum <= S * tol."""
+    dim, steps, tol = 16, 200, 0.05
+    den = diffusion.exact_denoiser(torch.full((1, dim), 0.5, dtype=torch.float64), std=0.3)
+    S = stability_constant(den, name, steps, eta, dim)
+    shape = (4, dim)
+    seq = diffusion.sample(den, shape, sampler=name, steps=steps, eta=eta, method="sequential", x_T=start(shape),
+                           generator=torch.Generator().manual_seed(4))
+    par = diffusion.sample(den, shape, sampler=name, steps=steps, eta=eta, window=32, tol=tol, x_T=seq.x_T,
+                           noise=seq.noise)
+    gap = float((par.x - seq.x).abs().max())
+    assert 0 < par.stats.defect_sum <= tol
+    assert gap <= S * par.stats.defect_sum * (1 + 1e-9) + 1e-12
+    assert par.stats.iterations < steps // 4  # and the parallel run needs far fewer sweeps
+
+
+@pytest.mark.parametrize("name,steps,most", [("ddpm", 1000, 150), ("ddim", 100, 20), ("dpmsolver++", 25, 12)])
+def test_picard_needs_few_sweeps_and_lands_on_the_data(name, steps, most):
+    """Finite data set (float32, 16x16): the parallel sampler takes far fewer sweeps than steps, and the
+    deterministic samplers end on a data point, as the exact probability-flow map must."""
+    data = points(50, 256, seed=5, dtype=torch.float32).reshape(50, 1, 16, 16)
+    den = diffusion.exact_denoiser(data)
+    shape = (4, 1, 16, 16)
+    out = diffusion.sample(den, shape, sampler=name, steps=steps, window=64, x_T=start(shape, dtype=torch.float32),
+                           generator=torch.Generator().manual_seed(6))
+    assert out.converged and out.stats.iterations <= most
+    assert out.stats.nfe <= out.stats.iterations * 64
+    nearest = torch.cdist(out.x.reshape(4, -1).double(), data.reshape(50, -1).double()).min(dim=1).values
+    assert float(nearest.max()) < (0.05 if name == "ddpm" else 1e-5)
+
+
+def test_generator_reproduces_runs_and_returns_its_noise():
+    den = diffusion.exact_denoiser(points())
+    a = diffusion.sample(den, (2, 6), steps=50, method="sequential", generator=torch.Generator().manual_seed(9))
+    b = diffusion.sample(den, (2, 6), steps=50, window=16, generator=torch.Generator().manual_seed(9))
+    c = diffusion.sample(den, (2, 6), steps=50, method="sequential", x_T=a.x_T, noise=a.noise)
+    assert torch.equal(a.x_T, b.x_T) and torch.equal(a.noise, b.noise)
+    assert torch.equal(a.x, c.x)
+    # diffusers' order: x_T first, then one draw per noisy step (none at timestep 0).
+    gen = torch.Generator().manual_seed(9)
+    draws = [torch.randn((2, 6), generator=gen, dtype=torch.float64) for _ in range(50)]
+    assert torch.equal(a.x_T, draws[0]) and torch.equal(a.noise[:49], torch.stack(draws[1:]))
+    assert a.timesteps[-1] == 0 and not a.noise[-1].any()
+
+
+def test_classifier_free_guidance_on_a_labelled_data_set():
+    data, labels = points(12, 6), torch.arange(12) % 3
+    den = diffusion.exact_denoiser(data, labels=labels)
+    shape, x_T = (3, 6), start((3, 6))
+    cond = torch.tensor([0, 1, 2])
+    kw = dict(sampler="ddim", steps=50, x_T=x_T, method="sequential")
+    plain = diffusion.sample(den, shape, cond=cond, **kw)
+    uncond = diffusion.sample(den, shape, **kw)
+    assert torch.allclose(diffusion.sample(den, shape, cond=cond, guidance_scale=1.0, **kw).x, plain.x, atol=1e-10)
+    assert torch.allclose(diffusion.sample(den, shape, cond=cond, guidance_scale=0.0, **kw).x, uncond.x, atol=1e-10)
+    # The conditional samples end on a point carrying the requested label.
+    guided = diffusion.sample(den, shape, cond=cond, guidance_scale=2.0, sampler="ddim", steps=50, x_T=x_T, window=32)
+    nearest = torch.cdist(guided.x, data).argmin(dim=1)
+    assert torch.equal(labels[nearest], cond)
+    assert float(torch.cdist(plain.x, data).min(dim=1).values.max()) < 1e-3
+    assert torch.equal(labels[torch.cdist(plain.x, data).argmin(dim=1)], cond)
+
+
+def test_guidance_is_one_model_call_per_sweep_on_the_doubled_batch():
+    data, labels = points(12, 6), torch.arange(12) % 3
+    den = diffusion.exact_denoiser(data, labels=labels)
+    batches = []
+    inner = den.model
+    den.model = lambda x, t, c: batches.append(x.shape[0]) or inner(x, t, c)
+    out = diffusion.sample(den, (3, 6), cond=torch.tensor([0, 1, 2]), guidance_scale=3.0, sampler="ddim", steps=40,
+                           window=8, x_T=start((3, 6)))
+    assert len(batches) == out.stats.drift_calls
+    assert sum(batches) == 2 * 3 * out.stats.nfe
+
+
+def test_trajectory_is_saved_on_the_timestep_grid():
+    den = diffusion.exact_denoiser(points())
+    out = diffusion.sample(den, (2, 6), sampler="ddim", steps=10, save="all", x_T=start((2, 6)))
+    assert out.solution.ys.shape == (11, 2, 6)
+    assert out.timesteps.tolist() == list(range(900, -1, -100))
+    assert out.solution.ts.tolist() == list(range(900, -101, -100))
+    assert torch.equal(out.solution.ys[0], out.x_T) and torch.equal(out.solution.ys[-1], out.x)
+
+
+def test_bad_input_errors():
+    den = diffusion.exact_denoiser(points())
+    shape = (2, 6)
+    meta = torch.empty(shape, device="meta")
+    with pytest.raises(TypeError, match="parasolve.diffusion.Denoiser"):
+        diffusion.sample(lambda x, t: x, shape)
+    with pytest.raises(ValueError, match="`shape` must be a tuple of positive integers"):
+        diffusion.sample(den, (2, 0))
+    with pytest.raises(ValueError, match="Unknown `sampler` 'euler'; valid: \\['ddpm', 'ddim'"):
+        diffusion.sample(den, shape, sampler="euler")
+    with pytest.raises(ValueError, match="`steps`=1001 is larger than the 1000 training steps"):
+        diffusion.sample(den, shape, steps=1001)
+    with pytest.raises(ValueError, match="`steps` must be a positive integer; got 0"):
+        diffusion.sample(den, shape, steps=0)
+    with pytest.raises(ValueError, match=r"`x_T` must have shape shape = \(2, 6\); got \(2, 5\)"):
+        diffusion.sample(den, shape, steps=5, x_T=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="`x_T` is on meta but the model is on cpu"):
+        diffusion.sample(den, shape, steps=5, x_T=meta)
+    with pytest.raises(ValueError, match=r"`noise` must have shape \(steps, \*shape\) = \(5, 2, 6\); got \(4, 2, 6\)"):
+        diffusion.sample(den, shape, steps=5, noise=torch.zeros(4, 2, 6))
+    with pytest.raises(ValueError, match="`noise` is on meta but the model is on cpu"):
+        diffusion.sample(den, shape, steps=5, noise=torch.empty(5, 2, 6, device="meta"))
+    with pytest.raises(ValueError, match="`noise` contains NaN"):
+        diffusion.sample(den, shape, steps=5, noise=torch.full((5, 2, 6), float("nan")))
+    with pytest.raises(ValueError, match="ddim sampler is deterministic"):
+        diffusion.sample(den, shape, sampler="ddim", steps=5, noise=torch.zeros(5, 2, 6))
+    with pytest.raises(ValueError, match="`eta`=0.5 only applies to the 'ddim' sampler"):
+        diffusion.sample(den, shape, steps=5, eta=0.5)
+    with pytest.raises(ValueError, match="`eta`=3.0 makes the DDIM noise larger"):
+        diffusion.sample(den, shape, sampler="ddim", steps=5, eta=3.0)
+    with pytest.raises(ValueError, match="needs a conditional model"):
+        diffusion.sample(den, shape, steps=5, guidance_scale=2.0, cond=torch.zeros(2))
+    with pytest.raises(ValueError, match="`cond` was given but exact denoiser is unconditional"):
+        diffusion.sample(den, shape, steps=5, cond=torch.zeros(2))
+    labelled = diffusion.exact_denoiser(points(), labels=torch.arange(12) % 2)
+    with pytest.raises(ValueError, match="needs `cond`"):
+        diffusion.sample(labelled, shape, steps=5, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="`cond` must have a leading batch dimension of 2"):
+        diffusion.sample(labelled, shape, steps=5, cond=torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="not exact in torch.bfloat16"):
+        diffusion.sample(den, shape, steps=1000, x_T=torch.zeros(shape, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="`timestep_spacing` must be one of .*got 'middle'"):
+        diffusion.sample(diffusion.exact_denoiser(points(), config={"timestep_spacing": "middle"}), shape, steps=5)
+
+
+def test_model_with_wrong_output_shape_is_reported():
+    den = diffusion.Denoiser(lambda x, t, c: x[..., :-1], diffusion.alphas_cumprod(), name="cropper")
+    with pytest.raises(ValueError, match=r"cropper returned outputs of shape \(3, 5\) for samples of shape \(3, 6\)"):
+        diffusion.sample(den, (2, 3, 6), steps=5)
