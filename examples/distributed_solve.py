@@ -32,6 +32,7 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=60.0, help="seconds a gather waits for the other ranks")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
+    owns_group = not dist.is_initialized()  # leave a group made by the caller as it was
     rank, world, device = init_distributed(timeout=max(a.timeout, 30.0))
     ev = DistributedEvaluator(timeout=a.timeout)
 
@@ -54,7 +55,8 @@ def main(argv=None):
         print(f"final angles: {ode.y[:, 0].cpu().numpy().round(4)}")
         report = {"world": world, "ode_same_bits": torch.equal(ode.ys, ode_ref.ys),
                   "sde_same_bits": torch.equal(sde.ys, sde_ref.ys), "ode_sweeps": ode.stats.iterations}
-    dist.destroy_process_group()
+    if owns_group:
+        dist.destroy_process_group()
     return report
 
 
