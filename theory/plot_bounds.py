@@ -90,13 +90,12 @@ def parareal_curves(f, y0, t, step, L, A, segments):
     ref = pt.sequential(f, y0, t, step=step)
     bounds = segment_bounds(n, segments)
     ell = discrete.step_lipschitz(step, t, L)
-    if A is not None:
+    if A is not None:  # the frozen coarse propagator's matrices: exact constants
         alpha, beta = parareal.linear_constants(tolerance.linear_jacobians(A, t, step), bounds)
     else:
         alpha, beta = parareal.frozen_constants(ell, bounds)
     opts = {"segments": segments}
-    first = parasolve.solve(f, y0, t, method="parareal", step=step, tol=0.0, max_iters=1, throw=False, options=opts)
-    e0 = pt.max_error(first.ys[bounds[:-1]], ref.ys[bounds[:-1]]).numpy()
+    e0 = pt.max_error(parareal.frozen_prediction(f, y0, t, bounds, step), ref.ys[bounds[:-1]]).numpy()
     rows = []
     for k in range(1, segments + 1):
         sol = parasolve.solve(f, y0, t, method="parareal", step=step, tol=0.0, max_iters=k, throw=False, options=opts)
