@@ -16,6 +16,8 @@ by the core is the number of real points, not the padding.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 
 from ..drift import local_evaluator
@@ -58,16 +60,21 @@ class CudaGraphEvaluator(FixedBatchEvaluator):
 
     The first call for a new drift or state shape captures it (after ``warmup`` eager calls on a
     side stream, as CUDA-graph capture requires); later calls copy the chunk into the graph's
-    static inputs, replay, and copy the output out. States not on a CUDA device raise a
+    static inputs, replay, and copy the output out. Graphs are keyed by the drift *object*: a
+    solve that builds a new closure each time (e.g. ``diffusion.sample``) captures again; the
+    ``max_graphs`` most recently used graphs are kept. States not on a CUDA device raise a
     ``ValueError``: graphs exist only on CUDA (use the default evaluator on CPU).
     """
 
-    def __init__(self, batch: int, *, warmup: int = 3):
+    def __init__(self, batch: int, *, warmup: int = 3, max_graphs: int = 8):
         super().__init__(batch)
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 1:
-            raise ValueError(f"`warmup` must be an integer >= 1 (eager calls before capture); got {warmup!r}.")
+        for name, value in (("warmup", warmup), ("max_graphs", max_graphs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
         self.warmup = warmup
-        self.graphs: dict = {}
+        self.max_graphs = max_graphs
+        self.graphs: OrderedDict = OrderedDict()
+        self.captures = 0
         self._pool = None
 
     def __call__(self, fn, t, y):
@@ -78,11 +85,16 @@ class CudaGraphEvaluator(FixedBatchEvaluator):
 
     def _one(self, fn, t, y):
         # The core re-wraps f in a fresh vmap object per call; torch.func.vmap keeps the user's
-        # function as __wrapped__, which identifies the graph.
-        key = (getattr(fn, "__wrapped__", fn), t.dtype, y.dtype, tuple(y.shape), y.device)
+        # function as __wrapped__, which identifies the graph (and the wrapping is part of the key).
+        wrapped = getattr(fn, "__wrapped__", None)
+        key = (fn if wrapped is None else wrapped, wrapped is not None, t.dtype, y.dtype, tuple(y.shape), y.device)
         entry = self.graphs.get(key)
         if entry is None:
             entry = self.graphs[key] = self._capture(fn, t, y)
+            self.captures += 1
+            while len(self.graphs) > self.max_graphs:
+                self.graphs.popitem(last=False)
+        self.graphs.move_to_end(key)
         graph, t_in, y_in, out = entry
         t_in.copy_(t)
         y_in.copy_(y)
