@@ -14,6 +14,7 @@ which ranks never reached that gather, and raise :class:`DistributedEvaluatorErr
 from __future__ import annotations
 
 import datetime
+import inspect
 import itertools
 import math
 import os
@@ -26,6 +27,8 @@ from .chunks import padded_rows, split_bounds
 from .errors import DistributedEvaluatorError
 
 _instances = itertools.count()
+# Newer torch names it all_gather_single (the old name warns); older releases have only the old name.
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 
 def init_distributed(backend: str | None = None, *, timeout: float = 60.0):
@@ -46,8 +49,10 @@ def init_distributed(backend: str | None = None, *, timeout: float = 60.0):
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout),
-                                device_id=device if backend == "nccl" else None)
+        extra = {}
+        if backend == "nccl" and "device_id" in inspect.signature(dist.init_process_group).parameters:
+            extra["device_id"] = device  # binds the communicator to this GPU at once
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout), **extra)
     return dist.get_rank(), dist.get_world_size(), device
 
 
@@ -111,7 +116,7 @@ class DistributedEvaluator:
     # -- communication ---------------------------------------------------------------------
     def _gather(self, out: torch.Tensor, local: torch.Tensor) -> None:
         try:
-            work = dist.all_gather_single(out, local, group=self.group, async_op=True)
+            work = _all_gather(out, local, group=self.group, async_op=True)
             self._wait(work)
         except DistributedEvaluatorError:
             raise
