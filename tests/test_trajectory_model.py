@@ -111,6 +111,12 @@ def test_task_score_rejects_bad_input():
         task_score(torch.zeros(3, HORIZON, 2), start, start)
     with pytest.raises(ValueError, match="NaN"):
         task_score(torch.full((2, HORIZON, 2), float("nan")), start, start)
+    with pytest.raises(ValueError, match="differ"):
+        expert_paths(start, start, torch.ones(2))
+    with pytest.raises(ValueError, match="side"):
+        expert_paths(start, start + 1, torch.zeros(2))
+    with pytest.raises(ValueError, match="n must"):
+        make_dataset(0)
 
 
 def test_ddpm_sample_recovers_a_point_mass_under_the_exact_denoiser():

@@ -110,12 +110,16 @@ def expert_paths(start: torch.Tensor, goal: torch.Tensor, side: torch.Tensor) ->
     line is blocked; the other side is taken when the preferred one leaves the box). Float64 inside.
     """
     start, goal = _check_endpoints("start", start), _check_endpoints("goal", goal)
+    if not isinstance(side, torch.Tensor):
+        raise TypeError(f"side must be a torch.Tensor of +1/-1 of shape (B,), got {type(side).__name__}")
     if side.shape != (start.shape[0],) or goal.shape != start.shape:
         raise ValueError(f"start, goal must be (B, 2) and side (B,), got {tuple(start.shape)}, "
                          f"{tuple(goal.shape)}, {tuple(side.shape)}")
     s, g, sd = start.double(), goal.double(), side.double().sign()
     if bool((sd == 0).any()):
         raise ValueError("side must hold only +1 or -1")
+    if bool(((g - s).norm(dim=1) < 1e-9).any()):
+        raise ValueError("start and goal must differ in every row (the path's normal is undefined otherwise)")
     dense = torch.linspace(0, 1, _DENSE, dtype=torch.float64)
     waypoints_u = torch.arange(HORIZON, dtype=torch.float64) / (HORIZON - 1)
     best, fits = None, torch.zeros(s.shape[0], dtype=torch.bool)
