@@ -26,7 +26,9 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
         t: 1-D grid, strictly increasing or strictly decreasing; the answer is given at every point.
         method: ``"picard"``, ``"sequential"``, another registered name, or a ``Scheme``.
         step: one-step map (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``, ``"ab2"``) or a ``StepMap``.
-        window: steps updated per sweep (default: all of them). Live memory is O(window * y0.numel()).
+        window: steps updated per sweep (default: all of them); ``"auto"`` measures the drift's
+            cost per batch size and short probe solves, and picks the fastest
+            (:func:`parasolve.evaluators.choose_window`). Live memory is O(window * y0.numel()).
         tol: accepted defects sum to at most ``tol``, so max|y - y_sequential| <= S * tol with S
             the discrete problem's stability constant (docs/tolerance.md). Default by dtype:
             1e-7 (float64), 1e-3 (float32), 1e-2 (16-bit).
@@ -44,6 +46,8 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
+    window = _auto_window(window, f, y0, grid, step=step, tol=tol, vectorized=vectorized, method=method,
+                          options=options, init=init, evaluator=evaluator)
     drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
                          evaluator=evaluator)
     return _run(drift, resolve_step(step), y0, grid, method, window, tol, max_iters, save,
@@ -72,6 +76,8 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step=
         noise = draw_noise(shape, y0.dtype, y0.device, generator)
     else:
         noise = check_noise(noise, shape, y0.dtype, y0.device)
+    window = _auto_window(window, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
+                          method=method, options=options, init=init, evaluator=evaluator)
     drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
                          evaluator=evaluator)
     diffusion = BatchedDrift(g, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="g",
@@ -82,6 +88,16 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step=
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
                    "throw", "options", "init", "evaluator"}
+
+
+def _auto_window(window, f, y0, grid, **kwargs):
+    """``window="auto"``: measure the drift's cost curve and pick the fastest window."""
+    if not isinstance(window, str):
+        return window
+    if window != "auto":
+        raise ValueError(f"`window` must be a positive integer, None or 'auto'; got {window!r}.")
+    from .evaluators.window import choose_window
+    return choose_window(f, y0, grid, **kwargs).window
 
 
 def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,

@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from .errors import EvaluatorError
+
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -46,6 +48,8 @@ class BatchedDrift:
             try:
                 out = self.evaluator(torch.func.vmap(self.f), t, y)
                 self.mode = "vmap"
+            except EvaluatorError:  # the evaluator failed, not vmap: no fallback hides that
+                raise
             except Exception as exc:  # vmap does not support every op: fall back once, say so once.
                 warnings.warn(f"parasolve: `{self.name}` could not be batched with torch.func.vmap "
                               f"({type(exc).__name__}: {exc}); evaluating time points in a loop. "

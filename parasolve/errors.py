@@ -21,3 +21,7 @@ class NonFiniteError(FloatingPointError):
         super().__init__(message)
         self.index = index
         self.time = time
+
+
+class EvaluatorError(RuntimeError):
+    """An evaluator could not produce the batch of drift values (a worker failed, timed out, ...)."""

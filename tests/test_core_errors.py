@@ -59,6 +59,7 @@ def test_y0_non_finite(bad):
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(window=0), ValueError, "`window` must be >= 1; got 0"),
     (dict(window=2.5), TypeError, "`window` must be an integer"),
+    (dict(window="big"), ValueError, "`window` must be a positive integer, None or 'auto'; got 'big'"),
     (dict(tol=-1e-3), ValueError, "`tol` must be finite and >= 0; got -0.001"),
     (dict(tol="small"), TypeError, "`tol` must be a real number"),
     (dict(max_iters=0), ValueError, "`max_iters` must be >= 1; got 0"),

@@ -250,3 +250,16 @@ def test_divergence_guard_restarts_untrustworthy_slots_and_saves_sweeps():
     assert guarded.stats.iterations < 0.8 * plain.stats.iterations
     for sol in (plain, guarded):
         assert sol.converged and (sol.ys - seq.ys).abs().max() < 1e-4
+
+
+def test_window_auto_picks_a_measured_window_and_solves():
+    problem = problems.van_der_pol(t1=5.0)
+    t = problem.grid(256)
+    sol = parasolve.solve(problem.f, problem.y0, t, window="auto", tol=1e-6, vectorized=True)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", vectorized=True)
+    assert sol.converged and 2 <= sol.stats.window <= 256
+    assert (sol.ys - seq.ys).abs().max() < 1e-4
+    ou = problems.ornstein_uhlenbeck(paths=3)
+    sde = parasolve.solve_sde(ou.f, ou.g, ou.y0, torch.linspace(0, 1, 65, dtype=torch.float64), window="auto",
+                              generator=torch.Generator().manual_seed(0))
+    assert sde.converged and 2 <= sde.stats.window <= 64

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-class EvaluatorError(RuntimeError):
-    """An evaluator could not produce the batch of drift values (a worker failed, timed out, ...)."""
+from ..errors import EvaluatorError
+
+__all__ = ["EvaluatorError", "DistributedEvaluatorError"]
 
 
 class DistributedEvaluatorError(EvaluatorError):

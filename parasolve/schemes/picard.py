@@ -87,7 +87,7 @@ class WindowedScheme(Scheme):
                 inc, first = problem.increments(b, ys[:w], prev)
                 defect = (ys[1:w + 1] - ys[:w] - inc).flatten(1).abs().amax(1)
                 size = inc.flatten(1).abs().amax(1)
-                defect_host, size_host = torch.stack([defect, size]).cpu()  # the sweep's one host sync
+                defect_host, size_host = torch.stack([defect, size]).detach().cpu()  # the one host sync
                 stats.iterations += 1
                 m = leading_accepted(defect_host, thr[b:b + w])
                 if m < w and not torch.isfinite(defect_host[m]):
