@@ -41,6 +41,7 @@ from torch.nn import functional as F
 
 from .denoiser import Denoiser
 from .schedules import alphas_cumprod
+from .unet import timestep_embedding
 
 __all__ = [
     "HORIZON", "OBSTACLE_RADIUS", "EXPERT_MARGIN", "GOAL_TOLERANCE", "SMOOTHNESS_LIMIT", "NUM_TRAIN_TIMESTEPS",
@@ -159,13 +160,6 @@ def schedule() -> torch.Tensor:
     return alphas_cumprod("squaredcos_cap_v2", NUM_TRAIN_TIMESTEPS)
 
 
-def _timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 1000.0) -> torch.Tensor:
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.to(torch.float32)[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-
-
 class _Block(nn.Module):
     """Pre-LayerNorm residual MLP block with the (time, condition) embedding added in the middle."""
 
@@ -217,7 +211,7 @@ class TrajectoryDenoiser(nn.Module):
             raise ValueError(f"t must have shape ({x.shape[0]},) or be a scalar, got {tuple(t.shape)}")
         dtype = self.inp.weight.dtype
         cond = cond.to(dtype)
-        emb = self.embed(torch.cat([_timestep_embedding(t, 64).to(dtype), cond], dim=1))
+        emb = self.embed(torch.cat([timestep_embedding(t, 64, max_period=1000.0).to(dtype), cond], dim=1))
         h = self.inp(torch.cat([x.reshape(x.shape[0], -1).to(dtype), cond], dim=1))
         for block in self.blocks:
             h = block(h, emb)
