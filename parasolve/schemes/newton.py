@@ -124,7 +124,7 @@ class Newton(WindowedScheme):
         shape = (-1, *([1] * (dx.dim() - 1)))
         norm2 = (dx.abs() ** 2).flatten(1).sum(1)
         scalar = (dx.conj() * dphi).flatten(1).sum(1) / norm2.clamp_min(torch.finfo(norm2.dtype).tiny)
-        scalar = self._clipped(scalar).reshape(shape)
+        scalar = self._clipped(_carry_forward(scalar, norm2 > 0)).reshape(shape)
         if self.jacobian == "scalar":
             return scalar
         # Element-wise where the component moved noticeably (relative to the step's largest move).
@@ -136,3 +136,11 @@ class Newton(WindowedScheme):
         """``c`` with its magnitude limited to ``clip`` (real and complex alike)."""
         size = c.abs()
         return c * (self.clip / size.clamp_min(self.clip))
+
+
+def _carry_forward(values: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``values`` with each unknown entry replaced by the nearest known one before it (0 if none):
+    steps that just entered the window borrow the estimate of the last step that has one."""
+    pos = torch.arange(len(values), device=values.device)
+    last = torch.cummax(torch.where(known, pos, -1), 0).values
+    return torch.where(last >= 0, values[last.clamp_min(0)], torch.zeros_like(values))
