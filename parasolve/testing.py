@@ -11,7 +11,8 @@ Two parts:
 * **Assertions**: :func:`assert_matches_sequential` (a solve is within ``S * defect_sum`` of the
   sequential loop), :func:`assert_within_bound` (a measured error is below a bound, pointwise),
   :func:`assert_exact_prefix` (the first ``k`` points equal the sequential ones), with
-  :func:`picard_iterate` (the iterate after exactly ``k`` sweeps) and :func:`roundoff` (the
+  :func:`picard_iterate` (the iterate after exactly ``k`` sweeps, by default of
+  :class:`PlainPicard`, the unguarded iteration the bounds describe) and :func:`roundoff` (the
   justified float slack).
 
 Example -- a user's scheme ``MyScheme`` must match the sequential solution on random problems::
@@ -40,9 +41,10 @@ import math
 import torch
 
 import parasolve
+from parasolve.schemes import Picard
 
 __all__ = ["LinearDrift", "TanhDrift", "linear_drifts", "tanh_drifts", "drifts", "grids", "windows",
-           "tolerances", "states", "sequential", "picard_iterate", "roundoff", "max_error",
+           "tolerances", "states", "sequential", "PlainPicard", "picard_iterate", "roundoff", "max_error",
            "assert_matches_sequential", "assert_within_bound", "assert_exact_prefix"]
 
 _EPS = {torch.float64: 2.0 ** -52, torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10,
@@ -222,16 +224,30 @@ def sequential(f, y0, t, **solve_kwargs):
     return parasolve.solve(f, y0, t, **kwargs)
 
 
+class PlainPicard(Picard):
+    """Picard without the divergence guard: the iteration whose rates ``theory/`` bounds.
+
+    ``method="picard"`` restarts slots whose defect dwarfs the accepted increments
+    (``divergence_ratio``); that keeps exactness, the ``N``-sweep limit and the meaning of ``tol``,
+    but the restarted iterate is no longer the Picard iterate, so the error-per-sweep bounds of
+    ``theory.discrete``/``theory.window`` apply to this class (docs/theory.md).
+    """
+
+    divergence_ratio = None
+
+
 def picard_iterate(f, y0, t, k: int, **solve_kwargs):
     """The trajectory after exactly ``k`` sweeps (``tol=0``, ``max_iters=k``, ``throw=False``).
 
     With ``tol=0`` a sweep accepts only exactly-zero defects, so (generically) it advances one exact
     step: the first ``k`` points are the sequential ones, the rest the current Picard iterate
     (slots past a window hold the window's last state). ``sol.stats.history`` shows each advance.
+    ``method`` defaults to :class:`PlainPicard`; pass your own scheme to iterate it instead.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"`k` must be a positive int (sweeps); got {k!r}.")
     kwargs = dict(solve_kwargs, tol=0.0, max_iters=k, throw=False)
+    kwargs.setdefault("method", PlainPicard())
     return parasolve.solve(f, y0, t, **kwargs)
 
 

@@ -32,6 +32,8 @@ def test_k_sweeps_exact_prefix_and_error_within_bound(f, t, step, k_frac, data):
     assert sol.stats.iterations <= k
     assert sol.converged == (sum(r.accepted for r in sol.stats.history) >= n)
     pt.assert_exact_prefix(sol.ys, ref.ys, k, atol=slack)
+    guarded = pt.picard_iterate(f, y0, t, k, step=step, method="picard")  # the default divergence guard
+    pt.assert_exact_prefix(guarded.ys, ref.ys, k, atol=slack)  # keeps exactness (not the rate below)
     err = pt.max_error(sol.ys, ref.ys)
     e_init = pt.max_error(y0.expand_as(ref.ys), ref.ys).numpy()
     per_point = discrete.bound(ell, k, e_init)
@@ -49,7 +51,7 @@ def test_tol_zero_takes_exactly_one_step_per_sweep_and_at_most_n(f, t, step):
     n = len(t) - 1
     y0 = torch.ones(f.dim, dtype=torch.float64)
     ref = pt.sequential(f, y0, t, step=step)
-    sol = pt.picard_iterate(f, y0, t, n, step=step)
+    sol = pt.picard_iterate(f, y0, t, n, step=step, method="picard")
     assert sol.converged and sol.stats.iterations <= n
     slack = pt.roundoff(ref.ys, n, stability_for_roundoff(discrete.step_lipschitz(step, t, f.lipschitz)))
     pt.assert_exact_prefix(sol.ys, ref.ys, n, atol=slack)

@@ -11,7 +11,8 @@ from theory import discrete, noise, window
 
 
 def sde_iterate(f, g, y0, t, xi, k, p=None):
-    return parasolve.solve_sde(f, g, y0, t, noise=xi, tol=0.0, max_iters=k, throw=False, window=p)
+    return parasolve.solve_sde(f, g, y0, t, noise=xi, tol=0.0, max_iters=k, throw=False, window=p,
+                               method=pt.PlainPicard())
 
 
 @settings(max_examples=30, deadline=None)

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from hypothesis import given, settings, strategies as st
 
-import parasolve
 from parasolve import testing as pt
 from theory import discrete, tolerance
 

@@ -39,8 +39,9 @@ import numpy as np
 
 from . import _sym
 
-__all__ = ["step_lipschitz", "rk_lipschitz", "increments_at", "step_increments", "bound", "bound_from_increments", "uniform_bound",
-           "uniform_increment_bound", "elementary_symmetric", "derive", "verify"]
+__all__ = ["step_lipschitz", "rk_lipschitz", "increments_at", "step_increments", "bound",
+           "bound_from_increments", "uniform_bound", "uniform_increment_bound", "derive",
+           "verify"]
 
 
 # --------------------------------------------------------------------------- Lipschitz constants
@@ -176,15 +177,6 @@ def bound_from_increments(ell, k, increments0) -> np.ndarray:
             total += change
         change = _picard_majorant(ell, change)
     return total
-
-
-def elementary_symmetric(ell, k) -> np.ndarray:
-    """``E_k(l_0, ..., l_{j-1})`` for ``j = 0..N`` (shape ``(N+1,)``), by the recursion on prefixes."""
-    ell, k = _check_ell(ell), _check_k(k)
-    table = np.ones(ell.size + 1)
-    for _ in range(k):
-        table = np.concatenate([[0.0], np.cumsum(ell * table[:-1])])
-    return table
 
 
 def uniform_bound(l, k, j, e0):

@@ -79,7 +79,8 @@ def sde_curves(n=50, sigma=0.5, seed=0):
     e_init = pt.max_error(y0.expand_as(ref.ys), ref.ys).numpy()
     rows = []
     for k in range(1, n + 1):
-        sol = parasolve.solve_sde(f, g, y0, t, noise=xi, tol=0.0, max_iters=k, throw=False)
+        sol = parasolve.solve_sde(f, g, y0, t, noise=xi, tol=0.0, max_iters=k, throw=False,
+                                  method=pt.PlainPicard())
         rows.append((k, float(pt.max_error(sol.ys, ref.ys).max()), float(discrete.bound(ell, k, e_init).max()),
                      math.nan, math.nan, picard.bound(float(ell.sum()), 1.0, k, float(e_init.max()))))
     return np.array(rows)
@@ -107,12 +108,12 @@ def parareal_curves(f, y0, t, step, L, A, segments):
     return np.array(rows)
 
 
-def tolerance_curves(f, y0, t, step, A, p):
+def tolerance_curves(f, y0, t, step, A, p, method="picard"):
     S = tolerance.stability_constant_linear(A, t, step)
     ref = pt.sequential(f, y0, t, step=step)
     rows = []
     for tol in 10.0 ** np.arange(-12, -1.5, 0.5):
-        sol = parasolve.solve(f, y0, t, step=step, window=p, tol=float(tol))
+        sol = parasolve.solve(f, y0, t, step=step, window=p, tol=float(tol), method=method)
         rows.append((tol, float(pt.max_error(sol.ys, ref.ys).max()), S * sol.stats.defect_sum, S * tol,
                      sol.stats.iterations))
     return np.array(rows), S
@@ -194,7 +195,7 @@ def main(argv=None):
     axes[0].legend(fontsize=8)
     axes[0].set_title(f"meaning of tol: {name}, window 16", fontsize=10)
     t = torch.linspace(0, 2 * math.pi, 257, dtype=torch.float64)  # finer grid: Lambda = 8 l = 0.2
-    r, S = tolerance_curves(f, y0, t, step, A, p=8)
+    r, S = tolerance_curves(f, y0, t, step, A, p=8, method=pt.PlainPicard())
     ell = discrete.step_lipschitz(step, t, L)
     ref = pt.sequential(f, y0, t, step=step)
     h = np.abs(np.diff(t.numpy()))

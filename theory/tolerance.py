@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import _sym
-from .discrete import _as_array, _check_ell
+from .discrete import _check_ell
 
 __all__ = ["linear_jacobians", "stability_constant", "stability_constant_linear",
            "product_bound", "exponential_bound", "gap_bound", "derive", "verify"]
