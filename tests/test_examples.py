@@ -25,3 +25,22 @@ def test_sde_example_matches_the_exact_law():
     seq, par = load("sde_ou").main(fast=True)
     assert float((par.ys - seq.ys).abs().max()) < 1e-6
     assert abs(float(par.y.mean()) - 0.8347) < 0.05
+
+
+def test_diffusion_example_parallel_equals_sequential_within_tol():
+    runs = load("diffusion_digits").main(fast=True)
+    for sampler, steps, method, out, _ in runs:
+        ref = next(o for s, n, m, o, _ in runs if (s, n, m) == (sampler, steps, "sequential"))
+        assert out.converged and float((out.x - ref.x).abs().max()) <= 10 * 1e-3
+        if method == "picard":
+            assert out.stats.iterations < steps
+
+
+def test_property_example_runs_its_hypothesis_check():
+    load("property_test").main(fast=True)
+
+
+def test_plot_example_writes_a_png(tmp_path):
+    curves = load("plot_convergence").main(fast=True, out=str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 5000
+    assert all(sol.converged for sol in curves.values())
