@@ -56,22 +56,28 @@ class WindowedScheme(Scheme):
     def reset(self):
         """Called when the window moves, for schemes that keep per-window memory."""
 
-    #: Iterate slots whose defect exceeds this multiple of the largest increment at the
-    #: accepted states are worse than a fresh guess: they and the slots after them restart
-    #: from the last trusted state. ``None`` keeps every slot (plain ParaDiGMS behaviour).
+    #: Iterate slots whose defect per unit time exceeds this multiple of the largest increment
+    #: per unit time at the accepted states are worse than a fresh guess: they and the slots
+    #: after them restart from the last trusted state. ``None`` keeps every slot (plain
+    #: ParaDiGMS behaviour, the iteration the bounds of theory/ describe).
     divergence_ratio: float | None = 10.0
 
-    def _trusted(self, defect, size, shift) -> int:
-        """How many updated slots after the anchor to keep (the rest restart from the last kept)."""
+    def _trusted(self, defect, size, h, shift) -> int:
+        """How many updated slots after the anchor to keep (the rest restart from the last kept).
+
+        Defects and increments are compared per unit of time, so short steps (non-uniform
+        grids, diffusion schedules) do not make healthy slots look divergent.
+        """
         if self.divergence_ratio is None:
             return len(defect)
-        scale = float(size[:shift + 1].max())
-        bad = torch.nonzero(defect[shift:] > self.divergence_ratio * scale)
+        scale = float((size[:shift + 1] / h[:shift + 1]).max())
+        bad = torch.nonzero(defect[shift:] / h[shift:] > self.divergence_ratio * scale)
         return len(defect) if len(bad) == 0 else int(bad[0]) + 1
 
     def run(self, problem: Problem):
         n, p = problem.n_steps, min(problem.window, problem.n_steps)
         thr = problem.thresholds()
+        steps = (problem.t[1:] - problem.t[:-1]).abs().double().cpu()
         keep_all = problem.save == "all"
         out = torch.empty((n + 1, *problem.y0.shape), dtype=problem.y0.dtype,
                           device=problem.y0.device) if keep_all else None
@@ -104,7 +110,7 @@ class WindowedScheme(Scheme):
                 stats.history.append(SweepRecord(stats.iterations, b, b + w, float(defect_host.max()), shift))
                 if shift < w:
                     rest = _restart_after_blowup(self.update(anchor, ys, inc, shift), anchor)
-                    rest = rest[:self._trusted(defect_host, size_host, shift)]
+                    rest = rest[:self._trusted(defect_host, size_host, steps[b:b + w], shift)]
                 else:
                     rest = ys[:0]
                     self.reset()
