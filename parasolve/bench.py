@@ -16,7 +16,8 @@ def _scripts() -> dict[str, Path]:
     if not BENCHMARKS.is_dir():
         raise CommandError(f"no benchmarks/ folder next to the package ({BENCHMARKS}); "
                            f"run from a source checkout (pip install -e .)")
-    return {p.stem.removeprefix("bench_"): p for p in sorted(BENCHMARKS.glob("bench_*.py"))}
+    return {p.stem.removeprefix("bench_"): p for p in sorted(BENCHMARKS.glob("bench_*.py"))
+            if not p.stem.endswith("_common")}  # shared helpers, not benchmarks
 
 
 def list_benchmarks():

@@ -58,7 +58,17 @@ def test_bad_arguments_give_one_line_and_status_2(drift_file, capsys, args, mess
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
-def test_help_everywhere():
-    for sub in ([], ["solve"], ["demo"], ["reproduce"], ["bench"]):
-        proc = subprocess.run([sys.executable, "-m", "parasolve", *sub, "--help"], capture_output=True, text=True)
-        assert proc.returncode == 0 and "usage: parasolve" in proc.stdout
+def test_help_everywhere(capsys):
+    proc = subprocess.run([sys.executable, "-m", "parasolve", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "usage: parasolve" in proc.stdout  # `python -m parasolve` works
+    for sub in (["solve"], ["demo"], ["reproduce"], ["bench"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*sub, "--help"])
+        assert exit_info.value.code == 0 and f"usage: parasolve {sub[0]}" in capsys.readouterr().out
+
+
+def test_bench_lists_the_benchmark_scripts(capsys):
+    assert main(["bench"]) == 0
+    listing = capsys.readouterr().out
+    assert "schemes" in listing and "diffusion" in listing
+    assert main(["bench", "nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
