@@ -6,8 +6,9 @@
     python benchmarks/bench_diffusion.py --out docs/benchmarks/diffusion.md
 
 For every sampler it runs the sequential sampler once (the baseline, same process, same threads,
-same x_T and noise), then every (method, window, tol): sweeps, model evaluations, wall time,
-speedup over sequential, the ideal speedup ``steps / sweeps`` (what a device whose batched call
+same x_T and noise), then every (method, window, tol): sweeps, model evaluations, wall and CPU
+time, speedup over sequential (in CPU time: single-threaded, it does not count other jobs on a
+shared machine), the ideal speedup ``steps / sweeps`` (what a device whose batched call
 costs as much as one call would give), max|x - x_sequential| and the certified defect sum.
 With ``--quality N`` it samples N digits sequentially and in parallel (same noise) and reports a
 classifier's confidence and the sliced-Wasserstein distance to held-out real digits.
@@ -38,14 +39,16 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} "
+    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
+    return (f"{cpu}, {os.cpu_count()} cores visible{load}, torch {torch.__version__} "
             f"({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), Python {platform.python_version()}")
 
 
 def timed(den, shape, **kw):
-    start = time.perf_counter()
+    """The run, its wall time and its CPU time (single-threaded, CPU time is immune to other jobs)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     out = diffusion.sample(den, shape, throw=False, **kw)
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def speed_rows(den, args):
@@ -54,43 +57,48 @@ def speed_rows(den, args):
     for key in args.samplers.split(","):
         sampler, steps = SAMPLERS[key]
         gen = torch.Generator().manual_seed(args.seed)
-        seq, t_seq = timed(den, shape, sampler=sampler, steps=steps, method="sequential", generator=gen)
-        print(f"{sampler}-{steps} sequential: {t_seq:.1f} s", flush=True)
+        seq, w_seq, t_seq = timed(den, shape, sampler=sampler, steps=steps, method="sequential", generator=gen)
+        print(f"{sampler}-{steps} sequential: {w_seq:.1f} s wall, {t_seq:.1f} s CPU", flush=True)
         rows.append(dict(sampler=f"{sampler}-{steps}", method="sequential", window="-", tol="-",
-                         sweeps=seq.stats.iterations, nfe=seq.stats.nfe, wall=t_seq, speedup=1.0,
+                         sweeps=seq.stats.iterations, nfe=seq.stats.nfe, wall=w_seq, cpu=t_seq, speedup=1.0,
                          ideal=1.0, gap=0.0, defects="-", converged=True))
         windows = [min(int(w), steps) for w in args.windows.split(",")]
         for method in args.methods.split(","):
             for window in dict.fromkeys(windows):
                 for tol in (float(t) for t in args.tols.split(",")):
                     try:
-                        out, wall = timed(den, shape, sampler=sampler, steps=steps, method=method, window=window,
+                        out, wall, cpu = timed(den, shape, sampler=sampler, steps=steps, method=method, window=window,
                                           tol=tol, x_T=seq.x_T, noise=seq.noise)
                     except Exception as exc:  # a scheme that cannot run this problem: record why
                         print(f"  {method} w={window} tol={tol:g}: failed: {exc}", flush=True)
                         rows.append(dict(sampler=f"{sampler}-{steps}", method=method, window=window, tol=f"{tol:g}",
-                                         sweeps="failed", nfe="-", wall=float("nan"), speedup=float("nan"),
+                                         sweeps="failed", nfe="-", wall=float("nan"), cpu=float("nan"),
+                                         speedup=float("nan"),
                                          ideal=float("nan"), gap=float("nan"), defects=str(exc)[:60],
                                          converged=False))
                         continue
                     gap = float((out.x - seq.x).abs().max())
                     row = dict(sampler=f"{sampler}-{steps}", method=method, window=window, tol=f"{tol:g}",
-                               sweeps=out.stats.iterations, nfe=out.stats.nfe, wall=wall, speedup=t_seq / wall,
+                               sweeps=out.stats.iterations, nfe=out.stats.nfe, wall=wall, cpu=cpu, speedup=t_seq / cpu,
                                ideal=steps / out.stats.iterations, gap=gap, defects=f"{out.stats.defect_sum:.1e}",
                                converged=out.converged)
                     rows.append(row)
                     print(f"  {method} w={window} tol={tol:g}: {row['sweeps']} sweeps, {row['nfe']} evals, "
-                          f"{wall:.1f} s, gap {gap:.1e}", flush=True)
+                          f"{wall:.1f} s wall, {cpu:.1f} s CPU, gap {gap:.1e}", flush=True)
     return rows
 
 
 def speed_table(rows) -> str:
-    head = ("| sampler | method | window | tol | sweeps | model evals | wall (s) | speedup | steps/sweeps "
-            "| max abs x - x_seq | defect sum | converged |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| sampler | method | window | tol | sweeps | model evals | wall (s) | CPU (s) | speedup (CPU) "
+            "| steps/sweeps | max abs x - x_seq | defect sum | converged |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    def num(value, spec, suffix=""):
+        return "-" if value != value else f"{value:{spec}}{suffix}"  # NaN (a failed run) as "-"
+
     body = "".join(
         f"| {r['sampler']} | {r['method']} | {r['window']} | {r['tol']} | {r['sweeps']} | {r['nfe']} | "
-        f"{r['wall']:.2f} | {r['speedup']:.2f}x | {r['ideal']:.1f} | {r['gap']:.1e} | {r['defects']} | "
-        f"{'yes' if r['converged'] else 'no'} |\n" for r in rows)
+        f"{num(r['wall'], '.2f')} | {num(r['cpu'], '.2f')} | {num(r['speedup'], '.2f', 'x')} | {num(r['ideal'], '.1f')} | "
+        f"{num(r['gap'], '.1e')} | {r['defects']} | {'yes' if r['converged'] else 'no'} |\n" for r in rows)
     return head + body
 
 
@@ -113,8 +121,8 @@ def quality_rows(den, args):
 
     rows = [dict(name="real digits (train split)", **scores(train_x[:args.quality]), sweeps="-", gap="-", agree="-")]
     for sampler, steps in (("ddpm", 1000), ("ddim", 100)):
-        seq, _ = timed(den, shape, sampler=sampler, steps=steps, method="sequential", generator=gen)
-        par, _ = timed(den, shape, sampler=sampler, steps=steps, window=args.quality_window, tol=1e-3,
+        seq, *_ = timed(den, shape, sampler=sampler, steps=steps, method="sequential", generator=gen)
+        par, *_ = timed(den, shape, sampler=sampler, steps=steps, window=args.quality_window, tol=1e-3,
                        x_T=seq.x_T, noise=seq.noise)
         s_seq, s_par = scores(seq.x), scores(par.x)
         agree = float((s_seq["label"] == s_par["label"]).float().mean())
