@@ -29,12 +29,13 @@ def list_benchmarks():
     return out
 
 
-def run(name: str, fast: bool = False) -> None:
+def run(name: str, args=()) -> None:
+    """Run ``benchmarks/bench_NAME.py`` with command-line ``args``."""
     scripts = _scripts()
     if name not in scripts:
         raise CommandError(f"unknown benchmark {name!r}; valid: {', '.join(scripts)}")
     argv = sys.argv
-    sys.argv = [str(scripts[name])] + (["--fast"] if fast else [])
+    sys.argv = [str(scripts[name]), *args]
     try:
         runpy.run_path(str(scripts[name]), run_name="__main__")
     finally:

@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="run the benchmark tables of benchmarks/")
     b.add_argument("name", nargs="?", default=None, help="which benchmark (default: list them)")
-    b.add_argument("--fast", action="store_true")
+    b.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the script (see NAME --help)")
     b.set_defaults(run=_bench)
     return p
 
@@ -209,7 +209,7 @@ def _bench(args):
         for name, doc in bench.list_benchmarks():
             print(f"{name:24s} {doc}")
         return 0
-    bench.run(args.name, fast=args.fast)
+    bench.run(args.name, args.args)
     return 0
 
 
