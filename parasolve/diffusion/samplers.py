@@ -11,9 +11,12 @@ thresholded as the scheduler says); ``z_i``: the standard normals drawn up front
 stochastic samplers are deterministic maps too; ``C_i != 0`` only for DPM-Solver's second-order
 multistep steps, which reuse the previous step's ``x0`` (the core's ``prev``).
 
-- DDPM: ``A = sqrt(a_i) (1 - a'_prev) / (1 - a'_t)``, ``B = sqrt(a'_prev) b_i / (1 - a'_t)``,
+With ``abar`` the cumulative schedule at the step's timestep and at the next one (``abar_prev``,
+1 past the end), ``alpha = abar / abar_prev`` and ``beta = 1 - alpha``:
+
+- DDPM: ``A = sqrt(alpha) (1 - abar_prev) / (1 - abar)``, ``B = sqrt(abar_prev) beta / (1 - abar)``,
   ``S`` = the posterior standard deviation (none at timestep 0).
-- DDIM: ``B = sqrt(a'_prev)``, ``E = sqrt(1 - a'_prev - S^2)``, ``S = eta * sigma_ddim``.
+- DDIM: ``B = sqrt(abar_prev)``, ``E = sqrt(1 - abar_prev - S^2)``, ``S = eta * sigma_ddim``.
 - DPM-Solver++(2M): ``A = s_{i+1} / s_i``, ``B = alpha_{i+1} (1 - e^{-h})``, ``C`` the
   second-order correction (midpoint or heun), first order at the first step and, by
   diffusers' ``lower_order_final`` rules, at the last; ``sde-dpmsolver++`` adds noise.
@@ -46,13 +49,10 @@ DEFAULTS: dict[str, dict] = {
 }
 DEFAULTS["sde-dpmsolver++"] = DEFAULTS["dpmsolver++"]
 SAMPLERS = tuple(DEFAULTS)
-_ALIASES = {"dpm-solver++": "dpmsolver++", "dpmsolver": "dpmsolver++", "dpm": "dpmsolver++",
-            "sde-dpm-solver++": "sde-dpmsolver++"}
-# Settings with only some values supported: name -> supported values.
-_SUPPORTED = {"variance_type": {"ddpm": ("fixed_small", "fixed_small_log", "fixed_large"),
-                                "dpmsolver++": (None,), "sde-dpmsolver++": (None,)},
-              "solver_order": (1, 2), "solver_type": ("midpoint", "heun"),
-              "final_sigmas_type": ("zero", "sigma_min"),
+_ALIASES = {"dpm-solver++": "dpmsolver++", "dpm": "dpmsolver++", "sde-dpm-solver++": "sde-dpmsolver++"}
+# Settings of which only some values can be reproduced (None: DDPM's own fixed_small; DPM-Solver's default).
+_SUPPORTED = {"variance_type": (None, "fixed_small", "fixed_small_log", "fixed_large"),
+              "solver_order": (1, 2), "solver_type": ("midpoint", "heun"), "final_sigmas_type": ("zero", "sigma_min"),
               "use_karras_sigmas": (False,), "use_exponential_sigmas": (False,), "use_beta_sigmas": (False,),
               "use_lu_lambdas": (False,), "use_flow_sigmas": (False,)}
 
@@ -69,10 +69,9 @@ def settings_for(den: Denoiser, sampler: str) -> dict:
     st = dict(DEFAULTS[sampler])
     st.update({k: v for k, v in den.config.items() if k in st})
     for key, ok in _SUPPORTED.items():
-        ok = ok.get(sampler, (st.get(key),)) if isinstance(ok, dict) else ok
         if key in st and st[key] not in ok:
             raise ValueError(f"{den.name}: {key}={st[key]!r} is not supported by the {sampler} sampler; "
-                             f"supported: {list(ok)}.")
+                             f"supported: {[v for v in ok if v is not None]}.")
     return st
 
 
