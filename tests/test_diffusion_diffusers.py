@@ -109,7 +109,9 @@ def test_ddpm_matches_diffusers_loop_with_same_generator(unet, config):
 @pytest.mark.parametrize("eta", [0.0, 0.6])
 @pytest.mark.parametrize("config", [dict(), dict(prediction_type="v_prediction", timestep_spacing="trailing"),
                                     dict(prediction_type="sample", timestep_spacing="linspace",
-                                         beta_schedule="squaredcos_cap_v2", set_alpha_to_one=False)])
+                                         beta_schedule="squaredcos_cap_v2", set_alpha_to_one=False),
+                                    dict(prediction_type="v_prediction", timestep_spacing="trailing",
+                                         rescale_betas_zero_snr=True)])
 def test_ddim_matches_diffusers_loop_with_same_noise(unet, config, eta):
     steps = 20
     scheduler = DDIMScheduler(num_train_timesteps=200, **config)

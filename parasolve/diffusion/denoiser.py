@@ -42,8 +42,9 @@ class Denoiser:
         if not callable(model):
             raise TypeError(f"`model` must be callable as model(x, t, cond); got {type(model).__name__}.")
         ac = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float32)
-        if ac.dim() != 1 or ac.numel() < 1 or not bool(((ac > 0) & (ac < 1)).all()):
-            raise ValueError("`alphas_cumprod` must be a 1-D schedule with values in (0, 1).")
+        if ac.dim() != 1 or ac.numel() < 1 or not bool(((ac >= 0) & (ac < 1)).all()) or not ac[0] > 0:
+            raise ValueError("`alphas_cumprod` must be a 1-D schedule with values in [0, 1) (0 only for a "
+                             "zero-terminal-SNR last step).")
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"`prediction_type` must be one of {list(PREDICTION_TYPES)}; got {prediction_type!r}.")
         self.model = model
