@@ -42,6 +42,7 @@ import torch
 
 import parasolve
 from parasolve.schemes import Picard
+from parasolve.schemes.base import per_step
 
 __all__ = ["LinearDrift", "TanhDrift", "linear_drifts", "tanh_drifts", "drifts", "grids", "windows",
            "tolerances", "states", "sequential", "PlainPicard", "picard_iterate", "roundoff", "max_error",
@@ -253,7 +254,7 @@ def picard_iterate(f, y0, t, k: int, **solve_kwargs):
 
 def max_error(ys: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Max-norm error per grid point, shape ``(len(t),)``, in float64."""
-    return (ys.double() - reference.double()).flatten(1).abs().amax(1)
+    return per_step(ys.double() - reference.double()).abs().amax(1)
 
 
 def roundoff(reference: torch.Tensor, n_steps: int, stability: float = 1.0, units: float = 64.0) -> float:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from ..problem import Problem
-from .base import register_scheme
+from .base import per_step, register_scheme
 from .picard import WindowedScheme
 
 
@@ -100,8 +100,8 @@ class Anderson(WindowedScheme):
         gs = torch.stack([pg for _, pg in past] + [g])
         dx = torch.nan_to_num(xs[1:] - xs[:-1], nan=0.0)     # 0 where a state has no history
         dg = torch.nan_to_num(gs[1:] - gs[:-1], nan=0.0)
-        df = (dg - dx).flatten(2)                            # (k, n, D)
-        f = (g - x).flatten(1)                               # (n, D)
+        df = per_step(dg - dx, 2)                            # (k, n, D)
+        f = per_step(g - x)                               # (n, D)
         gram = torch.einsum("and,bnd->nab", df.conj(), df).cumsum(0)  # (n, k, k) over states <= j
         rhs = torch.einsum("and,nd->na", df.conj(), f).cumsum(0)      # (n, k)
         k = gram.shape[-1]
@@ -133,8 +133,8 @@ def picard_from(anchor: torch.Tensor, inc_before: torch.Tensor, inc_now: torch.T
 def residual_grew(residual: torch.Tensor, previous: torch.Tensor, growth: float) -> bool:
     """Whether ``residual`` exceeds ``growth`` times ``previous`` (aligned, NaN where unknown),
     in the 2-norm over the states both carry. A non-finite current residual counts as growth."""
-    known = torch.isfinite(previous.flatten(1)).all(1)
+    known = torch.isfinite(per_step(previous)).all(1)
     if not bool(known.any()):
         return False
-    now = residual.flatten(1)[known].norm()
-    return not bool(now <= growth * previous.flatten(1)[known].norm())
+    now = per_step(residual)[known].norm()
+    return not bool(now <= growth * per_step(previous)[known].norm())

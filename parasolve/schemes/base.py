@@ -8,6 +8,14 @@ from ..solution import Solution
 SCHEMES: dict[str, type["Scheme"]] = {}
 
 
+def per_step(x, lead: int = 1):
+    """``x`` with the state dimensions flattened into one: ``(*x.shape[:lead], state size)``.
+
+    Unlike ``flatten(lead)`` this also works for 0-dimensional states (``x`` of shape ``(n,)``).
+    """
+    return x.reshape(*x.shape[:lead], -1)
+
+
 def register_scheme(cls: type["Scheme"]) -> type["Scheme"]:
     """Class decorator: make ``cls`` selectable by ``method=cls.name``."""
     SCHEMES[cls.name] = cls

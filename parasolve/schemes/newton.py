@@ -28,7 +28,7 @@ import torch
 
 from ..problem import Problem
 from .anderson import aligned, picard_from, residual_grew
-from .base import register_scheme
+from .base import per_step, register_scheme
 from .picard import WindowedScheme
 
 
@@ -122,13 +122,13 @@ class Newton(WindowedScheme):
         """Clipped secant estimate of ``dPhi_i/dx_i`` per step (0 where a step has no history)."""
         dx, dphi = torch.nan_to_num(dx, nan=0.0), torch.nan_to_num(dphi, nan=0.0)
         shape = (-1, *([1] * (dx.dim() - 1)))
-        norm2 = (dx.abs() ** 2).flatten(1).sum(1)
-        scalar = (dx.conj() * dphi).flatten(1).sum(1) / norm2.clamp_min(torch.finfo(norm2.dtype).tiny)
+        norm2 = per_step(dx.abs() ** 2).sum(1)
+        scalar = per_step(dx.conj() * dphi).sum(1) / norm2.clamp_min(torch.finfo(norm2.dtype).tiny)
         scalar = self._clipped(_carry_forward(scalar, norm2 > 0)).reshape(shape)
         if self.jacobian == "scalar":
             return scalar
         # Element-wise where the component moved noticeably (relative to the step's largest move).
-        big = dx.abs() > 1e-3 * dx.abs().flatten(1).amax(1).reshape(shape)
+        big = dx.abs() > 1e-3 * per_step(dx.abs()).amax(1).reshape(shape)
         ratio = dphi / torch.where(big, dx, torch.ones_like(dx))
         return torch.where(big, self._clipped(ratio), scalar)
 

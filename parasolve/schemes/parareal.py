@@ -49,7 +49,7 @@ from ..problem import Problem
 from ..sde import EulerMaruyama
 from ..solution import Stats, Status, SweepRecord
 from ..steps import StepMap, resolve_step
-from .base import Scheme, register_scheme
+from .base import Scheme, per_step, register_scheme
 
 
 def segment_bounds(n_steps: int, segments: int) -> list[int]:
@@ -138,7 +138,7 @@ class Parareal(Scheme):
                 ends, bad_step = self._fine(problem, bounds, a, starts, out)  # F(U_j), j = a..K-1
                 if keep_all:  # the glued trajectory holds the starts; its defects sit at the boundaries
                     out[bounds[a:k_seg]] = starts[a:]
-                defect = (starts[a + 1:] - ends[:-1]).flatten(1).abs().amax(1)
+                defect = per_step(starts[a + 1:] - ends[:-1]).abs().amax(1)
                 defect_host = defect.double().cpu()
                 ok = (defect_host <= share[a:k_seg - 1]).long().cumprod(0)
                 m = int(ok.sum())
@@ -202,7 +202,7 @@ class Parareal(Scheme):
             idx = first[:rows] + r
             inc, _ = problem.step.increments(problem.drift, problem.t, idx, ys[:rows], None)
             ys[:rows] = ys[:rows] + inc
-            bad = ~torch.isfinite(ys[:rows].flatten(1)).all(1)
+            bad = ~torch.isfinite(per_step(ys[:rows])).all(1)
             bad_step[:rows] = torch.where(bad & (bad_step[:rows] < 0), idx, bad_step[:rows])
             if out is not None:
                 out[idx + 1] = ys[:rows]
@@ -231,7 +231,7 @@ class Parareal(Scheme):
                                    f"use more segments, or use fine='step'.") from exc
             ends = torch.full_like(starts[a:], float("nan"))  # the others: never accepted this time
             ends[0] = first[0]
-        bad = ~torch.isfinite(ends.flatten(1)).all(1)
+        bad = ~torch.isfinite(per_step(ends)).all(1)
         bad_step = torch.where(bad, torch.tensor(bounds[a:-1], device=bad.device), -1)
         return ends, bad_step
 

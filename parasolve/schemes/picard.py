@@ -22,7 +22,7 @@ import torch
 
 from ..problem import Problem
 from ..solution import Stats, Status, SweepRecord
-from .base import Scheme, register_scheme
+from .base import Scheme, per_step, register_scheme
 
 
 def leading_accepted(defects: torch.Tensor, thresholds: torch.Tensor) -> int:
@@ -37,7 +37,7 @@ def _restart_after_blowup(rest: torch.Tensor, anchor: torch.Tensor) -> torch.Ten
     A large window on a nonlinear drift can make the iterate overflow far ahead of the accepted
     part; restarting those slots keeps the solve going instead of poisoning every later sweep.
     """
-    finite = torch.isfinite(rest.flatten(1)).all(1).long().cumprod(0).bool()
+    finite = torch.isfinite(per_step(rest)).all(1).long().cumprod(0).bool()
     return torch.where(finite.reshape(-1, *([1] * anchor.dim())), rest, anchor)
 
 
@@ -91,8 +91,8 @@ class WindowedScheme(Scheme):
             while b < n and stats.iterations < problem.max_iters:
                 w = min(p, n - b)
                 inc, first = problem.increments(b, ys[:w], prev)
-                defect = (ys[1:w + 1] - ys[:w] - inc).flatten(1).abs().amax(1)
-                size = inc.flatten(1).abs().amax(1)
+                defect = per_step(ys[1:w + 1] - ys[:w] - inc).abs().amax(1)
+                size = per_step(inc).abs().amax(1)
                 defect_host, size_host = torch.stack([defect, size]).detach().cpu()  # the one host sync
                 stats.iterations += 1
                 m = leading_accepted(defect_host, thr[b:b + w])
