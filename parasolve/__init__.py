@@ -5,6 +5,7 @@ from .errors import ConvergenceError, NonFiniteError
 from .schemes import SCHEMES, Scheme, register_scheme
 from .solution import Solution, Stats, Status, SweepRecord
 from .steps import STEPS, StepMap, register_step
+from . import problems  # noqa: E402  (analytic test problems: parasolve.problems.linear(), ...)
 
 __version__ = "0.1.0"
 

@@ -69,6 +69,9 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step=
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
     checks.check_choice("step", step, {"euler"})
+    if noise is not None and generator is not None:
+        raise ValueError("Pass either `noise` (the standard normals to use) or `generator` (to draw them), "
+                         "not both: with `noise` given, `generator` would be ignored.")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"`generator` must be a torch.Generator; got {type(generator).__name__}.")
     shape = (grid.shape[0] - 1, *y0.shape)

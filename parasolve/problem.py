@@ -58,8 +58,9 @@ class Problem:
 
     def non_finite(self, index: int) -> NonFiniteError:
         time = float(self.t[index])
+        what = getattr(self.step, "callables", "`f`")
         return NonFiniteError(
-            f"The drift produced NaN or Inf at step {index} (t={time:.6g}); check `f` near that "
+            f"The drift produced NaN or Inf at step {index} (t={time:.6g}); check {what} near that "
             f"time or use a finer grid `t`.", index=index, time=time)
 
     def solution(self, ys: torch.Tensor, status: Status, stats: Stats, method: str) -> Solution:

@@ -17,6 +17,7 @@ class EulerMaruyama(StepMap):
     """Euler–Maruyama with diagonal noise ``g`` and pre-drawn standard normals ``noise[i]``."""
 
     name, order, stages = "euler_maruyama", 1, 1
+    callables = "`f` and `g`"  # named by the NaN/Inf error
 
     def __init__(self, g: BatchedDrift, noise: torch.Tensor):
         self.g, self.noise = g, noise

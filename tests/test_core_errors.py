@@ -125,3 +125,18 @@ def test_sde_bad_noise_shape_and_generator():
         parasolve.solve_sde(ou.f, ou.g, ou.y0, t, step="rk4")
     with pytest.raises(ValueError, match="`g` returned shape"):
         parasolve.solve_sde(ou.f, lambda t, y: torch.ones(5, dtype=y.dtype), ou.y0, t)
+    with pytest.raises(ValueError, match="either `noise`.*or `generator`"):
+        parasolve.solve_sde(ou.f, ou.g, ou.y0, t, noise=torch.zeros(10, 3, dtype=torch.float64),
+                            generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("method", ["sequential", "picard"])
+def test_nan_from_the_sde_diffusion_names_f_and_g(method):
+    ou = problems.ornstein_uhlenbeck(paths=3)
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+
+    def g(t, y):
+        return torch.where(torch.as_tensor(t) > 0.55, float("inf"), 1.0) * torch.ones_like(y)
+
+    with pytest.raises(parasolve.NonFiniteError, match="step 6.*check `f` and `g`"):
+        parasolve.solve_sde(ou.f, g, ou.y0, t, method=method, generator=torch.Generator().manual_seed(0))

@@ -13,7 +13,10 @@ def per_step(x, lead: int = 1):
 
     Unlike ``flatten(lead)`` this also works for 0-dimensional states (``x`` of shape ``(n,)``).
     """
-    return x.reshape(*x.shape[:lead], -1)
+    size = 1
+    for d in x.shape[lead:]:
+        size *= d
+    return x.reshape(*x.shape[:lead], size)
 
 
 def register_scheme(cls: type["Scheme"]) -> type["Scheme"]:
