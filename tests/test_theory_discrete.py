@@ -43,6 +43,11 @@ def test_k_sweeps_exact_prefix_and_error_within_bound(f, t, step, k_frac, data):
     inc0 = discrete.increments_at(f, y0, t, step)
     pt.assert_within_bound(err, discrete.bound_from_increments(ell, k, inc0), slack=slack,
                            what=f"{step} error after {k} sweeps (increment form)")
+    # Bound 1 (continuous, with L T -> sum_i l_i) and the geometric bound, on the measured error.
+    worst = float(err.max())
+    e_max = float(e_init.max())
+    assert worst <= picard.bound(float(ell.sum()), 1.0, k, e_max) + slack, "continuous Picard bound"
+    assert worst <= discrete.geometric_bound(ell, k, e_max) + slack, "geometric bound"
 
 
 @settings(max_examples=25, deadline=None)
@@ -117,3 +122,17 @@ def test_bad_arguments_are_rejected_with_the_argument_named():
 def test_symbolic_derivations_hold():
     checks = discrete.verify() + picard.verify()
     assert all(c.ok for c in checks), "\n".join(map(str, checks))
+
+
+@settings(max_examples=25, deadline=None)
+@given(f=pt.drifts(max_lipschitz=2.0), n=st.integers(4, 25), data=st.data())
+def test_a_posteriori_bound_from_the_last_change_on_a_contraction(f, n, data):
+    t = torch.linspace(0, 0.4, n + 1, dtype=torch.float64)  # Euler: q = sum_i l_i = L T <= 0.8
+    ell = discrete.step_lipschitz("euler", t, f.lipschitz)
+    y0 = data.draw(pt.states(f.dim))
+    ref = pt.sequential(f, y0, t)
+    k = data.draw(st.integers(2, n - 1))
+    before, after = pt.picard_iterate(f, y0, t, k - 1), pt.picard_iterate(f, y0, t, k)
+    change = float(pt.max_error(after.ys, before.ys).max())
+    slack = pt.roundoff(ref.ys, n, 2.0)
+    assert float(pt.max_error(after.ys, ref.ys).max()) <= discrete.a_posteriori_bound(ell, change) + slack

@@ -18,6 +18,11 @@ With ``l_i`` a Lipschitz constant of ``Phi_i`` in the max-norm, the errors
 
   where ``E_k`` is the k-th elementary symmetric polynomial; since ``E_k(l) <= (sum l)^k / k!``
   it never exceeds the continuous Picard bound ``(L T)^k / k!`` for Euler;
+* the *geometric form*: the discrete Picard map is Lipschitz with constant ``q = sum_i l_i``
+  (``= N |h| L`` for Euler on a uniform grid) in the max-norm over the trajectory, so
+  ``max_j |e^{(k)}_j| <= q^k e0`` (:func:`geometric_bound`); weaker than the forms above
+  (``E_k <= q^k / k!``) but the familiar contraction estimate: for ``q < 1`` it also bounds the
+  error by the last change, ``max|e^{(k)}| <= q / (1 - q) * max|x^{(k)} - x^{(k-1)}|``;
 * the *increment form*, for the default start ``x^{(0)} = y0``: the changes between successive
   iterates obey the same recursion from ``|x^{(1)}_j - y0| <= sum_{i<j} |Phi_i(y0)|``, so with
   ``a_i = |Phi_i(y0)| / l_i``::
@@ -40,8 +45,8 @@ import numpy as np
 from . import _sym
 
 __all__ = ["step_lipschitz", "rk_lipschitz", "increments_at", "step_increments", "bound",
-           "bound_from_increments", "uniform_bound", "uniform_increment_bound", "derive",
-           "verify"]
+           "bound_from_increments", "geometric_bound", "a_posteriori_bound", "uniform_bound",
+           "uniform_increment_bound", "derive", "verify"]
 
 
 # --------------------------------------------------------------------------- Lipschitz constants
@@ -179,6 +184,29 @@ def bound_from_increments(ell, k, increments0) -> np.ndarray:
     return total
 
 
+def geometric_bound(ell, k, e0) -> float:
+    """``e0 * (sum_i l_i)^k``: the contraction bound on ``max_j |x^{(k)}_j - x*_j|`` after ``k`` sweeps."""
+    ell, k = _check_ell(ell), _check_k(k)
+    if not (isinstance(e0, (int, float)) and e0 >= 0 and math.isfinite(e0)):
+        raise ValueError(f"`e0` must be a finite number >= 0; got {e0!r}.")
+    q = float(ell.sum())
+    return float(e0) if k == 0 else (0.0 if q == 0 or e0 == 0 else float(e0) * q ** k)
+
+
+def a_posteriori_bound(ell, change) -> float:
+    """``q / (1 - q) * change`` with ``q = sum_i l_i < 1``: the error of an iterate from its last change.
+
+    ``change``: ``max|x^{(k)} - x^{(k-1)}|`` between the last two full-window sweeps.
+    """
+    q = float(_check_ell(ell).sum())
+    if not q < 1:
+        raise ValueError(f"the a-posteriori bound needs a contraction, sum(ell) < 1; got {q:.3g}: "
+                         f"use a smaller window or a finer grid.")
+    if not (isinstance(change, (int, float)) and change >= 0 and math.isfinite(change)):
+        raise ValueError(f"`change` must be a finite number >= 0; got {change!r}.")
+    return q / (1 - q) * float(change)
+
+
 def uniform_bound(l, k, j, e0):
     """Closed form of :func:`bound` for uniform ``l`` and scalar ``e0``: ``e0 * C(j-1, k) * l^k``."""
     return e0 * math.comb(j - 1, k) * l ** k if j >= 1 else 0.0
@@ -249,6 +277,12 @@ def verify() -> list:
              for kk in range(1, 5))
     checks.append(_sym.Check("(sum l)^k - k! E_k(l) has non-negative coefficients: "
                              "discrete bound <= (sum_i l_i)^k / k! = (L T)^k / k! for Euler", ok))
+    ok = all(_sym.nonnegative_coefficients(sum(ls) ** kk - esym(ls, kk), ls) for kk in range(1, 5))
+    checks.append(_sym.Check("(sum l)^k - E_k(l) has non-negative coefficients: the geometric "
+                             "(contraction) bound q^k e0, q = sum_i l_i, holds too", ok))
+    q, d = sp.symbols("q d", positive=True)  # |e_k| <= q |e_{k-1}| and |e_{k-1}| <= |e_k| + d
+    ok = _sym.is_zero(sp.solve(sp.Eq(sp.Symbol("e"), q * (sp.Symbol("e") + d)), sp.Symbol("e"))[0] - q * d / (1 - q))
+    checks.append(_sym.Check("e <= q (e + d) gives e <= q d / (1 - q): the a-posteriori bound", ok))
 
     # 4. Tightness: Euler on y' = L y, start with constant error e0: the error IS the bound.
     n = 7
