@@ -211,3 +211,20 @@ def test_scheme_objects_classes_and_names_agree():
         by_class = parasolve.solve(problem.f, problem.y0, t, method=cls, tol=1e-9)
         by_object = parasolve.solve(problem.f, problem.y0, t, method=cls(), tol=1e-9)
         assert torch.equal(by_name.ys, by_class.ys) and torch.equal(by_name.ys, by_object.ys)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES + [("picard", "picard", None)], ids=lambda s: s[0])
+@pytest.mark.parametrize("dtype,tol", [(torch.float16, None), (torch.bfloat16, 5e-2)], ids=["float16", "bfloat16"])
+def test_16_bit_states_on_a_small_linear_problem(scheme, dtype, tol):
+    """16-bit states run every scheme (Anderson's Gram solve in float32) and keep the bound;
+    ``tol`` None is the 16-bit default (1e-2), bfloat16 gets a looser one (8 mantissa bits)."""
+    _, method, options = scheme
+    problem = problems.linear()
+    t, y0 = problem.grid(32).to(dtype), problem.y0.to(dtype)
+    seq = parasolve.solve(problem.f, y0, t, method="sequential", step="heun")
+    par = parasolve.solve(problem.f, y0, t, method=method, options=options, step="heun", window=8, tol=tol,
+                          vectorized=True)
+    tol = 1e-2 if tol is None else tol
+    assert par.converged and par.ys.dtype == dtype and 1 <= par.stats.iterations <= 32
+    assert par.stats.defect_sum <= tol
+    assert (par.ys.double() - seq.ys.double()).abs().max() <= bound(problem, tol)

@@ -95,13 +95,18 @@ class Anderson(WindowedScheme):
         return new
 
     def _mix(self, x, g, past):
-        """``G(x) - dG gamma`` with per-state coefficients from the states up to each one."""
+        """``G(x) - dG gamma`` with per-state coefficients from the states up to each one.
+
+        The Gram systems are built and solved in at least single precision (``_work_dtype``):
+        LAPACK has no 16-bit solve, and 16-bit Gram entries would lose the differences anyway.
+        """
+        work = _work_dtype(g.dtype)
         xs = torch.stack([px for px, _ in past] + [x])       # (k+1, n, *state), oldest first
         gs = torch.stack([pg for _, pg in past] + [g])
         dx = torch.nan_to_num(xs[1:] - xs[:-1], nan=0.0)     # 0 where a state has no history
         dg = torch.nan_to_num(gs[1:] - gs[:-1], nan=0.0)
-        df = per_step(dg - dx, 2)                            # (k, n, D)
-        f = per_step(g - x)                               # (n, D)
+        df = per_step(dg - dx, 2).to(work)                   # (k, n, D)
+        f = per_step(g - x).to(work)                         # (n, D)
         gram = torch.einsum("and,bnd->nab", df.conj(), df).cumsum(0)  # (n, k, k) over states <= j
         rhs = torch.einsum("and,nd->na", df.conj(), f).cumsum(0)      # (n, k)
         k = gram.shape[-1]
@@ -111,8 +116,7 @@ class Anderson(WindowedScheme):
         gamma, info = torch.linalg.solve_ex(gram + ridge * eye, rhs[..., None])
         usable = (info == 0)[:, None] & torch.isfinite(gamma[..., 0])  # singular: plain Picard there
         gamma = torch.where(usable, gamma[..., 0], torch.zeros_like(gamma[..., 0]))  # (n, k)
-        return g - torch.einsum("na,an...->n...", gamma, dg)
-
+        return g - torch.einsum("na,an...->n...", gamma, dg.to(work)).to(g.dtype)
 
 def aligned(first: int, values: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     """``values`` stored for window slots ``first, first+1, ..`` laid out on slots ``lo .. hi-1``;
@@ -130,11 +134,20 @@ def picard_from(anchor: torch.Tensor, inc_before: torch.Tensor, inc_now: torch.T
     return anchor + torch.cumsum(torch.where(torch.isnan(inc_before), inc_now, inc_before), 0)
 
 
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """``dtype`` raised to at least single precision (16-bit -> float32/complex64; others kept)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def residual_grew(residual: torch.Tensor, previous: torch.Tensor, growth: float) -> bool:
     """Whether ``residual`` exceeds ``growth`` times ``previous`` (aligned, NaN where unknown),
-    in the 2-norm over the states both carry. A non-finite current residual counts as growth."""
-    known = torch.isfinite(per_step(previous)).all(1)
-    if not bool(known.any()):
-        return False
-    now = per_step(residual)[known].norm()
-    return not bool(now <= growth * per_step(previous)[known].norm())
+    in the 2-norm over the states both carry. A non-finite current residual counts as growth.
+
+    One host synchronisation: the states ``previous`` does not cover are zeroed, not dropped.
+    """
+    now, prev = (per_step(v).to(_work_dtype(v.dtype)) for v in (residual, previous))
+    known = torch.isfinite(prev).all(1, keepdim=True)
+    zero = torch.zeros((), dtype=now.dtype, device=now.device)
+    now_norm = torch.where(known, now, zero).norm()
+    prev_norm = torch.where(known, prev, zero).norm()
+    return bool(known.any() & ~(now_norm <= growth * prev_norm))
