@@ -139,10 +139,11 @@ class Parareal(Scheme):
                 if keep_all:  # the glued trajectory holds the starts; its defects sit at the boundaries
                     out[bounds[a:k_seg]] = starts[a:]
                 defect = per_step(starts[a + 1:] - ends[:-1]).abs().amax(1)
-                defect_host = defect.double().cpu()
+                host = torch.cat([defect.double(), bad_step.double()]).cpu()  # the one host sync
+                defect_host, bad_host = host[:len(defect)], host[len(defect):].long()
                 ok = (defect_host <= share[a:k_seg - 1]).long().cumprod(0)
                 m = int(ok.sum())
-                bad = bad_step[:m + 1]  # a failure inside a segment that starts from an accepted state
+                bad = bad_host[:m + 1]  # a failure inside a segment that starts from an accepted state
                 if bool((bad >= 0).any()):
                     raise problem.non_finite(int(bad[bad >= 0].min()))
                 stats.defect_sum += float(defect_host[:m].sum())
