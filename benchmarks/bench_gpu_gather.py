@@ -5,8 +5,9 @@
         benchmarks/bench_gpu_gather.py                                      # across machines
 
 Rank 0 prints, for each window (in time points) of the digits DDPM with 4 samples (1024 float32
-values per point), the median time of one ``all_gather_single`` of the whole window, and of one
-full ``DistributedEvaluator`` call of a zero-cost drift (split, pad, gather, unpad).
+values per point), the median time of one all-gather of the whole window (the library's
+``all_gather_tensor``: ``all_gather_single``, or ``all_gather_into_tensor`` on older torch), and of
+one full ``DistributedEvaluator`` call of a zero-cost drift (split, pad, gather, unpad).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu_common import machine  # noqa: E402
 
 from parasolve.evaluators import DistributedEvaluator, init_distributed, time_call  # noqa: E402
+from parasolve.evaluators.distributed import all_gather_tensor  # noqa: E402
 
 
 def main(argv=None):
@@ -40,7 +42,7 @@ def main(argv=None):
         per_rank = -(-w // world)
         local = torch.randn(per_rank, a.values, device=device)
         out = torch.empty(per_rank * world, a.values, device=device)
-        gather = time_call(lambda o, x: dist.all_gather_single(o, x), out, local, repeats=a.repeats, warmup=3)
+        gather = time_call(lambda o, x: all_gather_tensor(o, x), out, local, repeats=a.repeats, warmup=3)
         t = torch.zeros(w, device=device)
         y = torch.zeros(w, a.values, device=device)
         whole = time_call(lambda tt, yy: ev(lambda t_, y_: y_, tt, yy), t, y, repeats=a.repeats, warmup=3)

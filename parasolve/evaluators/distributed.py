@@ -23,6 +23,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from ..drift import local_evaluator
 from .chunks import padded_rows, split_bounds
 from .errors import DistributedEvaluatorError
 
@@ -31,29 +32,49 @@ _instances = itertools.count()
 _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 
+def all_gather_tensor(out: torch.Tensor, local: torch.Tensor, *, group=None, async_op: bool = False):
+    """``out = cat(local of every rank)``: ``all_gather_single`` where torch has it, else
+    ``all_gather_into_tensor`` (older releases). Returns the work handle with ``async_op``."""
+    return _all_gather(out, local, group=group, async_op=async_op)
+
+
 def init_distributed(backend: str | None = None, *, timeout: float = 60.0):
     """Join the process group that ``torchrun`` describes in the environment.
 
     ``backend`` defaults to ``"nccl"`` when CUDA is available, else ``"gloo"``. With NCCL the
     rank's GPU (``LOCAL_RANK``) becomes the current device. ``timeout`` (seconds) bounds the
-    rendezvous and the backend's own collectives. Returns ``(rank, world_size, device)``.
+    rendezvous and the backend's own collectives. If a process group already exists it is kept:
+    its backend (``dist.get_backend()``) decides the device, and a different ``backend`` is an
+    error. Returns ``(rank, world_size, device)``.
     """
     _check_timeout(timeout)
+    if dist.is_initialized():
+        existing = dist.get_backend()
+        if backend is not None and str(backend).lower() not in str(existing).lower():
+            raise ValueError(f"init_distributed(backend={backend!r}): the process group is already initialised "
+                             f"with backend {existing!r}; pass backend=None (or {existing!r}), or call "
+                             f"torch.distributed.destroy_process_group() first.")
+        return dist.get_rank(), dist.get_world_size(), _rank_device(existing)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise RuntimeError("init_distributed() reads RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT from the "
                            "environment; launch the script with `torchrun --nproc_per_node=K script.py`.")
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-    device = torch.device("cpu")
-    if backend == "nccl":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        extra = {}
-        if backend == "nccl" and "device_id" in inspect.signature(dist.init_process_group).parameters:
-            extra["device_id"] = device  # binds the communicator to this GPU at once
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout), **extra)
+    device = _rank_device(backend)
+    extra = {}
+    if device.type == "cuda" and "device_id" in inspect.signature(dist.init_process_group).parameters:
+        extra["device_id"] = device  # binds the communicator to this GPU at once
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout), **extra)
     return dist.get_rank(), dist.get_world_size(), device
+
+
+def _rank_device(backend: str) -> torch.device:
+    """The rank's device for ``backend``: ``cuda:LOCAL_RANK`` (made current) with NCCL, else the CPU."""
+    if "nccl" not in str(backend).lower():
+        return torch.device("cpu")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    torch.cuda.set_device(device)
+    return device
 
 
 class DistributedEvaluator:
@@ -67,11 +88,19 @@ class DistributedEvaluator:
 
     With NCCL, waiting with a timeout polls the work from the host, one synchronisation per
     drift call; ``timeout=None`` skips it and relies on the process group's own timeout.
+
+    ``inner``: the evaluator ``inner(fn, t, y)`` of this rank's slice (default: a plain call),
+    e.g. ``CudaGraphEvaluator(math.ceil(window / world_size))`` to replay a CUDA graph: every
+    rank's slice has ``ceil(batch / world_size)`` rows, so that one size covers every call.
     """
 
-    def __init__(self, *, timeout: float | None = 60.0, group=None, grace: float | None = None):
+    def __init__(self, *, timeout: float | None = 60.0, group=None, grace: float | None = None, inner=None):
         if timeout is not None:
             _check_timeout(timeout)
+        if inner is not None and not callable(inner):
+            raise TypeError(f"`inner` must be an evaluator callable as inner(fn, t, y) (e.g. CudaGraphEvaluator) "
+                            f"or None; got {type(inner).__name__}.")
+        self.inner = inner if inner is not None else local_evaluator
         self.timeout = timeout
         self.grace = min(timeout or 5.0, 5.0) if grace is None else float(grace)
         self.group = group
@@ -103,7 +132,7 @@ class DistributedEvaluator:
         bounds = split_bounds(n, world)
         size = bounds[0][1] - bounds[0][0]
         a, b = bounds[rank]
-        local = fn(padded_rows(t, a, b, size), padded_rows(y, a, b, size))
+        local = self.inner(fn, padded_rows(t, a, b, size), padded_rows(y, a, b, size))
         if not isinstance(local, torch.Tensor):
             return local  # the core's first-call check reports the wrong type
         local = local.contiguous()
@@ -116,7 +145,7 @@ class DistributedEvaluator:
     # -- communication ---------------------------------------------------------------------
     def _gather(self, out: torch.Tensor, local: torch.Tensor) -> None:
         try:
-            work = _all_gather(out, local, group=self.group, async_op=True)
+            work = all_gather_tensor(out, local, group=self.group, async_op=True)
             self._wait(work)
         except DistributedEvaluatorError:
             raise
@@ -182,7 +211,8 @@ class DistributedEvaluator:
         return err
 
     def __repr__(self) -> str:
-        return f"DistributedEvaluator(timeout={self.timeout}, grace={self.grace})"
+        inner = "" if self.inner is local_evaluator else f", inner={self.inner!r}"
+        return f"DistributedEvaluator(timeout={self.timeout}, grace={self.grace}{inner})"
 
 
 def _check_timeout(timeout) -> None:
