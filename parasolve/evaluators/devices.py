@@ -24,13 +24,20 @@ one evaluator)::
 from __future__ import annotations
 
 import copy
-from concurrent.futures import ThreadPoolExecutor
+import math
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
 from typing import Callable, Sequence
 
 import torch
 
+from ..drift import local_evaluator
 from .chunks import split_bounds
+from .errors import EvaluatorError
 
 
 def as_device(device) -> torch.device:
@@ -63,6 +70,31 @@ def _to(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=x.device.type == "cuda" and device.type == "cuda")
 
 
+class _Worker:
+    """One daemon thread running submitted calls in order: a hung call cannot block the exit."""
+
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def stop(self) -> None:
+        """Exit once the queued calls are done."""
+        self._jobs.put(None)
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller by future.result()
+                future.set_exception(exc)
+
+
 class DeviceEvaluator:
     """Evaluate each batch as contiguous chunks on ``devices`` (one chunk per device), concurrently.
 
@@ -73,44 +105,90 @@ class DeviceEvaluator:
     The same device may be listed more than once (e.g. ``["cpu"] * 4`` uses four threads).
     ``threads=False`` launches the chunks one after another from the calling thread (CUDA
     still runs them concurrently, since launches are asynchronous).
+
+    ``timeout``: seconds one batched call may take on all devices together before it raises
+    :class:`~parasolve.errors.EvaluatorError` naming the devices that did not return
+    (``None``: wait forever). It needs ``threads=True``: a call in the calling thread cannot be
+    interrupted. A hung thread cannot be killed either; it is abandoned (a daemon, so it does
+    not block the exit) and the next call starts fresh threads.
+
+    ``inner``: the evaluator ``inner(fn, t, y)`` of each device's chunk (default: a plain call),
+    or a list of them, one per device -- e.g. ``[CudaGraphEvaluator(math.ceil(window / k))
+    for _ in devices]`` to replay a CUDA graph per GPU (chunks differ in size by at most one).
+    One shared ``inner`` is called from several threads at once, so it must be thread-safe.
     """
 
-    def __init__(self, devices, *, threads: bool = True):
+    def __init__(self, devices, *, threads: bool = True, timeout: float | None = 300.0, inner=None):
         self.devices = _devices(devices)
         self.threads = bool(threads)
-        self._pool = None
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout < math.inf):
+            raise ValueError(f"`timeout` must be a positive number of seconds or None (wait forever); "
+                             f"got {timeout!r}.")
+        self.timeout = timeout
+        self.inners = _inners(inner, len(self.devices))
+        self._workers = None
 
     def __call__(self, fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        bounds = [(a, b) for a, b in split_bounds(t.shape[0], len(self.devices)) if b > a]
-        jobs = list(zip(self.devices, bounds))
-        if self.threads and len(jobs) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(len(self.devices), thread_name_prefix="parasolve-device")
-            outs = list(self._pool.map(lambda job: self._chunk(fn, t, y, *job), jobs))
+        bounds = split_bounds(t.shape[0], len(self.devices))
+        jobs = [(k, dev, bnd) for k, (dev, bnd) in enumerate(zip(self.devices, bounds)) if bnd[1] > bnd[0]]
+        if self.threads and (len(jobs) > 1 or self.timeout is not None):
+            outs = self._threaded(fn, t, y, jobs)
         else:
-            outs = [self._chunk(fn, t, y, *job) for job in jobs]
+            outs = [self._chunk(self.inners[k], fn, t, y, dev, bnd) for k, dev, bnd in jobs]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
+    def _threaded(self, fn, t, y, jobs):
+        if self._workers is None:
+            self._workers = [_Worker(f"parasolve-device{k}") for k in range(len(self.devices))]
+        futures = [self._workers[k].submit(self._chunk, self.inners[k], fn, t, y, dev, bnd) for k, dev, bnd in jobs]
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        outs = []
+        for future in futures:
+            try:
+                outs.append(future.result(None if deadline is None else max(0.0, deadline - time.monotonic())))
+            except FutureTimeout:
+                late = [f"device {k} ({dev}, rows {a}:{b})" for (k, dev, (a, b)), f in zip(jobs, futures)
+                        if not f.done()]
+                self.close()  # abandon the hung threads; the next call starts fresh ones
+                raise EvaluatorError(
+                    f"DeviceEvaluator: the drift call on {', '.join(late)} did not return within the "
+                    f"{self.timeout:g} s timeout (hung, or slower than that). Raise `timeout` if it is only "
+                    f"slow, or pass timeout=None to wait forever.") from None
+        return outs
+
     @staticmethod
-    def _chunk(fn, t, y, device, bounds):
+    def _chunk(inner, fn, t, y, device, bounds):
         a, b = bounds
         with _on(device):
-            out = fn(_to(t[a:b], device), _to(y[a:b], device))
+            out = inner(fn, _to(t[a:b], device), _to(y[a:b], device))
             if not isinstance(out, torch.Tensor):
                 return out  # the core's first-call check reports the wrong type
             return _to(out, y.device)
 
     def close(self) -> None:
         """Stop the worker threads (they are also stopped when the evaluator is collected)."""
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown()
-            self._pool = None
+        for worker in getattr(self, "_workers", None) or ():
+            worker.stop()
+        self._workers = None
 
     def __del__(self):
         self.close()
 
     def __repr__(self) -> str:
-        return f"DeviceEvaluator({[str(d) for d in self.devices]}, threads={self.threads})"
+        return f"DeviceEvaluator({[str(d) for d in self.devices]}, threads={self.threads}, timeout={self.timeout})"
+
+
+def _inners(inner, count: int) -> list:
+    """``inner`` as one evaluator per device (the plain call when ``None``)."""
+    if inner is None:
+        return [local_evaluator] * count
+    if callable(inner):
+        return [inner] * count
+    if isinstance(inner, Sequence) and not isinstance(inner, str) and len(inner) == count and all(map(callable, inner)):
+        return list(inner)
+    raise TypeError(f"`inner` must be an evaluator callable as inner(fn, t, y), a list of {count} of them "
+                    f"(one per device), or None; got {inner!r}.")
 
 
 class Replicas:
