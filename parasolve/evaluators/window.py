@@ -115,7 +115,7 @@ def estimate_speedups(n: int, step_s: float, probes) -> list[WindowEstimate]:
 
 
 def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_sweeps: int = 8,
-                  **solve_kwargs) -> WindowChoice:
+                  evaluator_factory=None, **solve_kwargs) -> WindowChoice:
     """Pick the window with the largest estimated speedup ``N tau(1) / (sweeps(w) tau(w))``.
 
     ``f, y0, t`` and ``solve_kwargs`` (``step``, ``tol``, ``vectorized``, ``evaluator``,
@@ -124,6 +124,12 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     windows to try (default: powers of two up to ``N``, and ``N``). Each probe runs
     ``probe_sweeps`` sweeps after one warm-up sweep. With a :class:`DistributedEvaluator`,
     rank 0's choice is broadcast so that every rank uses the same window.
+
+    ``evaluator_factory``: instead of one ``evaluator``, a callable ``window -> evaluator``
+    called once per candidate (and with 1 for the sequential baseline), so a fixed-batch
+    evaluator is sized to each probe, e.g. ``evaluator_factory=CudaGraphEvaluator``: one
+    ``CudaGraphEvaluator(64)`` would pad every candidate's batch to 64 and bias the choice.
+    Solve with ``evaluator=evaluator_factory(choice.window)`` afterwards.
     """
     import parasolve  # deferred: the core may import this module to serve window="auto"
 
@@ -131,6 +137,22 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
         if reserved in solve_kwargs:
             raise TypeError(f"choose_window() sets `{reserved}` itself for its probes; remove it.")
     probe_sweeps = _positive_int("probe_sweeps", probe_sweeps)
+    if evaluator_factory is not None:
+        if not callable(evaluator_factory):
+            raise TypeError(f"`evaluator_factory` must be callable as evaluator_factory(window) -> evaluator; "
+                            f"got {type(evaluator_factory).__name__}.")
+        if solve_kwargs.get("evaluator") is not None:
+            raise TypeError("Pass either `evaluator` (one for every candidate) or `evaluator_factory` "
+                            "(one per candidate window), not both.")
+    evaluators = {}
+
+    def evaluator_for(w):
+        if evaluator_factory is None:
+            return solve_kwargs.get("evaluator")
+        if w not in evaluators:
+            evaluators[w] = evaluator_factory(w)
+        return evaluators[w]
+
     n = len(t) - 1
     if candidates is None:
         candidates = sorted({2 ** k for k in range(1, max(1, int(math.log2(max(n, 2)))) + 1) if 2 ** k <= n} | {n})
@@ -139,7 +161,8 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     device = y0.device if isinstance(y0, torch.Tensor) else torch.device("cpu")
 
     def run(steps_or_sweeps, **kw):
-        kw = {**solve_kwargs, **kw, "max_iters": steps_or_sweeps, "throw": False, "save": "last"}
+        kw = {**solve_kwargs, **kw, "max_iters": steps_or_sweeps, "throw": False, "save": "last",
+              "evaluator": evaluator_for(kw["window"])}
         if kw.get("method") == "sequential":
             kw.pop("options", None)  # the tuned scheme's options do not apply to the baseline
         if g is None:
@@ -165,7 +188,7 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
         probes.append(Probe(w, sol.stats.iterations, advanced, sol.converged, wall))
     table = estimate_speedups(n, step_s, probes)
     best = max(table, key=lambda e: e.speedup)
-    window = _agree(best.window, solve_kwargs.get("evaluator"), device)
+    window = _agree(best.window, evaluator_for(best.window), device)
     chosen = next(e for e in table if e.window == window)
     return WindowChoice(window, chosen.speedup, step_s, table, time.perf_counter() - began)
 
