@@ -11,7 +11,9 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import parasolve
@@ -60,6 +62,9 @@ def _worker(rank, port, scenario, outdir):
             os._exit(0)
         if scenario == "solve":
             result["ys"] = solves(DistributedEvaluator(timeout=30.0))
+            inner = RowCounter()  # each rank's slice through an inner evaluator: same bits
+            result["inner_ys"] = solves(DistributedEvaluator(timeout=30.0, inner=inner))["euler_w7"]
+            result["inner_rows"] = inner.rows
             y0, t = torch.zeros(2, dtype=DT), torch.linspace(0, 1, 21, dtype=DT)
             try:  # ranks that disagree on the window are told so, instead of gathering garbage
                 parasolve.solve(oscillator, y0, t, vectorized=True, window=5 + rank,
@@ -85,6 +90,17 @@ def _worker(rank, port, scenario, outdir):
     finally:
         _save(result, outdir, rank)
         os._exit(0)  # skip process-group teardown, which may wait on a dead peer
+
+
+class RowCounter:
+    """An inner evaluator that counts the rows it evaluates."""
+
+    def __init__(self):
+        self.rows = 0
+
+    def __call__(self, fn, t, y):
+        self.rows += t.shape[0]
+        return fn(t, y)
 
 
 def _save(result, outdir, rank):
@@ -136,6 +152,7 @@ def test_two_gloo_ranks_give_the_single_process_bits_and_name_a_hung_rank(tmp_pa
         for name, ys in reference.items():
             assert torch.equal(results[rank]["ys"][name], ys), (rank, name)
         assert "Ranks disagree on the batch" in results[rank]["mismatch"]
+        assert torch.equal(results[rank]["inner_ys"], reference["euler_w7"]) and results[rank]["inner_rows"] > 0
         assert "[[5, 2], [6, 2]]" in results[rank]["mismatch"]
     example = results[0]["example"]  # examples/distributed_solve.py in the same group
     assert example["world"] == WORLD and example["ode_same_bits"] and example["sde_same_bits"]
@@ -150,3 +167,16 @@ def test_a_rank_that_exits_early_is_named(tmp_path):
     assert result["ranks"] == [1] and result["call"] == 1
     assert "rank(s) [1] of 2 did not reach drift call #1 (dead, hung" in result["error"]
     assert result["elapsed"] < 3.0 + 1.0 + 3.0  # timeout + grace + slack: it never hangs
+
+
+def test_init_distributed_keeps_an_existing_group_and_its_backend(tmp_path, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):  # not needed once a group exists
+        monkeypatch.delenv(name, raising=False)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert init_distributed() == (0, 1, torch.device("cpu"))  # gloo: the CPU, even where CUDA exists
+        assert init_distributed("gloo") == (0, 1, torch.device("cpu"))
+        with pytest.raises(ValueError, match="already initialised with backend 'gloo'"):
+            init_distributed("nccl")
+    finally:
+        dist.destroy_process_group()

@@ -1,12 +1,14 @@
 """In-process evaluators: multi-device splitting, replicas, fixed batches, the window chooser."""
 
 import copy
+import threading
+import time
 
 import pytest
 import torch
 
 import parasolve
-from parasolve.evaluators import (CudaGraphEvaluator, DeviceEvaluator, DistributedEvaluator,
+from parasolve.evaluators import (CudaGraphEvaluator, DeviceEvaluator, DistributedEvaluator, EvaluatorError,
                                   FixedBatchEvaluator, Probe, Replicas, choose_window, cost_curve,
                                   estimate_speedups, padded_rows, replicate, split_bounds)
 
@@ -118,8 +120,11 @@ def test_cuda_graph_evaluator_refuses_cpu_states():
 def test_cuda_graph_evaluator_matches_eager_on_gpu():
     y0, t = Y0.cuda(), T.cuda()
     ref = parasolve.solve(oscillator, y0, t, vectorized=True, window=16)
-    got = parasolve.solve(oscillator, y0, t, vectorized=True, window=16, evaluator=CudaGraphEvaluator(16))
+    ev = CudaGraphEvaluator(16)
+    got = parasolve.solve(oscillator, y0, t, vectorized=True, window=16, evaluator=ev)
     assert torch.equal(got.ys, ref.ys)
+    again = parasolve.solve(oscillator, y0, t, vectorized=True, window=16, evaluator=ev)
+    assert torch.equal(again.ys, ref.ys) and ev.captures == 1  # every call of both solves replays one graph
     seq = parasolve.solve(oscillator, y0, t, vectorized=True, method="sequential")
     seq_graph = parasolve.solve(oscillator, y0, t, vectorized=True, method="sequential",
                                 evaluator=CudaGraphEvaluator(1))
@@ -178,5 +183,125 @@ def test_bad_arguments_are_named():
         parasolve.solve(oscillator, Y0, T, vectorized=True, evaluator=DistributedEvaluator())
     with pytest.raises(TypeError, match="sets `window` itself"):
         choose_window(oscillator, Y0, T, window=4)
+    with pytest.raises(ValueError, match="`timeout` must be a positive number of seconds or None"):
+        DeviceEvaluator(["cpu"], timeout=0)
+    with pytest.raises(TypeError, match="`inner` must be an evaluator .* a list of 2 of them"):
+        DeviceEvaluator(["cpu"] * 2, inner=[CountingEvaluator()])
+    with pytest.raises(TypeError, match="`inner` must be an evaluator"):
+        DistributedEvaluator(inner="graph")
+    with pytest.raises(TypeError, match="`evaluator_factory` must be callable"):
+        choose_window(oscillator, Y0, T, evaluator_factory=16)
+    with pytest.raises(TypeError, match="either `evaluator`"):
+        choose_window(oscillator, Y0, T, evaluator=FixedBatchEvaluator(4), evaluator_factory=FixedBatchEvaluator)
     with pytest.raises(ValueError, match="`candidates` must hold integers"):
         choose_window(oscillator, Y0, T, candidates=[0])
+
+
+class CountingEvaluator:
+    """An inner evaluator that counts the calls and rows it evaluates (thread-safe)."""
+
+    def __init__(self):
+        self.calls, self.rows, self.lock = 0, 0, threading.Lock()
+
+    def __call__(self, fn, t, y):
+        with self.lock:
+            self.calls += 1
+            self.rows += t.shape[0]
+        return fn(t, y)
+
+
+def test_device_evaluator_times_out_naming_the_hung_device():
+    calls = [0]
+
+    def f(t, y):  # the second chunk (rows from the middle on) hangs once
+        calls[0] += 1
+        if float(t[0]) > 1.0 and calls[0] <= 4:
+            time.sleep(3.0)
+        return oscillator(t, y)
+
+    ev = DeviceEvaluator(["cpu", "cpu"], timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(EvaluatorError, match=r"device 1 \(cpu, rows 50:100\) did not return within the 0.3 s"):
+        parasolve.solve(f, Y0, T, vectorized=True, evaluator=ev)
+    assert time.monotonic() - start < 2.0  # it did not wait for the sleeping thread
+    calls[0] = 10  # no more hangs; fresh threads serve the next solve (the old one is abandoned)
+    ref = parasolve.solve(oscillator, Y0, T, vectorized=True)
+    assert torch.equal(parasolve.solve(f, Y0, T, vectorized=True, evaluator=ev).ys, ref.ys)
+    ev.close()
+
+
+@pytest.mark.parametrize("per_device", [False, True], ids=["shared", "per-device"])
+def test_device_evaluator_runs_each_chunk_through_inner(per_device):
+    inners = [CountingEvaluator() for _ in range(3)]
+    ev = DeviceEvaluator(["cpu"] * 3, inner=inners if per_device else inners[0])
+    ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step="heun")
+    got = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step="heun", evaluator=ev)
+    assert torch.equal(got.ys, ref.ys)
+    used = inners if per_device else inners[:1]
+    assert sum(i.rows for i in used) == got.stats.nfe and all(i.calls > 0 for i in used)
+    ev.close()
+
+
+def test_distributed_evaluator_runs_the_rank_slice_through_inner(tmp_path):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        inner = CountingEvaluator()
+        ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16)
+        got = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16,
+                              evaluator=DistributedEvaluator(timeout=30.0, inner=inner))
+        assert torch.equal(got.ys, ref.ys) and inner.rows == got.stats.nfe and inner.calls == got.stats.drift_calls
+    finally:
+        dist.destroy_process_group()
+
+
+class FakeGraph:
+    """Stands in for a captured CUDA graph on CPU: replay() re-runs the function on the static inputs."""
+
+    def __init__(self, fn, t_in, y_in, out):
+        self.fn, self.t_in, self.y_in, self.out = fn, t_in, y_in, out
+
+    def replay(self):
+        self.out.copy_(self.fn(self.t_in, self.y_in))
+
+
+def test_cuda_graph_keying_and_lru_without_cuda(monkeypatch):
+    def capture(self, fn, t, y):
+        t_in, y_in = t.clone(), y.clone()
+        out = fn(t_in, y_in)
+        return FakeGraph(fn, t_in, y_in, out), t_in, y_in, out
+
+    monkeypatch.setattr(CudaGraphEvaluator, "_capture", capture)
+    ev = CudaGraphEvaluator(4, max_graphs=2)
+
+    def call(fn, n, dtype=DT):  # the chunking of __call__, without its CUDA-device check
+        return FixedBatchEvaluator.__call__(ev, fn, T[:n].to(dtype), Y0.expand(n, 2).to(dtype))
+
+    double = lambda t, y: 2 * y  # noqa: E731
+    assert torch.equal(call(oscillator, 10), oscillator(T[:10], Y0.expand(10, 2)))  # 3 chunks, padded
+    call(oscillator, 3)
+    assert ev.captures == 1 and ev.padded_rows == 2 + 1  # one shape: one graph for every chunk
+    wrapped = torch.func.vmap(double)  # keyed by the function it wraps, and by the wrapping
+    assert torch.equal(call(wrapped, 4), 2 * Y0.expand(4, 2)) and ev.captures == 2
+    call(torch.func.vmap(double), 4)
+    assert ev.captures == 2  # a fresh vmap of the same function replays the same graph
+    call(oscillator, 4)  # touch: oscillator's graph becomes the most recently used
+    call(oscillator, 4, torch.float32)  # another dtype: a third graph evicts the least recently used
+    assert ev.captures == 3 and len(ev.graphs) == 2
+    assert [key[0] for key in ev.graphs] == [oscillator, oscillator]
+    call(wrapped, 4)
+    assert ev.captures == 4  # evicted, so captured again
+
+
+def test_choose_window_builds_one_evaluator_per_candidate():
+    built = []
+
+    def factory(window):
+        built.append(FixedBatchEvaluator(window))
+        return built[-1]
+
+    choice = choose_window(oscillator, Y0, T[:33], vectorized=True, candidates=[8, 32], probe_sweeps=2,
+                           evaluator_factory=factory)
+    assert [ev.batch for ev in built] == [1, 8, 32] and choice.window in (8, 32)
+    assert built[0].padded_rows == built[1].padded_rows == 0  # one evaluator(32) would pad these to 32
