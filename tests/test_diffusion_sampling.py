@@ -210,3 +210,23 @@ def test_model_with_wrong_output_shape_is_reported():
     den = diffusion.Denoiser(lambda x, t, c: x[..., :-1], diffusion.alphas_cumprod(), name="cropper")
     with pytest.raises(ValueError, match=r"cropper returned outputs of shape \(3, 5\) for samples of shape \(3, 6\)"):
         diffusion.sample(den, (2, 3, 6), steps=5)
+
+
+def test_warm_start_from_the_sequential_trajectory_converges_in_fewer_sweeps():
+    """init= a trajectory on the solver's grid: from the sequential one every window is accepted in
+    one sweep, and the sample is still the sequential one within S * defect_sum."""
+    dim, steps, window, tol = 16, 200, 32, 0.05
+    den = diffusion.exact_denoiser(torch.full((1, dim), 0.5, dtype=torch.float64), std=0.3)
+    S = stability_constant(den, "ddpm", steps, 0.0, dim)
+    shape = (4, dim)
+    seq = diffusion.sample(den, shape, steps=steps, method="sequential", x_T=start(shape), save="all",
+                           generator=torch.Generator().manual_seed(4))
+    kw = dict(steps=steps, window=window, tol=tol, x_T=seq.x_T, noise=seq.noise)
+    cold = diffusion.sample(den, shape, **kw)
+    warm = diffusion.sample(den, shape, **kw, init=seq.solution.ys)
+    assert warm.converged and warm.stats.iterations == -(-steps // window) < cold.stats.iterations
+    assert float((warm.x - seq.x).abs().max()) <= S * warm.stats.defect_sum * (1 + 1e-9) + 1e-12
+    with pytest.raises(ValueError, match=r"`init` must have shape \(steps \+ 1, \*shape\) = \(201, 4, 16\)"):
+        diffusion.sample(den, shape, **kw, init=seq.solution.ys[1:])
+    with pytest.raises(TypeError, match="`init` must be a floating tensor"):
+        diffusion.sample(den, shape, **kw, init=seq.solution.ys.long())

@@ -45,7 +45,7 @@ class SampleOutput:
 def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, method="picard", window=64,
            tol=None, x_T=None, noise=None, generator=None, guidance_scale=None, cond=None, progress=False,
            eta: float = 0.0, uncond=None, max_iters=None, throw=True, options=None, evaluator=None,
-           save="last") -> SampleOutput:
+           save="last", init=None) -> SampleOutput:
     """Draw samples of shape ``shape`` (batch first) from ``den`` with ``sampler``.
 
     Args:
@@ -76,6 +76,11 @@ def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, me
         max_iters, throw, options, evaluator: as in :func:`parasolve.solve`.
         save: ``"last"`` (default) keeps only the final sample; ``"all"`` the whole trajectory
             in ``solution.ys``.
+        init: a warm start for the parallel methods: a guess of the whole trajectory on the
+            solver's grid, shape ``(steps + 1, *shape)`` (row ``k`` the state before step ``k``,
+            the last row the sample), e.g. ``solution.ys`` of an earlier run with ``save="all"``
+            for a neighbouring seed or prompt. Row 0 is ignored (the start is ``x_T``). It only
+            changes how fast the sweeps converge, not what they converge to.
     """
     if not isinstance(den, Denoiser):
         raise TypeError(f"`den` must be a parasolve.diffusion.Denoiser (from from_diffusers(), pretrained() or "
@@ -94,11 +99,16 @@ def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, me
     noise = _noise(noise, samplers.draws(name, ts, eta), step.stochastic, shape, dtype, den.device, generator, name)
     step.prepare(dtype, den.device, noise)
     grid = _grid(ts, dtype)
+    if init is not None:
+        _check_tensor("init", init, (steps + 1, *shape), den.device, "(steps + 1, *shape)")
+        if not init.is_floating_point():
+            raise TypeError(f"`init` must be a floating tensor; got {init.dtype}.")
+        init = init.to(dtype)
     drift = den.drift(shape, cond, uncond, None if guidance_scale is None else float(guidance_scale))
     with torch.no_grad():
         sol = solve(drift, x_T, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
                     vectorized=True, save=save, progress=progress, throw=throw, options=options,
-                    evaluator=evaluator)
+                    evaluator=evaluator, init=init)
     return SampleOutput(x=sol.y, solution=sol, timesteps=torch.from_numpy(ts), sampler=name, x_T=x_T, noise=noise)
 
 
