@@ -16,12 +16,16 @@ by the core is the number of real points, not the padding.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 
 import torch
 
 from ..drift import local_evaluator
 from .chunks import padded_rows
+
+_THREAD_LOCAL = ({"capture_error_mode": "thread_local"}
+                 if "capture_error_mode" in inspect.signature(torch.cuda.graph.__init__).parameters else {})
 
 
 class FixedBatchEvaluator:
@@ -112,7 +116,8 @@ class CudaGraphEvaluator(FixedBatchEvaluator):
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: other threads (a DeviceEvaluator's workers on other GPUs) may allocate meanwhile.
+        with torch.cuda.graph(graph, pool=self._pool, **_THREAD_LOCAL):
             out = fn(t_in, y_in)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"The drift must return a torch.Tensor to be captured; got {type(out).__name__}.")
