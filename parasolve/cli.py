@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import functools
+import inspect
 import os
 import sys
 import time
+import traceback
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,26 +21,39 @@ class CommandError(Exception):
     """A user-facing problem with the command line: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    from .errors import NonFiniteError
     try:
         return args.run(args) or 0
-    except CommandError as exc:
-        print(f"parasolve {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as exc:  # the library's typed input errors, shown as one line
-        print(f"parasolve {args.command}: error: {exc}", file=sys.stderr)
+    except (CommandError, ValueError, TypeError, NonFiniteError, OSError) as exc:  # typed errors: one line
+        print(f"parasolve {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(f"parasolve {args.command}: interrupted", file=sys.stderr)
         return 130
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="parasolve", description="Parallel-in-time ODE/SDE solving and diffusion sampling.")
+    from . import SCHEMES, STEPS
+    from .reproduce import REPRODUCTIONS
+
+    p = _Parser(prog="parasolve", description="Parallel-in-time ODE/SDE solving and diffusion sampling.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="solve a toy ODE and sample the digits model, sequential vs parallel")
@@ -44,27 +61,34 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--fast", action="store_true", help="smaller problems (for tests)")
     d.set_defaults(run=_demo)
 
-    s = sub.add_parser("solve", help="solve dy/dt = f(t, y) for a drift in a Python file or module")
+    s = sub.add_parser("solve", help="solve dy/dt = f(t, y) for a drift in a Python file or module",
+                       epilog="example: parasolve solve mydrift.py:f --y0 1,0 --t1 10 --steps 1000 "
+                              "--window 100 --compare --save traj.csv --plot traj.png")
     s.add_argument("drift", metavar="MODULE:FUNCTION",
                    help="e.g. mydrift.py:f or package.module:f; f(t, y) -> dy/dt")
     s.add_argument("--y0", required=True, help="initial state, comma-separated numbers, e.g. 1,0")
-    s.add_argument("--t0", type=float, default=0.0)
-    s.add_argument("--t1", type=float, default=1.0)
-    s.add_argument("--steps", type=int, default=100, help="number of grid steps (default: %(default)s)")
-    s.add_argument("--method", default="picard")
-    s.add_argument("--step", default="euler", help="one-step map: euler, midpoint, heun, rk4, ab2")
-    s.add_argument("--window", type=int, default=None)
-    s.add_argument("--tol", type=float, default=None)
-    s.add_argument("--max-iters", type=int, default=None)
+    s.add_argument("--t0", type=float, default=0.0, help="start time (default: %(default)s)")
+    s.add_argument("--t1", type=float, default=1.0, help="end time (default: %(default)s)")
+    s.add_argument("--steps", type=int, default=100, help="number of uniform grid steps (default: %(default)s)")
+    s.add_argument("--method", default="picard",
+                   help=f"solver scheme: {', '.join(SCHEMES)} (default: %(default)s)")
+    s.add_argument("--step", default="euler", help=f"one-step map: {', '.join(STEPS)} (default: %(default)s)")
+    s.add_argument("--window", type=_window_arg, default=None,
+                   help="steps updated in parallel per sweep, or 'auto' to measure (default: all steps)")
+    s.add_argument("--tol", type=float, default=None,
+                   help="accepted per-step defects sum to at most TOL, so the gap to the sequential "
+                        "solution is at most S*TOL (default: 1e-7 in float64, 1e-3 with --float32)")
+    s.add_argument("--max-iters", type=int, default=None, help="sweep limit (default: --steps, which always suffices)")
+    s.add_argument("--progress", action="store_true", help="show a progress bar")
     s.add_argument("--vectorized", action="store_true", help="f takes t (n,) and y (n, d)")
     s.add_argument("--float32", action="store_true", help="solve in float32 (default float64)")
     s.add_argument("--compare", action="store_true", help="also solve sequentially and print both")
     s.add_argument("--save", metavar="FILE", help="write the trajectory (.npy or .csv: t, y...)")
-    s.add_argument("--plot", metavar="PNG", help="plot the trajectory to a PNG")
+    s.add_argument("--plot", metavar="PNG", help="plot the trajectory to an image (.png, .pdf, .svg, ...)")
     s.set_defaults(run=_solve)
 
     r = sub.add_parser("reproduce", help="regenerate a figure/table of the ParaDiGMS paper on local models")
-    r.add_argument("name", help="iterations-vs-tolerance, speedup-vs-window, quality-vs-tolerance or table")
+    r.add_argument("name", help=f"one of: {', '.join(REPRODUCTIONS)}")
     r.add_argument("--out", default="parasolve-reproduce", help="output folder (default: %(default)s)")
     r.add_argument("--fast", action="store_true", help="fewer seeds/settings (for a quick look)")
     r.set_defaults(run=_reproduce)
@@ -106,6 +130,15 @@ def load_callable(spec: str):
     return func
 
 
+def _window_arg(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid window {text!r}: give a positive integer or 'auto'") from None
+
+
 def _parse_state(text: str, dtype) -> torch.Tensor:
     try:
         return torch.tensor([float(v) for v in text.split(",")], dtype=dtype)
@@ -113,29 +146,115 @@ def _parse_state(text: str, dtype) -> torch.Tensor:
         raise CommandError(f"--y0 {text!r} must be comma-separated numbers, e.g. 1,0") from None
 
 
+def check_output_file(option: str, path: str, suffixes, kind: str = "") -> None:
+    """Fail early (CommandError) if ``path`` cannot be written: wrong suffix, a folder, no parent folder."""
+    p = Path(path)
+    if p.suffix.lower() not in suffixes:
+        names = " or ".join(suffixes) if len(suffixes) <= 3 else f"{', '.join(suffixes[:3])}, ... ({kind})"
+        raise CommandError(f"{option} {path!r}: use a file name ending in {names}")
+    if p.is_dir():
+        example = str(p / ("out" + suffixes[0]))
+        raise CommandError(f"{option} {path!r} is a folder; give a file name such as {example!r}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise CommandError(f"{option} {path!r}: folder {str(parent)!r} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise CommandError(f"{option} {path!r}: folder {str(parent)!r} is not writable; pick another path")
+
+
+def check_output_dir(option: str, path) -> None:
+    """Fail early (CommandError) if the folder ``path`` cannot be created or written."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise CommandError(f"{option} {str(path)!r} is a file, not a folder; pick another path")
+    existing = next(a for a in (p, *p.parents, Path(".")) if a.exists())
+    if not existing.is_dir():
+        raise CommandError(f"{option} {str(path)!r}: {str(existing)!r} is a file, so the folder cannot be created")
+    if not os.access(existing, os.W_OK):
+        raise CommandError(f"{option} {str(path)!r}: {str(existing)!r} is not writable; pick another path")
+
+
+def _plot_suffixes():
+    from matplotlib.backend_bases import FigureCanvasBase
+    kinds = set(FigureCanvasBase.get_supported_filetypes())
+    return tuple(f".{ext}" for ext in ("png", "pdf", "svg", *sorted(kinds - {"png", "pdf", "svg"})))
+
+
+def _check_signature(spec: str, f) -> None:
+    try:
+        inspect.signature(f).bind(0.0, 0.0)
+    except ValueError:  # no signature available (a builtin): let the call decide
+        pass
+    except TypeError:
+        raise CommandError(f"drift {spec!r} must take two arguments f(t, y); its signature is "
+                           f"{inspect.signature(f)}") from None
+
+
+def _guarded(f, raised: list):
+    """``f`` recording every exception it raises in ``raised`` (to tell the drift's errors from ours)."""
+    @functools.wraps(f)
+    def drift(t, y):
+        try:
+            return f(t, y)
+        except Exception as exc:
+            raised.append(exc)
+            raise
+    return drift
+
+
+def _from_drift(exc: BaseException, raised: list) -> bool:
+    while exc is not None:
+        if any(exc is r for r in raised):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _where(exc, f) -> str:
+    """`` (at FILE:LINE)`` of the deepest traceback frame in the drift's file, or ``""``."""
+    code = getattr(f, "__code__", None)
+    frames = [fr for fr in traceback.extract_tb(exc.__traceback__) if code and fr.filename == code.co_filename]
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
 def _solve(args):
     import parasolve
 
     if args.steps < 1:
         raise CommandError(f"--steps must be >= 1; got {args.steps}")
+    if args.save:
+        check_output_file("--save", args.save, (".npy", ".csv"))
+    if args.plot:
+        check_output_file("--plot", args.plot, _plot_suffixes(), "a format matplotlib writes")
     f = load_callable(args.drift)
+    _check_signature(args.drift, f)
     dtype = torch.float32 if args.float32 else torch.float64
     y0 = _parse_state(args.y0, dtype)
     t = torch.linspace(args.t0, args.t1, args.steps + 1, dtype=dtype)
+    raised: list = []
     kw = dict(step=args.step, window=args.window, tol=args.tol, max_iters=args.max_iters,
-              vectorized=args.vectorized, throw=False)
+              vectorized=args.vectorized, progress=args.progress, throw=False)
     runs = [("sequential", kw)] if args.compare and args.method != "sequential" else []
     runs.append((args.method, kw))
     results = []
-    for method, options in runs:
-        start = time.perf_counter()
-        sol = parasolve.solve(f, y0, t, method=method, **options)
-        results.append((method, sol, time.perf_counter() - start))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for method, options in runs:
+            start = time.perf_counter()
+            try:
+                sol = parasolve.solve(_guarded(f, raised), y0, t, method=method, **options)
+            except Exception as exc:
+                if _from_drift(exc, raised):
+                    raise CommandError(f"the drift raised {type(exc).__name__}: {exc}{_where(exc, f)}") from None
+                raise
+            results.append((method, sol, time.perf_counter() - start))
+    for message in dict.fromkeys(_one_line(w.message) for w in caught):
+        print(f"parasolve solve: warning: {message}", file=sys.stderr)
     ref = results[0][1]
     print(format_table([_row(m, s, w, ref) for m, s, w in results]))
     sol = results[-1][1]
     if not sol.converged:
-        print(f"warning: {sol.message}", file=sys.stderr)
+        print(f"parasolve solve: warning: {_one_line(sol.message)}", file=sys.stderr)
     if args.save:
         save_trajectory(args.save, sol.ts, sol.ys)
         print(f"trajectory written to {args.save}")
@@ -191,6 +310,7 @@ def format_table(rows) -> str:
 # ---------------------------------------------------------------- demo / reproduce / bench
 def _demo(args):
     from .demo import run_demo
+    check_output_dir("--out", args.out)
     run_demo(Path(args.out), fast=args.fast)
     return 0
 
@@ -199,6 +319,7 @@ def _reproduce(args):
     from . import reproduce
     if args.name not in reproduce.REPRODUCTIONS:
         raise CommandError(f"unknown reproduction {args.name!r}; valid: {', '.join(sorted(reproduce.REPRODUCTIONS))}")
+    check_output_dir("--out", args.out)
     reproduce.run(args.name, Path(args.out), fast=args.fast)
     return 0
 

@@ -15,6 +15,16 @@ def decay(t, y):
     return -y
 def not_a_function():
     pass
+def broken(t, y):
+    return undefined_name * y
+def raises(t, y):
+    raise RuntimeError("boom")
+def one_argument(y):
+    return -y
+def blows_up(t, y):
+    return y * y
+def needs_a_loop(t, y):
+    return -y * float(y[0])
 """
 
 
@@ -50,9 +60,21 @@ def test_solve_prints_stats_and_saves_trajectory(drift_file, tmp_path, capsys):
     (["solve", "{file}:decay", "--y0", "1", "--method", "magic"], "Unknown `method` 'magic'"),
     (["solve", "no_such_module_xyz:f", "--y0", "1"], "cannot be imported"),
     (["reproduce", "nonsense"], "unknown reproduction 'nonsense'"),
+    (["solve", "{file}:broken", "--y0", "1"], "the drift raised NameError: name 'undefined_name' is not defined"),
+    (["solve", "{file}:raises", "--y0", "1", "--method", "sequential"], "the drift raised RuntimeError: boom"),
+    (["solve", "{file}:one_argument", "--y0", "1"], "must take two arguments f(t, y); its signature is (y)"),
+    (["solve", "{file}:blows_up", "--y0", "1", "--t1", "10"], "NaN or Inf at step"),
+    # output paths are checked before the solve (the broken drift would fail it)
+    (["solve", "{file}:broken", "--y0", "1", "--save", "out.txt"], "--save 'out.txt': use a file name ending in .npy"),
+    (["solve", "{file}:broken", "--y0", "1", "--save", "/no/such/dir/t.npy"], "folder '/no/such/dir' does not exist"),
+    (["solve", "{file}:broken", "--y0", "1", "--save", "{dir}"], "use a file name ending in .npy or .csv"),
+    (["solve", "{file}:broken", "--y0", "1", "--plot", "/no/such/dir/t.png"], "folder '/no/such/dir' does not exist"),
+    (["solve", "{file}:broken", "--y0", "1", "--plot", "t.xyz"], "--plot 't.xyz': use a file name ending in .png"),
+    (["demo", "--out", "{file}"], "is a file, not a folder"),
+    (["reproduce", "table", "--out", "{file}/sub"], "is a file, so the folder cannot be created"),
 ])
 def test_bad_arguments_give_one_line_and_status_2(drift_file, capsys, args, message):
-    args = [a.replace("{file}", str(drift_file)) for a in args]
+    args = [a.replace("{file}", str(drift_file)).replace("{dir}", str(drift_file.parent)) for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
@@ -72,3 +94,54 @@ def test_bench_lists_the_benchmark_scripts(capsys):
     listing = capsys.readouterr().out
     assert "schemes" in listing and "diffusion" in listing
     assert main(["bench", "nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["solve", "f.py:f", "--y0", "1", "--steps", "abc"],
+     "parasolve solve: error: argument --steps: invalid int value: 'abc'"),
+    (["solve", "f.py:f", "--y0", "1", "--window", "wide"], "invalid window 'wide': give a positive integer or 'auto'"),
+    (["solve"], "parasolve solve: error: the following arguments are required"),
+    (["frobnicate"], "parasolve: error: argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_argparse_errors_are_one_line(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1
+    assert err.endswith("--help)") and "usage:" not in err
+
+
+def test_write_errors_and_warnings_are_one_line(drift_file, tmp_path, capsys, monkeypatch):
+    import parasolve.cli as cli
+
+    def no_space(*args):
+        raise OSError(28, "No space left on device", str(tmp_path / "t.npy"))
+    monkeypatch.setattr(cli, "save_trajectory", no_space)
+    assert main(["solve", f"{drift_file}:decay", "--y0", "1", "--save", str(tmp_path / "t.npy")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "parasolve solve: error: [Errno 28] No space left on device" in err and len(err.splitlines()) == 1
+    assert main(["solve", f"{drift_file}:needs_a_loop", "--y0", "1"]) == 0  # vmap fails: one warning line
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("parasolve solve: warning: parasolve: `f` could not be batched")
+    assert len(err.splitlines()) == 1
+
+
+def test_solve_progress_and_help_strings(drift_file, capsys):
+    assert main(["solve", f"{drift_file}:decay", "--y0", "1", "--steps", "20", "--progress"]) == 0
+    assert "20/20" in capsys.readouterr().err  # the tqdm bar ran
+    with pytest.raises(SystemExit):
+        main(["solve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for piece in ("--t0 T0 start time", "--t1 T1 end time", "picard, sequential, anderson", "--window WINDOW steps",
+                  "--tol TOL accepted", "--max-iters MAX_ITERS sweep limit", "--progress show a progress bar"):
+        assert piece in text
+
+
+def test_demo_fast_in_process(tmp_path, capsys):
+    assert main(["demo", "--fast", "--out", str(tmp_path / "demo")]) == 0
+    text = capsys.readouterr().out
+    for png in ("convergence.png", "digits_samples.png"):
+        assert (tmp_path / "demo" / png).stat().st_size > 2000
+    for row in ("sequential", "picard window=100", "picard window=200", "DDPM sequential", "DDPM picard window=64"):
+        assert row in text
+    assert "sweeps" in text and "evals" in text and "max|x - x_seq|" in text and "unavailable" not in text
