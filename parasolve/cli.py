@@ -118,10 +118,14 @@ def load_callable(spec: str):
         except Exception as exc:
             raise CommandError(f"importing {module_spec!r} failed: {type(exc).__name__}: {exc}") from None
     else:
+        if os.getcwd() not in sys.path and "" not in sys.path:  # `mydrift:f` finds ./mydrift.py, as python -m does
+            sys.path.insert(0, os.getcwd())
         try:
             module = importlib.import_module(module_spec)
         except ImportError as exc:
             raise CommandError(f"module {module_spec!r} cannot be imported: {exc}") from None
+        except Exception as exc:
+            raise CommandError(f"importing {module_spec!r} failed: {type(exc).__name__}: {exc}") from None
     if not hasattr(module, name):
         raise CommandError(f"{module_spec!r} has no attribute {name!r}")
     func = getattr(module, name)
@@ -222,6 +226,8 @@ def _solve(args):
 
     if args.steps < 1:
         raise CommandError(f"--steps must be >= 1; got {args.steps}")
+    if args.t0 == args.t1:
+        raise CommandError(f"--t0 and --t1 must differ; both are {args.t0}")
     if args.save:
         check_output_file("--save", args.save, (".npy", ".csv"))
     if args.plot:

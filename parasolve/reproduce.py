@@ -89,9 +89,10 @@ def iterations_vs_tolerance(out: Path, fast: bool = False):
     tols = [1e-1, 1e-3] if fast else [1e-1, 1e-2, 1e-3, 1e-4]
     rows = []
     for sampler, steps in _bar(cfg["rows"], "iterations-vs-tolerance"):
-        seq, _ = run_digits(den, sampler, steps, "sequential", samples=cfg["samples"])
+        seq, _ = run_digits(den, sampler, steps, "sequential", samples=cfg["samples"], progress=_tty())
         for tol in tols:
-            par, _ = run_digits(den, sampler, steps, "picard", samples=cfg["samples"], window=cfg["window"], tol=tol)
+            par, _ = run_digits(den, sampler, steps, "picard", samples=cfg["samples"], window=cfg["window"], tol=tol,
+                                progress=_tty())
             rows.append({"sampler": f"{sampler}-{steps}", "window": cfg["window"], "tol": tol,
                          "sweeps": par.stats.iterations, "evals": par.stats.nfe,
                          "max_abs_diff": f"{float((par.x - seq.x).abs().max()):.3e}",
@@ -118,10 +119,11 @@ def speedup_vs_window(out: Path, fast: bool = False):
     cfg, den = _settings(fast), _digits()
     sampler, steps = cfg["rows"][0]
     windows = [8, 16] if fast else [16, 64, 256]
-    seq, seq_wall = run_digits(den, sampler, steps, "sequential", samples=cfg["samples"])
+    seq, seq_wall = run_digits(den, sampler, steps, "sequential", samples=cfg["samples"], progress=_tty())
     rows = []
     for window in _bar(windows, "speedup-vs-window"):
-        par, wall = run_digits(den, sampler, steps, "picard", samples=cfg["samples"], window=window, tol=1e-3)
+        par, wall = run_digits(den, sampler, steps, "picard", samples=cfg["samples"], window=window, tol=1e-3,
+                               progress=_tty())
         rows.append({"sampler": f"{sampler}-{steps}", "window": window, "sweeps": par.stats.iterations,
                      "evals": par.stats.nfe, "wall_s": f"{wall:.2f}", "seq_wall_s": f"{seq_wall:.2f}",
                      "measured_speedup": f"{seq_wall / wall:.2f}", "ideal_speedup": f"{steps / par.stats.iterations:.1f}",
@@ -347,8 +349,22 @@ def run(name: str, out: Path, fast: bool = False):
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     rows = REPRODUCTIONS[name](out, fast=fast)
     print(format_table(_blank_repeats(rows)))
-    print(f"\nwritten to {out}/ ({name}.csv, {name}.png)")
+    print(f"\nwritten to {out}/ ({name}.csv, {name}.png) by `parasolve reproduce {name}{' --fast' * fast}` "
+          f"on {machine()}")
     return rows
+
+
+def machine() -> str:
+    """A one-line description of this machine: CPU model, cores, torch version and threads."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 
 def _blank_repeats(rows):

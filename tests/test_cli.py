@@ -63,6 +63,8 @@ def test_solve_prints_stats_and_saves_trajectory(drift_file, tmp_path, capsys):
     (["solve", "{file}:broken", "--y0", "1"], "the drift raised NameError: name 'undefined_name' is not defined"),
     (["solve", "{file}:raises", "--y0", "1", "--method", "sequential"], "the drift raised RuntimeError: boom"),
     (["solve", "{file}:one_argument", "--y0", "1"], "must take two arguments f(t, y); its signature is (y)"),
+    (["solve", "{file}:decay", "--y0", "1", "--t0", "1"], "--t0 and --t1 must differ; both are 1.0"),
+    (["solve", "parasolve.no_such_module:f", "--y0", "1"], "cannot be imported"),
     (["solve", "{file}:blows_up", "--y0", "1", "--t1", "10"], "NaN or Inf at step"),
     # output paths are checked before the solve (the broken drift would fail it)
     (["solve", "{file}:broken", "--y0", "1", "--save", "out.txt"], "--save 'out.txt': use a file name ending in .npy"),
@@ -145,3 +147,14 @@ def test_demo_fast_in_process(tmp_path, capsys):
     for row in ("sequential", "picard window=100", "picard window=200", "DDPM sequential", "DDPM picard window=64"):
         assert row in text
     assert "sweeps" in text and "evals" in text and "max|x - x_seq|" in text and "unavailable" not in text
+
+
+def test_module_spec_imports_from_the_working_directory(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cwd_drift_mod.py").write_text("def f(t, y):\n    return -y\n")
+    (tmp_path / "cwd_broken_mod.py").write_text("raise RuntimeError('bad import')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert main(["solve", "cwd_drift_mod:f", "--y0", "1", "--steps", "5"]) == 0
+    assert main(["solve", "cwd_broken_mod:f", "--y0", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "parasolve solve: error: importing 'cwd_broken_mod' failed: RuntimeError: bad import"
