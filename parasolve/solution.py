@@ -43,11 +43,14 @@ class SweepRecord:
 class Stats:
     """Cost of a solve.
 
-    ``iterations``: sequential depth in sweeps (a sequential solve counts one per step).
-    ``drift_calls``: rounds of batched drift calls (sweeps x stages of the step map).
+    ``iterations``: sweeps of a windowed scheme (a sequential solve counts one per step;
+    parareal counts its iterations, each of several rounds).
+    ``drift_calls``: rounds of batched drift calls, the sequential depth (sweeps x stages of the
+    step map for the windowed schemes).
     ``nfe``: drift evaluations counted per time point.
     ``defect_sum``: sum over steps of the final trajectory's max-abs defect: by the
     discrete stability argument, max|x - x_sequential| <= S * defect_sum (see docs/tolerance.md).
+    ``fallbacks``: sweeps in which an accelerated scheme's safeguard took the plain Picard update.
     """
 
     iterations: int = 0
@@ -55,6 +58,7 @@ class Stats:
     nfe: int = 0
     window: int = 0
     defect_sum: float = 0.0
+    fallbacks: int = 0
     history: list[SweepRecord] = field(default_factory=list)
 
 

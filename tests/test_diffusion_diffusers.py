@@ -145,7 +145,8 @@ def test_dpm_solver_matches_diffusers_loop(unet, config, steps):
     torch.manual_seed(4)
     x_T = torch.randn(SHAPE)
     ref = reference(lambda x, t: unet(x, t).sample, scheduler, steps, x_T)
-    seq = diffusion.sample(den, SHAPE, sampler=den.sampler, steps=steps, method="sequential", x_T=x_T)
+    seq = diffusion.sample(den, SHAPE, steps=steps, method="sequential", x_T=x_T)  # the scheduler's sampler
+    assert seq.sampler == den.sampler == "dpmsolver++"
     assert torch.equal(seq.timesteps, scheduler.timesteps)
     assert rel_err(seq.x, ref) <= ROUNDOFF
     check_parallel(den, seq, den.sampler, steps)

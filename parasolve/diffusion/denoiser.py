@@ -32,8 +32,8 @@ class Denoiser:
         device, dtype: where and in what precision ``model`` runs (inputs are cast to ``dtype``
             and outputs back to the sample's dtype); ``dtype=None`` runs in the sample's dtype.
         name: shown in messages.
-        sampler: the sampler matching the model's own scheduler (informational; ``sample``
-            takes ``sampler=`` explicitly).
+        sampler: the sampler matching the model's own scheduler, what ``sample`` runs when it
+            is given no ``sampler=``.
     """
 
     def __init__(self, model, alphas_cumprod, *, prediction_type: str = "epsilon", config: dict | None = None,

@@ -42,7 +42,7 @@ class SampleOutput:
         return self.solution.stats
 
 
-def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, method="picard", window=64,
+def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 1000, method="picard", window=64,
            tol=None, x_T=None, noise=None, generator=None, guidance_scale=None, cond=None, progress=False,
            eta: float = 0.0, uncond=None, max_iters=None, throw=True, options=None, evaluator=None,
            save="last", init=None) -> SampleOutput:
@@ -52,7 +52,9 @@ def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, me
         den: a :class:`Denoiser` (``from_diffusers``, ``pretrained`` or ``exact_denoiser``).
         shape: ``(B, *sample_shape)``, e.g. ``(4, 1, 16, 16)``.
         sampler: ``"ddpm"``, ``"ddim"`` (with ``eta``), ``"dpmsolver++"`` (DPM-Solver++ 2M) or
-            ``"sde-dpmsolver++"``; each follows its diffusers scheduler step for step.
+            ``"sde-dpmsolver++"``; each follows its diffusers scheduler step for step. Default:
+            ``den.sampler``, the one matching the denoiser's own scheduler (``"ddpm"`` for the
+            shipped models; ``"ddim"`` for ``from_diffusers(unet, DDIMScheduler(...))``).
         steps: sampling steps (at most the model's training steps), spread by ``timestep_spacing``.
         method: ``"picard"`` (parallel sweeps over a window of steps), ``"sequential"``, or any
             scheme of :func:`parasolve.solve`; all solve the same discrete problem.
@@ -86,7 +88,7 @@ def sample(den: Denoiser, shape, *, sampler: str = "ddpm", steps: int = 1000, me
         raise TypeError(f"`den` must be a parasolve.diffusion.Denoiser (from from_diffusers(), pretrained() or "
                         f"exact_denoiser()); got {type(den).__name__}.")
     shape = _check_shape(shape)
-    name = samplers.resolve_sampler(sampler)
+    name = samplers.resolve_sampler(den.sampler if sampler is None else sampler)
     steps = _check_steps(steps, den)
     eta = _check_eta(eta, name)
     if generator is not None and not isinstance(generator, torch.Generator):

@@ -63,7 +63,9 @@ class Anderson(WindowedScheme):
 
     def run(self, problem: Problem):
         self.fallbacks = 0
-        return super().run(problem)
+        sol = super().run(problem)
+        sol.stats.fallbacks = self.fallbacks
+        return sol
 
     def reset(self):
         # (first slot, x, G(x)) of recent sweeps and the last sweep's (first step, increments),

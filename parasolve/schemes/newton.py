@@ -86,7 +86,9 @@ class Newton(WindowedScheme):
 
     def run(self, problem: Problem):
         self.fallbacks = 0
-        return super().run(problem)
+        sol = super().run(problem)
+        sol.stats.fallbacks = self.fallbacks
+        return sol
 
     def reset(self):
         # Last sweep's (states, increments, residual) per window slot, in the next window's slots.
