@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from ..problem import Problem
 from .base import per_step, register_scheme
-from .picard import WindowedScheme
+from .picard import SafeguardedScheme
 
 
 def _check_options(memory, regularization, growth):
@@ -37,7 +36,7 @@ def _check_options(memory, regularization, growth):
 
 
 @register_scheme
-class Anderson(WindowedScheme):
+class Anderson(SafeguardedScheme):
     """Sliding-window Picard with triangular Anderson mixing.
 
     Options (``solve(..., method="anderson", options={...})``):
@@ -49,23 +48,13 @@ class Anderson(WindowedScheme):
     """
 
     name = "anderson"
+    options = ("memory", "regularization", "safeguard", "growth")
 
     def __init__(self, memory: int = 3, regularization: float = 1e-8, safeguard: bool = True,
                  growth: float = 1.0):
         _check_options(memory, regularization, growth)
         self.memory, self.regularization = memory, float(regularization)
         self.safeguard, self.growth = bool(safeguard), float(growth)
-        self.fallbacks = 0  # safeguard activations in the last solve
-
-    def __repr__(self) -> str:
-        return (f"Anderson(memory={self.memory}, regularization={self.regularization}, "
-                f"safeguard={self.safeguard}, growth={self.growth})")
-
-    def run(self, problem: Problem):
-        self.fallbacks = 0
-        sol = super().run(problem)
-        sol.stats.fallbacks = self.fallbacks
-        return sol
 
     def reset(self):
         # (first slot, x, G(x)) of recent sweeps and the last sweep's (first step, increments),

@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import torch
 
-from ..problem import Problem
 from .anderson import aligned, picard_from, residual_grew
 from .base import per_step, register_scheme
-from .picard import WindowedScheme
+from .picard import SafeguardedScheme
 
 
 def bidiagonal_solve(a: torch.Tensor, b: torch.Tensor, delta0: torch.Tensor) -> torch.Tensor:
@@ -52,7 +51,7 @@ def bidiagonal_solve(a: torch.Tensor, b: torch.Tensor, delta0: torch.Tensor) -> 
 
 
 @register_scheme
-class Newton(WindowedScheme):
+class Newton(SafeguardedScheme):
     """Sliding-window quasi-Newton (secant diagonal Jacobian, damped, safeguarded).
 
     Options (``solve(..., method="newton", options={...})``):
@@ -65,6 +64,7 @@ class Newton(WindowedScheme):
     """
 
     name = "newton"
+    options = ("jacobian", "damping", "clip", "safeguard", "growth")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
                  safeguard: bool = True, growth: float = 1.0):
@@ -78,17 +78,6 @@ class Newton(WindowedScheme):
             raise ValueError(f"`growth` must be a finite real number > 0; got {growth!r}.")
         self.jacobian, self.damping, self.clip = jacobian, float(damping), float(clip)
         self.safeguard, self.growth = bool(safeguard), float(growth)
-        self.fallbacks = 0  # safeguard activations in the last solve
-
-    def __repr__(self) -> str:
-        return (f"Newton(jacobian={self.jacobian!r}, damping={self.damping}, clip={self.clip}, "
-                f"safeguard={self.safeguard}, growth={self.growth})")
-
-    def run(self, problem: Problem):
-        self.fallbacks = 0
-        sol = super().run(problem)
-        sol.stats.fallbacks = self.fallbacks
-        return sol
 
     def reset(self):
         # Last sweep's (states, increments, residual) per window slot, in the next window's slots.

@@ -129,6 +129,27 @@ class WindowedScheme(Scheme):
         return problem.solution(final, status, stats, self.name)
 
 
+class SafeguardedScheme(WindowedScheme):
+    """A windowed scheme with an accelerated update and a safeguard that can fall back to Picard.
+
+    Subclasses list their constructor options in ``options`` (for ``repr``) and add one to
+    ``self.fallbacks`` whenever the safeguard takes the Picard update; the count of a solve is
+    reported as ``sol.stats.fallbacks``.
+    """
+
+    options: tuple[str, ...] = ()
+    fallbacks: int = 0
+
+    def run(self, problem: Problem):
+        self.fallbacks = 0
+        sol = super().run(problem)
+        sol.stats.fallbacks = self.fallbacks
+        return sol
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)!r}' for k in self.options)})"
+
+
 @register_scheme
 class Picard(WindowedScheme):
     """Sliding-window Picard iteration (ParaDiGMS): ``x_{j+1} = x_b + sum_{i<=j} Phi_i(x_i)``."""
