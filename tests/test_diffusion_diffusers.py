@@ -21,13 +21,7 @@ SHAPE = (3, 2, 8, 8)
 ROUNDOFF = 2e-5  # relative to max(1, max|x|), after up to 50 float32 steps
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: threads only add contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,7 @@ import torch
 from parasolve import diffusion
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: threads only add contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 AC = diffusion.alphas_cumprod("linear", 1000)
 

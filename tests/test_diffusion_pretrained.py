@@ -6,12 +6,7 @@ import torch
 from parasolve import diffusion
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_digits_denoiser_has_the_training_schedule():

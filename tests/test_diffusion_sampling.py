@@ -9,13 +9,7 @@ from parasolve import diffusion
 from parasolve.diffusion import samplers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: threads only add contention on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SAMPLERS = [("ddpm", {}), ("ddim", {}), ("ddim", {"eta": 0.5}), ("dpmsolver++", {}), ("sde-dpmsolver++", {})]
 

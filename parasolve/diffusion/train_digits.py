@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from .digits import DigitsClassifier, ddpm_betas, load_digits_16
+from .training import step_with_ema
 from .unet import DigitsUNet
 
 
@@ -72,15 +73,7 @@ def train_unet(out: Path, steps: int, batch_size: int = 64, lr: float = 1e-3, em
         eps = torch.randn(x0.shape, generator=gen)
         a = abar[t][:, None, None, None]
         loss = F.mse_loss(model(a.sqrt() * x0 + (1 - a).sqrt() * eps, t), eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(p, 1 - decay)
+        step_with_ema(loss, model, ema, opt, sched, step, ema_decay)
         running += loss.item()
         if step % log_every == 0:
             print(f"step {step:6d}  loss {running / log_every:.4f}  lr {sched.get_last_lr()[0]:.2e}  "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from parasolve.diffusion.training import step_with_ema
 from parasolve.diffusion.trajectory import (NUM_TRAIN_TIMESTEPS, WEIGHTS_PATH, TrajectoryDenoiser, ddpm_sample,
                                             make_dataset, schedule, task_score)
 
@@ -54,15 +55,7 @@ def train(steps: int = 20000, batch: int = 256, lr: float = 1e-3, data: int = 10
         noise = torch.randn(x0.shape, generator=gen)
         ab = abar[t][:, None, None]
         loss = ((model(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, t, cond=c) - noise) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
+        step_with_ema(loss, model, ema, opt, sched, step, ema_decay)
         running = loss.item() if running is None else 0.99 * running + 0.01 * loss.item()
         if step % log_every == 0 or step == steps:
             print(f"step {step:6d}  loss(avg) {running:.5f}  {time.perf_counter() - t0:7.1f} s", flush=True)
