@@ -196,7 +196,7 @@ def quality_vs_tolerance(out: Path, fast: bool = False):
     """Sample quality, sequential vs parallel, as the tolerance varies: mean ± std over seeds.
 
     Digits DDIM-100, window 16, 32 samples per seed, 3 seeds (fast: DDIM-20, 4 samples, 1 seed); about
-    3 minutes on one CPU core. Metrics: sliced W2 to the held-out test digits, confident share (the
+    2.5 minutes on one CPU core. Metrics: sliced W2 to the held-out test digits, confident share (the
     classifier's confidence >= 0.9), label agreement seq vs par (seq scores 1 by definition).
     """
     from .diffusion import digits
@@ -286,7 +286,7 @@ def table(out: Path, fast: bool = False):
     """The paper's main table with local substitutes for its models, quality as mean ± std over seeds.
 
     Digits DDPM-1000 / DDIM-200 / DPM-Solver++-200 (window 64, tol 1e-3) with 8 samples per seed (reduced
-    from 16 to keep the run near 5 minutes on one CPU core), 3 seeds; the trajectory DDPM-100 / DDIM-15 on
+    from 16 to keep the run near 4 minutes on one CPU core), 3 seeds; the trajectory DDPM-100 / DDIM-15 on
     64 start/goal pairs from ``make_dataset``, 3 seeds. Fast: shorter samplers, 1 sample/4 pairs, 1 seed.
     Also writes table.png (sweeps vs steps and the speed-ups per row).
     """
@@ -364,7 +364,7 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)})"
 
 
 def _blank_repeats(rows):
