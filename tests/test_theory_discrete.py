@@ -83,12 +83,19 @@ def test_bounds_are_attained_on_exponential_growth(L, t, e0, k_frac):
     slack = pt.roundoff(ref.ys, n, stability_for_roundoff(ell))
 
     warm = pt.picard_iterate(f, y0, t, k, init=ref.ys + e0)  # constant initial error e0
-    exact = discrete.bound(ell, k, e0)
-    assert np.allclose(pt.max_error(warm.ys, ref.ys).numpy(), exact, rtol=1e-9, atol=slack)
-
+    assert_attained(warm, ref, discrete.bound(ell, k, e0), slack)
     cold = pt.picard_iterate(f, y0, t, k)  # default start x0 = y0: the increment form is attained
-    exact = discrete.bound_from_increments(ell, k, discrete.increments_at(f, y0, t, "euler"))
-    assert np.allclose(pt.max_error(cold.ys, ref.ys).numpy(), exact, rtol=1e-9, atol=slack)
+    assert_attained(cold, ref, discrete.bound_from_increments(ell, k, discrete.increments_at(f, y0, t, "euler")),
+                    slack)
+
+
+def assert_attained(sol, ref, bound, slack):
+    """Within ``bound``, and equal to it when every sweep advanced by its one exact step (a defect
+    that rounds to exactly 0 is accepted even with tol=0, putting the iterate ahead of the bound)."""
+    measured = pt.max_error(sol.ys, ref.ys).numpy()
+    pt.assert_within_bound(measured, bound, slack=slack, what="Picard iterate")
+    if all(r.accepted == 1 for r in sol.stats.history):
+        assert np.allclose(measured, bound, rtol=1e-9, atol=slack)
 
 
 @settings(max_examples=30, deadline=None)

@@ -51,10 +51,16 @@ def test_windowed_bound_is_attained_on_exponential_growth(L, t, p, k_frac):
     ell = discrete.step_lipschitz("euler", t, L)
     e_init = pt.max_error(y0.expand_as(ref.ys), ref.ys).numpy()
     jumps = pt.max_error(ref.ys[1:], ref.ys[:-1]).numpy()
-    # The per-point initial errors of the start y0 keep one sign, as do all later errors: equality.
+    # The per-point initial errors of the start y0 keep one sign, as do all later errors: equality,
+    # as long as every sweep advanced by its one exact step. A defect that rounds to exactly 0 (the
+    # iterate already exact to round-off: hypothesis found one) is accepted even with tol=0; the
+    # iterate is then ahead of the k-sweep iterate and only the inequality holds.
     expect = window.error_bound(ell, k, p, e_init, jumps)
-    assert np.allclose(pt.max_error(sol.ys, ref.ys).numpy(), expect, rtol=1e-9,
-                       atol=pt.roundoff(ref.ys, n, math.exp(ell.sum())))
+    measured = pt.max_error(sol.ys, ref.ys).numpy()
+    slack = pt.roundoff(ref.ys, n, math.exp(ell.sum()))
+    pt.assert_within_bound(measured, expect, slack=slack, what=f"windowed ({p}) error after {k} sweeps")
+    if all(r.accepted == 1 for r in sol.stats.history):
+        assert np.allclose(measured, expect, rtol=1e-9, atol=slack)
 
 
 def sweep_bound_for_linear(f, y0, t, p, tol):
