@@ -160,7 +160,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     den = diffusion.pretrained("digits")
-    report = [f"Machine: {machine()}.", "",
+    report = ["# Benchmarks: parallel diffusion sampling on the digits model", "",
+              "Written by `benchmarks/bench_diffusion.py`; the reading is in [docs/diffusion.md](../diffusion.md#results).", "",
+              f"Machine: {machine()}.", "",
               f"Command: `python benchmarks/bench_diffusion.py {' '.join(sys.argv[1:] if argv is None else argv)}`", ""]
     if args.samplers:
         report += [f"### Speed: digits UNet, {args.samples} samples, same x_T and noise in every run", "",
