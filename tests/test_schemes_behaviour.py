@@ -137,6 +137,29 @@ def test_parareal_is_exact_on_the_first_k_segments_after_k_iterations(step, coar
     assert (full.ys - seq.ys).abs().max() <= 1e-13 * scale
 
 
+def test_frozen_coarse_with_a_step_per_group_is_the_fine_propagator():
+    # coarse_steps >= the longest segment: every group is one fine step at its own start state,
+    # so G = F, the initial prediction is the sequential solution and one iteration accepts all.
+    problem = problems.van_der_pol()
+    t = problem.grid(90)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", step="heun")
+    sol = parasolve.solve(problem.f, problem.y0, t, method="parareal", step="heun", tol=1e-10, vectorized=True,
+                          options={"segments": 9, "coarse_steps": 10})
+    assert sol.stats.iterations == 1 and (sol.ys - seq.ys).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize("coarse", ["frozen", "rk4"])
+@pytest.mark.parametrize("coarse_steps", [2, 3])
+def test_parareal_with_several_coarse_steps_converges_to_the_sequential_solution(coarse, coarse_steps):
+    problem = problems.harmonic()
+    t = problem.grid(120)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", step="heun")
+    sol = parasolve.solve(problem.f, problem.y0, t, method="parareal", step="heun", tol=1e-9, vectorized=True,
+                          options={"segments": 12, "coarse": coarse, "coarse_steps": coarse_steps})
+    assert sol.converged and sol.stats.iterations <= 12
+    assert (sol.ys - seq.ys).abs().max() <= math.exp(problem.lipschitz * (problem.t1 - problem.t0)) * 1e-9
+
+
 def test_segments_are_balanced_longer_first():
     assert segment_bounds(10, 3) == [0, 4, 7, 10]
     assert segment_bounds(9, 3) == [0, 3, 6, 9]
@@ -189,6 +212,8 @@ def test_parareal_odeint_rejects_an_sde():
     ("parareal", {"coarse": "bogus"}, ValueError, "coarse"),
     ("parareal", {"coarse": "ab2"}, ValueError, "coarse"),
     ("parareal", {"fine": "rk45"}, ValueError, "fine"),
+    ("parareal", {"coarse_steps": 0}, ValueError, "coarse_steps"),
+    ("parareal", {"coarse_steps": 2.0}, ValueError, "coarse_steps"),
     ("parareal", {"odeint_options": [1]}, TypeError, "odeint_options"),
     ("parareal", {"odeint_options": {"rtol": 1e-6}}, ValueError, "odeint_options"),
     ("anderson", {"bogus": 1}, TypeError, "options"),

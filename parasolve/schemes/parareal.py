@@ -24,10 +24,11 @@ Coarse propagators (``coarse=``):
 - ``"frozen"`` (default): ``G_j(x) = x + sum_{i in segment j} Phi_i(x)``, every fine increment of the
   segment evaluated at the segment's start state, in one batched round per stage. It works for any
   step map -- SDE noise and diffusion sampler coefficients included -- since it calls the problem's
-  own map.
-- a step map (name or :class:`~parasolve.steps.StepMap`): one step of it per segment on the coarse
-  grid ``t[boundaries]``, with ``f`` as an ODE right-hand side (one or a few drift evaluations per
-  segment; meaningful for plain ODE problems only).
+  own map. With ``coarse_steps=k`` the segment's fine steps are split into ``k`` consecutive groups,
+  each frozen at its own start state (``k`` rounds in sequence; ``k >=`` the segment length makes
+  ``G`` the fine propagator itself).
+- a step map (name or :class:`~parasolve.steps.StepMap`): ``coarse_steps`` (default 1) equal steps
+  of it per segment, with ``f`` as an ODE right-hand side (meaningful for plain ODE problems only).
 
 Fine propagators (``fine=``): ``"step"`` (default; converges to the discrete problem, i.e. to
 ``method="sequential"``) or ``"odeint"``: torchdiffeq's adaptive ``odeint`` (dopri5 by default) on
@@ -69,6 +70,8 @@ class Parareal(Scheme):
     Options (``solve(..., method="parareal", options={...})``):
         segments: number of segments ``K`` (fine-sweep batch size).
         coarse: ``"frozen"`` (default) or a step map name / StepMap for the coarse grid.
+        coarse_steps: steps of the coarse propagator per segment (default 1): more cost per coarse
+            application, a better prediction, fewer iterations.
         fine: ``"step"`` (default) or ``"odeint"``.
         odeint_options: keyword arguments for ``torchdiffeq.odeint`` when ``fine="odeint"``
             (default ``method="dopri5"``, ``rtol = atol =`` a tenth of the smallest segment's share
@@ -78,9 +81,11 @@ class Parareal(Scheme):
     name = "parareal"
 
     def __init__(self, segments: int | None = None, coarse="frozen", fine: str = "step",
-                 odeint_options: dict | None = None):
+                 odeint_options: dict | None = None, coarse_steps: int = 1):
         if segments is not None and (isinstance(segments, bool) or not isinstance(segments, int) or segments < 1):
             raise ValueError(f"`segments` must be an integer >= 1 or None; got {segments!r}.")
+        if isinstance(coarse_steps, bool) or not isinstance(coarse_steps, int) or coarse_steps < 1:
+            raise ValueError(f"`coarse_steps` must be an integer >= 1 (coarse steps per segment); got {coarse_steps!r}.")
         if not (coarse == "frozen" or isinstance(coarse, StepMap)):
             try:
                 coarse = resolve_step(coarse)
@@ -94,12 +99,13 @@ class Parareal(Scheme):
             raise TypeError(f"`odeint_options` must be a dict of torchdiffeq.odeint keywords; got {odeint_options!r}.")
         if odeint_options and fine != "odeint":
             raise ValueError("`odeint_options` only applies with fine='odeint'.")
-        self.segments, self.coarse, self.fine = segments, coarse, fine
+        self.segments, self.coarse, self.fine, self.coarse_steps = segments, coarse, fine, coarse_steps
         self.odeint_options = dict(odeint_options or {})
 
     def __repr__(self) -> str:
         coarse = self.coarse if isinstance(self.coarse, str) else self.coarse.name
-        return f"Parareal(segments={self.segments}, coarse={coarse!r}, fine={self.fine!r})"
+        return (f"Parareal(segments={self.segments}, coarse={coarse!r}, coarse_steps={self.coarse_steps}, "
+                f"fine={self.fine!r})")
 
     # ------------------------------------------------------------------ the iteration
     def run(self, problem: Problem):
@@ -177,17 +183,28 @@ class Parareal(Scheme):
 
     # ------------------------------------------------------------------ propagators
     def _coarse(self, problem, bounds, segs: list[int], xs: torch.Tensor) -> torch.Tensor:
-        """``G_j(x_j)`` for the segments ``segs`` at states ``xs`` (one batched round per stage)."""
-        if isinstance(self.coarse, StepMap):
-            grid = problem.t[bounds]
-            idx = torch.tensor(segs, device=problem.t.device)
-            inc, _ = self.coarse.increments(problem.drift, grid, idx, xs, None)
-            return xs + inc
-        seg_of = torch.cat([torch.full((bounds[j + 1] - bounds[j],), r, dtype=torch.long)
-                            for r, j in enumerate(segs)]).to(xs.device)
-        idx = torch.cat([torch.arange(bounds[j], bounds[j + 1]) for j in segs]).to(problem.t.device)
-        inc, _ = problem.step.increments(problem.drift, problem.t, idx, xs[seg_of], None)
-        return xs + torch.zeros_like(xs).index_add_(0, seg_of, inc)
+        """``G_j(x_j)`` for the segments ``segs`` at states ``xs`` (``coarse_steps`` batched rounds per stage)."""
+        k, t = self.coarse_steps, problem.t
+        if isinstance(self.coarse, StepMap):  # k equal steps per segment on a local grid, segments batched
+            t0, t1 = t[[bounds[j] for j in segs]], t[[bounds[j + 1] for j in segs]]
+            frac = torch.arange(k + 1, dtype=t.dtype, device=t.device) / k
+            grid = (t0[:, None] + (t1 - t0)[:, None] * frac).reshape(-1)  # row r: r (k+1) .. r (k+1) + k
+            first = torch.arange(len(segs), device=t.device) * (k + 1)
+            for r in range(k):
+                inc, _ = self.coarse.increments(problem.drift, grid, first + r, xs, None)
+                xs = xs + inc
+            return xs
+        for r in range(k):  # group r of each segment's fine steps, frozen at the group's start state
+            groups = [(row, bounds[j] + (bounds[j + 1] - bounds[j]) * r // k,
+                       bounds[j] + (bounds[j + 1] - bounds[j]) * (r + 1) // k) for row, j in enumerate(segs)]
+            groups = [(row, lo, hi) for row, lo, hi in groups if hi > lo]
+            if not groups:
+                continue
+            seg_of = torch.cat([torch.full((hi - lo,), row, dtype=torch.long) for row, lo, hi in groups]).to(xs.device)
+            idx = torch.cat([torch.arange(lo, hi) for _, lo, hi in groups]).to(t.device)
+            inc, _ = problem.step.increments(problem.drift, t, idx, xs[seg_of], None)
+            xs = xs + torch.zeros_like(xs).index_add_(0, seg_of, inc)
+        return xs
 
     def _fine(self, problem, bounds, a, starts, out) -> torch.Tensor:
         """End states of the fine propagation of segments ``a..K-1`` (trajectories into ``out``) and,
