@@ -55,6 +55,12 @@ class StepMap:
     def increments(self, drift, t, idx, y, prev=None):
         raise NotImplementedError
 
+    def linear_part(self):
+        """Per-step scalars ``c_i`` (shape ``(N,)``, on the state's device) with
+        ``dPhi_i/dx_i ~= c_i I`` when the model's prediction is held fixed, or ``None`` (the
+        default: no such structure). Newton's ``prior="step"`` uses them where it has no secant."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 

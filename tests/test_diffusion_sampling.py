@@ -224,3 +224,39 @@ def test_warm_start_from_the_sequential_trajectory_converges_in_fewer_sweeps():
         diffusion.sample(den, shape, **kw, init=seq.solution.ys[1:])
     with pytest.raises(TypeError, match="`init` must be a floating tensor"):
         diffusion.sample(den, shape, **kw, init=seq.solution.ys.long())
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.7), ("dpmsolver++", 0.0)])
+def test_linear_part_is_the_step_derivative_with_x0_held_fixed(sampler, eta):
+    den = diffusion.exact_denoiser(torch.zeros(1, 3, dtype=torch.float64))  # its schedule; the model is unused
+    ts, step = samplers.build(den, sampler, 20, eta, torch.float64)
+    n = len(ts)
+    noise = torch.randn(n, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    step.prepare(torch.float64, torch.device("cpu"), noise)
+    x = torch.randn(n, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    dx = 1e-3 * torch.randn(n, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    idx = torch.arange(n)
+    x0 = torch.full((n, 2, 3), 0.3, dtype=torch.float64)  # the model's clean-sample prediction, fixed
+    a, s = (step._dev[k][idx].reshape(-1, 1, 1) for k in "as")
+
+    def eps(states):  # what an epsilon model predicting x0 outputs
+        return (states - a * x0) / s
+
+    prev = x0[0] if step.multistep else None
+    before, _ = step.advance(idx, x, eps(x), prev)
+    after, _ = step.advance(idx, x + dx, eps(x + dx), prev)
+    slope = step.linear_part().reshape(-1, 1, 1)
+    assert torch.allclose((after - before) - dx, slope * dx, rtol=1e-9, atol=1e-15)
+
+
+def test_newton_with_the_step_prior_solves_an_affine_sampler_in_two_sweeps():
+    # One data point: the exact x0 prediction is that point whatever x is, so every DDPM step is
+    # affine with slope 1 + linear_part: Newton's first update is exact and the second sweep accepts all.
+    den = diffusion.exact_denoiser(torch.tensor([[0.4, -0.2, 0.1]], dtype=torch.float64))
+    gen = torch.Generator().manual_seed(0)
+    seq = diffusion.sample(den, (2, 3), sampler="ddpm", steps=200, method="sequential", generator=gen)
+    common = dict(sampler="ddpm", steps=200, window=200, tol=1e-10, x_T=seq.x_T, noise=seq.noise)
+    prior = diffusion.sample(den, (2, 3), method="newton", options={"prior": "step"}, **common)
+    plain = diffusion.sample(den, (2, 3), method="newton", **common)
+    assert prior.stats.iterations <= 2 < plain.stats.iterations
+    assert (prior.x - seq.x).abs().max() <= 1e-10

@@ -101,6 +101,12 @@ class DiffusionStep(StepMap):
         self.noise = noise
         return self
 
+    def linear_part(self):
+        """``dPhi_i/dx`` with the clean-sample prediction ``x0`` held fixed: ``A - 1``, plus ``E / s``
+        where the step uses ``eps = (x - a x0) / s`` (exact when ``x0`` does not depend on ``x``)."""
+        d = self._dev
+        return d["A"] - 1 + (d["E"] / d["s"] if self.uses_eps else 0)
+
     def increments(self, drift, t, idx, y, prev=None):
         out = drift(t[idx], y)
         x_next, x0 = self.advance(idx, y, out, prev)

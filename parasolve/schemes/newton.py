@@ -61,15 +61,22 @@ class Newton(SafeguardedScheme):
         safeguard: take the Picard update and forget the estimate when the residual grew
             after a Newton step (default True).
         growth: the safeguard acts when the residual exceeds ``growth`` times the previous one.
+        prior: the estimate where no secant exists yet (the first sweep, steps new to the window):
+            ``"zero"`` (default: Picard's, new steps borrowing the last secant) or ``"step"``: the
+            step map's :meth:`~parasolve.steps.StepMap.linear_part` (for the diffusion samplers
+            the step's derivative with the clean-sample prediction held fixed), ``"zero"`` for
+            maps that declare none.
     """
 
     name = "newton"
-    options = ("jacobian", "damping", "clip", "safeguard", "growth")
+    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
-                 safeguard: bool = True, growth: float = 1.0):
+                 safeguard: bool = True, growth: float = 1.0, prior: str = "zero"):
         if jacobian not in ("scalar", "diagonal"):
             raise ValueError(f"`jacobian` must be 'scalar' or 'diagonal'; got {jacobian!r}.")
+        if prior not in ("zero", "step"):
+            raise ValueError(f"`prior` must be 'zero' or 'step' (the step map's linear part); got {prior!r}.")
         if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not 0 < damping <= 1:
             raise ValueError(f"`damping` must be a real number in (0, 1]; got {damping!r}.")
         if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < float("inf"):
@@ -77,7 +84,11 @@ class Newton(SafeguardedScheme):
         if isinstance(growth, bool) or not isinstance(growth, (int, float)) or not 0 < growth < float("inf"):
             raise ValueError(f"`growth` must be a finite real number > 0; got {growth!r}.")
         self.jacobian, self.damping, self.clip = jacobian, float(damping), float(clip)
-        self.safeguard, self.growth = bool(safeguard), float(growth)
+        self.safeguard, self.growth, self.prior = bool(safeguard), float(growth), prior
+
+    def run(self, problem):
+        self._prior = problem.step.linear_part() if self.prior == "step" else None
+        return super().run(problem)
 
     def reset(self):
         # Last sweep's (states, increments, residual) per window slot, in the next window's slots.
@@ -88,7 +99,9 @@ class Newton(SafeguardedScheme):
         w = ys.shape[0] - 1
         x, phi = ys[shift:w], inc[shift:]                    # steps shift .. w-1
         residual = anchor + torch.cumsum(phi, 0) - ys[shift + 1:]
-        slope = None
+        prior = None if self._prior is None else \
+            self._prior[self.start + shift:self.start + w].reshape(-1, *([1] * (x.dim() - 1)))
+        slope = prior  # the first sweep: the prior, or Picard without one
         if self._last is not None:
             first, px, pphi, pres = self._last
             px, pphi = aligned(first, px, shift, w), aligned(first, pphi, shift, w)
@@ -99,7 +112,7 @@ class Newton(SafeguardedScheme):
                 self._newton = False
                 self._last = (first - shift, *self._last[1:])
                 return picard_from(anchor, pphi, phi)
-            slope = self._secant(x - px, phi - pphi)
+            slope = self._secant(x - px, phi - pphi, prior)
         self._newton = slope is not None
         self._last = (0, x, phi, residual)  # step `shift` is slot 0 of the next window
         defect = ys[shift + 1:] - x - phi
@@ -109,13 +122,17 @@ class Newton(SafeguardedScheme):
             delta = bidiagonal_solve(1 + slope, -defect, anchor - ys[shift])
         return ys[shift + 1:] + self.damping * delta
 
-    def _secant(self, dx: torch.Tensor, dphi: torch.Tensor) -> torch.Tensor:
-        """Clipped secant estimate of ``dPhi_i/dx_i`` per step (0 where a step has no history)."""
+    def _secant(self, dx: torch.Tensor, dphi: torch.Tensor, prior=None) -> torch.Tensor:
+        """Clipped secant estimate of ``dPhi_i/dx_i`` per step; where a step has no history, the
+        ``prior`` if given, else the last estimate before it (0 if none)."""
         dx, dphi = torch.nan_to_num(dx, nan=0.0), torch.nan_to_num(dphi, nan=0.0)
         shape = (-1, *([1] * (dx.dim() - 1)))
         norm2 = per_step(dx.abs() ** 2).sum(1)
-        scalar = per_step(dx.conj() * dphi).sum(1) / norm2.clamp_min(torch.finfo(norm2.dtype).tiny)
-        scalar = self._clipped(_carry_forward(scalar, norm2 > 0)).reshape(shape)
+        scalar = self._clipped(per_step(dx.conj() * dphi).sum(1) / norm2.clamp_min(torch.finfo(norm2.dtype).tiny))
+        if prior is None:
+            scalar = _carry_forward(scalar, norm2 > 0).reshape(shape)
+        else:
+            scalar = torch.where((norm2 > 0).reshape(shape), scalar.reshape(shape), prior.to(scalar.dtype))
         if self.jacobian == "scalar":
             return scalar
         # Element-wise where the component moved noticeably (relative to the step's largest move).

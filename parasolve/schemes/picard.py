@@ -46,8 +46,11 @@ class WindowedScheme(Scheme):
 
     A subclass provides :meth:`update`, which maps the current window iterate and its
     increments to the next iterate of the non-accepted part; everything else -- acceptance,
-    the tolerance rule, stats, history, saving, progress -- is here, once.
+    the tolerance rule, stats, history, saving, progress -- is here, once. During ``update``,
+    ``self.start`` is the grid index of window slot 0.
     """
+
+    start: int = 0
 
     def update(self, anchor, ys, inc, shift):
         """Next iterate for window slots ``shift+1 ..`` given the anchor state at slot ``shift``."""
@@ -109,6 +112,7 @@ class WindowedScheme(Scheme):
                     prev = first[shift - 1]
                 stats.history.append(SweepRecord(stats.iterations, b, b + w, float(defect_host.max()), shift))
                 if shift < w:
+                    self.start = b
                     rest = _restart_after_blowup(self.update(anchor, ys, inc, shift), anchor)
                     rest = rest[:self._trusted(defect_host, size_host, steps[b:b + w], shift)]
                 else:
