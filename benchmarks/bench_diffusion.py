@@ -44,6 +44,19 @@ def machine() -> str:
             f"({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''}), Python {platform.python_version()}")
 
 
+def scheme_spec(spec: str):
+    """``"newton@prior=step+clip=2"`` -> ``("newton", {"prior": "step", "clip": 2.0})``."""
+    name, _, opts = spec.partition("@")
+    options = {}
+    for item in filter(None, opts.split("+")):
+        key, _, value = item.partition("=")
+        try:
+            options[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            options[key] = value
+    return name, options or None
+
+
 def timed(den, shape, **kw):
     """The run, its wall time and its CPU time (single-threaded, CPU time is immune to other jobs)."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -64,11 +77,12 @@ def speed_rows(den, args):
                          ideal=1.0, gap=0.0, defects="-", converged=True))
         windows = [min(int(w), steps) for w in args.windows.split(",")]
         for method in args.methods.split(","):
+            name, options = scheme_spec(method)
             for window in dict.fromkeys(windows):
                 for tol in (float(t) for t in args.tols.split(",")):
                     try:
-                        out, wall, cpu = timed(den, shape, sampler=sampler, steps=steps, method=method, window=window,
-                                          tol=tol, x_T=seq.x_T, noise=seq.noise)
+                        out, wall, cpu = timed(den, shape, sampler=sampler, steps=steps, method=name, window=window,
+                                          tol=tol, x_T=seq.x_T, noise=seq.noise, options=options)
                     except Exception as exc:  # a scheme that cannot run this problem: record why
                         print(f"  {method} w={window} tol={tol:g}: failed: {exc}", flush=True)
                         rows.append(dict(sampler=f"{sampler}-{steps}", method=method, window=window, tol=f"{tol:g}",
@@ -148,7 +162,8 @@ def quality_table(rows) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--samplers", default="ddpm,ddim,dpm", help="comma list of: " + ",".join(SAMPLERS))
-    p.add_argument("--methods", default="picard", help="comma list of parasolve schemes")
+    p.add_argument("--methods", default="picard",
+                   help="comma list of parasolve schemes, each with options as name@key=value+key=value")
     p.add_argument("--windows", default="32,64,128")
     p.add_argument("--tols", default="1e-1,1e-2,1e-3")
     p.add_argument("--samples", type=int, default=4)
