@@ -208,6 +208,7 @@ def test_parareal_odeint_rejects_an_sde():
     ("newton", {"damping": 0.0}, ValueError, "damping"),
     ("newton", {"damping": 1.5}, ValueError, "damping"),
     ("newton", {"clip": float("inf")}, ValueError, "clip"),
+    ("newton", {"prior": "exact"}, ValueError, "prior"),
     ("parareal", {"segments": 0}, ValueError, "segments"),
     ("parareal", {"coarse": "bogus"}, ValueError, "coarse"),
     ("parareal", {"coarse": "ab2"}, ValueError, "coarse"),
@@ -227,3 +228,12 @@ def test_bad_options_raise_typed_errors_naming_the_option(method, options, error
 def test_schemes_describe_themselves():
     assert "memory=3" in repr(Anderson()) and "scalar" in repr(Newton())
     assert "frozen" in repr(Parareal()) and "euler" in repr(Parareal(coarse="euler"))
+
+
+def test_newton_step_prior_changes_nothing_for_maps_that_declare_no_linear_part():
+    problem = problems.logistic()
+    t = problem.grid(200)
+    plain = parasolve.solve(problem.f, problem.y0, t, method="newton", vectorized=True)
+    prior = parasolve.solve(problem.f, problem.y0, t, method="newton", options={"prior": "step"}, vectorized=True)
+    assert parasolve.STEPS["euler"].linear_part() is None
+    assert torch.equal(plain.ys, prior.ys) and plain.stats.iterations == prior.stats.iterations
