@@ -109,6 +109,7 @@ class Anderson(SafeguardedScheme):
         gamma = torch.where(usable, gamma[..., 0], torch.zeros_like(gamma[..., 0]))  # (n, k)
         return g - torch.einsum("na,an...->n...", gamma, dg.to(work)).to(g.dtype)
 
+
 def aligned(first: int, values: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     """``values`` stored for window slots ``first, first+1, ..`` laid out on slots ``lo .. hi-1``;
     NaN on slots the stored values do not cover (states that entered the window since)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..problem import Problem
 from ..solution import Solution
 
@@ -13,10 +15,7 @@ def per_step(x, lead: int = 1):
 
     Unlike ``flatten(lead)`` this also works for 0-dimensional states (``x`` of shape ``(n,)``).
     """
-    size = 1
-    for d in x.shape[lead:]:
-        size *= d
-    return x.reshape(*x.shape[:lead], size)
+    return x.reshape(*x.shape[:lead], math.prod(x.shape[lead:]))
 
 
 def register_scheme(cls: type["Scheme"]) -> type["Scheme"]:
