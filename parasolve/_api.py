@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks as checks
+from .adjoint import GradientRequest
 from .drift import BatchedDrift
 from .errors import ConvergenceError
 from .problem import Problem
@@ -16,7 +17,7 @@ from .steps import resolve_step
 
 def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max_iters=None,
           vectorized=False, save="all", progress=False, throw=True, options=None, init=None,
-          evaluator=None, **unknown) -> Solution:
+          evaluator=None, adjoint_params=None, adjoint_options=None, **unknown) -> Solution:
     """Solve ``dy/dt = f(t, y)`` on the grid ``t`` as the discrete problem of ``step``.
 
     Args:
@@ -42,6 +43,13 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
             e.g. a coarse solve or a neighbouring trajectory); default: every point at ``y0``.
         evaluator: how a batch of drift calls is run: ``evaluator(fn, t, y) -> fn(t, y)``
             (default: one call on y0's device).
+        adjoint_params: with grad mode on, the result is differentiable w.r.t. ``y0``, ``t`` and
+            these tensors (default: the parameters of ``f`` if it is an ``nn.Module``) by the
+            discrete adjoint, solved parallel in time (docs/gradients.md); ``sol.backward``
+            holds its cost after ``backward()``.
+        adjoint_options: settings of that backward solve (:data:`parasolve.adjoint.ADJOINT_OPTIONS`):
+            ``method`` (``"auto"``, ``"picard"``, ``"scan"``), ``tol``, ``window``, ``max_iters``,
+            ``checkpoint`` (keep every k-th state, recompute the rest), ``max_dense``.
     """
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
     y0 = checks.check_y0(y0)
@@ -51,19 +59,22 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
     drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
                          evaluator=evaluator)
     return _run(drift, resolve_step(step), y0, grid, method, window, tol, max_iters, save,
-                progress, throw, options, init)
+                progress, throw, options, init, GradientRequest(adjoint_params, adjoint_options, (f,)))
 
 
 def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step="euler", window=None,
               tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True,
-              options=None, init=None, evaluator=None, **unknown) -> Solution:
+              options=None, init=None, evaluator=None, adjoint_params=None, adjoint_options=None,
+              **unknown) -> Solution:
     """Solve ``dy = f(t, y) dt + g(t, y) dW`` (diagonal noise) by Euler–Maruyama, noise drawn up front.
 
     ``noise``: standard normals of shape ``(len(t) - 1, *y0.shape)``; step ``i`` adds
     ``g(t_i, y_i) * sqrt|h_i| * noise[i]``. Without it, they are drawn from ``generator``
     (or torch's global generator). ``g`` returns the state's shape (or a shape that broadcasts
     to it). Other arguments as in :func:`solve`; the result equals the sequential
-    Euler–Maruyama path with the same noise, up to the ``tol`` guarantee.
+    Euler–Maruyama path with the same noise, up to the ``tol`` guarantee; its gradient (default
+    ``adjoint_params``: the parameters of ``f`` and ``g`` that are ``nn.Module`` s) is the pathwise
+    gradient for that fixed noise.
     """
     checks.check_unknown("solve_sde", unknown, _SOLVE_KEYWORDS | {"noise", "generator"})
     y0 = checks.check_y0(y0)
@@ -79,6 +90,9 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step=
         noise = draw_noise(shape, y0.dtype, y0.device, generator)
     else:
         noise = check_noise(noise, shape, y0.dtype, y0.device)
+        if noise.requires_grad and torch.is_grad_enabled():
+            raise ValueError("Gradients w.r.t. `noise` are not supported (the noise is fixed data of the "
+                             "path); pass noise.detach().")
     window = _auto_window(window, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
                           method=method, options=options, init=init, evaluator=evaluator)
     drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
@@ -86,11 +100,11 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step=
     diffusion = BatchedDrift(g, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="g",
                              broadcast=True, evaluator=evaluator)
     return _run(drift, EulerMaruyama(diffusion, noise), y0, grid, method, window, tol, max_iters,
-                save, progress, throw, options, init)
+                save, progress, throw, options, init, GradientRequest(adjoint_params, adjoint_options, (f, g)))
 
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
-                   "throw", "options", "init", "evaluator"}
+                   "throw", "options", "init", "evaluator", "adjoint_params", "adjoint_options"}
 
 
 def _auto_window(window, f, y0, grid, **kwargs):
@@ -104,7 +118,7 @@ def _auto_window(window, f, y0, grid, **kwargs):
 
 
 def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,
-         init):
+         init, gradients=None):
     n = grid.shape[0] - 1
     scheme = resolve_scheme(method, options)
     problem = Problem(
@@ -115,8 +129,13 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
         save=checks.check_choice("save", save, {"all", "last"}),
         progress=bool(progress),
         init=None if init is None else checks.check_init(init, y0, n))
-    sol = scheme.run(problem)
-    if throw and not sol.converged:
-        raise ConvergenceError(f"{scheme.name}: {sol.message} (stopped after {sol.stats.iterations} "
-                               f"sweeps with {n} steps)", solution=sol)
-    return sol
+
+    def finish(sol):
+        if throw and not sol.converged:
+            raise ConvergenceError(f"{scheme.name}: {sol.message} (stopped after {sol.stats.iterations} "
+                                   f"sweeps with {n} steps)", solution=sol)
+        return sol
+
+    if gradients is not None and gradients.wanted(problem):  # an autograd node solved by the discrete adjoint
+        return gradients.run(scheme, problem, finish)
+    return finish(scheme.run(problem))
