@@ -136,6 +136,8 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
                                    f"sweeps with {n} steps)", solution=sol)
         return sol
 
-    if gradients is not None and gradients.wanted(problem):  # an autograd node solved by the discrete adjoint
+    if gradients is None:
+        return finish(scheme.run(problem))
+    if gradients.wanted(problem):  # an autograd node whose backward solves the discrete adjoint
         return gradients.run(scheme, problem, finish)
-    return finish(scheme.run(problem))
+    return finish(gradients.run_plain(scheme, problem))

@@ -89,30 +89,18 @@ class GradientRequest:
 
     def wanted(self, problem) -> bool:
         """Whether this solve must be differentiable (grad mode on and some input requires grad)."""
-        if not torch.is_grad_enabled():
-            return False
-        if not self.explicit:
-            self._probe(problem)
-        return problem.y0.requires_grad or problem.t.requires_grad or any(p.requires_grad for p in self.params)
+        return torch.is_grad_enabled() and (problem.y0.requires_grad or problem.t.requires_grad
+                                            or any(p.requires_grad for p in self.params))
 
-    def _probe(self, problem):
-        """Refuse silent zero gradients: a drift using tensors that require grad but are not parameters."""
-        drifts = [problem.drift]
-        if isinstance(getattr(problem.step, "g", None), type(problem.drift)):  # Euler-Maruyama's `g`
-            drifts.append(problem.step.g)
-        known = {id(p) for p in self.params}
-        for drift in drifts:
-            nfe, calls = drift.nfe, drift.calls
-            with torch.enable_grad():
-                out = drift(problem.t[:1].detach(), problem.y0.detach()[None])
-            drift.nfe, drift.calls = nfe, calls
-            hidden = [v for v in _leaves(out) if id(v) not in known]
-            if hidden:
-                shapes = ", ".join(str(tuple(v.shape)) for v in hidden[:4])
-                raise AdjointError(
-                    f"`{drift.name}` uses {len(hidden)} tensor(s) that require grad (shapes {shapes}) but are "
-                    f"not parameters of an nn.Module `{drift.name}`; their gradients would be lost. Pass them "
-                    f"as `adjoint_params=` (or adjoint_params=() to differentiate w.r.t. y0 and t only).")
+    def run_plain(self, scheme, problem):
+        """A solve nothing asked to differentiate: no graph; a drift using tensors that require grad is refused."""
+        if self.explicit or not torch.is_grad_enabled():
+            with torch.no_grad():
+                return scheme.run(problem)
+        sol = scheme.run(problem)
+        if sol.ys.requires_grad:  # the sweeps were recorded: `f` uses tensors that require grad
+            raise _hidden_error(getattr(problem.step, "callables", "`f`"), _leaves(sol.ys))
+        return sol
 
     def run(self, scheme, problem, finish):
         """The solve as an autograd node: forward without a graph, backward by the discrete adjoint."""
@@ -123,7 +111,7 @@ class GradientRequest:
                                f"{problem.step.name!r} (recomputation would need the previous step's drift); "
                                f"drop 'checkpoint' to keep the whole trajectory.")
         params = [p for p in self.params if p.requires_grad]
-        job = _Job(scheme, problem, params, self.options, finish)
+        job = _Job(scheme, problem, params, self.options, finish, check_hidden=not self.explicit)
         out = _SolveFunction.apply(job, problem.y0, problem.t, *params)
         sol = job.solution
         sol.ys = out
@@ -176,6 +164,13 @@ def _check_options(options):
     return opts
 
 
+def _hidden_error(what, hidden):
+    shapes = ", ".join(str(tuple(v.shape)) for v in hidden[:4])
+    return AdjointError(f"{what} uses {len(hidden)} tensor(s) that require grad (shapes {shapes}) and are not "
+                        f"parameters of an nn.Module drift, so parasolve does not know to differentiate them; "
+                        f"pass them as `adjoint_params=` (adjoint_params=() differentiates w.r.t. y0 and t only).")
+
+
 def _leaves(out):
     """The leaf tensors requiring grad that ``out`` was computed from."""
     if not isinstance(out, torch.Tensor) or out.grad_fn is None:
@@ -213,8 +208,9 @@ def _scan_supported(problem, max_dense, explicit) -> bool:
 class _Job:
     """A solve's forward run and its backward: what the autograd node holds between them."""
 
-    def __init__(self, scheme, problem, params, options, finish):
+    def __init__(self, scheme, problem, params, options, finish, check_hidden):
         self.scheme, self.params, self.options, self.finish = scheme, params, options, finish
+        self.check_hidden = check_hidden
         self.save = problem.save
         self.problem = dataclasses.replace(problem, save="all", y0=problem.y0.detach(), t=problem.t.detach(),
                                            init=None if problem.init is None else problem.init.detach())
@@ -227,6 +223,18 @@ class _Job:
         self.converged = sol.converged
         self.solution = sol
         return sol.ys
+
+    def linearize(self, problem, xs, k0, k1):
+        """The step map linearised over steps ``k0 .. k1-1``; the first one is checked for tensors the
+        drift uses that require grad but are not parameters (their gradients would be lost)."""
+        lin = _Linearization(problem, xs, k0, k1, self.params, self.t_grad)
+        if self.check_hidden:
+            known = {id(v) for v in lin.inputs}
+            hidden = [v for v in _leaves(lin.inc) if id(v) not in known]
+            if hidden:
+                raise _hidden_error(getattr(problem.step, "callables", "`f`"), hidden)
+            self.check_hidden = False
+        return lin
 
     def saved(self, ys):
         k = self.options["checkpoint"]
@@ -249,7 +257,7 @@ class _Job:
         g = grad if self.save == "all" else torch.cat([torch.zeros_like(xs[:-1]), grad])
         stats.cotangent_sum = float(per_step(g).abs().amax(1).sum())
         solver = _picard if method == "picard" else _scan
-        lam, grads = solver(problem, xs, g, self.params, self.t_grad, window, tol, opts, stats)
+        lam, grads = solver(problem, xs, g, self.params, self.t_grad, window, tol, opts, stats, self.linearize)
         stats.nfe += problem.drift.nfe - nfe
         stats.drift_calls += problem.drift.calls - calls
         return lam[0], grads[-1] if self.t_grad else None, grads[:len(self.params)]
@@ -348,7 +356,7 @@ def _revcumsum(x):
 
 # --------------------------------------------------------------------------- Picard sweeps
 
-def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats):
+def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize):
     """Sliding-window Picard sweeps on the adjoint recurrence, from the end of the grid."""
     n, multistep = problem.n_steps, problem.step.multistep
     max_iters = n if opts["max_iters"] is None else opts["max_iters"]
@@ -362,14 +370,14 @@ def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats):
     need_params = bool(acc)
     b, counted, lin = n, n, None  # lam[b:] is final; steps >= counted are in `acc`
     if full:
-        lin = _Linearization(problem, xs, 0, n, params, t_grad)
+        lin = linearize(problem, xs, 0, n)
     while b > 0:
         if stats.sweeps >= max_iters:
             raise ConvergenceError(f"adjoint picard: {max_iters} sweeps (adjoint_options['max_iters']) did not "
                                    f"solve the adjoint of {n} steps; raise it (at most {n} are ever needed).")
         a = max(0, b - window)
         if not full:
-            lin = _Linearization(problem, xs, a, b + 1 if multistep and b < n else b, params, t_grad)
+            lin = linearize(problem, xs, a, b + 1 if multistep and b < n else b)
         mu, pgrads = lin.vjp(lam[lin.k0 + 1:lin.k1 + 1], "all" if full else "states")
         stats.vjp_rounds += 1
         stats.sweeps += 1
@@ -423,14 +431,14 @@ def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Ten
     return A @ u0 + B
 
 
-def _scan(problem, xs, g, params, t_grad, window, tol, opts, stats):
+def _scan(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize):
     """Dense per-step Jacobians in windows of ``window`` steps, then one parallel scan."""
     n = problem.n_steps
     d = problem.y0.numel()
     chunks = [(k, min(n, k + window)) for k in range(0, n, window)]
     lins, jac = [], []
     for k0, k1 in chunks:
-        lin = _Linearization(problem, xs, k0, k1, params, t_grad)
+        lin = linearize(problem, xs, k0, k1)
         D, rounds = lin.jacobians()
         jac.append(D)
         stats.vjp_rounds += rounds
@@ -445,7 +453,7 @@ def _scan(problem, xs, g, params, t_grad, window, tol, opts, stats):
     acc = _zeros_like_all(params, problem.t, t_grad)
     if acc:
         for (k0, k1), lin in zip(chunks, lins):
-            lin = lin or _Linearization(problem, xs, k0, k1, params, t_grad)
+            lin = lin or linearize(problem, xs, k0, k1)
             _add(acc, lin.vjp(lam[k0 + 1:k1 + 1], "params")[1])
         stats.vjp_rounds += 1  # the windows' parameter VJPs are independent of each other
     return lam, acc

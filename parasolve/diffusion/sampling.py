@@ -45,7 +45,7 @@ class SampleOutput:
 def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 1000, method="picard", window=64,
            tol=None, x_T=None, noise=None, generator=None, guidance_scale=None, cond=None, progress=False,
            eta: float = 0.0, uncond=None, max_iters=None, throw=True, options=None, evaluator=None,
-           save="last", init=None) -> SampleOutput:
+           save="last", init=None, adjoint_params=None, adjoint_options=None) -> SampleOutput:
     """Draw samples of shape ``shape`` (batch first) from ``den`` with ``sampler``.
 
     Args:
@@ -83,6 +83,10 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
             the last row the sample), e.g. ``solution.ys`` of an earlier run with ``save="all"``
             for a neighbouring seed or prompt. Row 0 is ignored (the start is ``x_T``). It only
             changes how fast the sweeps converge, not what they converge to.
+        adjoint_params, adjoint_options: sampling runs without gradients unless ``x_T`` requires
+            grad or ``adjoint_params`` is given (e.g. ``tuple(model.parameters())``); then, with
+            grad mode on, ``x`` is differentiable w.r.t. ``x_T`` and those tensors by the discrete
+            adjoint of the sampler (as in :func:`parasolve.solve`; docs/gradients.md).
     """
     if not isinstance(den, Denoiser):
         raise TypeError(f"`den` must be a parasolve.diffusion.Denoiser (from from_diffusers(), pretrained() or "
@@ -107,10 +111,12 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
             raise TypeError(f"`init` must be a floating tensor; got {init.dtype}.")
         init = init.to(dtype)
     drift = den.drift(shape, cond, uncond, None if guidance_scale is None else float(guidance_scale))
-    with torch.no_grad():
+    differentiable = x_T.requires_grad or adjoint_params is not None  # else inference, as in diffusers
+    with torch.set_grad_enabled(torch.is_grad_enabled() and differentiable):
         sol = solve(drift, x_T, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
                     vectorized=True, save=save, progress=progress, throw=throw, options=options,
-                    evaluator=evaluator, init=init)
+                    evaluator=evaluator, init=init, adjoint_params=() if adjoint_params is None else adjoint_params,
+                    adjoint_options=adjoint_options)
     return SampleOutput(x=sol.y, solution=sol, timesteps=torch.from_numpy(ts), sampler=name, x_T=x_T, noise=noise)
 
 
