@@ -41,7 +41,7 @@ __all__ = ["BackwardStats", "GradientRequest", "ADJOINT_OPTIONS"]
 
 #: ``adjoint_options`` keys and their defaults (``None``: taken from the forward solve).
 ADJOINT_OPTIONS = {"method": "auto", "tol": None, "window": None, "max_iters": None,
-                   "checkpoint": None, "max_dense": 64}
+                   "checkpoint": None, "max_dense": 32}
 
 
 @dataclass
@@ -368,7 +368,7 @@ def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize)
     lam[:n] = lam[n] + _revcumsum(g[:n])  # first guess: mu = 0
     acc = _zeros_like_all(params, problem.t, t_grad)
     need_params = bool(acc)
-    b, counted, lin = n, n, None  # lam[b:] is final; steps >= counted are in `acc`
+    b, lin = n, None  # lam[b:] is final
     if full:
         lin = linearize(problem, xs, 0, n)
     while b > 0:
@@ -393,16 +393,7 @@ def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize)
                 raise problem.non_finite(b1 - 1)
         b2 = b1 - 1 if b1 > a else b1
         stats.history.append(SweepRecord(stats.sweeps, a, b, float(defect.max()), b - b2))
-        if need_params and not full:  # steps whose cotangent lam[k+1] was final in this sweep's VJP
-            lo, hi = max(b1 - 1, lin.k0), min(counted, lin.k1)
-            if hi > lo:
-                mask = torch.zeros(lin.k1 - lin.k0, dtype=torch.bool, device=g.device)
-                mask[lo - lin.k0:hi - lin.k0] = True
-                ct = lam[lin.k0 + 1:lin.k1 + 1] * mask.reshape(-1, *([1] * (g.dim() - 1)))
-                _add(acc, lin.vjp(ct, "params")[1])
-                stats.vjp_rounds += 1
-                counted = lo
-        elif need_params and b2 == 0:
+        if need_params and full and b2 == 0:  # the last sweep's cotangents are all final
             _add(acc, pgrads)
         if b2 > a:  # Picard update of the rest of the window from the new boundary
             rest = lam[b2] + _revcumsum(g[a:b2] + mu[:b2 - a])
@@ -412,7 +403,19 @@ def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize)
         if a_next < a:  # slots entering the window start from the mu = 0 guess at the window's edge
             lam[a_next:a] = lam[a] + _revcumsum(g[a_next:a])
         b = b2
+    if need_params and not full:
+        _parameter_pass(problem, xs, lam, window, acc, stats, linearize)
     return lam, acc
+
+
+def _parameter_pass(problem, xs, lam, window, acc, stats, linearize, lins=None):
+    """``acc += sum_k lambda_{k+1}^T dPhi_k/d(params, t)`` over windows of steps (independent VJPs)."""
+    n = problem.n_steps
+    for j, k0 in enumerate(range(0, n, window)):
+        k1 = min(n, k0 + window)
+        lin = lins[j] if lins else linearize(problem, xs, k0, k1)
+        _add(acc, lin.vjp(lam[k0 + 1:k1 + 1], "params")[1])
+        stats.vjp_rounds += 1
 
 
 # --------------------------------------------------------------------------- dense Jacobians and a scan
@@ -435,14 +438,12 @@ def _scan(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize):
     """Dense per-step Jacobians in windows of ``window`` steps, then one parallel scan."""
     n = problem.n_steps
     d = problem.y0.numel()
-    chunks = [(k, min(n, k + window)) for k in range(0, n, window)]
-    lins, jac = [], []
-    for k0, k1 in chunks:
-        lin = linearize(problem, xs, k0, k1)
+    jac, lin = [], None
+    for k0 in range(0, n, window):
+        lin = linearize(problem, xs, k0, min(n, k0 + window))
         D, rounds = lin.jacobians()
         jac.append(D)
         stats.vjp_rounds += rounds
-        lins.append(lin if len(chunks) == 1 else None)  # keep a graph only when it is the only one
     D = torch.cat(jac)  # (n, d, d)
     A = torch.eye(d, dtype=D.dtype, device=D.device) + D.transpose(1, 2)  # lambda_k = A_k lambda_{k+1} + g_k
     gf = per_step(g)
@@ -452,10 +453,7 @@ def _scan(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize):
     lam = torch.cat([U.flip(0), gf[n:]]).reshape(g.shape)
     acc = _zeros_like_all(params, problem.t, t_grad)
     if acc:
-        for (k0, k1), lin in zip(chunks, lins):
-            lin = lin or linearize(problem, xs, k0, k1)
-            _add(acc, lin.vjp(lam[k0 + 1:k1 + 1], "params")[1])
-        stats.vjp_rounds += 1  # the windows' parameter VJPs are independent of each other
+        _parameter_pass(problem, xs, lam, window, acc, stats, linearize, [lin] if window >= n else None)
     return lam, acc
 
 
