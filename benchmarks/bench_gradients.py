@@ -1,15 +1,16 @@
 """Forward + backward cost of a gradient through a solve: parasolve's discrete adjoint against
 torchdiffeq's ``odeint`` (autograd through the steps) and ``odeint_adjoint``, on the same fixed grid.
 
-    python benchmarks/bench_gradients.py            # N = 1000 and 4000 (a few minutes, 1 thread)
-    python benchmarks/bench_gradients.py --quick    # N = 200 (the smoke test)
+    python benchmarks/bench_gradients.py            # N = 1000 and 2000, 3 repeats (about 6 minutes, 1 thread)
+    python benchmarks/bench_gradients.py --quick    # N = 100, one repeat (the smoke test)
 
 Problems (float64, explicit midpoint on the grid -- the same map in both libraries):
 
 - ``spiral``: torchdiffeq's ode_demo dynamics ``dy/dt = y^3 A`` with ``A`` the parameter, ``y0 = (2, 0)``,
-  ``t`` in [0, 25]; loss ``mean(ys^2)``; gradient w.r.t. ``y0`` and ``A``. State of 2 entries.
-- ``neural``: ode_demo's ODEFunc (2-50-2 MLP on ``y^3``, seed 0) on a batch of 32 starting points
-  (a state of 64 entries), ``t`` in [0, 5]; loss ``mean(ys^2)``; gradient w.r.t. ``y0`` and the weights.
+  ``t`` in [0, 0.025 N] (ode_demo's step: [0, 25] at N = 1000); loss ``mean(ys^2)``; gradient w.r.t.
+  ``y0`` and ``A``. State of 2 entries.
+- ``neural``: ode_demo's ODEFunc (2-50-2 MLP on ``y^3``, seed 0) on a batch of 16 starting points
+  (a state of 32 entries), ``t`` in [0, 5]; loss ``mean(ys^2)``; gradient w.r.t. ``y0`` and the weights.
 
 Columns: ``fwd``/``bwd`` = sequential depth in rounds: batched drift calls plus batched VJPs, each
 VJP through a step map counted as ``stages`` drift VJPs (parasolve's VJP rounds go through the
@@ -73,10 +74,10 @@ class ODEFunc(torch.nn.Module):
 
 
 def problems(n):
-    spiral = (Spiral(), torch.tensor([[2.0, 0.0]], dtype=torch.float64), torch.linspace(0, 25, n + 1,
-                                                                                           dtype=torch.float64))
+    spiral = (Spiral(), torch.tensor([[2.0, 0.0]], dtype=torch.float64),
+              torch.linspace(0, 0.025 * n, n + 1, dtype=torch.float64))
     gen = torch.Generator().manual_seed(1)
-    starts = torch.randn(32, 1, 2, generator=gen, dtype=torch.float64)
+    starts = torch.randn(16, 1, 2, generator=gen, dtype=torch.float64)
     neural = (ODEFunc(), starts, torch.linspace(0, 5, n + 1, dtype=torch.float64))
     return {"spiral": spiral, "neural": neural}
 
@@ -123,12 +124,12 @@ VARIANTS = [
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 200 only, one repeat (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="N = 100 only, one repeat (smoke test)")
     parser.add_argument("--steps", type=int, nargs="*", default=None)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    steps = args.steps or ([200] if args.quick else [1000, 4000])
+    steps = args.steps or ([100] if args.quick else [1000, 2000])
     repeats = 1 if args.quick else args.repeats
     print(f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread\n")
     print("| problem | N | variant | fwd rounds | bwd rounds | bwd / sequential bwd | seconds | grad_diff | detail |")
