@@ -23,9 +23,11 @@ reverse solve. ``grad_diff``: max |grad - grad of torchdiffeq odeint| (relative 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import torchdiffeq
@@ -57,20 +59,13 @@ class Spiral(torch.nn.Module):
         return (y ** 3) @ self.A
 
 
-class ODEFunc(torch.nn.Module):
-    """The model of torchdiffeq's examples/ode_demo.py."""
-
-    def __init__(self, seed=0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.net = torch.nn.Sequential(torch.nn.Linear(2, 50), torch.nn.Tanh(), torch.nn.Linear(50, 2)).double()
-        for m in self.net.modules():
-            if isinstance(m, torch.nn.Linear):
-                torch.nn.init.normal_(m.weight, mean=0, std=0.1)
-                torch.nn.init.constant_(m.bias, val=0)
-
-    def forward(self, t, y):
-        return self.net(y ** 3)
+def _ode_func():
+    """ode_demo's model, as trained in examples/neural_ode_spiral.py (seed 0)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "neural_ode_spiral.py"
+    spec = importlib.util.spec_from_file_location("neural_ode_spiral", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ODEFunc(seed=0)
 
 
 def problems(n):
@@ -78,7 +73,7 @@ def problems(n):
               torch.linspace(0, 0.025 * n, n + 1, dtype=torch.float64))
     gen = torch.Generator().manual_seed(1)
     starts = torch.randn(16, 1, 2, generator=gen, dtype=torch.float64)
-    neural = (ODEFunc(), starts, torch.linspace(0, 5, n + 1, dtype=torch.float64))
+    neural = (_ode_func(), starts, torch.linspace(0, 5, n + 1, dtype=torch.float64))
     return {"spiral": spiral, "neural": neural}
 
 

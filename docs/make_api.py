@@ -10,6 +10,7 @@ from pathlib import Path
 SECTIONS = [
     ("parasolve", ["solve", "solve_sde", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
                    "NonFiniteError", "Scheme", "register_scheme", "StepMap", "register_step"]),
+    ("parasolve.adjoint", ["BackwardStats", "AdjointError"]),
     ("parasolve.schemes", ["WindowedScheme", "SafeguardedScheme", "Picard", "Sequential", "Parareal", "Anderson", "Newton"]),
     ("parasolve.steps", ["ExplicitRK", "AdamsBashforth2"]),
     ("parasolve.problems", ["ODEProblem", "SDEProblem", "linear", "harmonic", "logistic", "gaussian_decay",

@@ -1,6 +1,7 @@
 """parasolve: ODEs and SDEs solved parallel in time by fixed-point sweeps over the whole grid."""
 
 from ._api import solve, solve_sde
+from .adjoint import AdjointError, BackwardStats
 from .errors import ConvergenceError, NonFiniteError
 from .schemes import SCHEMES, Scheme, register_scheme
 from .solution import Solution, Stats, Status, SweepRecord
@@ -10,4 +11,4 @@ from . import problems  # noqa: E402  (analytic test problems: parasolve.problem
 __version__ = "0.1.0"
 
 __all__ = ["solve", "solve_sde", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
-           "NonFiniteError", "SCHEMES", "Scheme", "register_scheme", "STEPS", "StepMap", "register_step"]
+           "NonFiniteError", "AdjointError", "BackwardStats", "SCHEMES", "Scheme", "register_scheme", "STEPS", "StepMap", "register_step"]

@@ -37,7 +37,7 @@ from .errors import ConvergenceError, NonFiniteError
 from .schemes.base import per_step
 from .solution import SweepRecord
 
-__all__ = ["BackwardStats", "GradientRequest", "ADJOINT_OPTIONS"]
+__all__ = ["BackwardStats", "AdjointError", "GradientRequest", "ADJOINT_OPTIONS", "affine_scan"]
 
 #: ``adjoint_options`` keys and their defaults (``None``: taken from the forward solve).
 ADJOINT_OPTIONS = {"method": "auto", "tol": None, "window": None, "max_iters": None,
