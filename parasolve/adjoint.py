@@ -113,7 +113,7 @@ class GradientRequest:
         params = [p for p in self.params if p.requires_grad]
         job = _Job(scheme, problem, params, self.options, finish, check_hidden=not self.explicit)
         out = _SolveFunction.apply(job, problem.y0, problem.t, *params)
-        sol = job.solution
+        sol, job.solution = job.solution, None  # no cycle: a dropped solution is freed at once
         sol.ys = out
         sol.backward = job.stats
         return sol

@@ -355,3 +355,4 @@ def test_plain_solves_build_no_graph_and_keep_their_counts():
     t = torch.linspace(0, 1, 11, dtype=F64)
     sol = parasolve.solve(f, torch.ones(2, dtype=F64), t, method="sequential")
     assert not sol.ys.requires_grad and sol.backward is None and len(calls) == 10
+
