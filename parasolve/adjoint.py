@@ -21,7 +21,7 @@ evaluation -- and solves the recurrence with vector-Jacobian products batched ov
 - ``method="scan"``: the Jacobians ``dPhi_i/dx_i`` as dense matrices (one VJP round batched over
   the state's ``d`` basis vectors), then a parallel scan of the affine recurrence in
   ``ceil(log2 N)`` rounds of matrix products: a direct solve, exact up to round-off, for small
-  states (``d <= max_dense``) and one-step maps.
+  real states (``d <= max_dense``); multistep maps scan the pair ``(lambda_i, lambda_{i+1})``.
 """
 
 from __future__ import annotations
@@ -190,10 +190,7 @@ def _leaves(out):
 def _scan_supported(problem, max_dense, explicit) -> bool:
     size = problem.y0.numel()
     reason = None
-    if problem.step.multistep:
-        reason = (f"the step map {problem.step.name!r} is multistep (its adjoint couples two steps); "
-                  f"use method 'picard', which handles it")
-    elif problem.y0.is_complex():
+    if problem.y0.is_complex():
         reason = "the state is complex; use method 'picard'"
     elif size > max_dense:
         reason = (f"the state has {size} entries > max_dense={max_dense} (the scan stores dense "
@@ -289,8 +286,8 @@ class _Linearization:
     ``k0``'s ``prev`` is a differentiable function of ``x_{k0-1}`` exactly as in the forward batch."""
 
     def __init__(self, problem, xs, k0, k1, params, t_grad):
-        self.k0, self.k1 = k0, k1
-        s0 = k0 - 1 if problem.step.multistep and k0 > 0 else k0
+        self.k0, self.k1, self.multistep = k0, k1, problem.step.multistep
+        s0 = k0 - 1 if self.multistep and k0 > 0 else k0
         self.lead = k0 - s0
         self.y = xs[s0:k1].detach().requires_grad_(True)
         self.t = problem.t.detach().requires_grad_(True) if t_grad else problem.t
@@ -322,23 +319,40 @@ class _Linearization:
         return grads[0][self.lead:], grads[1:]
 
     def jacobians(self):
-        """``D[k] = dPhi_k/dx_k`` as ``(k1 - k0, d, d)`` matrices, one VJP batched over the ``d`` basis vectors.
+        """``D[k] = dPhi_k/dx_k`` and, for multistep maps, ``K[k] = dPhi_k/dx_{k-1}`` (through ``prev``;
+        else ``None``) as ``(k1 - k0, d, d)`` matrices, with the number of sequential VJP rounds taken.
 
-        Returns the matrices and the number of sequential VJP rounds it took.
+        One VJP batched over the ``d`` basis vectors -- ``2 d`` for multistep maps: the basis on the
+        even steps, then on the odd ones, so that each state receives either a row of ``D_i`` (from
+        step ``i``) or a row of ``K_{i+1}`` (from step ``i + 1``), never their sum.
         """
-        n, d = self.k1 - self.k0, self.y[0].numel()
+        n, d, state = self.k1 - self.k0, self.y[0].numel(), self.y.shape[1:]
+        colors = 2 if self.multistep else 1
         if not self.inc.requires_grad:
-            return self.y.new_zeros(n, d, d), 0
+            zero = self.y.new_zeros(n, d, d)
+            return zero, (zero if self.multistep else None), 0
+        steps = torch.arange(self.k0, self.k1, device=self.y.device)
+        parity = steps % colors
+        on = (parity[None, :] == torch.arange(colors, device=self.y.device)[:, None]).to(self.y.dtype)
         basis = torch.eye(d, dtype=self.y.dtype, device=self.y.device)
-        cts = basis[:, None, :].expand(d, n, d).reshape(d, n, *self.y.shape[1:])
+        cts = (on[:, None, :, None] * basis[None, :, None, :]).reshape(colors * d, n, *state)
+        cts = torch.cat([cts.new_zeros(colors * d, self.lead, *state), cts], 1)
         try:
             (rows,) = torch.autograd.grad(self.inc, self.y, cts, retain_graph=True, is_grads_batched=True)
             rounds = 1
         except RuntimeError:  # an op without a batching rule: one VJP per basis vector
             rows = torch.stack([torch.autograd.grad(self.inc, self.y, c, retain_graph=True, allow_unused=True)[0]
                                 for c in cts])
-            rounds = d
-        return per_step(rows, 2).transpose(0, 1), rounds  # (n, d rows c, d cols j): dPhi_k[c]/dx_k[j]
+            rounds = colors * d
+        rows = per_step(rows, 2).reshape(colors, d, self.lead + n, d)  # [color, row c, state in y, column j]
+        k = torch.arange(n, device=self.y.device)
+        D = rows[parity, :, k + self.lead]  # (n, d, d): D[i][c, j] = dPhi_i[c]/dx_i[j]
+        if not self.multistep:
+            return D, None, rounds
+        K = rows[parity, :, (k + self.lead - 1).clamp(min=0)]
+        if self.lead == 0:
+            K[0] = 0  # step 0 has no previous state
+        return D, K, rounds
 
 
 def _zeros_like_all(params, t, t_grad):
@@ -369,15 +383,17 @@ def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize)
     acc = _zeros_like_all(params, problem.t, t_grad)
     need_params = bool(acc)
     b, lin = n, None  # lam[b:] is final
-    if full:
-        lin = linearize(problem, xs, 0, n)
     while b > 0:
         if stats.sweeps >= max_iters:
             raise ConvergenceError(f"adjoint picard: {max_iters} sweeps (adjoint_options['max_iters']) did not "
                                    f"solve the adjoint of {n} steps; raise it (at most {n} are ever needed).")
-        a = max(0, b - window)
-        if not full:
-            lin = linearize(problem, xs, a, b + 1 if multistep and b < n else b)
+        if lin is None or (b - lin.k0 < (window + 1) // 2 and lin.k0 > 0):
+            # (re)linearise a window ending at b; kept while at least half of it is unaccepted
+            a_new = max(0, b - window)
+            if lin is not None:  # slots entering the window start from the mu = 0 guess at its old edge
+                lam[a_new:lin.k0] = lam[lin.k0] + _revcumsum(g[a_new:lin.k0])
+            lin = linearize(problem, xs, a_new, b + 1 if multistep and b < n else b)
+        a = lin.k0
         mu, pgrads = lin.vjp(lam[lin.k0 + 1:lin.k1 + 1], "all" if full else "states")
         stats.vjp_rounds += 1
         stats.sweeps += 1
@@ -399,11 +415,9 @@ def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize)
             rest = lam[b2] + _revcumsum(g[a:b2] + mu[:b2 - a])
             guess = lam[b2] + _revcumsum(g[a:b2])
             lam[a:b2] = torch.where(torch.isfinite(rest), rest, guess)
-        a_next = max(0, b2 - window)
-        if a_next < a:  # slots entering the window start from the mu = 0 guess at the window's edge
-            lam[a_next:a] = lam[a] + _revcumsum(g[a_next:a])
         b = b2
     if need_params and not full:
+        del lin  # the pass below holds one window's graph at a time
         _parameter_pass(problem, xs, lam, window, acc, stats, linearize)
     return lam, acc
 
@@ -435,22 +449,36 @@ def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Ten
 
 
 def _scan(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize):
-    """Dense per-step Jacobians in windows of ``window`` steps, then one parallel scan."""
-    n = problem.n_steps
-    d = problem.y0.numel()
-    jac, lin = [], None
+    """Dense per-step Jacobians in windows of ``window`` steps, then one parallel scan.
+
+    One-step maps: ``lambda_k = (I + D_k^T) lambda_{k+1} + g_k``. Multistep maps carry the pair
+    ``u_k = (lambda_k, lambda_{k+1})``: ``u_k = [[I + D_k^T, K_{k+1}^T], [I, 0]] u_{k+1} + (g_k, 0)``.
+    """
+    n, d = problem.n_steps, problem.y0.numel()
+    Ds, Ks, lin = [], [], None
     for k0 in range(0, n, window):
         lin = linearize(problem, xs, k0, min(n, k0 + window))
-        D, rounds = lin.jacobians()
-        jac.append(D)
+        D, K, rounds = lin.jacobians()
+        Ds.append(D)
+        Ks.append(K)
         stats.vjp_rounds += rounds
-    D = torch.cat(jac)  # (n, d, d)
-    A = torch.eye(d, dtype=D.dtype, device=D.device) + D.transpose(1, 2)  # lambda_k = A_k lambda_{k+1} + g_k
+    D = torch.cat(Ds)  # (n, d, d)
+    eye = torch.eye(d, dtype=D.dtype, device=D.device)
     gf = per_step(g)
-    U = affine_scan(A.flip(0), gf[:n].flip(0), gf[n])
+    if problem.step.multistep:
+        K = torch.cat(Ks)
+        A = D.new_zeros(n, 2 * d, 2 * d)
+        A[:, :d, :d] = eye + D.transpose(1, 2)
+        A[:-1, :d, d:] = K[1:].transpose(1, 2)
+        A[:, d:, :d] = eye
+        B = torch.cat([gf[:n], torch.zeros_like(gf[:n])], 1)
+        u0 = torch.cat([gf[n], torch.zeros_like(gf[n])])
+    else:
+        A, B, u0 = eye + D.transpose(1, 2), gf[:n], gf[n]
+    U = affine_scan(A.flip(0), B.flip(0), u0)  # U[j] = u_{n-1-j}
     stats.sweeps = max(1, (n - 1).bit_length())  # scan rounds (matrix products, no drift calls)
     stats.defect_sum = float("nan")  # a direct solve: no defects are measured
-    lam = torch.cat([U.flip(0), gf[n:]]).reshape(g.shape)
+    lam = torch.cat([U.flip(0)[:, :d], gf[n:]]).reshape(g.shape)
     acc = _zeros_like_all(params, problem.t, t_grad)
     if acc:
         _parameter_pass(problem, xs, lam, window, acc, stats, linearize, [lin] if window >= n else None)
