@@ -392,6 +392,7 @@ def _picard(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize)
             a_new = max(0, b - window)
             if lin is not None:  # slots entering the window start from the mu = 0 guess at its old edge
                 lam[a_new:lin.k0] = lam[lin.k0] + _revcumsum(g[a_new:lin.k0])
+            lin = None  # free the old graph first: one window's graph is live at a time
             lin = linearize(problem, xs, a_new, b + 1 if multistep and b < n else b)
         a = lin.k0
         mu, pgrads = lin.vjp(lam[lin.k0 + 1:lin.k1 + 1], "all" if full else "states")
