@@ -163,6 +163,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 iterations, no PNG")
     parser.add_argument("--iters", type=int, default=None)
-    parser.add_argument("--png", default=None, help="where to write the figure (default docs/img/neural_ode_spiral.png)")
+    parser.add_argument("--png", default=None,
+                        help="where to write the figure (default docs/img/neural_ode_spiral.png)")
     args = parser.parse_args()
     main(quick=args.quick, iters=args.iters, png=args.png)

@@ -11,4 +11,5 @@ from . import problems  # noqa: E402  (analytic test problems: parasolve.problem
 __version__ = "0.1.0"
 
 __all__ = ["solve", "solve_sde", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
-           "NonFiniteError", "AdjointError", "BackwardStats", "SCHEMES", "Scheme", "register_scheme", "STEPS", "StepMap", "register_step"]
+           "NonFiniteError", "AdjointError", "BackwardStats", "SCHEMES", "Scheme", "register_scheme", "STEPS",
+           "StepMap", "register_step"]

@@ -33,7 +33,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .drift import local_evaluator
-from .errors import ConvergenceError, NonFiniteError
+from .errors import ConvergenceError
 from .schemes.base import per_step
 from .solution import SweepRecord
 

@@ -128,7 +128,7 @@ def test_gradcheck_on_small_problems():
         return parasolve.solve(f, y0, t, step="heun", tol=0.0, adjoint_params=(W,), adjoint_options=adjoint).ys
 
     for adjoint in ({"method": "picard", "tol": 0.0, "window": 3}, {"method": "scan"}):
-        assert torch.autograd.gradcheck(lambda a, b, c: run(a, b, c, adjoint), (y0, W, t))
+        assert torch.autograd.gradcheck(lambda a, b, c, opts=adjoint: run(a, b, c, opts), (y0, W, t))
 
 
 def test_adjoint_error_is_within_the_stated_bound():
