@@ -5,6 +5,7 @@ both); without them these tests fail and say what to install: they never skip.
 """
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -49,7 +50,8 @@ def test_site_builds_strictly_with_the_api_pages(site):
     page = (site / "api" / "solve" / "index.html").read_text()
     assert 'id="parasolve.solve"' in page and 'id="parasolve.solve_sde"' in page
     assert "max_iters" in page and "sweep limit" in page  # the docstring's Args, rendered
-    assert (site / "search" / "search_index.json").is_file()
+    search = json.loads((site / "search" / "search_index.json").read_text())
+    assert "api/solve/#parasolve.solve_sde" in {entry["location"] for entry in search["docs"]}
     # Sphinx roles in docstrings became links, none is left as text
     for html in (site / "api").rglob("*.html"):
         assert not re.search(r":(func|class|meth|mod|data|attr|exc):`", html.read_text()), html
