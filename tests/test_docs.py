@@ -58,11 +58,15 @@ def test_site_builds_strictly_with_the_api_pages(site):
 
 
 def test_strict_build_fails_on_broken_links_anchors_and_api_names(tmp_path):
-    """The same configuration on a page with one of each mistake: the build fails naming all three."""
+    """The same configuration on a page with one of each mistake: the build fails naming each."""
     docs = tmp_path / "docs"
     docs.mkdir()
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "there.py").write_text("print('a script outside docs/')\n")
     (docs / "index.md").write_text("# Broken\n\n[a page](missing.md) · [an anchor](#nowhere) · "
-                                   "[an API name][parasolve.no_such_function]\n\n::: parasolve.Stats\n")
+                                   "[an API name][parasolve.no_such_function] · "
+                                   "[a script](../examples/there.py) · [no script](../examples/gone.py)"
+                                   "\n\n::: parasolve.Stats\n")
     config = (ROOT / "mkdocs.yml").read_text()
     config = config.split("\nnav:", 1)[0].replace("docs_dir: docs", f"docs_dir: {docs}")
     config = config.replace("docs/_mkdocs/", f"{ROOT}/docs/_mkdocs/").replace("paths: [.]", f"paths: [{ROOT}]")
@@ -71,6 +75,8 @@ def test_strict_build_fails_on_broken_links_anchors_and_api_names(tmp_path):
     log = result.stdout + result.stderr
     assert result.returncode != 0, log
     assert "missing.md" in log and "nowhere" in log and "parasolve.no_such_function" in log, log
+    assert "gone.py" in log and "there.py" not in log, log  # a repository file is copied, a missing one fails
+    assert (tmp_path / "site" / "src" / "examples" / "there.py").is_file()
 
 
 def test_sphinx_roles_resolve_in_the_docstrings_scope():
