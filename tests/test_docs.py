@@ -95,6 +95,17 @@ def test_sphinx_roles_resolve_in_the_docstrings_scope():
             == "[`from_diffusers`][parasolve.diffusion.from_diffusers.from_diffusers]")
 
 
+def test_shared_argument_entries_become_one_per_parameter():
+    import griffe
+
+    roles = _load("sphinx_roles")
+    sample = griffe.load("parasolve", search_paths=[str(ROOT)])["diffusion.sampling.sample"]
+    text = "Args:\n    max_iters, throw: as in solve,\n        continued.\n    save: kept.\n    a, b: not parameters."
+    assert roles.split_shared_entries(sample, text).splitlines() == [
+        "Args:", "    max_iters: as in solve,", "        continued.", "    throw: as ``max_iters``.",
+        "    save: kept.", "    a, b: not parameters."]
+
+
 def test_readme_links_exist():
     """README.md is not part of the site (the build checks docs/); its relative links are checked here."""
     text = re.sub(r"```.*?```", "", (ROOT / "README.md").read_text(), flags=re.S)

@@ -1,4 +1,10 @@
-"""Griffe extension: turn the docstrings' Sphinx roles into mkdocstrings cross-references.
+"""Griffe extension: read parasolve's docstrings as mkdocstrings expects them.
+
+Two conventions of the code base are translated before the docstrings are parsed:
+
+* an ``Args:`` entry naming several parameters (``device, dtype: where ...``) becomes one entry
+  per parameter, so griffe still checks every documented name against the signature;
+* Sphinx roles become cross-references (below).
 
 The docstrings say ``:func:`solve```, ``:class:`~parasolve.steps.StepMap```; mkdocstrings reads
 Markdown, where a cross-reference is ``[`solve`][parasolve._api.solve]``. Each role's target is
@@ -13,6 +19,7 @@ import re
 
 import griffe
 
+_SHARED = re.compile(r"^(\s+)([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)+)\s*:\s(.*)$")
 _ROLE = re.compile(r":(?:py:)?(func|class|meth|attr|mod|data|exc|obj):`(~?)([^`<>]+)`")
 _PACKAGE = "parasolve"
 
@@ -63,6 +70,37 @@ def convert(obj: griffe.Object, text: str) -> str:
     return _ROLE.sub(replace, text)
 
 
+def _parameters(obj: griffe.Object) -> set[str]:
+    if obj.is_function:
+        return {p.name for p in obj.parameters}
+    if obj.is_class and "__init__" in obj.members:
+        return {p.name for p in obj.members["__init__"].parameters}
+    return set()
+
+
+def split_shared_entries(obj: griffe.Object, text: str) -> str:
+    """``a, b: text`` (all of them parameters of ``obj``) -> ``a: text`` and ``b: as ``a``.``"""
+    names = _parameters(obj)
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        match = _SHARED.match(lines[i])
+        shared = [n.strip() for n in match.group(2).split(",")] if match else []
+        if not shared or not set(shared) <= names:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent, first = match.group(1), shared[0]
+        out.append(f"{indent}{first}: {match.group(3)}")
+        i += 1
+        while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)):
+            if not lines[i].strip() and (i + 1 >= len(lines) or not lines[i + 1].startswith(indent + " ")):
+                break
+            out.append(lines[i])
+            i += 1
+        out += [f"{indent}{name}: as ``{first}``." for name in shared[1:]]
+    return "\n".join(out)
+
+
 def _walk(obj: griffe.Object):
     yield obj
     for member in obj.members.values():
@@ -76,4 +114,4 @@ class SphinxRoles(griffe.Extension):
     def on_package(self, *, pkg: griffe.Module, **kwargs) -> None:
         for obj in _walk(pkg):
             if obj.docstring is not None:
-                obj.docstring.value = convert(obj, obj.docstring.value)
+                obj.docstring.value = convert(obj, split_shared_entries(obj, obj.docstring.value))

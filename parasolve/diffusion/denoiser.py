@@ -29,9 +29,8 @@ class Denoiser:
         conditional: whether ``model`` takes a condition (required for classifier-free guidance).
         uncond: the "no condition" input used by guidance (e.g. the empty-prompt embedding),
             broadcastable over the batch; ``None`` if the model has none.
-        device: where ``model`` runs.
-        dtype: the precision ``model`` runs in (inputs are cast to ``dtype`` and outputs back to
-            the sample's dtype); ``dtype=None`` runs in the sample's dtype.
+        device, dtype: where and in what precision ``model`` runs (inputs are cast to ``dtype``
+            and outputs back to the sample's dtype); ``dtype=None`` runs in the sample's dtype.
         name: shown in messages.
         sampler: the sampler matching the model's own scheduler, what ``sample`` runs when it
             is given no ``sampler=``.

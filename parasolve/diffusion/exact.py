@@ -85,10 +85,7 @@ def exact_denoiser(data: torch.Tensor, *, std=0.0, weights=None, labels=None, pr
         labels: ``(K,)`` integer labels; makes the denoiser conditional (``cond`` = label per sample,
             ``-1`` = unconditional, which is also the ``uncond`` used by guidance).
         prediction_type: what it outputs: ``"epsilon"``, ``"sample"`` or ``"v_prediction"``.
-        beta_schedule: the noise schedule, with ``num_train_timesteps``, ``beta_start``, ``beta_end``.
-        num_train_timesteps: see ``beta_schedule``.
-        beta_start: see ``beta_schedule``.
-        beta_end: see ``beta_schedule``.
+        beta_schedule, num_train_timesteps, beta_start, beta_end: the noise schedule.
         config: sampler settings by diffusers name; clipping is off by default here (the data
             need not lie in [-1, 1]).
     """

@@ -75,10 +75,7 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
         uncond: the unconditional input for guidance (default: the denoiser's ``uncond``).
         eta: DDIM's noise weight (0: deterministic DDIM, 1: DDPM-like).
         progress: show a progress bar.
-        max_iters: as in :func:`parasolve.solve`.
-        throw: as in :func:`parasolve.solve`.
-        options: as in :func:`parasolve.solve`.
-        evaluator: as in :func:`parasolve.solve`.
+        max_iters, throw, options, evaluator: as in :func:`parasolve.solve`.
         save: ``"last"`` (default) keeps only the final sample; ``"all"`` the whole trajectory
             in ``solution.ys``.
         init: a warm start for the parallel methods: a guess of the whole trajectory on the
