@@ -82,7 +82,7 @@ def test_strict_build_fails_on_broken_links_anchors_and_api_names(tmp_path):
 def test_sphinx_roles_resolve_in_the_docstrings_scope():
     import griffe
 
-    roles = _load("sphinx_roles")
+    roles = _load("docstrings")
     package = griffe.load("parasolve", search_paths=[str(ROOT)])
     sample = package["diffusion.sampling.sample"]
     assert roles.convert(sample, ":func:`parasolve.solve`") == "[`parasolve.solve`][parasolve.solve]"
@@ -98,7 +98,7 @@ def test_sphinx_roles_resolve_in_the_docstrings_scope():
 def test_shared_argument_entries_become_one_per_parameter():
     import griffe
 
-    roles = _load("sphinx_roles")
+    roles = _load("docstrings")
     sample = griffe.load("parasolve", search_paths=[str(ROOT)])["diffusion.sampling.sample"]
     text = "Args:\n    max_iters, throw: as in solve,\n        continued.\n    save: kept.\n    a, b: not parameters."
     assert roles.split_shared_entries(sample, text).splitlines() == [

@@ -11,6 +11,7 @@ exceptions, failed or >= 400 loads and images that did not decode, then takes a 
 from __future__ import annotations
 
 import argparse
+import base64
 import fcntl
 import functools
 import http.server
@@ -247,7 +248,6 @@ def _check(browser: _DevTools, base: str, path: str, out: Path | None, settle: f
         out.mkdir(parents=True, exist_ok=True)
         shot = browser.call("Page.captureScreenshot", session, format="png")["data"]
         report.screenshot = out / (path.replace("/index.html", "").replace("/", "_").replace(".html", "") + ".png")
-        import base64
         report.screenshot.write_bytes(base64.b64decode(shot))
     browser.call("Target.closeTarget", targetId=target)
     return report

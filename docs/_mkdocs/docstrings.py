@@ -108,8 +108,8 @@ def _walk(obj: griffe.Object):
             yield from _walk(member)
 
 
-class SphinxRoles(griffe.Extension):
-    """Rewrite roles in every docstring of a loaded package."""
+class Docstrings(griffe.Extension):
+    """Translate every docstring of a loaded package (shared entries, then roles)."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs) -> None:
         for obj in _walk(pkg):
