@@ -108,8 +108,9 @@ class GradientRequest:
             _scan_supported(problem, self.options["max_dense"], explicit=True)
         if problem.step.multistep and self.options["checkpoint"] is not None:
             raise AdjointError(f"adjoint_options['checkpoint'] is not supported for the multistep step map "
-                               f"{problem.step.name!r} (recomputation would need the previous step's drift); "
-                               f"drop 'checkpoint' to keep the whole trajectory.")
+                               f"{problem.step.name!r}: a multistep map reads `prev` along consecutive steps "
+                               f"only, so the segments cannot be recomputed side by side; drop 'checkpoint' "
+                               f"to keep the whole trajectory.")
         params = [p for p in self.params if p.requires_grad]
         job = _Job(scheme, problem, params, self.options, finish, check_hidden=not self.explicit)
         out = _SolveFunction.apply(job, problem.y0, problem.t, *params)
