@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 
 from parasolve import testing as pt
-from parasolve.schemes import WindowedScheme
+from parasolve.schemes import Update, WindowedScheme
 
 
 class HalfStepPicard(WindowedScheme):
@@ -20,9 +20,8 @@ class HalfStepPicard(WindowedScheme):
 
     name = "half_step_picard"
 
-    def update(self, anchor, ys, inc, shift):
-        plain = super().update(anchor, ys, inc, shift)
-        return 0.5 * plain + 0.5 * ys[shift + 1:shift + 1 + plain.shape[0]]
+    def update(self, state, window):
+        return Update(0.5 * window.picard + 0.5 * window.ys[window.shift + 1:], state)
 
 
 def check_scheme(examples: int = 25):

@@ -58,7 +58,7 @@ class Problem:
 
     def non_finite(self, index: int) -> NonFiniteError:
         time = float(self.t[index])
-        what = getattr(self.step, "callables", "`f`")
+        what = " and ".join(f"`{name}`" for name in self.step.callables)
         return NonFiniteError(
             f"The drift produced NaN or Inf at step {index} (t={time:.6g}); check {what} near that "
             f"time or use a finer grid `t`.", index=index, time=time)

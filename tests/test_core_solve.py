@@ -8,6 +8,7 @@ import torch
 
 import parasolve
 from parasolve import problems
+from parasolve.schemes import Update, WindowedScheme
 
 STEPS = ["euler", "midpoint", "heun", "rk4", "ab2"]
 PROBLEMS = problems.all_ode_problems()
@@ -221,14 +222,13 @@ def test_method_and_step_objects_are_accepted():
 
 
 def test_a_registered_scheme_is_selectable_by_name():
-    class Damped(parasolve.schemes.WindowedScheme):
+    class Damped(WindowedScheme):
         """A relaxed Picard update: still converges to the same discrete solution."""
 
         name = "test_damped_picard"
 
-        def update(self, anchor, ys, inc, shift):
-            plain = super().update(anchor, ys, inc, shift)
-            return 0.5 * plain + 0.5 * ys[shift + 1:shift + 1 + plain.shape[0]]
+        def update(self, state, window):
+            return Update(0.5 * window.picard + 0.5 * window.ys[window.shift + 1:], state)
 
     parasolve.register_scheme(Damped)
     try:
