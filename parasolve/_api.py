@@ -28,7 +28,7 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
         step: one-step map (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``, ``"ab2"``) or a ``StepMap``.
         window: steps updated per sweep (default: all of them); ``"auto"`` measures the drift's
             cost per batch size and short probe solves, and picks the fastest
-            (:func:`parasolve.evaluators.choose_window`). Live memory is O(window * y0.numel()).
+            (:func:`parasolve.tuning.choose_window`). Live memory is O(window * y0.numel()).
         tol: accepted defects sum to at most ``tol``, so max|y - y_sequential| <= S * tol with S
             the discrete problem's stability constant (docs/tolerance.md). Default by dtype:
             1e-7 (float64), 1e-3 (float32), 1e-2 (16-bit).
@@ -99,7 +99,7 @@ def _auto_window(window, f, y0, grid, **kwargs):
         return window
     if window != "auto":
         raise ValueError(f"`window` must be a positive integer, None or 'auto'; got {window!r}.")
-    from .evaluators.window import choose_window
+    from .tuning import choose_window
     return choose_window(f, y0, grid, **kwargs).window
 
 

@@ -9,8 +9,8 @@ import torch
 
 import parasolve
 from parasolve.evaluators import (CudaGraphEvaluator, DeviceEvaluator, DistributedEvaluator, EvaluatorError,
-                                  FixedBatchEvaluator, Probe, Replicas, choose_window, cost_curve,
-                                  estimate_speedups, padded_rows, replicate, split_bounds)
+                                  FixedBatchEvaluator, Replicas, padded_rows, replicate, split_bounds)
+from parasolve.tuning import Probe, choose_window, cost_curve, estimate_speedups
 
 DT = torch.float64
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..drift import BatchedDrift
+from .drift import BatchedDrift
 
 
 def synchronize(device: torch.device) -> None:
@@ -195,7 +195,7 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
 
 def _agree(window: int, evaluator, device) -> int:
     """Rank 0's window on every rank when the solve is distributed (timings differ per rank)."""
-    from .distributed import DistributedEvaluator
+    from .evaluators.distributed import DistributedEvaluator
 
     if not isinstance(evaluator, DistributedEvaluator):
         return window
