@@ -32,7 +32,3 @@ class UnsupportedStepError(ValueError):
         super().__init__(message)
         self.scheme = scheme
         self.step = step
-
-
-class EvaluatorError(RuntimeError):
-    """An evaluator could not produce the batch of drift values (a worker failed, timed out, ...)."""

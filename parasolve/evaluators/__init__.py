@@ -12,13 +12,12 @@ back (``solve(..., evaluator=...)``). Pick one:
 The window tuner (:func:`parasolve.tuning.choose_window`) measures them; see docs/distributed.md.
 """
 
-from ..drift import local_evaluator
 from .chunks import padded_rows, split_bounds
 from .cuda_graph import CudaGraphEvaluator, FixedBatchEvaluator
 from .devices import DeviceEvaluator, Replicas, replicate
 from .distributed import DistributedEvaluator, init_distributed
-from .errors import DistributedEvaluatorError, EvaluatorError
+from .protocol import DistributedEvaluatorError, Evaluator, EvaluatorError, local_evaluator
 
-__all__ = ["local_evaluator", "DeviceEvaluator", "Replicas", "replicate", "DistributedEvaluator",
+__all__ = ["Evaluator", "local_evaluator", "DeviceEvaluator", "Replicas", "replicate", "DistributedEvaluator",
            "init_distributed", "CudaGraphEvaluator", "FixedBatchEvaluator", "EvaluatorError",
            "DistributedEvaluatorError", "split_bounds", "padded_rows"]
