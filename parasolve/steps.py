@@ -67,6 +67,8 @@ class StepMap:
     7. **Linear part.** ``linear_part()`` returns per-step scalars ``c_i`` (a tensor of shape
        ``(N,)`` on the CPU) with ``dPhi_i/dx_i ~= c_i I`` when the map declares ``linear``, and
        ``None`` otherwise; it needs no other call first (no ``prepare``).
+    8. **Declarations.** The capabilities below have the stated types (``order``, ``stages``:
+       integers >= 1; the flags: bools; ``callables``: a non-empty tuple of names).
 
     Declared capabilities (class or instance attributes; schemes read these, never the type):
 
