@@ -9,14 +9,18 @@ from pathlib import Path
 #: (module, names); ``None`` takes the module's ``__all__``.
 SECTIONS = [
     ("parasolve", ["solve", "solve_sde", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
-                   "NonFiniteError", "Scheme", "register_scheme", "StepMap", "register_step"]),
-    ("parasolve.schemes", ["WindowedScheme", "SafeguardedScheme", "Picard", "Sequential", "Parareal", "Anderson", "Newton"]),
-    ("parasolve.steps", ["ExplicitRK", "AdamsBashforth2"]),
+                   "NonFiniteError", "UnsupportedStepError", "Scheme", "register_scheme", "StepMap",
+                   "register_step"]),
+    ("parasolve.schemes", ["WindowedScheme", "Window", "Update", "SafeguardedScheme", "Ledger", "Picard",
+                           "Sequential", "Parareal", "Anderson", "Newton"]),
+    ("parasolve.steps", ["Increments", "ExplicitRK", "AdamsBashforth2"]),
     ("parasolve.problems", ["ODEProblem", "SDEProblem", "linear", "harmonic", "logistic", "gaussian_decay",
                             "van_der_pol", "ornstein_uhlenbeck", "all_ode_problems"]),
     ("parasolve.diffusion", None),
     ("parasolve.zoo", None),
     ("parasolve.evaluators", None),
+    ("parasolve.tuning", ["choose_window", "WindowChoice", "WindowEstimate", "Probe", "estimate_speedups",
+                          "cost_curve", "time_call"]),
     ("parasolve.testing", None),
 ]
 
