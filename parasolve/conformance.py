@@ -9,6 +9,7 @@ Both are exported by :mod:`parasolve.testing`; docs/extending.md shows them at w
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 
@@ -18,7 +19,7 @@ from .schemes.base import Scheme, per_step, resolve_scheme
 from .solution import Status
 from .steps import STEPS, StepMap
 
-__all__ = ["CountingDrift", "check_step_map", "check_scheme"]
+__all__ = ["CountingDrift", "CountingEvaluator", "check_step_map", "check_scheme"]
 
 _EPS64 = 2.0 ** -52
 
@@ -37,6 +38,20 @@ class CountingDrift:
 
     def reset(self):
         self.calls = self.points = 0
+
+
+class CountingEvaluator:
+    """An evaluator (``evaluator(fn, t, y) -> fn(t, y)``) that counts the ``calls`` and ``rows``
+    it evaluates, thread-safe -- e.g. the inner evaluator of a multi-device or distributed one."""
+
+    def __init__(self):
+        self.calls, self.rows, self._lock = 0, 0, threading.Lock()
+
+    def __call__(self, fn, t, y):
+        with self._lock:
+            self.calls += 1
+            self.rows += t.shape[0]
+        return fn(t, y)
 
 
 def _fail(contract: str, rule: int, title: str, who: str, detail: str):
