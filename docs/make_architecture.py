@@ -153,6 +153,21 @@ def mermaid(graph: dict[str, dict[str, bool]]) -> str:
     return "\n".join(lines)
 
 
+def collapsed(graph: dict[str, dict[str, bool]]) -> dict[str, dict[str, bool]]:
+    """The graph with each subpackage folded into one node (edges inside a subpackage dropped)."""
+    def fold(name):
+        parts = name.split(".")
+        return ".".join(parts[:2])
+
+    out: dict[str, dict[str, bool]] = {}
+    for name, deps in graph.items():
+        node = out.setdefault(fold(name), {})
+        for dep, deferred in deps.items():
+            if fold(dep) != fold(name):
+                node[fold(dep)] = node.get(fold(dep), True) and deferred
+    return out
+
+
 def page(graph: dict[str, dict[str, bool]]) -> str:
     edges = sum(len(deps) for deps in graph.values())
     deferred = sum(d for deps in graph.values() for d in deps.values())
@@ -166,9 +181,18 @@ public entry points (`_api`); then the clients of the core: `diffusion` (sampler
 `testing` (strategies and the conformance kit), `zoo` (shipped models) and `apps` (command line,
 demo, reproductions).
 
-The graph below is every import between parasolve's modules ({len(graph)} modules, {edges} edges, of
-them {deferred} deferred imports inside functions, dashed). It has no cycle; `tests/test_architecture.py`
-checks that, and that this page is current. Regenerate it with `python docs/make_architecture.py`.
+The graphs below are every import between parasolve's modules ({len(graph)} modules, {edges} edges, of
+them {deferred} deferred imports inside functions, dashed), first with each subpackage folded into
+one node, then module by module. They have no cycle; `tests/test_architecture.py` checks that,
+and that this page is current. Regenerate it with `python docs/make_architecture.py`.
+
+## Layers
+
+```mermaid
+{mermaid(collapsed(graph))}
+```
+
+## Modules
 
 ```mermaid
 {mermaid(graph)}

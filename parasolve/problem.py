@@ -1,4 +1,5 @@
-"""The discrete problem a scheme solves, with the bookkeeping every scheme shares."""
+"""The discrete problem a scheme solves: the drift, the step map, the grid and the settings (the
+bookkeeping a scheme keeps while solving it is :class:`parasolve.schemes.Ledger`)."""
 
 from __future__ import annotations
 
