@@ -91,6 +91,7 @@ class Scheme:
                                     scheme=self.name, step=step.name)
 
     def run(self, problem: Problem) -> Solution:
+        """Solve ``problem`` under the contract above."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
