@@ -28,6 +28,11 @@ def resolve_step(step) -> "StepMap":
     raise ValueError(f"Unknown `step` {step!r}; valid: {sorted(STEPS)} or a parasolve.steps.StepMap instance.")
 
 
+def callable_names(step: "StepMap") -> str:
+    """The user's callables a map evaluates, as an error message names them: "`f` and `g`"."""
+    return " and ".join(f"`{name}`" for name in step.callables)
+
+
 def _bshape(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Reshape per-step scalars ``(n,)`` to broadcast against states ``(n, *state)``."""
     return h.reshape(h.shape[0], *([1] * (y.dim() - 1)))
