@@ -36,6 +36,7 @@ from .drift import local_evaluator
 from .errors import ConvergenceError
 from .schemes.base import per_step
 from .solution import SweepRecord
+from .steps import callable_names
 
 __all__ = ["BackwardStats", "AdjointError", "GradientRequest", "ADJOINT_OPTIONS", "affine_scan"]
 
@@ -99,7 +100,7 @@ class GradientRequest:
                 return scheme.run(problem)
         sol = scheme.run(problem)
         if sol.ys.requires_grad:  # the sweeps were recorded: `f` uses tensors that require grad
-            raise _hidden_error(getattr(problem.step, "callables", "`f`"), _leaves(sol.ys))
+            raise _hidden_error(callable_names(problem.step), _leaves(sol.ys))
         return sol
 
     def run(self, scheme, problem, finish):
@@ -215,6 +216,7 @@ class _Job:
         self.t_grad = problem.t.requires_grad
         self.stats = BackwardStats()
         self.solution = None
+        self.placeholder = None  # a `prev` of the carry's shape, for multistep windows not starting at 0
 
     def forward(self):
         sol = self.finish(self.scheme.run(self.problem))
@@ -225,12 +227,14 @@ class _Job:
     def linearize(self, problem, xs, k0, k1):
         """The step map linearised over steps ``k0 .. k1-1``; the first one is checked for tensors the
         drift uses that require grad but are not parameters (their gradients would be lost)."""
-        lin = _Linearization(problem, xs, k0, k1, self.params, self.t_grad)
+        if problem.step.multistep and k0 > 0 and self.placeholder is None:
+            self.placeholder = _carry_placeholder(problem, xs)
+        lin = _Linearization(problem, xs, k0, k1, self.params, self.t_grad, self.placeholder)
         if self.check_hidden:
             known = {id(v) for v in lin.inputs}
             hidden = [v for v in _leaves(lin.inc) if id(v) not in known]
             if hidden:
-                raise _hidden_error(getattr(problem.step, "callables", "`f`"), hidden)
+                raise _hidden_error(callable_names(problem.step), hidden)
             self.check_hidden = False
         return lin
 
@@ -286,7 +290,7 @@ class _Linearization:
     batched evaluation. Multistep maps get step ``k0 - 1`` in front (zero cotangent), so step
     ``k0``'s ``prev`` is a differentiable function of ``x_{k0-1}`` exactly as in the forward batch."""
 
-    def __init__(self, problem, xs, k0, k1, params, t_grad):
+    def __init__(self, problem, xs, k0, k1, params, t_grad, placeholder=None):
         self.k0, self.k1, self.multistep = k0, k1, problem.step.multistep
         s0 = k0 - 1 if self.multistep and k0 > 0 else k0
         self.lead = k0 - s0
@@ -294,7 +298,7 @@ class _Linearization:
         self.t = problem.t.detach().requires_grad_(True) if t_grad else problem.t
         self.params = params
         idx = torch.arange(s0, k1, device=problem.t.device)
-        prev = torch.zeros_like(xs[0]) if self.lead else None  # step s0's own increment is not used
+        prev = placeholder if self.lead else None  # step s0's own increment is not used
         with torch.enable_grad():
             self.inc, _ = problem.step.increments(problem.drift, self.t, idx, self.y, prev)
         self.inputs = [self.y, *params] + ([self.t] if t_grad else [])
@@ -354,6 +358,15 @@ class _Linearization:
         if self.lead == 0:
             K[0] = 0  # step 0 has no previous state
         return D, K, rounds
+
+
+def _carry_placeholder(problem, xs):
+    """Zeros shaped like one step's carry (step 0 needs no ``prev``): the ``prev`` of a window's lead
+    step, whose own increment gets a zero cotangent. One evaluation of the step map at one point."""
+    with torch.no_grad():
+        carry = problem.step.increments(problem.drift, problem.t, torch.zeros(1, dtype=torch.long,
+                                                                             device=problem.t.device), xs[:1]).carry
+    return torch.zeros_like(carry[0])
 
 
 def _zeros_like_all(params, t, t_grad):
