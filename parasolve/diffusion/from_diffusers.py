@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 from .denoiser import Denoiser
 from .samplers import settings_for
 
@@ -74,7 +76,7 @@ def model_call(model):
     kind = type(model).__name__
     known = kind in MODELS and type(model).__module__.startswith("diffusers")
     if not known:
-        if not callable(model) or _is_torch_module_of_diffusers(model):
+        if not callable(model) or _is_torch_module_of_diffusers(model) or not _takes_three(model):
             raise TypeError(f"`model` must be one of diffusers' {list(MODELS)} or a callable model(x, t, cond); "
                             f"got {kind}.")
         return model, True, ()
@@ -111,6 +113,17 @@ def model_call(model):
     return (lambda x, t, cond: model(hidden_states=x, timestep=t.to(x.dtype) / 1000,
                                      **keywords(cond, "encoder_hidden_states"), return_dict=False)[0]), True, \
         ("txt_ids", "img_ids")
+
+
+def _takes_three(fn) -> bool:
+    """Whether ``fn(x, t, cond)`` binds (a model of another convention fails here, not inside a solve)."""
+    try:
+        inspect.signature(getattr(fn, "forward", fn)).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (some builtins): trust it
+        return True
+    return True
 
 
 def _is_torch_module_of_diffusers(model) -> bool:

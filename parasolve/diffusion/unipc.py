@@ -37,7 +37,7 @@ DEFAULTS = {"unipc": dict(timestep_spacing="linspace", steps_offset=0, solver_or
                           sigma_min=None, sigma_max=None)}
 SUPPORTED = {"solver_order": (1, 2, 3), "solver_type": ("bh1", "bh2"), "predict_x0": (True,), "solver_p": (None,),
              "use_exponential_sigmas": (False,), "use_beta_sigmas": (False,), "final_sigmas_type": ("zero", "sigma_min"),
-             "shift_terminal": (None,)}
+             "shift_terminal": (None,), "use_flow_sigmas": (False, True)}
 
 
 class UniPCStep(StepMap):
