@@ -256,3 +256,19 @@ def test_unsupported_prediction_and_schedule_arguments_are_refused(unet, flow_un
                          sigmas=[1.0, 0.5])
     with pytest.raises(TypeError, match="must be one of diffusers'"):
         diffusion.from_diffusers(diffusers.AutoencoderKL(), DDIMScheduler())
+
+
+def test_unipc_bh1_onto_zero_sigma_gives_the_limit_where_diffusers_gives_nan(unet):
+    """diffusers' bh1 last step onto sigma 0 computes alpha * B(h) * 0 with B(h) = -inf: NaN.
+    parasolve's last step is its limit, x_N = the clean prediction at x_{N-1}."""
+    steps, config = 6, dict(num_train_timesteps=200, solver_type="bh1")
+    scheduler = UniPCMultistepScheduler(**config)
+    call = (lambda x, t: unet(x, t).sample)
+    assert not torch.isfinite(diffusers_loop(call, scheduler, steps, 7)).all()
+    seq = diffusion.sample(diffusion.from_diffusers(unet, UniPCMultistepScheduler(**config)), SHAPE, steps=steps,
+                           method="sequential", generator=torch.Generator().manual_seed(7), save="all")
+    x_last, t_last = seq.solution.ys[-2], seq.timesteps[-1]
+    abar = scheduler.alphas_cumprod[t_last]
+    with torch.no_grad():
+        x0 = (x_last - (1 - abar) ** 0.5 * call(x_last, t_last)) / abar ** 0.5
+    assert torch.isfinite(seq.x).all() and rel_err(seq.x, x0) <= ROUNDOFF

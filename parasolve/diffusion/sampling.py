@@ -51,8 +51,9 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
     Args:
         den: a :class:`Denoiser` (``from_diffusers``, ``pretrained`` or ``exact_denoiser``).
         shape: ``(B, *sample_shape)``, e.g. ``(4, 1, 16, 16)``.
-        sampler: ``"ddpm"``, ``"ddim"`` (with ``eta``), ``"dpmsolver++"`` (DPM-Solver++ 2M) or
-            ``"sde-dpmsolver++"``; each follows its diffusers scheduler step for step. Default:
+        sampler: ``"ddpm"``, ``"ddim"`` (with ``eta``), ``"dpmsolver++"`` (DPM-Solver++ 2M),
+            ``"sde-dpmsolver++"``, ``"euler"``, ``"euler-ancestral"``, ``"heun"``, ``"unipc"`` or
+            ``"flow-euler"``; each follows its diffusers scheduler step for step. Default:
             ``den.sampler``, the one matching the denoiser's own scheduler (``"ddpm"`` for the
             shipped models; ``"ddim"`` for ``from_diffusers(unet, DDIMScheduler(...))``).
         steps: sampling steps (at most the model's training steps), spread by ``timestep_spacing``.
