@@ -15,6 +15,8 @@ diffusers = pytest.importorskip("diffusers")
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, PNDMScheduler,  # noqa: E402
                        UNet2DConditionModel, UNet2DModel)
 
+import tiny_pipelines as tiny  # noqa: E402
+
 from parasolve import diffusion  # noqa: E402
 
 SHAPE = (3, 2, 8, 8)
@@ -26,10 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=2, out_channels=2, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4).eval()
+    return tiny.pixel_unet(seed=0)
 
 
 @pytest.fixture(scope="module")

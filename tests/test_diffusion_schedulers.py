@@ -15,7 +15,8 @@ diffusers = pytest.importorskip("diffusers")
 from diffusers import (DDIMParallelScheduler, DDIMScheduler, DDPMParallelScheduler, DDPMScheduler,  # noqa: E402
                        DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
                        FlowMatchEulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler,
-                       PNDMScheduler, UNet2DModel, UniPCMultistepScheduler)
+                       PNDMScheduler, UniPCMultistepScheduler)
+import tiny_pipelines as tiny  # noqa: E402
 
 from parasolve import diffusion  # noqa: E402
 
@@ -27,10 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    return UNet2DModel(sample_size=8, in_channels=2, out_channels=2, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4).eval()
+    return tiny.pixel_unet(seed=0)
 
 
 def diffusers_loop(call, scheduler, steps, seed, shape=SHAPE, **set_kw):
@@ -107,10 +105,7 @@ def test_sampler_matches_scheduler_step_loop(unet, cls, config):
 @pytest.fixture(scope="module")
 def flow_unet():
     """A random UNet treated as a flow model: output = velocity, timestep = 1000 sigma."""
-    torch.manual_seed(2)
-    return UNet2DModel(sample_size=8, in_channels=2, out_channels=2, layers_per_block=1, block_out_channels=(8, 16),
-                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                       norm_num_groups=4).eval()
+    return tiny.pixel_unet(seed=2)
 
 
 FLOW_CASES = [
@@ -159,66 +154,51 @@ def test_unipc_flow_sigmas_match_scheduler(flow_unet):
     assert seq.sampler == "unipc"
 
 
+def batched_step_errors(unet, parallel_cls, sequential_cls, config, steps, seed):
+    """Sample with ``from_diffusers(unet, parallel_cls(...))`` and check it against the sequential
+    scheduler's loop; then the per-step gaps between the parallel scheduler's ``batch_step_no_noise``
+    and parasolve's step map, from the same states and model outputs. Returns ``(timesteps, gaps)``."""
+    par_sched = parallel_cls(**config)
+    den = diffusion.from_diffusers(unet, par_sched)
+    assert den.sampler == sequential_cls.__name__[:4].lower()
+    call = (lambda x, t: unet(x, t).sample)
+    ref = diffusers_loop(call, sequential_cls(**config), steps, seed)
+    seq = diffusion.sample(den, SHAPE, steps=steps, method="sequential", generator=torch.Generator().manual_seed(seed))
+    assert rel_err(seq.x, ref) <= ROUNDOFF
+    assert rel_err(diffusers_loop(call, parallel_cls(**config), steps, seed), ref) <= ROUNDOFF  # its own step
+    par_sched.set_timesteps(steps)
+    ts = par_sched.timesteps
+    torch.manual_seed(seed)
+    x = torch.randn(len(ts), *SHAPE[1:])  # row i: a state at step i
+    with torch.no_grad():
+        eps = unet(x, ts).sample
+    batched = par_sched.batch_step_no_noise(eps, ts, x)
+    from parasolve.diffusion import samplers
+    _, step = samplers.build(den, den.sampler, steps)
+    step.prepare(torch.float32, torch.device("cpu"), torch.zeros_like(x))
+    ours, _ = step.advance(torch.arange(steps), x, eps, None)
+    return ts, [float((ours[i] - batched[i]).abs().max()) for i in range(steps)]
+
+
 @pytest.mark.parametrize("spacing", ["linspace", "trailing"])
 def test_ddpm_parallel_scheduler_is_its_sequential_scheduler(unet, spacing):
     """DDPMParallelScheduler's batch_step_no_noise takes t - T//N as the previous timestep; under
     linspace/trailing spacing that is not the next timestep. parasolve follows the sequential step."""
     steps, config = 7, dict(num_train_timesteps=200, timestep_spacing=spacing, clip_sample=False)
-    par_sched = DDPMParallelScheduler(**config)
-    den = diffusion.from_diffusers(unet, par_sched)
-    assert den.sampler == "ddpm"
-    call = (lambda x, t: unet(x, t).sample)
-    ref = diffusers_loop(call, DDPMScheduler(**config), steps, 11)
-    seq = diffusion.sample(den, SHAPE, steps=steps, method="sequential", generator=torch.Generator().manual_seed(11))
-    assert rel_err(seq.x, ref) <= ROUNDOFF
-    assert rel_err(diffusers_loop(call, DDPMParallelScheduler(**config), steps, 11), ref) <= ROUNDOFF
-    # the bug: the batched step of the parallel scheduler moves to t - T//N, not to the next timestep
-    par_sched.set_timesteps(steps)
-    ts = par_sched.timesteps
+    ts, gaps = batched_step_errors(unet, DDPMParallelScheduler, DDPMScheduler, config, steps, 11)
     true_prev = torch.cat([ts[1:], torch.tensor([-1])])
-    batched_prev = ts - 200 // steps
-    wrong = (true_prev.clamp(min=-1) != batched_prev.clamp(min=-1)).tolist()
+    wrong = (true_prev.clamp(min=-1) != (ts - 200 // steps).clamp(min=-1)).tolist()
     assert any(wrong)
-    torch.manual_seed(0)
-    x = torch.randn(len(ts), *SHAPE[1:])
-    with torch.no_grad():
-        eps = unet(x, ts).sample
-    batched = par_sched.batch_step_no_noise(eps, ts, x)
-    errs = one_step_errors(den, x, eps, batched, steps)
-    assert [e > 1e-6 for e in errs] == wrong  # it differs from the sequential step exactly where its rule is wrong
-
-
-def one_step_errors(den, x, eps, batched, steps):
-    """|our step map's x_{i+1} - the batched step's| per step, from the same states and model outputs
-    (row ``i`` of ``x`` is a state at step ``i``; no noise)."""
-    from parasolve.diffusion import samplers
-    _, step = samplers.build(den, den.sampler, steps)
-    step.prepare(torch.float32, torch.device("cpu"), torch.zeros_like(x))
-    nxt, _ = step.advance(torch.arange(steps), x, eps, None)
-    return [float((nxt[i] - batched[i]).abs().max()) for i in range(steps)]
+    assert [g > 1e-6 for g in gaps] == wrong  # it differs from the sequential step exactly where its rule is wrong
 
 
 def test_ddim_parallel_scheduler_is_its_sequential_scheduler(unet):
     """DDIMParallelScheduler's batch_step_no_noise forces alpha_prev = 1 at the last step even with
     set_alpha_to_one=False; parasolve follows the sequential step (alpha_prev = alphas_cumprod[0])."""
-    steps, config = 6, dict(num_train_timesteps=200, set_alpha_to_one=False, clip_sample=False)
-    par_sched = DDIMParallelScheduler(**config)
-    den = diffusion.from_diffusers(unet, par_sched)
-    assert den.sampler == "ddim"
-    call = (lambda x, t: unet(x, t).sample)
-    ref = diffusers_loop(call, DDIMScheduler(**config), steps, 12)
-    seq = diffusion.sample(den, SHAPE, steps=steps, method="sequential", generator=torch.Generator().manual_seed(12))
-    assert rel_err(seq.x, ref) <= ROUNDOFF
-    par_sched.set_timesteps(steps)
-    ts = par_sched.timesteps
-    torch.manual_seed(1)
-    x = torch.randn(len(ts), *SHAPE[1:])
-    with torch.no_grad():
-        eps = unet(x, ts).sample
-    batched = par_sched.batch_step_no_noise(eps, ts, x)
-    errs = one_step_errors(den, x, eps, batched, steps)
-    assert max(errs[:-1]) <= 1e-5  # the same rule at every step but the last ...
-    assert errs[-1] > 1e-3  # ... where the batched step uses alpha_prev = 1
+    config = dict(num_train_timesteps=200, set_alpha_to_one=False, clip_sample=False)
+    _, gaps = batched_step_errors(unet, DDIMParallelScheduler, DDIMScheduler, config, 6, 12)
+    assert max(gaps[:-1]) <= 1e-5  # the same rule at every step but the last ...
+    assert gaps[-1] > 1e-3  # ... where the batched step uses alpha_prev = 1
 
 
 @pytest.mark.parametrize("cls,config,match", [

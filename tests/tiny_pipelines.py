@@ -1,4 +1,4 @@
-"""Tiny diffusers pipelines with random weights, built from configs and local vocabularies (no hub).
+"""Tiny diffusers models and pipelines with random weights, built from configs and local vocabularies (no hub).
 
 As diffusers' own fast tests do, but with the tokenizers made here: a byte-level CLIP BPE
 vocabulary with no merges (every character a token) and a word-level T5-style tokenizer.
@@ -53,6 +53,15 @@ def vae(latent_channels=4, **extra):
     return AutoencoderKL(block_out_channels=[8], in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"],
                          up_block_types=["UpDecoderBlock2D"], latent_channels=latent_channels, norm_num_groups=4,
                          sample_size=8, **extra).eval()
+
+
+def pixel_unet(seed=0):
+    """An unconditional 2-channel 8x8 UNet2DModel."""
+    from diffusers import UNet2DModel
+    torch.manual_seed(seed)
+    return UNet2DModel(sample_size=8, in_channels=2, out_channels=2, layers_per_block=1, block_out_channels=(8, 16),
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                       norm_num_groups=4).eval()
 
 
 def unet(cross_attention_dim=8, **extra):

@@ -157,7 +157,7 @@ class _Run:
         combine = self.combine_rule(calls, B)
         ac = None if sampler == "flow-euler" else scheduler.alphas_cumprod
         model = self.w.model
-        flux = type(model).__name__ == "FluxTransformer2DModel"
+        flux = type(pipe).__name__ == "FluxPipeline"  # its transformer takes timestep / 1000
 
         def denoise(x, t, cond):
             outs = [c.run(model, x, t, cond[str(j)], flux) for j, c in enumerate(calls)]
@@ -168,6 +168,8 @@ class _Run:
                        dtype=param.dtype, name=f"{type(pipe).__name__} + {type(scheduler).__name__}", sampler=sampler)
         steps = int(self.schedule.get("num_inference_steps") or len(self.schedule["sigmas"]))
         schedule = {k: self.schedule.get(k) for k in ("sigmas", "mu") if self.schedule.get(k) is not None}
+        if not cfg.get("use_dynamic_shifting"):
+            schedule.pop("mu", None)  # FluxPipeline passes mu to any scheduler; diffusers ignores it there
         self._check_timesteps(den, sampler, steps, schedule)
         state_dtype = torch.float32 if latents.dtype in (torch.float16, torch.bfloat16) else latents.dtype
         x_T = latents.to(state_dtype)
