@@ -57,6 +57,7 @@ class Scheme:
     iterative: bool = True
 
     def run(self, problem: Problem) -> Solution:
+        """Solve ``problem`` under the contract above."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
