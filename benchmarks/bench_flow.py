@@ -1,11 +1,11 @@
 """Parallel vs sequential flow-matching Euler on the shipped digits flow model.
 
     python benchmarks/bench_flow.py                                  # 25/50/100 steps
-    python benchmarks/bench_flow.py --out docs/benchmarks/flow.md
+    python benchmarks/bench_flow.py --methods picard,anderson,newton@prior=step --out docs/benchmarks/flow.md
 
 For every step count it runs the sequential flow Euler sampler (diffusers'
 ``FlowMatchEulerDiscreteScheduler`` loop; the baseline, same process, same threads, same x_T),
-then Picard for every (window, tol): sweeps, model evaluations, wall and CPU time, the ideal
+then every (method, window, tol): sweeps, model evaluations, wall and CPU time, the ideal
 speedup ``steps / sweeps``, max|x - x_sequential| and the certified defect sum; and a quality
 line (classifier confidence, sliced W2 to held-out digits) for the sequential samples.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_diffusion import machine, timed  # noqa: E402
+from bench_diffusion import machine, scheme_spec, timed  # noqa: E402
 
 from parasolve import zoo  # noqa: E402
 from parasolve.zoo import digits  # noqa: E402
@@ -31,16 +31,19 @@ def rows_for(den, steps: int, args):
                               generator=torch.Generator().manual_seed(args.seed))
     rows = [dict(steps=steps, method="sequential", window="-", tol="-", sweeps=seq.stats.iterations,
                  nfe=seq.stats.nfe, wall=w_seq, cpu=t_seq, ideal=1.0, gap=0.0, defects="-", converged=True)]
-    for window in dict.fromkeys(min(int(w), steps) for w in args.windows.split(",")):
-        for tol in (float(t) for t in args.tols.split(",")):
-            out, wall, cpu = timed(den, shape, sampler="flow-euler", steps=steps, window=window, tol=tol, x_T=seq.x_T)
-            rows.append(dict(steps=steps, method="picard", window=window, tol=f"{tol:g}", sweeps=out.stats.iterations,
-                             nfe=out.stats.nfe, wall=wall, cpu=cpu, ideal=steps / out.stats.iterations,
-                             gap=float((out.x - seq.x).abs().max()), defects=f"{out.stats.defect_sum:.1e}",
-                             converged=out.converged))
-            r = rows[-1]
-            print(f"flow-euler-{steps} w={window} tol={tol:g}: {r['sweeps']} sweeps, {r['nfe']} evals, "
-                  f"gap {r['gap']:.1e}", flush=True)
+    for method, window, tol in ((m, w, t) for m in args.methods.split(",")
+                                for w in dict.fromkeys(min(int(w), steps) for w in args.windows.split(","))
+                                for t in (float(t) for t in args.tols.split(","))):
+        name, options = scheme_spec(method)
+        out, wall, cpu = timed(den, shape, sampler="flow-euler", steps=steps, method=name, options=options,
+                               window=window, tol=tol, x_T=seq.x_T)
+        rows.append(dict(steps=steps, method=method, window=window, tol=f"{tol:g}", sweeps=out.stats.iterations,
+                         nfe=out.stats.nfe, wall=wall, cpu=cpu, ideal=steps / out.stats.iterations,
+                         gap=float((out.x - seq.x).abs().max()), defects=f"{out.stats.defect_sum:.1e}",
+                         converged=out.converged))
+        r = rows[-1]
+        print(f"flow-euler-{steps} {method} w={window} tol={tol:g}: {r['sweeps']} sweeps, {r['nfe']} evals, "
+              f"gap {r['gap']:.1e}", flush=True)
     return rows, seq
 
 
@@ -67,6 +70,7 @@ def quality(samples: dict) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", default="25,50,100")
+    p.add_argument("--methods", default="picard", help="comma list of schemes, options as name@key=value+key=value")
     p.add_argument("--windows", default="8,100")
     p.add_argument("--tols", default="1e-2,1e-3")
     p.add_argument("--samples", type=int, default=8)

@@ -252,3 +252,37 @@ def test_unipc_bh1_onto_zero_sigma_gives_the_limit_where_diffusers_gives_nan(une
     with torch.no_grad():
         x0 = (x_last - (1 - abar) ** 0.5 * call(x_last, t_last)) / abar ** 0.5
     assert torch.isfinite(seq.x).all() and rel_err(seq.x, x0) <= ROUNDOFF
+
+
+@pytest.mark.parametrize("cls,config", [(EulerDiscreteScheduler, dict(use_karras_sigmas=True)),
+                                        (EulerAncestralDiscreteScheduler, {}), (FlowMatchEulerDiscreteScheduler, {}),
+                                        (UniPCMultistepScheduler, dict(solver_order=3))],
+                         ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
+def test_sigma_step_linear_part_is_the_derivative_with_x0_held_fixed(unet, cls, config):
+    """Newton's prior="step" slope: with a model whose clean-sample prediction is fixed,
+    Phi(x + dx) - Phi(x) = linear_part * dx exactly (float64)."""
+    from parasolve.diffusion import samplers
+    den = diffusion.from_diffusers(unet, cls(num_train_timesteps=200, **config))
+    ts, step = samplers.build(den, den.sampler, 10, 0.0, torch.float64)
+    n = len(ts)
+    step.prepare(torch.float64, torch.device("cpu"), torch.randn(n, 2, 3, dtype=torch.float64))
+    x0 = torch.full((n, 2, 3), 0.3, dtype=torch.float64)
+    if cls is UniPCMultistepScheduler:  # x = a x0 + s eps, model input unscaled
+        a, s = (step._dev[k].reshape(-1, 1, 1) for k in "as")
+
+        def drift(t, x):
+            return (x - a * x0) / s
+    else:
+        sigma, div = (step._dev[k][:n].reshape(-1, 1, 1) for k in ("sigma", "div"))
+
+        def drift(t, xin):  # epsilon or velocity of a model predicting x0: both are (x - x0) / sigma
+            x = xin if den.prediction_type == "flow_prediction" else xin * div
+            return (x - x0) / sigma
+
+    x = torch.randn(n, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    dx = 1e-3 * torch.randn(n, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    idx = torch.arange(n)
+    t = torch.as_tensor(ts, dtype=torch.float64)
+    before, _ = step.increments(drift, t, idx, x)
+    after, _ = step.increments(drift, t, idx, x + dx)
+    assert torch.allclose(after - before, step.linear_part().reshape(-1, 1, 1) * dx, rtol=1e-9, atol=1e-15)

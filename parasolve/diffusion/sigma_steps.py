@@ -62,6 +62,14 @@ class SigmaStep(StepMap):
         self.noise = noise
         return self
 
+    def linear_part(self):
+        """``dPhi_i/dx`` with the clean-sample prediction held fixed: ``sigma_down_i / sigma_i - 1``
+        (``d = (x - x0) / sigma``; for a flow model too, whose velocity is ``(x - x0) / sigma``).
+        ``None`` for Heun and stochastic flow sampling, which have no such single slope."""
+        if self.heun or self.flow_sde:
+            return None
+        return self._dev["down"] / self._dev["sigma"][:-1] - 1
+
     def increments(self, drift, t, idx, y, prev=None):
         shape = (-1, *([1] * (y.dim() - 1)))
         d = {k: v[idx].reshape(shape) for k, v in self._dev.items() if k != "t"}

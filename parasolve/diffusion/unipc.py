@@ -65,6 +65,10 @@ class UniPCStep(StepMap):
         self.noise = noise
         return self
 
+    def linear_part(self):
+        """``dPhi_i/dx = r_i - 1`` with the clean-sample predictions held fixed (Newton's ``prior="step"``)."""
+        return self._dev["r"] - 1
+
     def increments(self, drift, t, idx, y, prev=None):
         n, K = len(idx), self.depth
         shape = (-1, *([1] * (y.dim() - 1)))
