@@ -9,7 +9,7 @@ velocity itself). A step moves to ``sigma_down_i`` and adds noise::
 
 Euler and flow Euler: ``sigma_down = sigma_{i+1}``, ``sigma_up = 0``; Euler-ancestral: the
 ancestral split of ``sigma_{i+1}``; Heun: a second model call at the Euler point and the mean of
-the two derivatives (skipped where ``sigma_{i+1} = 0``), i.e. both of diffusers' interleaved
+the two derivatives (Euler's step where ``sigma_{i+1} = 0``), i.e. both of diffusers' interleaved
 ``HeunDiscreteScheduler.step`` calls in one step; stochastic flow sampling
 (``stochastic_sampling=True``): ``x_{i+1} = (1 - sigma_{i+1}) x0_i + sigma_{i+1} z_i``.
 The arithmetic is the schedulers' own, expression for expression.
@@ -20,13 +20,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..steps import StepMap
+from ..steps import Increments, StepMap
 
 
 class SigmaStep(StepMap):
-    """One sampler step in sigma space (module docstring); ``first`` is the model output."""
+    """One sampler step in sigma space (module docstring); a one-step map (no carry) whose drift
+    is the model. Heun makes two model calls per step over every point of a batch: at a step
+    that ends at sigma 0 the second is discarded (diffusers takes an Euler step there)."""
 
     order, stages = 1, 1
+    ode_rhs = False
+    callables = ("model",)
     integer_timesteps = False
 
     def __init__(self, name: str, prediction_type: str, *, sigmas: np.ndarray, model_timesteps: np.ndarray,
@@ -46,6 +50,7 @@ class SigmaStep(StepMap):
                        "down": (sigmas[1:] if down is None else down).astype(np.float32),
                        "up": (np.zeros(n, np.float32) if up is None else up.astype(np.float32))}
         self.stochastic = flow_sde or bool(np.any(self.tables["up"] != 0))
+        self.linear = not (heun or flow_sde)
         if heun:
             self.order, self.stages = 2, 2
         self.noise = None
@@ -64,13 +69,15 @@ class SigmaStep(StepMap):
 
     def linear_part(self):
         """``dPhi_i/dx`` with the clean-sample prediction held fixed: ``sigma_down_i / sigma_i - 1``
-        (``d = (x - x0) / sigma``; for a flow model too, whose velocity is ``(x - x0) / sigma``).
-        ``None`` for Heun and stochastic flow sampling, which have no such single slope."""
-        if self.heun or self.flow_sde:
+        (``d = (x - x0) / sigma``; for a flow model too, whose velocity is ``(x - x0) / sigma``),
+        from the host tables. ``None`` for Heun and stochastic flow sampling (no single slope)."""
+        if not self.linear:
             return None
-        return self._dev["down"] / self._dev["sigma"][:-1] - 1
+        return torch.from_numpy(self.tables["down"].astype(np.float64) / self.tables["sigma"][:-1] - 1)
 
     def increments(self, drift, t, idx, y, prev=None):
+        if not self._dev:
+            raise ValueError(f"{self.name}: call prepare(dtype, device, noise) before increments(); sample() does.")
         shape = (-1, *([1] * (y.dim() - 1)))
         d = {k: v[idx].reshape(shape) for k, v in self._dev.items() if k != "t"}
         sigma = d["sigma"]
@@ -78,7 +85,7 @@ class SigmaStep(StepMap):
         if self.flow_sde:
             x0 = y - sigma * out
             nxt = self._dev["sigma"][idx + 1].reshape(shape)
-            return (1.0 - nxt) * x0 + nxt * self.noise[idx] - y, out
+            return Increments((1.0 - nxt) * x0 + nxt * self.noise[idx] - y)
         deriv = self._derivative(out, y, sigma)
         dt = d["down"] - sigma
         x_next = y + deriv * dt
@@ -86,17 +93,15 @@ class SigmaStep(StepMap):
             x_next = self._second_stage(drift, idx, y, x_next, deriv, dt, shape)
         if self.stochastic:
             x_next = x_next + self.noise[idx] * d["up"]
-        return x_next - y, out
+        return Increments(x_next - y)
 
     def _second_stage(self, drift, idx, y, x_mid, deriv, dt, shape):
-        """Heun's corrector at the Euler point ``x_mid``, for every step that does not end at sigma 0."""
+        """Heun's corrector at the Euler point ``x_mid``; a step that ends at sigma 0 keeps ``x_mid``."""
+        nxt = idx + 1
+        out = drift(self._dev["t"][nxt.clamp(max=self.n - 1)], self._scaled(x_mid, self._dev["div"][nxt].reshape(shape)))
         k = len(idx) - (1 if int(idx[-1]) == self.n - 1 and self.tables["sigma"][-1] == 0 else 0)
-        if k == 0:
-            return x_mid
-        nxt = idx[:k] + 1
-        sigma_next = self._dev["sigma"][nxt].reshape(shape)
-        out = drift(self._dev["t"][nxt], self._scaled(x_mid[:k], self._dev["div"][nxt].reshape(shape)))
-        mean = (deriv[:k] + self._derivative(out, x_mid[:k], sigma_next)) / 2
+        sigma_next = self._dev["sigma"][nxt[:k]].reshape(shape)
+        mean = (deriv[:k] + self._derivative(out[:k], x_mid[:k], sigma_next)) / 2
         return torch.cat([y[:k] + mean * dt[:k], x_mid[k:]])
 
     def _scaled(self, x, div):

@@ -9,8 +9,8 @@ the whole step is linear in ``x_i`` and the clean-sample predictions::
     x_{i+1} = r_i x_i + sum_{j=0..K} W_ij x0_{i-j}
 
 with the coefficients computed once (float64) from the scheduler's sigmas, orders (warm-up,
-``lower_order_final``) and ``disable_corrector``. Each step's ``first`` is its history
-``(x0_i, .., x0_{i-K+1})``, so the core's ``prev`` carries all the past the next window needs.
+``lower_order_final``) and ``disable_corrector``. Each step's carry is its history
+``(x0_i, .., x0_{i-K+1})``, so ``prev`` holds all the past the next window needs.
 Supported: ``predict_x0=True`` (the default), ``solver_type`` ``bh1``/``bh2``, orders 1-3,
 Karras sigmas, flow sigmas (``use_flow_sigmas``, ``flow_shift``, dynamic shifting) with
 ``flow_prediction``, thresholding.
@@ -23,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-from ..steps import StepMap
+from ..steps import Increments, StepMap
 from . import sigmas as sg
 from .predictions import clip_x0, to_x0
 from .schedules import timesteps as spaced_timesteps
@@ -41,9 +41,11 @@ SUPPORTED = {"solver_order": (1, 2, 3), "solver_type": ("bh1", "bh2"), "predict_
 
 
 class UniPCStep(StepMap):
-    """``x_{i+1} = r_i x_i + sum_j W_ij x0_{i-j}`` (module docstring); ``first``: the x0 history."""
+    """``x_{i+1} = r_i x_i + sum_j W_ij x0_{i-j}`` (module docstring); carry: the x0 history."""
 
     order, stages, multistep = 2, 1, True
+    ode_rhs, linear = False, True
+    callables = ("model",)
     integer_timesteps = True
     stochastic = False
     init_noise_sigma = 1.0
@@ -67,9 +69,11 @@ class UniPCStep(StepMap):
 
     def linear_part(self):
         """``dPhi_i/dx = r_i - 1`` with the clean-sample predictions held fixed (Newton's ``prior="step"``)."""
-        return self._dev["r"] - 1
+        return torch.from_numpy(self.tables["r"] - 1)
 
     def increments(self, drift, t, idx, y, prev=None):
+        if not self._dev:
+            raise ValueError("unipc: call prepare(dtype, device, noise) before increments(); sample() does.")
         n, K = len(idx), self.depth
         shape = (-1, *([1] * (y.dim() - 1)))
         out = drift(t[idx], y)
@@ -84,7 +88,7 @@ class UniPCStep(StepMap):
         hist = torch.stack([seq[K - j:K - j + n] for j in range(K + 1)], dim=1)  # (n, K+1, *state): x0_{i-j}
         W = self._dev["W"][idx].reshape(n, K + 1, *([1] * (y.dim() - 1)))
         x_next = self._dev["r"][idx].reshape(shape) * y + (W * hist).sum(1)
-        return x_next - y, hist[:, :K]
+        return Increments(x_next - y, hist[:, :K])
 
 
 def schedule(den, st: dict, steps: int, sigmas=None, mu=None):
