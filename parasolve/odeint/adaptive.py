@@ -1,0 +1,146 @@
+"""The adaptive driver: find a grid on which every step passes its error test, solving in parallel.
+
+Each pass solves the discrete problem of the embedded pair's propagating formula on the current
+grid with a fixed-point scheme (``parasolve.solve``). The step map records every step's embedded
+error estimate from the same batched drift calls the sweeps make (:class:`ErrorEstimate`), so the
+estimate costs no extra sequential depth. Then:
+
+- every step passes (error ratio <= 1 in torchdiffeq's norm): done, the answer is this solve's;
+- else failed steps are cut by the controller's factor, runs of steps far below the tolerance
+  are merged (never across an output time), and the next solve starts from the last trajectory,
+  Hermite-interpolated onto the new grid (``solve(init=...)``).
+
+The fixed-point tolerance is tied to the error test: each step's defect may be a fraction
+``defect_fraction`` of the smallest per-component error scale ``atol + rtol * max|y|``, so the
+fixed-point error stays below the discretisation error the test allows (docs/odeint.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .._api import solve
+from ..errors import ConvergenceError, NonFiniteError
+from . import grids
+from .result import OdeintResult, OdeintStats, PassRecord
+from .tableaus import EmbeddedRK, ErrorEstimate
+
+
+@dataclass
+class Settings:
+    """``odeint``'s resolved options (docs/odeint.md lists them)."""
+
+    scheme: object = "picard"
+    scheme_options: dict | None = None
+    window: int | None = None
+    tol: float | None = None
+    defect_fraction: float = 0.1
+    first_step: float | None = None
+    safety: float = 0.9
+    ifactor: float = 10.0
+    dfactor: float = 0.2
+    max_passes: int = 30
+    coarsen: float = 0.5
+    max_num_steps: int = 2 ** 20
+    extra: dict | None = None  # keywords forwarded to solve (adjoint_params)
+
+
+class CountingEvaluator:
+    """Wraps an evaluator to count every batched drift round and evaluation, failed solves included."""
+
+    def __init__(self, inner):
+        self.inner, self.rounds, self.nfe = inner, 0, 0
+
+    def __call__(self, fn, t, y):
+        self.rounds += 1
+        self.nfe += t.shape[0]
+        return self.inner(fn, t, y)
+
+
+def defect_tol(settings: Settings, rtol, atol, y_scale: torch.Tensor, n_steps: int) -> float:
+    """``solve``'s ``tol``: a share ``defect_fraction * min(atol + rtol * |y|max)`` per step on average."""
+    if settings.tol is not None:
+        return settings.tol
+    scale = float((atol + rtol * y_scale).min())
+    eps = torch.finfo(y_scale.dtype).eps if y_scale.is_floating_point() else 2.0 ** -52
+    floor = 16 * eps * max(1.0, float(y_scale.max()))
+    return max(settings.defect_fraction * scale, floor) * n_steps
+
+
+def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK, rtol, atol,
+                   settings: Settings) -> OdeintResult:
+    direction = 1.0 if float(t[-1] - t[0]) > 0 else -1.0
+    stats = OdeintStats()
+    spacing = settings.first_step
+    if spacing is None:
+        spacing = grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol)
+    grid, _ = grids.uniform_grid(t, spacing, settings.max_num_steps)
+    init, y_scale, sol, best = None, y0.abs(), None, None
+    while True:
+        if stats.passes >= settings.max_passes:
+            raise ConvergenceError(
+                f"odeint: {settings.max_passes} grid refinements did not make every step pass its error "
+                f"test ({stats.history[-1].failed} of {stats.history[-1].steps} still fail); raise "
+                f"options['max_passes'], loosen rtol/atol, or check the drift for a singularity.", solution=sol)
+        n = grid.shape[0] - 1
+        rec = ErrorEstimate(method, rtol, atol, n, y0)
+        rounds, nfe = counter.rounds, counter.nfe
+        try:
+            sol = solve(drift, y0, grid, method=settings.scheme, step=rec, window=settings.window,
+                        tol=defect_tol(settings, rtol, atol, y_scale, n), init=init,
+                        options=settings.scheme_options, vectorized=True, **(settings.extra or {}))
+        except NonFiniteError as exc:  # a too-coarse grid blew up: estimates up to there, cut the rest
+            ratio = rec.ratio.cpu().clone()
+            ratio[max(exc.index - 1, 0):] = float("inf")
+            stats.passes += 1
+            stats.rejected_steps += int((~(ratio <= 1)).sum())
+            stats.history.append(PassRecord(n, 0, counter.rounds - rounds, counter.nfe - nfe,
+                                            int((~(ratio <= 1)).sum()), float("inf")))
+            grid = _next_grid(grid, ratio, t, method, settings)
+            init = None
+            continue
+        ys = sol.ys.detach()
+        stale = rec.stale(ys)
+        if len(stale):  # a scheme that evaluated some step last away from its solution: re-measure
+            rec.increments(drift, grid, stale, ys[stale])
+        ratio = rec.ratio.cpu()
+        failed = int((~(ratio <= 1)).sum())
+        stats.passes += 1
+        stats.sweeps += sol.stats.iterations
+        stats.rejected_steps += failed
+        stats.history.append(PassRecord(n, sol.stats.iterations, counter.rounds - rounds, counter.nfe - nfe,
+                                        failed, float(ratio.max())))
+        new = _next_grid(grid, ratio, t, method, settings)
+        if failed == 0 and new.shape[0] - 1 > settings.coarsen * n:
+            break  # every step passes and the grid is not far finer than it needs to be
+        if failed == 0:
+            stats.coarsened += 1
+            if best is None or n >= best[0].shape[0] - 1:
+                best = (grid, ys, rec.f0, rec.f1)  # the finest grid that passed: the most accurate start
+        init = grids.hermite(*(best or (grid, ys, rec.f0, rec.f1)), new)
+        y_scale = ys.abs().amax(0)
+        grid = new
+    stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.rounds, counter.nfe, grid.shape[0] - 1
+    ys = sol.ys[grids.positions(grid, t)]
+    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name,
+                        max_ratio=float(ratio.max()))
+
+
+def _next_grid(grid, ratio, t, method, settings: Settings) -> torch.Tensor:
+    keep = torch.zeros(grid.shape[0], dtype=torch.bool)
+    keep[grids.positions(grid, t)] = True
+    new = grids.adapt(grid, ratio, keep, method.order, safety=settings.safety, ifactor=settings.ifactor,
+                      dfactor=settings.dfactor)
+    n = new.shape[0] - 1
+    if n > settings.max_num_steps:
+        raise ConvergenceError(f"odeint: the error test asks for {n} steps, more than options['max_num_steps'] "
+                               f"= {settings.max_num_steps}; loosen rtol/atol or raise max_num_steps.")
+    h = (new[1:] - new[:-1]).abs()
+    tiny = 4 * torch.finfo(new.dtype).eps * float(new.abs().max())
+    if float(h.min()) <= tiny:
+        where = float(new[int(torch.argmin(h))])
+        raise ConvergenceError(f"odeint: step size underflow near t={where:.6g} (the error test cannot be met "
+                               f"in {new.dtype}); loosen rtol/atol, or the solution may blow up there.")
+    return new
