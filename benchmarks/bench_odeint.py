@@ -93,11 +93,17 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="write a markdown table here")
     parser.add_argument("--window", type=int, default=None)
     parser.add_argument("--scheme", default="picard")
+    parser.add_argument("--defect-fraction", type=float, default=None)
+    parser.add_argument("--only", default=None, help="run the problems whose name contains this")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     options = {"window": args.window, "scheme": args.scheme}
+    if args.defect_fraction is not None:
+        options["defect_fraction"] = args.defect_fraction
     rows = []
     for name, make in PROBLEMS.items():
+        if args.only and args.only not in name:
+            continue
         f, y0, T = make()
         t = torch.linspace(0.0, T, 11, dtype=torch.float64)
         ref = reference(f, y0, t)

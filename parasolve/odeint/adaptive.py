@@ -36,7 +36,8 @@ class Settings:
     scheme_options: dict | None = None
     window: int | None = None
     tol: float | None = None
-    defect_fraction: float = 0.1
+    defect_fraction: float = 1.0
+    initial_steps: int = 1024
     first_step: float | None = None
     safety: float = 0.9
     ifactor: float = 10.0
@@ -60,7 +61,8 @@ class CountingEvaluator:
 
 
 def defect_tol(settings: Settings, rtol, atol, y_scale: torch.Tensor, n_steps: int) -> float:
-    """``solve``'s ``tol``: a share ``defect_fraction * min(atol + rtol * |y|max)`` per step on average."""
+    """``solve``'s ``tol``: ``defect_fraction * min(atol + rtol * |y|)`` per step on average, the
+    minimum over the components and the last trajectory ``y_scale`` (``|y0|`` at first)."""
     if settings.tol is not None:
         return settings.tol
     scale = float((atol + rtol * y_scale).min())
@@ -75,7 +77,8 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
     stats = OdeintStats()
     spacing = settings.first_step
     if spacing is None:
-        spacing = grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol)
+        spacing = max(grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol),
+                      float((t[-1] - t[0]).abs()) / settings.initial_steps)
     grid, _ = grids.uniform_grid(t, spacing, settings.max_num_steps)
     init, y_scale, sol, best = None, y0.abs(), None, None
     while True:
@@ -91,8 +94,8 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
             sol = solve(drift, y0, grid, method=settings.scheme, step=rec, window=settings.window,
                         tol=defect_tol(settings, rtol, atol, y_scale, n), init=init,
                         options=settings.scheme_options, vectorized=True, **(settings.extra or {}))
-        except NonFiniteError as exc:  # a too-coarse grid blew up: estimates up to there, cut the rest
-            ratio = rec.ratio.cpu().clone()
+        except NonFiniteError as exc:  # a too-coarse grid blew up: cut every step from there on
+            ratio = torch.zeros(n, dtype=torch.float64)
             ratio[max(exc.index - 1, 0):] = float("inf")
             stats.passes += 1
             stats.rejected_steps += int((~(ratio <= 1)).sum())
@@ -102,10 +105,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
             init = None
             continue
         ys = sol.ys.detach()
-        stale = rec.stale(ys)
-        if len(stale):  # a scheme that evaluated some step last away from its solution: re-measure
-            rec.increments(drift, grid, stale, ys[stale])
-        ratio = rec.ratio.cpu()
+        ratio, f1 = rec.finish(drift, grid, ys)
         failed = int((~(ratio <= 1)).sum())
         stats.passes += 1
         stats.sweeps += sol.stats.iterations
@@ -118,9 +118,9 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         if failed == 0:
             stats.coarsened += 1
             if best is None or n >= best[0].shape[0] - 1:
-                best = (grid, ys, rec.f0, rec.f1)  # the finest grid that passed: the most accurate start
-        init = grids.hermite(*(best or (grid, ys, rec.f0, rec.f1)), new)
-        y_scale = ys.abs().amax(0)
+                best = (grid, ys, rec.f0, f1)  # the finest grid that passed: the most accurate start
+        init = grids.hermite(*(best or (grid, ys, rec.f0, f1)), new)
+        y_scale = ys.abs()
         grid = new
     stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.rounds, counter.nfe, grid.shape[0] - 1
     ys = sol.ys[grids.positions(grid, t)]

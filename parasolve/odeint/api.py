@@ -20,7 +20,8 @@ FIXED = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "heun3": "he
 METHODS = sorted(EMBEDDED) + sorted(FIXED)
 
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator"}
-_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "defect_fraction", "coarsen"}
+_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "defect_fraction", "coarsen",
+             "initial_steps"}
 _FIXED = {"step_size", "grid_points", "grid_constructor", "interp"}
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
           "explicit_adams": None, "implicit_adams": None, "fixed_adams": None, "scipy_solver": None}
@@ -189,7 +190,7 @@ def _check_options(options, method: str) -> dict:
             raise ValueError(f"options['ifactor'] must be >= 1; got {options['ifactor']}.")
     if "defect_fraction" in options:
         options["defect_fraction"] = _positive("defect_fraction", options["defect_fraction"])
-    for key in ("max_passes", "max_num_steps"):
+    for key in ("max_passes", "max_num_steps", "initial_steps"):
         if key in options:
             options[key] = checks.check_positive_int(f"options[{key!r}]", options[key])
     if "window" in options and options["window"] is not None:

@@ -7,8 +7,8 @@ third-order rule) and ``rk38`` (Kutta's 3/8 rule, what torchdiffeq calls ``rk4``
 Embedded pairs (:class:`EmbeddedRK`): ``dopri5`` (Dormand–Prince 5(4)), ``bosh3``
 (Bogacki–Shampine 3(2)) and ``adaptive_heun`` (Heun 2(1)), registered as plain step maps of
 their propagated order (``solve(..., step="dopri5")`` solves the discrete problem of the 5th-order
-formula). :class:`ErrorEstimate` is the same map plus, per step, the error ratio of the embedded
-estimate measured in torchdiffeq's norm, recorded from the very batched calls a sweep makes.
+formula). :class:`ErrorEstimate` is the same map recording, from the very batched calls a sweep
+makes, what each step's embedded error estimate in torchdiffeq's norm needs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class EmbeddedRK(StepMap):
     makes ``stages = len(b)`` batched drift rounds; ``order`` is the propagated solution's and the
     step-size controller's exponent ``1/order`` (as torchdiffeq uses them).
     """
+
+    error_stages: int
 
     def __init__(self, name: str, a: Sequence[Sequence[float]], b: Sequence[float], e: Sequence[float],
                  c: Sequence[float], order: int):
@@ -69,41 +71,50 @@ class EmbeddedRK(StepMap):
 
 
 class ErrorEstimate(StepMap):
-    """``method``'s increments, recording for every step evaluated its embedded error estimate.
+    """``method``'s increments, recording per step what its embedded error estimate needs.
 
-    After each call, for the steps ``idx``: ``ratio[idx]`` the error ratio in torchdiffeq's norm
-    (pass when <= 1), ``at[idx]`` the state it was measured at, ``f0``/``f1`` the drifts at the
-    step's start and (approximately, for maps without the FSAL stage) its end -- the data of a
-    cubic Hermite interpolant, used to warm-start the next grid. The windowed schemes evaluate
+    A sweep's batched calls give, for each step ``i`` evaluated: the state ``at[i]``, the
+    drift there ``f0[i]``, the propagated end ``end[i]`` and the error estimate without its
+    first-same-as-last term. That term is ``f(t_{i+1}, x_{i+1})``: at the solution it is step
+    ``i+1``'s first stage, so :meth:`finish` completes every estimate with one more batched round
+    (the end point's drift) instead of a seventh stage per sweep. The windowed schemes evaluate
     each step last at its accepted state, so after a solve the records describe the solution;
-    ``stale(ys)`` finds any that do not (e.g. under another scheme).
+    :meth:`finish` re-measures any that do not (e.g. under another scheme). The error ratio is
+    torchdiffeq's: ``RMS(err / (atol + rtol * max(|y_i|, |y_i + Phi_i|)))``, a pass when <= 1.
     """
 
     multistep = False
 
     def __init__(self, method: EmbeddedRK, rtol, atol, n_steps: int, like: torch.Tensor):
         self.method, self.rtol, self.atol = method, rtol, atol
-        self.name, self.order, self.stages = method.name, method.order, method.error_stages
+        self.name, self.order, self.stages = method.name, method.order, method.stages
         shape = (n_steps, *like.shape)
-        self.ratio = torch.full((n_steps,), float("inf"), dtype=torch.float64, device=like.device)
         self.at = torch.full(shape, float("nan"), dtype=like.dtype, device=like.device)
-        self.f0 = torch.zeros(shape, dtype=like.dtype, device=like.device)
-        self.f1 = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        self.f0, self.end, self.partial = (torch.zeros(shape, dtype=like.dtype, device=like.device)
+                                           for _ in range(3))
 
     def increments(self, drift, t, idx, y, prev=None):
         m = self.method
         ks, hb = m.stage_values(drift, t, idx, y, self.stages)
         inc = hb * sum(bj * k for bj, k in zip(m.b, ks) if bj)
-        err = hb * sum(ej * k for ej, k in zip(m.e, ks) if ej)
         with torch.no_grad():
-            self.ratio[idx] = rms_ratio(err, y, y + inc, self.rtol, self.atol).double()
-            self.at[idx], self.f0[idx], self.f1[idx] = y.detach(), ks[0].detach(), ks[-1].detach()
+            self.at[idx], self.f0[idx], self.end[idx] = y.detach(), ks[0].detach(), (y + inc).detach()
+            self.partial[idx] = (hb * sum(ej * k for ej, k in zip(m.e, ks) if ej)).detach()
         return inc, ks[0]
 
-    def stale(self, ys: torch.Tensor) -> torch.Tensor:
-        """Indices of the steps whose record was not measured at the states ``ys[:-1]``."""
-        same = (self.at == ys[:-1].detach()).reshape(self.at.shape[0], -1).all(1)
-        return torch.nonzero(~same).reshape(-1)
+    @torch.no_grad()
+    def finish(self, drift, t: torch.Tensor, ys: torch.Tensor):
+        """Error ratios ``(N,)`` (on the host) and end slopes ``f1`` of the solution ``ys`` on ``t``."""
+        ys = ys.detach()
+        stale = torch.nonzero(~(self.at == ys[:-1]).reshape(self.at.shape[0], -1).all(1)).reshape(-1)
+        if len(stale):
+            self.increments(drift, t, stale, ys[stale])
+        f1 = torch.cat([self.f0[1:], drift(t[-1:], ys[-1:])])
+        err = self.partial
+        if len(self.method.e) > len(self.method.b):
+            h = (t[1:] - t[:-1]).reshape(-1, *([1] * (ys.dim() - 1)))
+            err = err + (self.method.e[-1] * h) * f1
+        return rms_ratio(err, self.at, self.end, self.rtol, self.atol).double().cpu(), f1
 
 
 HEUN3 = register_step(ExplicitRK("heun3", [[], [1 / 3], [0.0, 2 / 3]], [1 / 4, 0.0, 3 / 4],
