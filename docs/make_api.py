@@ -15,6 +15,7 @@ SECTIONS = [
     ("parasolve.problems", ["ODEProblem", "SDEProblem", "linear", "harmonic", "logistic", "gaussian_decay",
                             "van_der_pol", "ornstein_uhlenbeck", "all_ode_problems"]),
     ("parasolve.diffusion", None),
+    ("parasolve.zoo", None),
     ("parasolve.evaluators", None),
     ("parasolve.testing", None),
 ]

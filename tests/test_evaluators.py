@@ -88,7 +88,7 @@ def test_replicate_copies_the_module_per_device_and_routes_by_input_device():
 
 
 def test_replicated_digits_unet_on_split_batches_matches_one_call():
-    from parasolve.diffusion.unet import DigitsUNet
+    from parasolve.zoo.unet import DigitsUNet
 
     torch.manual_seed(0)
     net = DigitsUNet().eval()
