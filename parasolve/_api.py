@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from . import _checks as checks
@@ -44,53 +46,50 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
             (default: one call on y0's device).
     """
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
+    _check_not_a_step(method)
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
     window = _auto_window(window, f, y0, grid, step=step, tol=tol, vectorized=vectorized, method=method,
                           options=options, init=init, evaluator=evaluator)
     drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
                          evaluator=evaluator)
-    return _run(drift, resolve_step(step), y0, grid, method, window, tol, max_iters, save,
-                progress, throw, options, init)
+    sol = _run(drift, resolve_step(step), y0, grid, method, window, tol, max_iters, save,
+               progress, throw, options, init)
+    if isinstance(step, str) and save == "all":
+        _warn_if_coarse(sol)
+    return sol
 
 
-def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step="euler", window=None,
-              tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True,
-              options=None, init=None, evaluator=None, **unknown) -> Solution:
-    """Solve ``dy = f(t, y) dt + g(t, y) dW`` (diagonal noise) by Euler–Maruyama, noise drawn up front.
-
-    ``noise``: standard normals of shape ``(len(t) - 1, *y0.shape)``; step ``i`` adds
-    ``g(t_i, y_i) * sqrt|h_i| * noise[i]``. Without it, they are drawn from ``generator``
-    (or torch's global generator). ``g`` returns the state's shape (or a shape that broadcasts
-    to it). Other arguments as in :func:`solve`; the result equals the sequential
-    Euler–Maruyama path with the same noise, up to the ``tol`` guarantee.
-    """
-    checks.check_unknown("solve_sde", unknown, _SOLVE_KEYWORDS | {"noise", "generator"})
-    y0 = checks.check_y0(y0)
-    grid = checks.check_grid(t, y0)
-    checks.check_choice("step", step, {"euler"})
-    if noise is not None and generator is not None:
-        raise ValueError("Pass either `noise` (the standard normals to use) or `generator` (to draw them), "
-                         "not both: with `noise` given, `generator` would be ignored.")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"`generator` must be a torch.Generator; got {type(generator).__name__}.")
-    shape = (grid.shape[0] - 1, *y0.shape)
-    if noise is None:
-        noise = draw_noise(shape, y0.dtype, y0.device, generator)
-    else:
-        noise = check_noise(noise, shape, y0.dtype, y0.device)
-    window = _auto_window(window, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
-                          method=method, options=options, init=init, evaluator=evaluator)
-    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
-                         evaluator=evaluator)
-    diffusion = BatchedDrift(g, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="g",
-                             broadcast=True, evaluator=evaluator)
-    return _run(drift, EulerMaruyama(diffusion, noise), y0, grid, method, window, tol, max_iters,
-                save, progress, throw, options, init)
+def _check_not_a_step(method) -> None:
+    """``method="rk4"`` and friends name a discretisation, not a scheme: say where they go."""
+    from .schemes import SCHEMES
+    from .steps import STEPS
+    if isinstance(method, str) and method not in SCHEMES and method in set(STEPS) | _ODEINT_NAMES:
+        raise ValueError(f"Unknown `method` {method!r}: solve's `method` is the parallel scheme "
+                         f"({sorted(SCHEMES)}). Did you mean step={method!r} (the discrete problem on "
+                         f"the grid t) or parasolve.odeint(f, y0, t, method={method!r}) (the ODE's "
+                         f"solution to rtol/atol, torchdiffeq's names)?")
 
 
-_SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
-                   "throw", "options", "init", "evaluator"}
+_ODEINT_NAMES = {"dopri5", "bosh3", "adaptive_heun", "heun2", "heun3", "euler", "midpoint", "rk4"}
+
+
+def _warn_if_coarse(sol) -> None:
+    """Warn when one step moves the state by more than twice the largest state so far (max-norm):
+    the grid is then likely far coarser than the drift's time scale (one Euler step over many
+    oscillations, an explicit step beyond its stability region) and the discrete answer far from
+    the ODE's."""
+    flat = sol.ys.reshape(sol.ys.shape[0], -1)
+    size = torch.cummax(flat.abs().amax(1), 0).values[:-1]
+    change = (flat[1:] - flat[:-1]).abs().amax(1)
+    rel = change / size.clamp(min=torch.finfo(size.dtype).tiny)
+    worst = int(torch.argmax(rel))
+    if float(rel[worst]) > 2 and float(size[worst]) > 0:
+        warnings.warn(f"parasolve.solve: step {worst} (t={float(sol.ts[worst]):.4g} -> {float(sol.ts[worst + 1]):.4g}) "
+                      f"moves the state {float(rel[worst]):.3g} times as far as its largest size so far; the grid "
+                      f"t may be far coarser than the drift's time scale. solve() returns the discrete "
+                      f"problem's answer on exactly this grid; for the ODE's solution to a tolerance use "
+                      f"parasolve.odeint(f, y0, t, rtol=..., atol=...).", UserWarning, stacklevel=3)
 
 
 def _auto_window(window, f, y0, grid, **kwargs):
