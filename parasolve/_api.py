@@ -75,21 +75,67 @@ _ODEINT_NAMES = {"dopri5", "bosh3", "adaptive_heun", "heun2", "heun3", "euler", 
 
 
 def _warn_if_coarse(sol) -> None:
-    """Warn when one step moves the state by more than twice the largest state so far (max-norm):
-    the grid is then likely far coarser than the drift's time scale (one Euler step over many
-    oscillations, an explicit step beyond its stability region) and the discrete answer far from
-    the ODE's."""
+    """Warn when the answer looks like a grid far coarser than the drift's time scale: a single
+    step that moves the state by more than twice its size, or consecutive increments that turn
+    back on themselves (an explicit step beyond its stability limit, an aliased oscillation) while
+    moving the state by more than a tenth of its size."""
     flat = sol.ys.reshape(sol.ys.shape[0], -1)
-    size = torch.cummax(flat.abs().amax(1), 0).values[:-1]
-    change = (flat[1:] - flat[:-1]).abs().amax(1)
-    rel = change / size.clamp(min=torch.finfo(size.dtype).tiny)
-    worst = int(torch.argmax(rel))
-    if float(rel[worst]) > 2 and float(size[worst]) > 0:
-        warnings.warn(f"parasolve.solve: step {worst} (t={float(sol.ts[worst]):.4g} -> {float(sol.ts[worst + 1]):.4g}) "
-                      f"moves the state {float(rel[worst]):.3g} times as far as its largest size so far; the grid "
-                      f"t may be far coarser than the drift's time scale. solve() returns the discrete "
+    inc = flat[1:] - flat[:-1]
+    size = float(flat.abs().max())
+    step = inc.abs().amax(1)
+    if inc.shape[0] == 1:
+        bad = float(step[0]) > 2 * float(flat[0].abs().max()) > 0
+        where = 0
+    else:
+        turn = (inc[1:] - inc[:-1]).abs().amax(1) / torch.maximum(step[1:], step[:-1]).clamp(min=1e-300)
+        big = torch.maximum(step[1:], step[:-1]) > 0.1 * size
+        hits = torch.nonzero((turn > 1.5) & big).reshape(-1)
+        bad, where = len(hits) > 0, int(hits[0]) if len(hits) else 0
+    if bad:
+        warnings.warn(f"parasolve.solve: near step {where} (t={float(sol.ts[where]):.4g}) the grid t looks far "
+                      f"coarser than the drift's time scale (a step moves the state by "
+                      f"{float(step[where]):.3g} at state size {size:.3g}). solve() returns the discrete "
                       f"problem's answer on exactly this grid; for the ODE's solution to a tolerance use "
                       f"parasolve.odeint(f, y0, t, rtol=..., atol=...).", UserWarning, stacklevel=3)
+
+
+def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step="euler", window=None,
+              tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True,
+              options=None, init=None, evaluator=None, **unknown) -> Solution:
+    """Solve ``dy = f(t, y) dt + g(t, y) dW`` (diagonal noise) by Euler–Maruyama, noise drawn up front.
+
+    ``noise``: standard normals of shape ``(len(t) - 1, *y0.shape)``; step ``i`` adds
+    ``g(t_i, y_i) * sqrt|h_i| * noise[i]``. Without it, they are drawn from ``generator``
+    (or torch's global generator). ``g`` returns the state's shape (or a shape that broadcasts
+    to it). Other arguments as in :func:`solve`; the result equals the sequential
+    Euler–Maruyama path with the same noise, up to the ``tol`` guarantee.
+    """
+    checks.check_unknown("solve_sde", unknown, _SOLVE_KEYWORDS | {"noise", "generator"})
+    y0 = checks.check_y0(y0)
+    grid = checks.check_grid(t, y0)
+    checks.check_choice("step", step, {"euler"})
+    if noise is not None and generator is not None:
+        raise ValueError("Pass either `noise` (the standard normals to use) or `generator` (to draw them), "
+                         "not both: with `noise` given, `generator` would be ignored.")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"`generator` must be a torch.Generator; got {type(generator).__name__}.")
+    shape = (grid.shape[0] - 1, *y0.shape)
+    if noise is None:
+        noise = draw_noise(shape, y0.dtype, y0.device, generator)
+    else:
+        noise = check_noise(noise, shape, y0.dtype, y0.device)
+    window = _auto_window(window, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
+                          method=method, options=options, init=init, evaluator=evaluator)
+    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
+                         evaluator=evaluator)
+    diffusion = BatchedDrift(g, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="g",
+                             broadcast=True, evaluator=evaluator)
+    return _run(drift, EulerMaruyama(diffusion, noise), y0, grid, method, window, tol, max_iters,
+                save, progress, throw, options, init)
+
+
+_SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
+                   "throw", "options", "init", "evaluator"}
 
 
 def _auto_window(window, f, y0, grid, **kwargs):
