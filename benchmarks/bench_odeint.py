@@ -93,13 +93,15 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="write a markdown table here")
     parser.add_argument("--window", type=int, default=None)
     parser.add_argument("--scheme", default="picard")
-    parser.add_argument("--defect-fraction", type=float, default=None)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an odeint option (a number), e.g. --option initial_steps=2048")
     parser.add_argument("--only", default=None, help="run the problems whose name contains this")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     options = {"window": args.window, "scheme": args.scheme}
-    if args.defect_fraction is not None:
-        options["defect_fraction"] = args.defect_fraction
+    for item in args.option:
+        key, value = item.split("=", 1)
+        options[key] = int(value) if value.isdigit() else float(value)
     rows = []
     for name, make in PROBLEMS.items():
         if args.only and args.only not in name:

@@ -10,9 +10,12 @@ estimate costs no extra sequential depth. Then:
   are merged (never across an output time), and the next solve starts from the last trajectory,
   Hermite-interpolated onto the new grid (``solve(init=...)``).
 
-The fixed-point tolerance is tied to the error test: each step's defect may be a fraction
-``defect_fraction`` of the smallest per-component error scale ``atol + rtol * max|y|``, so the
-fixed-point error stays below the discretisation error the test allows (docs/odeint.md).
+The fixed-point tolerance is tied to the error test: every step's defect ``x_{i+1} - x_i -
+Phi_i(x_i)``, measured in the error test's own norm, must be at most ``defect_fraction`` -- a
+defect is a local error like the truncation error, so the fixed-point error stays within what
+the test allows (docs/odeint.md). ``solve``'s scalar ``tol`` is set from the last trajectory's
+error scale; after a solve the defects are measured (no drift call) and, where one exceeds its
+share, the same grid is solved again from there with ``tol`` tightened accordingly.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         spacing = max(grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol),
                       float((t[-1] - t[0]).abs()) / settings.initial_steps)
     grid, _ = grids.uniform_grid(t, spacing, settings.max_num_steps)
-    init, y_scale, sol, best = None, y0.abs(), None, None
+    init, y_scale, sol, best, tighten = None, y0.abs(), None, None, 1.0
     while True:
         if stats.passes >= settings.max_passes:
             raise ConvergenceError(
@@ -92,11 +95,11 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         rounds, nfe = counter.rounds, counter.nfe
         try:
             sol = solve(drift, y0, grid, method=settings.scheme, step=rec, window=settings.window,
-                        tol=defect_tol(settings, rtol, atol, y_scale, n), init=init,
+                        tol=defect_tol(settings, rtol, atol, y_scale, n) * tighten, init=init,
                         options=settings.scheme_options, vectorized=True, **(settings.extra or {}))
-        except NonFiniteError as exc:  # a too-coarse grid blew up: cut every step from there on
-            ratio = torch.zeros(n, dtype=torch.float64)
-            ratio[max(exc.index - 1, 0):] = float("inf")
+        except NonFiniteError as exc:  # a too-coarse grid blew up: cut the steps where it did
+            ratio = torch.ones(n, dtype=torch.float64)  # elsewhere: no estimate, keep the steps
+            ratio[max(exc.index - 1, 0):exc.index + 1] = float("inf")
             stats.passes += 1
             stats.rejected_steps += int((~(ratio <= 1)).sum())
             stats.history.append(PassRecord(n, 0, counter.rounds - rounds, counter.nfe - nfe,
@@ -112,6 +115,13 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         stats.rejected_steps += failed
         stats.history.append(PassRecord(n, sol.stats.iterations, counter.rounds - rounds, counter.nfe - nfe,
                                         failed, float(ratio.max())))
+        y_scale = ys.abs()
+        worst = float(rec.defect_ratios(ys).max()) / settings.defect_fraction
+        if failed == 0 and worst > 1 and settings.tol is None:  # defects beyond their share: tighten
+            tighten *= 0.5 / worst
+            init = ys
+            continue
+        tighten = 1.0
         new = _next_grid(grid, ratio, t, method, settings)
         if failed == 0 and new.shape[0] - 1 > settings.coarsen * n:
             break  # every step passes and the grid is not far finer than it needs to be
@@ -120,7 +130,6 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
             if best is None or n >= best[0].shape[0] - 1:
                 best = (grid, ys, rec.f0, f1)  # the finest grid that passed: the most accurate start
         init = grids.hermite(*(best or (grid, ys, rec.f0, f1)), new)
-        y_scale = ys.abs()
         grid = new
     stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.rounds, counter.nfe, grid.shape[0] - 1
     ys = sol.ys[grids.positions(grid, t)]

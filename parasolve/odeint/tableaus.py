@@ -116,6 +116,13 @@ class ErrorEstimate(StepMap):
             err = err + (self.method.e[-1] * h) * f1
         return rms_ratio(err, self.at, self.end, self.rtol, self.atol).double().cpu(), f1
 
+    @torch.no_grad()
+    def defect_ratios(self, ys: torch.Tensor) -> torch.Tensor:
+        """Each step's fixed-point defect ``x_{i+1} - x_i - Phi_i(x_i)`` in the error test's norm
+        (after :meth:`finish`, from the records: no drift call), shape ``(N,)`` on the host."""
+        ys = ys.detach()
+        return rms_ratio(ys[1:] - self.end, self.at, ys[1:], self.rtol, self.atol).double().cpu()
+
 
 HEUN3 = register_step(ExplicitRK("heun3", [[], [1 / 3], [0.0, 2 / 3]], [1 / 4, 0.0, 3 / 4],
                                  [0.0, 1 / 3, 2 / 3], order=3))
