@@ -40,13 +40,13 @@ class Settings:
     window: int | None = None
     tol: float | None = None
     defect_fraction: float = 1.0
-    initial_steps: int = 1024
+    initial_steps: int = 2048
     first_step: float | None = None
     safety: float = 0.9
     ifactor: float = 10.0
     dfactor: float = 0.2
     max_passes: int = 30
-    coarsen: float = 0.5
+    coarsen: float = 0.0
     max_num_steps: int = 2 ** 20
     extra: dict | None = None  # keywords forwarded to solve (adjoint_params)
 
@@ -83,7 +83,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         spacing = max(grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol),
                       float((t[-1] - t[0]).abs()) / settings.initial_steps)
     grid, _ = grids.uniform_grid(t, spacing, settings.max_num_steps)
-    init, y_scale, sol, best, tighten = None, y0.abs(), None, None, 1.0
+    init, y_scale, sol, best, tighten = None, torch.zeros_like(y0), None, None, 1.0
     while True:
         if stats.passes >= settings.max_passes:
             raise ConvergenceError(
