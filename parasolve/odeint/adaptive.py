@@ -40,6 +40,7 @@ class Settings:
     window: int | None = None
     tol: float | None = None
     defect_fraction: float = 1.0
+    ratio_guess: float = 0.01
     initial_steps: int = 2048
     first_step: float | None = None
     safety: float = 0.9
@@ -63,15 +64,30 @@ class CountingEvaluator:
         return self.inner(fn, t, y)
 
 
-def defect_tol(settings: Settings, rtol, atol, y_scale: torch.Tensor, n_steps: int) -> float:
-    """``solve``'s ``tol``: ``defect_fraction * min(atol + rtol * |y|)`` per step on average, the
-    minimum over the components and the last trajectory ``y_scale`` (``|y0|`` at first)."""
+def min_scale(rtol, atol, y_scale: torch.Tensor) -> float:
+    """The smallest error scale ``atol + rtol * |y|`` over the components and the trajectory."""
+    return float((atol + rtol * y_scale).min())
+
+
+def roundoff_floor(y_scale: torch.Tensor, n_steps: int) -> float:
+    """Defect sums below this are round-off: ``16 eps max|y|`` per step."""
+    return 16 * torch.finfo(y_scale.dtype).eps * max(1.0, float(y_scale.max())) * n_steps
+
+
+def defect_budget(settings: Settings, est_size: torch.Tensor, scale: float, y_scale, n_steps: int) -> float:
+    """What the accepted defects may sum to: ``defect_fraction`` times the sum of the steps'
+    error estimates plus one step's error scale -- the fixed-point error then stays within the
+    bound the discretisation error obeys (docs/odeint.md)."""
+    return max(settings.defect_fraction * (float(est_size.sum()) + scale), roundoff_floor(y_scale, n_steps))
+
+
+def first_tol(settings: Settings, scale: float, y_scale, n_steps: int) -> float:
+    """``solve``'s ``tol`` before any estimate exists: a guess (estimates at 1% of the scale,
+    ``ratio_guess``), checked against :func:`defect_budget` after the solve."""
     if settings.tol is not None:
         return settings.tol
-    scale = float((atol + rtol * y_scale).min())
-    eps = torch.finfo(y_scale.dtype).eps if y_scale.is_floating_point() else 2.0 ** -52
-    floor = 16 * eps * max(1.0, float(y_scale.max()))
-    return max(settings.defect_fraction * scale, floor) * n_steps
+    guess = settings.defect_fraction * scale * (1 + settings.ratio_guess * n_steps)
+    return max(guess, roundoff_floor(y_scale, n_steps))
 
 
 def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK, rtol, atol,
@@ -83,7 +99,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         spacing = max(grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol),
                       float((t[-1] - t[0]).abs()) / settings.initial_steps)
     grid, _ = grids.uniform_grid(t, spacing, settings.max_num_steps)
-    init, y_scale, sol, best, tighten = None, torch.zeros_like(y0), None, None, 1.0
+    init, y_scale, sol, best, tol_next = None, torch.zeros_like(y0), None, None, None
     while True:
         if stats.passes >= settings.max_passes:
             raise ConvergenceError(
@@ -95,7 +111,8 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         rounds, nfe = counter.rounds, counter.nfe
         try:
             sol = solve(drift, y0, grid, method=settings.scheme, step=rec, window=settings.window,
-                        tol=defect_tol(settings, rtol, atol, y_scale, n) * tighten, init=init,
+                        tol=tol_next or first_tol(settings, min_scale(rtol, atol, y_scale), y_scale, n),
+                        init=init,
                         options=settings.scheme_options, vectorized=True, **(settings.extra or {}))
         except NonFiniteError as exc:  # a too-coarse grid blew up: cut the steps where it did
             ratio = torch.ones(n, dtype=torch.float64)  # elsewhere: no estimate, keep the steps
@@ -108,7 +125,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
             init = None
             continue
         ys = sol.ys.detach()
-        ratio, f1 = rec.finish(drift, grid, ys)
+        ratio, size, f1 = rec.finish(drift, grid, ys)
         failed = int((~(ratio <= 1)).sum())
         stats.passes += 1
         stats.sweeps += sol.stats.iterations
@@ -116,12 +133,12 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         stats.history.append(PassRecord(n, sol.stats.iterations, counter.rounds - rounds, counter.nfe - nfe,
                                         failed, float(ratio.max())))
         y_scale = ys.abs()
-        worst = float(rec.defect_ratios(ys).max()) / settings.defect_fraction
-        if failed == 0 and worst > 1 and settings.tol is None:  # defects beyond their share: tighten
-            tighten *= 0.5 / worst
+        budget = defect_budget(settings, size, min_scale(rtol, atol, y_scale), y_scale, n)
+        if failed == 0 and sol.stats.defect_sum > budget and settings.tol is None:
+            tol_next = 0.5 * budget  # defects beyond the error estimates' sum: tighten, same grid
             init = ys
             continue
-        tighten = 1.0
+        tol_next = None
         new = _next_grid(grid, ratio, t, method, settings)
         if failed == 0 and new.shape[0] - 1 > settings.coarsen * n:
             break  # every step passes and the grid is not far finer than it needs to be

@@ -11,7 +11,7 @@ from .._api import solve
 from ..drift import BatchedDrift, local_evaluator
 from ..steps import STEPS
 from . import grids
-from .adaptive import CountingEvaluator, Settings, defect_tol, solve_adaptive
+from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
 from .tableaus import EMBEDDED
 
@@ -20,7 +20,7 @@ FIXED = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "heun3": "he
 METHODS = sorted(EMBEDDED) + sorted(FIXED)
 
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator"}
-_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "defect_fraction", "coarsen",
+_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "defect_fraction", "coarsen", "ratio_guess",
              "initial_steps"}
 _FIXED = {"step_size", "grid_points", "grid_constructor", "interp"}
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
@@ -95,7 +95,8 @@ def _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings, fixed) -> 
     grid = _step_grid(drift, y0, t, fixed)
     n = grid.shape[0] - 1
     sol = solve(drift, y0, grid, method=settings.scheme, step=FIXED[method], window=settings.window,
-                tol=defect_tol(settings, rtol, atol, y0.abs(), n), options=settings.scheme_options,
+                tol=first_tol(settings, min_scale(rtol, atol, y0.abs()), y0.abs(), n),
+                options=settings.scheme_options,
                 vectorized=True, **(settings.extra or {}))
     ys = _interpolate(drift, grid, sol.ys, t, fixed.get("interp", "linear"))
     stats = OdeintStats(sweeps=sol.stats.iterations, drift_rounds=counter.rounds, nfe=counter.nfe,

@@ -104,7 +104,8 @@ class ErrorEstimate(StepMap):
 
     @torch.no_grad()
     def finish(self, drift, t: torch.Tensor, ys: torch.Tensor):
-        """Error ratios ``(N,)`` (on the host) and end slopes ``f1`` of the solution ``ys`` on ``t``."""
+        """Error ratios ``(N,)`` and the estimates' max-abs sizes ``(N,)`` (both on the host), and
+        the end slopes ``f1``, of the solution ``ys`` on ``t``."""
         ys = ys.detach()
         stale = torch.nonzero(~(self.at == ys[:-1]).reshape(self.at.shape[0], -1).all(1)).reshape(-1)
         if len(stale):
@@ -114,14 +115,8 @@ class ErrorEstimate(StepMap):
         if len(self.method.e) > len(self.method.b):
             h = (t[1:] - t[:-1]).reshape(-1, *([1] * (ys.dim() - 1)))
             err = err + (self.method.e[-1] * h) * f1
-        return rms_ratio(err, self.at, self.end, self.rtol, self.atol).double().cpu(), f1
-
-    @torch.no_grad()
-    def defect_ratios(self, ys: torch.Tensor) -> torch.Tensor:
-        """Each step's fixed-point defect ``x_{i+1} - x_i - Phi_i(x_i)`` in the error test's norm
-        (after :meth:`finish`, from the records: no drift call), shape ``(N,)`` on the host."""
-        ys = ys.detach()
-        return rms_ratio(ys[1:] - self.end, self.at, ys[1:], self.rtol, self.atol).double().cpu()
+        size = err.reshape(err.shape[0], -1).abs().amax(1).double().cpu()
+        return rms_ratio(err, self.at, self.end, self.rtol, self.atol).double().cpu(), size, f1
 
 
 HEUN3 = register_step(ExplicitRK("heun3", [[], [1 / 3], [0.0, 2 / 3]], [1 / 4, 0.0, 3 / 4],
