@@ -106,9 +106,9 @@ def test_every_final_step_passes_torchdiffeqs_own_error_test(method):
 @given(pt.drifts(dim=st.integers(1, 3), max_lipschitz=2.0), st.floats(0.5, 2.0), st.sampled_from([1e-4, 1e-6, 1e-8]),
        st.booleans(), st.integers(0, 2 ** 31 - 1))
 def test_random_smooth_drifts_stay_within_the_tolerance_promise(f, span, rtol, reverse, seed):
-    """Every step's local error estimate is <= atol + rtol |y| and its defect no larger, so the
-    global error is at most S * sum of twice those (S = e^{L T}); and it stays within a small
-    factor of torchdiffeq's on the same problem."""
+    """Every step's local error estimate is <= atol + rtol |y| and the defects sum to at most the
+    estimates' sum plus one step's scale, so the global error is at most S * (N + 1) scales
+    (S = e^{L T}); sharper, it is within 10x torchdiffeq's error plus S times the one-step floor."""
     y0 = torch.randn(f.dim, dtype=D, generator=torch.Generator().manual_seed(seed))
     t = torch.linspace(0.0, span, 5, dtype=D)
     t = t.flip(0) if reverse else t
@@ -120,7 +120,8 @@ def test_random_smooth_drifts_stay_within_the_tolerance_promise(f, span, rtol, r
     promise = math.exp(f.lipschitz * span) * res.stats.accepted_steps * 2 * float(scale) * math.sqrt(f.dim)
     assert error(res.ys, ref) <= promise
     theirs = torchdiffeq.odeint(f, y0, t, rtol=rtol, atol=atol)
-    assert error(res.ys, ref) <= 10 * error(theirs, ref) + 1e-3 * float(scale)
+    floor = math.exp(f.lipschitz * span) * float(scale)
+    assert error(res.ys, ref) <= 10 * error(theirs, ref) + floor
 
 
 @pytest.mark.parametrize("scheme", ["sequential", "anderson", "newton"])
