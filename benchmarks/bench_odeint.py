@@ -131,11 +131,22 @@ def main(argv=None):
     return rows
 
 
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def write_markdown(rows, args, path):
-    cpu = platform.processor() or platform.machine()
-    lines = [f"Machine: {cpu}, torch {torch.__version__}, 1 thread. Command: `PYTHONPATH=. python "
-             f"benchmarks/bench_odeint.py{' --quick' if args.quick else ''}` (scheme {args.scheme}, "
-             f"window {args.window or 'all'}).", "",
+    flags = " ".join(["--quick"] * args.quick + [f"--scheme {args.scheme}"] * (args.scheme != "picard")
+                     + [f"--window {args.window}"] * (args.window is not None) + [f"--option {o}" for o in args.option])
+    lines = [f"Machine: {cpu_name()} ({torch.get_num_threads()} torch thread), torch {torch.__version__}. "
+             f"Command: `PYTHONPATH=. python benchmarks/bench_odeint.py {flags}`.", "",
              "| problem | rtol | torchdiffeq error | parasolve error | torchdiffeq steps | parasolve steps | passes | "
              "sweeps | torchdiffeq rounds | parasolve rounds | rounds ratio | parasolve nfe | torchdiffeq wall | "
              "parasolve wall |",

@@ -8,10 +8,11 @@ from pathlib import Path
 
 #: (module, names); ``None`` takes the module's ``__all__``.
 SECTIONS = [
-    ("parasolve", ["solve", "solve_sde", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
+    ("parasolve", ["solve", "solve_sde", "odeint", "odeint_adjoint", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
                    "NonFiniteError", "Scheme", "register_scheme", "StepMap", "register_step"]),
     ("parasolve.schemes", ["WindowedScheme", "SafeguardedScheme", "Picard", "Sequential", "Parareal", "Anderson", "Newton"]),
     ("parasolve.steps", ["ExplicitRK", "AdamsBashforth2"]),
+    ("parasolve.odeint", ["OdeintResult", "OdeintStats", "PassRecord", "EmbeddedRK", "ErrorEstimate"]),
     ("parasolve.problems", ["ODEProblem", "SDEProblem", "linear", "harmonic", "logistic", "gaussian_decay",
                             "van_der_pol", "ornstein_uhlenbeck", "all_ode_problems"]),
     ("parasolve.diffusion", None),
