@@ -98,8 +98,10 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
     if spacing is None:
         spacing = max(grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol),
                       float((t[-1] - t[0]).abs()) / settings.initial_steps)
-    grid, _ = grids.uniform_grid(t, spacing, settings.max_num_steps)
-    init, y_scale, sol, best, tol_next = None, torch.zeros_like(y0), None, None, None
+    grid = grids.uniform_grid(t, spacing, settings.max_num_steps)
+    # Before any trajectory is known, the smallest error scale is atol's (|y0|'s when atol is 0).
+    y_scale = torch.zeros_like(y0) if float(atol.min()) > 0 else y0.abs()
+    init, sol, best, tol_next = None, None, None, None
     while True:
         if stats.passes >= settings.max_passes:
             raise ConvergenceError(
@@ -112,8 +114,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         try:
             sol = solve(drift, y0, grid, method=settings.scheme, step=rec, window=settings.window,
                         tol=tol_next or first_tol(settings, min_scale(rtol, atol, y_scale), y_scale, n),
-                        init=init,
-                        options=settings.scheme_options, vectorized=True, **(settings.extra or {}))
+                        init=init, options=settings.scheme_options, vectorized=True, **(settings.extra or {}))
         except NonFiniteError as exc:  # a too-coarse grid blew up: cut the steps where it did
             ratio = torch.ones(n, dtype=torch.float64)  # elsewhere: no estimate, keep the steps
             ratio[max(exc.index - 1, 0):exc.index + 1] = float("inf")

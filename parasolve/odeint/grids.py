@@ -32,11 +32,9 @@ def _scaled_rms(x, y0, rtol, atol) -> torch.Tensor:
     return (x / (atol + rtol * y0.abs())).abs().pow(2).mean().sqrt()
 
 
-def uniform_grid(t: torch.Tensor, spacing: float, max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``t`` with every interval cut into equal steps of length at most ``spacing``.
-
-    Returns the grid and the grid indices of the output times ``t``.
-    """
+def uniform_grid(t: torch.Tensor, spacing: float, max_steps: int) -> torch.Tensor:
+    """``t`` with every interval cut into equal steps of length at most ``spacing`` (at most
+    ``max_steps`` steps in all, spread in proportion to the intervals)."""
     gaps = (t[1:] - t[:-1]).abs().double().cpu()
     pieces = torch.clamp(torch.ceil(gaps / spacing), min=1).long()
     if int(pieces.sum()) > max_steps:
@@ -44,9 +42,8 @@ def uniform_grid(t: torch.Tensor, spacing: float, max_steps: int) -> tuple[torch
     return split(t, pieces)
 
 
-def split(grid: torch.Tensor, pieces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut step ``i`` of ``grid`` into ``pieces[i]`` equal steps; returns the new grid and the new
-    indices of the old grid points."""
+def split(grid: torch.Tensor, pieces: torch.Tensor) -> torch.Tensor:
+    """Cut step ``i`` of ``grid`` into ``pieces[i]`` equal steps; old points are kept bit for bit."""
     starts = torch.repeat_interleave(grid[:-1], pieces)
     h = torch.repeat_interleave(grid[1:] - grid[:-1], pieces)
     n = torch.repeat_interleave(pieces, pieces).to(grid.dtype)
@@ -54,7 +51,7 @@ def split(grid: torch.Tensor, pieces: torch.Tensor) -> tuple[torch.Tensor, torch
     new = torch.cat([starts + h * (offsets.to(grid.dtype) / n), grid[-1:]])
     old_at = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(pieces, 0)])
     new[old_at] = grid  # old points exactly, not recomputed
-    return new, old_at
+    return new
 
 
 def targets(grid: torch.Tensor, ratio: torch.Tensor, order: int, safety: float, ifactor: float,
@@ -96,8 +93,7 @@ def adapt(grid: torch.Tensor, ratio: torch.Tensor, keep: torch.Tensor, order: in
             drop[j] = True
             j += 1
         i = j
-    new, _ = split(grid[~drop], pieces[~drop[:-1]])
-    return new
+    return split(grid[~drop], pieces[~drop[:-1]])
 
 
 def positions(grid: torch.Tensor, times: torch.Tensor) -> torch.Tensor:

@@ -17,11 +17,7 @@ from typing import Sequence
 
 import torch
 
-from ..steps import ExplicitRK, StepMap, register_step
-
-
-def _bshape(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return h.reshape(h.shape[0], *([1] * (y.dim() - 1)))
+from ..steps import ExplicitRK, StepMap, _bshape, register_step
 
 
 def rms_ratio(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol, atol) -> torch.Tensor:
@@ -39,13 +35,10 @@ class EmbeddedRK(StepMap):
     step-size controller's exponent ``1/order`` (as torchdiffeq uses them).
     """
 
-    error_stages: int
-
     def __init__(self, name: str, a: Sequence[Sequence[float]], b: Sequence[float], e: Sequence[float],
                  c: Sequence[float], order: int):
         self.name, self.a, self.b, self.e, self.c, self.order = name, a, b, e, c, order
         self.stages = len(b)
-        self.error_stages = len(e)
 
     def stage_values(self, drift, t, idx, y, count: int):
         """The first ``count`` stages ``k_s`` (one batched drift round each) and the step lengths."""
@@ -82,8 +75,6 @@ class ErrorEstimate(StepMap):
     :meth:`finish` re-measures any that do not (e.g. under another scheme). The error ratio is
     torchdiffeq's: ``RMS(err / (atol + rtol * max(|y_i|, |y_i + Phi_i|)))``, a pass when <= 1.
     """
-
-    multistep = False
 
     def __init__(self, method: EmbeddedRK, rtol, atol, n_steps: int, like: torch.Tensor):
         self.method, self.rtol, self.atol = method, rtol, atol
