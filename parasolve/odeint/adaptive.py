@@ -20,6 +20,7 @@ share, the same grid is solved again from there with ``tol`` tightened according
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -96,8 +97,8 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
     stats = OdeintStats()
     spacing = settings.first_step
     if spacing is None:
-        spacing = max(grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol),
-                      float((t[-1] - t[0]).abs()) / settings.initial_steps)
+        h0 = grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol)
+        spacing = max(h0 if math.isfinite(h0) else 0.0, float((t[-1] - t[0]).abs()) / settings.initial_steps)
     grid = grids.uniform_grid(t, spacing, settings.max_num_steps)
     # Before any trajectory is known, the smallest error scale is atol's (|y0|'s when atol is 0).
     y_scale = torch.zeros_like(y0) if float(atol.min()) > 0 else y0.abs()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 
+@torch.no_grad()
 def initial_step(drift, t0, y0, direction: float, order: int, rtol, atol) -> float:
     """Hairer, Nørsett & Wanner's starting step (Solving ODEs I, II.4), as torchdiffeq picks it.
 
