@@ -235,6 +235,7 @@ def test_error_estimate_map_declares_its_rounds():
     ({"options": {"windw": 4}}, TypeError, "windw"),
     ({"options": [1]}, TypeError, "`options`"),
     ({"options": {"safety": 2.0}}, ValueError, "safety"),
+    ({"options": {"scheme": "rk4"}}, ValueError, "options['scheme']"),
     ({"method": "euler", "options": {"step_size": 0.1, "grid_points": torch.zeros(2)}}, ValueError, "exclusive"),
     ({"method": "euler", "options": {"grid_points": torch.tensor([0.0, 0.5])}}, ValueError, "end at"),
     ({"method": "euler", "options": {"interp": "quadratic"}}, ValueError, "interp"),

@@ -9,7 +9,7 @@ import torch
 from .. import _checks as checks
 from .._api import solve
 from ..drift import BatchedDrift, local_evaluator
-from ..steps import STEPS
+from ..schemes import SCHEMES
 from . import grids
 from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
@@ -19,9 +19,8 @@ from .tableaus import EMBEDDED
 FIXED = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "heun3": "heun3", "rk4": "rk38"}
 METHODS = sorted(EMBEDDED) + sorted(FIXED)
 
-_PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator"}
-_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "defect_fraction", "coarsen", "ratio_guess",
-             "initial_steps"}
+_PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
+_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps"}
 _FIXED = {"step_size", "grid_points", "grid_constructor", "interp"}
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
           "explicit_adams": None, "implicit_adams": None, "fixed_adams": None, "scipy_solver": None}
@@ -189,13 +188,18 @@ def _check_options(options, method: str) -> dict:
         options["ifactor"] = _positive("ifactor", options["ifactor"])
         if options["ifactor"] < 1:
             raise ValueError(f"options['ifactor'] must be >= 1; got {options['ifactor']}.")
-    if "defect_fraction" in options:
-        options["defect_fraction"] = _positive("defect_fraction", options["defect_fraction"])
+    for key in ("defect_fraction", "ratio_guess", "coarsen"):
+        if key in options:
+            options[key] = _positive(key, options[key], allow_zero=key == "coarsen")
     for key in ("max_passes", "max_num_steps", "initial_steps"):
         if key in options:
             options[key] = checks.check_positive_int(f"options[{key!r}]", options[key])
     if "window" in options and options["window"] is not None:
         options["window"] = checks.check_positive_int("options['window']", options["window"])
+    scheme = options.get("scheme", "picard")
+    if isinstance(scheme, str) and scheme not in SCHEMES:
+        raise ValueError(f"options['scheme'] must be one of {sorted(SCHEMES)} (or a parasolve Scheme); "
+                         f"got {scheme!r}.")
     if "scheme_options" in options and not isinstance(options["scheme_options"], (dict, type(None))):
         raise TypeError(f"options['scheme_options'] must be a dict; got {type(options['scheme_options']).__name__}.")
     if "interp" in options and options["interp"] not in ("linear", "cubic"):
