@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from ..steps import ExplicitRK, StepMap, _bshape, register_step
+from ..steps import ExplicitRK, Increments, StepMap, _bshape, register_step
 
 
 def rms_ratio(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol, atol) -> torch.Tensor:
@@ -60,7 +60,7 @@ class EmbeddedRK(StepMap):
 
     def increments(self, drift, t, idx, y, prev=None):
         ks, hb = self.stage_values(drift, t, idx, y, self.stages)
-        return hb * sum(bj * k for bj, k in zip(self.b, ks) if bj), ks[0]
+        return Increments(hb * sum(bj * k for bj, k in zip(self.b, ks) if bj))
 
 
 class ErrorEstimate(StepMap):
@@ -91,7 +91,7 @@ class ErrorEstimate(StepMap):
         with torch.no_grad():
             self.at[idx], self.f0[idx], self.end[idx] = y.detach(), ks[0].detach(), (y + inc).detach()
             self.partial[idx] = (hb * sum(ej * k for ej, k in zip(m.e, ks) if ej)).detach()
-        return inc, ks[0]
+        return Increments(inc)
 
     @torch.no_grad()
     def finish(self, drift, t: torch.Tensor, ys: torch.Tensor):
