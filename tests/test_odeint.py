@@ -280,3 +280,17 @@ def test_solve_warns_about_a_grid_far_coarser_than_the_drift():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         parasolve.solve(pendulum, y0, torch.linspace(0.0, 20.0, 2001, dtype=D), window=200, step="rk4")
+
+
+def test_benchmark_script_runs_and_writes_its_table(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_odeint.py"
+    spec = importlib.util.spec_from_file_location("bench_odeint", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "table.md"
+    rows = bench.main(["--quick", "--only", "MLP", "--out", str(out)])
+    assert len(rows) == 1 and rows[0]["ps_err"] <= 3 * rows[0]["td_err"]
+    assert "| MLP neural ODE | 1e-05 |" in out.read_text()
