@@ -265,6 +265,31 @@ def test_odeint_adjoint_without_params_is_odeint():
     assert torch.equal(parasolve.odeint_adjoint(f, y0, t, rtol=1e-6), parasolve.odeint(f, y0, t, rtol=1e-6))
 
 
+class _Decay(torch.nn.Module):
+    """``dy/dt = a y``: ``y(T) = y0 exp(a T)``, so ``dy(T)/da = T y(T)`` and ``dy(T)/dy0 = exp(a T)``."""
+
+    def __init__(self, a: float):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(a, dtype=D))
+
+    def forward(self, t, y):
+        return self.a * y
+
+
+@pytest.mark.parametrize("name", ["odeint", "odeint_adjoint"])
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_gradients_through_odeint_match_the_exact_solution(name, method):
+    f, a, T = _Decay(-0.7), -0.7, 2.0
+    y0 = torch.tensor([1.3, -0.4], dtype=D, requires_grad=True)
+    t = torch.tensor([0.0, 0.5, T], dtype=D)
+    options = {"step_size": 1e-3} if method == "rk4" else None
+    ys = getattr(parasolve, name)(f, y0, t, rtol=1e-9, atol=1e-10, method=method, options=options)
+    ys[-1].sum().backward()
+    exact_y0 = math.exp(a * T)
+    assert y0.grad == pytest.approx(torch.full((2,), exact_y0, dtype=D), rel=1e-7)
+    assert float(f.a.grad) == pytest.approx(T * exact_y0 * float(y0.detach().sum()), rel=1e-7)
+
+
 def test_solve_points_a_step_name_passed_as_method_to_step_or_odeint():
     with pytest.raises(ValueError) as info:
         parasolve.solve(vdp, torch.tensor([2.0, 0.0], dtype=D), torch.linspace(0, 1, 5, dtype=D), method="rk4")

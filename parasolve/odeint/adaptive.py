@@ -101,7 +101,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         spacing = max(h0 if math.isfinite(h0) else 0.0, float((t[-1] - t[0]).abs()) / settings.initial_steps)
     grid = grids.uniform_grid(t, spacing, settings.max_num_steps)
     # Before any trajectory is known, the smallest error scale is atol's (|y0|'s when atol is 0).
-    y_scale = torch.zeros_like(y0) if float(atol.min()) > 0 else y0.abs()
+    y_scale = torch.zeros_like(y0) if float(atol.min()) > 0 else y0.detach().abs()
     init, sol, best, tol_next = None, None, None, None
     while True:
         if stats.passes >= settings.max_passes:
@@ -134,7 +134,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         stats.rejected_steps += failed
         stats.history.append(PassRecord(n, sol.stats.iterations, counter.rounds - rounds, counter.nfe - nfe,
                                         failed, float(ratio.max())))
-        y_scale = ys.abs()
+        y_scale = ys.detach().abs()
         budget = defect_budget(settings, size, min_scale(rtol, atol, y_scale), y_scale, n)
         if failed == 0 and sol.stats.defect_sum > budget and settings.tol is None:
             tol_next = 0.5 * budget  # defects beyond the error estimates' sum: tighten, same grid

@@ -50,8 +50,12 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
             (``scheme``, ``scheme_options``, ``window``, ``tol``, ``defect_fraction``,
             ``max_passes``, ``max_num_steps``, ``vectorized``, ``evaluator``).
         full_output: return an :class:`OdeintResult` (answer, final grid, stats) instead of the tensor.
+
+    With grad mode on, the answer is differentiable w.r.t. ``y0``, ``t`` and the parameters of an
+    ``nn.Module`` ``func`` by the discrete adjoint of the final grid's solve (docs/gradients.md), as
+    with :func:`odeint_adjoint`; no graph of the sweeps is kept.
     """
-    return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint", {})
+    return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint", _module_params(func))
 
 
 def odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *,
@@ -59,10 +63,14 @@ def odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=N
     """:func:`odeint` with torchdiffeq's ``odeint_adjoint`` signature: ``adjoint_params`` (the
     tensors to differentiate, default ``func.parameters()`` for a module) are forwarded to
     ``parasolve.solve(..., adjoint_params=...)`` on every solve, whose gradients the answer carries."""
-    if adjoint_params is None and isinstance(func, torch.nn.Module):
-        adjoint_params = tuple(func.parameters())
-    extra = {} if adjoint_params is None else {"adjoint_params": tuple(adjoint_params)}
+    extra = _module_params(func) if adjoint_params is None else {"adjoint_params": tuple(adjoint_params)}
     return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint_adjoint", extra)
+
+
+def _module_params(func) -> dict:
+    """``solve``'s ``adjoint_params`` for ``func``: its parameters if it is an ``nn.Module`` (the
+    solve only sees the batched wrapper around it)."""
+    return {"adjoint_params": tuple(func.parameters())} if isinstance(func, torch.nn.Module) else {}
 
 
 def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name, extra):
@@ -94,7 +102,7 @@ def _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings, fixed) -> 
     grid = _step_grid(drift, y0, t, fixed)
     n = grid.shape[0] - 1
     sol = solve(drift, y0, grid, method=settings.scheme, step=FIXED[method], window=settings.window,
-                tol=first_tol(settings, min_scale(rtol, atol, y0.abs()), y0.abs(), n),
+                tol=first_tol(settings, min_scale(rtol, atol, y0.detach().abs()), y0.detach().abs(), n),
                 options=settings.scheme_options,
                 vectorized=True, **(settings.extra or {}))
     ys = _interpolate(drift, grid, sol.ys, t, fixed.get("interp", "linear"))
