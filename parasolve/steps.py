@@ -61,6 +61,13 @@ class StepMap:
         default: no such structure). Newton's ``prior="step"`` uses them where it has no secant."""
         return None
 
+    def gains(self):
+        """Per-step estimates ``g_i`` of ``||d(x + Phi_i(x))/dx||`` (host array ``(N,)``, or
+        ``(K, N)``: one row per model of the drift, the worst counting), or ``None`` (the
+        default: unknown). The stop rule (:mod:`parasolve.stop_rule`) divides each step's share
+        of ``tol`` by the product of the later steps' gains."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 

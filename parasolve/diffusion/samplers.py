@@ -49,6 +49,9 @@ DEFAULTS: dict[str, dict] = {
 }
 DEFAULTS["sde-dpmsolver++"] = DEFAULTS["dpmsolver++"]
 SAMPLERS = tuple(DEFAULTS)
+#: Data standard deviations (relative to the data range) of the Gaussian models behind
+#: :meth:`DiffusionStep.gains`.
+DATA_STDS = np.geomspace(1e-3, 1.0, 31)
 _ALIASES = {"dpm-solver++": "dpmsolver++", "dpm": "dpmsolver++", "sde-dpm-solver++": "sde-dpmsolver++"}
 # Settings of which only some values can be reproduced (None: DDPM's own fixed_small; DPM-Solver's default).
 _SUPPORTED = {"variance_type": (None, "fixed_small", "fixed_small_log", "fixed_large"),
@@ -106,6 +109,23 @@ class DiffusionStep(StepMap):
         where the step uses ``eps = (x - a x0) / s`` (exact when ``x0`` does not depend on ``x``)."""
         d = self._dev
         return d["A"] - 1 + (d["E"] / d["s"] if self.uses_eps else 0)
+
+    def gains(self):
+        """The error recursion of the steps on Gaussian data ``N(mu, sigma^2)`` per direction
+        (exact there): ``x0 = mu + k (x - a mu)`` with ``k = a sigma^2 / (a^2 sigma^2 + s^2)``, so
+        ``e_{j+1} = (A + B k + E (1 - a k) / s + C k) e_j - C k_{j-1} e_{j-1}``. One row per ``sigma`` in ``DATA_STDS`` times the data range (the clip
+        range, else 1): data in ``[-R, R]`` has ``sigma <= R``. See docs/tolerance.md for how
+        far a trained model's gains are from this model's."""
+        tb = {k: np.asarray(v, dtype=np.float64) for k, v in self.tables.items()}
+        reach = float(self.settings.get("clip_sample_range", 1.0)) if self.settings.get("clip_sample") else 1.0
+        sig = (reach * DATA_STDS)[:, None]
+        a, s = tb["a"][None], tb["s"][None]
+        k = a * sig ** 2 / (a ** 2 * sig ** 2 + s ** 2)
+        p = tb["A"] + tb["B"] * k + (tb["E"] * (1 - a * k) / s if self.uses_eps else 0) + tb["C"] * k
+        if not self.multistep:
+            return p
+        k_prev = np.concatenate([np.zeros_like(k[:, :1]), k[:, :-1]], axis=1)
+        return p, -tb["C"] * k_prev
 
     def increments(self, drift, t, idx, y, prev=None):
         out = drift(t[idx], y)

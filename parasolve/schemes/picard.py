@@ -25,12 +25,6 @@ from ..solution import Stats, Status, SweepRecord
 from .base import Scheme, per_step, register_scheme
 
 
-def leading_accepted(defects: torch.Tensor, thresholds: torch.Tensor) -> int:
-    """Number of leading steps whose defect is within its threshold (NaN never is)."""
-    ok = defects <= thresholds
-    return int(ok.long().cumprod(0).sum())
-
-
 def _restart_after_blowup(rest: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
     """Reset iterate slots from the first non-finite one on to the anchor state (no host sync).
 
@@ -79,7 +73,6 @@ class WindowedScheme(Scheme):
 
     def run(self, problem: Problem):
         n, p = problem.n_steps, min(problem.window, problem.n_steps)
-        thr = problem.thresholds()
         steps = (problem.t[1:] - problem.t[:-1]).abs().double().cpu()
         keep_all = problem.save == "all"
         out = torch.empty((n + 1, *problem.y0.shape), dtype=problem.y0.dtype,
@@ -96,12 +89,12 @@ class WindowedScheme(Scheme):
                 inc, first = problem.increments(b, ys[:w], prev)
                 defect = per_step(ys[1:w + 1] - ys[:w] - inc).abs().amax(1)
                 size = per_step(inc).abs().amax(1)
-                defect_host, size_host = torch.stack([defect, size]).detach().cpu()  # the one host sync
+                scale = per_step(ys[1:w + 1]).abs().amax(1) + size  # for the floating-point floor
+                defect_host, size_host, scale_host = torch.stack([defect, size, scale]).detach().cpu()  # the one host sync
                 stats.iterations += 1
-                m = leading_accepted(defect_host, thr[b:b + w])
+                m = problem.accept(b, defect_host, scale_host, stats)
                 if m < w and not torch.isfinite(defect_host[m]):
                     raise problem.non_finite(b + m)
-                stats.defect_sum += float(defect_host[:m].sum())
                 # Freeze slots 1..m as measured; step b+m (if any) is exact from the frozen x_{b+m}.
                 shift = m + 1 if m < w else w
                 anchor = ys[m] + inc[m] if m < w else ys[w]
