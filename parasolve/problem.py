@@ -37,6 +37,7 @@ class Problem:
     save: str = "all"
     progress: bool = False
     init: torch.Tensor | None = None
+    predict_new: bool = False
     _gain: torch.Tensor | None = field(default=None, init=False, repr=False)
     _cum: torch.Tensor | None = field(default=None, init=False, repr=False)
 
@@ -61,12 +62,12 @@ class Problem:
 
         A step is accepted when the weighted defects accepted so far, its own included, stay
         within the shares of ``tol`` of the steps up to it (:func:`parasolve.stop_rule.within_budget`),
-        or when its defect is at the floor."""
+        or when its defect is at the floor (none at ``tol=0``, the request for exact steps)."""
         window = slice(start, start + len(defects))
         weights = self.amplification()[window]
         budget = self.tol * self._cum_shares()[window]
-        m = stop_rule.within_budget(defects, weights, budget, stats.weighted_defect_sum,
-                                    stop_rule.floor(scale, self.y0.dtype))
+        floor = stop_rule.floor(scale, self.y0.dtype) if self.tol > 0 else torch.zeros_like(budget)
+        m = stop_rule.within_budget(defects, weights, budget, stats.weighted_defect_sum, floor)
         accepted = defects[:m].double()
         stats.defect_sum += float(accepted.sum())
         stats.weighted_defect_sum += float((accepted * weights[:m]).sum())
@@ -82,10 +83,15 @@ class Problem:
         idx = torch.arange(start, start + ys.shape[0], device=self.t.device)
         return self.step.increments(self.drift, self.t, idx, ys, prev)
 
-    def guess(self, start: int, count: int, last: torch.Tensor) -> torch.Tensor:
-        """Initial guess for states ``start .. start+count-1``: ``init`` if given, else ``last`` repeated."""
+    def guess(self, start: int, count: int, last: torch.Tensor, first=None) -> torch.Tensor:
+        """Initial guess for states ``start .. start+count-1`` (``last``: the state before them):
+        ``init`` if given; else the step map's ``predict`` from ``last`` and ``first`` (its
+        latest first-stage output, e.g. the clean-sample prediction) where it has one and
+        ``predict_new`` is on; else ``last`` repeated."""
         if self.init is not None:
             return self.init[start:start + count]
+        if self.predict_new and first is not None and hasattr(self.step, "predict"):
+            return self.step.predict(start, count, last, first)
         return last.expand(count, *last.shape)
 
     def progress_bar(self, desc: str):

@@ -35,13 +35,16 @@ from .schedules import timesteps as spaced_timesteps
 
 _THRESHOLDING = dict(thresholding=False, dynamic_thresholding_ratio=0.995, sample_max_value=1.0)
 _CLIPPING = dict(clip_sample=True, clip_sample_range=1.0)
+#: ``data_std``: the data's largest standard deviation along any direction (the square root of
+#: its covariance's top eigenvalue), if known; the stop rule's gain model needs it.
+_DATA = dict(data_std=None)
 #: Settings each sampler reads, with the defaults of its diffusers scheduler.
 DEFAULTS: dict[str, dict] = {
-    "ddpm": dict(timestep_spacing="leading", steps_offset=0, **_CLIPPING, **_THRESHOLDING,
+    "ddpm": dict(timestep_spacing="leading", steps_offset=0, **_CLIPPING, **_THRESHOLDING, **_DATA,
                  variance_type="fixed_small"),
-    "ddim": dict(timestep_spacing="leading", steps_offset=0, **_CLIPPING, **_THRESHOLDING,
+    "ddim": dict(timestep_spacing="leading", steps_offset=0, **_CLIPPING, **_THRESHOLDING, **_DATA,
                  set_alpha_to_one=True),
-    "dpmsolver++": dict(timestep_spacing="linspace", steps_offset=0, **_THRESHOLDING, solver_order=2,
+    "dpmsolver++": dict(timestep_spacing="linspace", steps_offset=0, **_THRESHOLDING, **_DATA, solver_order=2,
                         solver_type="midpoint", lower_order_final=True, euler_at_final=False,
                         final_sigmas_type="zero", lambda_min_clipped=-math.inf, variance_type=None,
                         use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
@@ -49,7 +52,7 @@ DEFAULTS: dict[str, dict] = {
 }
 DEFAULTS["sde-dpmsolver++"] = DEFAULTS["dpmsolver++"]
 SAMPLERS = tuple(DEFAULTS)
-#: Data standard deviations (relative to the data range) of the Gaussian models behind
+#: Data standard deviations (relative to ``data_std``) of the Gaussian models behind
 #: :meth:`DiffusionStep.gains`.
 DATA_STDS = np.geomspace(1e-3, 1.0, 31)
 _ALIASES = {"dpm-solver++": "dpmsolver++", "dpm": "dpmsolver++", "sde-dpm-solver++": "sde-dpmsolver++"}
@@ -71,6 +74,9 @@ def settings_for(den: Denoiser, sampler: str) -> dict:
     """The sampler's diffusers defaults overridden by the keys of ``den.config`` it knows."""
     st = dict(DEFAULTS[sampler])
     st.update({k: v for k, v in den.config.items() if k in st})
+    if st["data_std"] is not None and not (isinstance(st["data_std"], (int, float)) and 0 < st["data_std"] < math.inf):
+        raise ValueError(f"{den.name}: config data_std={st['data_std']!r} must be a positive finite number "
+                         f"(the data's largest standard deviation along any direction) or None.")
     for key, ok in _SUPPORTED.items():
         if key in st and st[key] not in ok:
             raise ValueError(f"{den.name}: {key}={st[key]!r} is not supported by the {sampler} sampler; "
@@ -111,14 +117,21 @@ class DiffusionStep(StepMap):
         return d["A"] - 1 + (d["E"] / d["s"] if self.uses_eps else 0)
 
     def gains(self):
-        """The error recursion of the steps on Gaussian data ``N(mu, sigma^2)`` per direction
-        (exact there): ``x0 = mu + k (x - a mu)`` with ``k = a sigma^2 / (a^2 sigma^2 + s^2)``, so
-        ``e_{j+1} = (A + B k + E (1 - a k) / s + C k) e_j - C k_{j-1} e_{j-1}``. One row per ``sigma`` in ``DATA_STDS`` times the data range (the clip
-        range, else 1): data in ``[-R, R]`` has ``sigma <= R``. See docs/tolerance.md for how
-        far a trained model's gains are from this model's."""
+        """The error recursion of the steps on Gaussian data, or ``None`` when the denoiser's
+        config declares no ``data_std``.
+
+        On data ``N(mu, Sigma)``, along an eigendirection of ``Sigma`` with standard deviation
+        ``sigma`` the clean-sample prediction is ``x0 = mu + k (x - a mu)`` with
+        ``k = a sigma^2 / (a^2 sigma^2 + s^2)``, so errors follow exactly
+        ``e_{j+1} = (A + B k + E (1 - a k) / s + C k) e_j - C k_{j-1} e_{j-1}``; one row per
+        ``sigma`` in ``DATA_STDS * data_std`` (every direction's std is at most ``data_std``).
+        How far a trained model's gains are from these is measured in docs/tolerance.md.
+        """
+        top = self.settings.get("data_std")
+        if top is None:
+            return None
         tb = {k: np.asarray(v, dtype=np.float64) for k, v in self.tables.items()}
-        reach = float(self.settings.get("clip_sample_range", 1.0)) if self.settings.get("clip_sample") else 1.0
-        sig = (reach * DATA_STDS)[:, None]
+        sig = (float(top) * DATA_STDS)[:, None]
         a, s = tb["a"][None], tb["s"][None]
         k = a * sig ** 2 / (a ** 2 * sig ** 2 + s ** 2)
         p = tb["A"] + tb["B"] * k + (tb["E"] * (1 - a * k) / s if self.uses_eps else 0) + tb["C"] * k
@@ -126,6 +139,22 @@ class DiffusionStep(StepMap):
             return p
         k_prev = np.concatenate([np.zeros_like(k[:, :1]), k[:, :-1]], axis=1)
         return p, -tb["C"] * k_prev
+
+    def predict(self, start: int, count: int, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Guesses of the states ``start .. start+count-1`` from ``x`` (the state before ``start``)
+        with the clean-sample prediction frozen at ``x0``: the steps' affine recursion
+        ``x_{j+1} = (A + E/s) x_j + (B - E a/s) x0 + S z_j``, no model calls."""
+        d = self._dev
+        out = []
+        for j in range(start - 1, start - 1 + count):
+            nxt = d["A"][j] * x + d["B"][j] * x0
+            if self.uses_eps:
+                nxt = nxt + d["E"][j] * (x - d["a"][j] * x0) / d["s"][j]
+            if self.stochastic:
+                nxt = nxt + d["S"][j] * self.noise[j]
+            x = nxt
+            out.append(x)
+        return torch.stack(out) if out else x0[None][:0]
 
     def increments(self, drift, t, idx, y, prev=None):
         out = drift(t[idx], y)

@@ -113,7 +113,8 @@ class WindowedScheme(Scheme):
                     self.reset()
                 b += shift
                 w_next = min(p, n - b)
-                fill = problem.guess(b + 1 + len(rest), w_next - len(rest), rest[-1] if len(rest) else anchor)
+                fill = problem.guess(b + 1 + len(rest), w_next - len(rest), rest[-1] if len(rest) else anchor,
+                                     first[-1] if first is not None else None)
                 ys = torch.cat([anchor[None], rest, fill]) if b < n else anchor[None]
                 bar.update(shift)
                 bar.set_postfix(sweep=stats.iterations, residual=f"{float(defect_host.max()):.2e}")
