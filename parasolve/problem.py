@@ -37,7 +37,6 @@ class Problem:
     save: str = "all"
     progress: bool = False
     init: torch.Tensor | None = None
-    predict_new: bool = False
     _gain: torch.Tensor | None = field(default=None, init=False, repr=False)
     _cum: torch.Tensor | None = field(default=None, init=False, repr=False)
 
@@ -86,11 +85,11 @@ class Problem:
     def guess(self, start: int, count: int, last: torch.Tensor, first=None) -> torch.Tensor:
         """Initial guess for states ``start .. start+count-1`` (``last``: the state before them):
         ``init`` if given; else the step map's ``predict`` from ``last`` and ``first`` (its
-        latest first-stage output, e.g. the clean-sample prediction) where it has one and
+        latest first-stage output, e.g. the clean-sample prediction) where it has one and its
         ``predict_new`` is on; else ``last`` repeated."""
         if self.init is not None:
             return self.init[start:start + count]
-        if self.predict_new and first is not None and hasattr(self.step, "predict"):
+        if first is not None and getattr(self.step, "predict_new", False):
             return self.step.predict(start, count, last, first)
         return last.expand(count, *last.shape)
 
@@ -107,7 +106,7 @@ class Problem:
     def solution(self, ys: torch.Tensor, status: Status, stats: Stats, method: str) -> Solution:
         stats.nfe = self.drift.nfe
         stats.drift_calls = self.drift.calls
-        if stats.weighted_defect_sum > self.tol * (1 + 1e-9):
+        if stats.weighted_defect_sum > self.tol * (1 + stop_rule.FLOOR_SLACK):
             warnings.warn(stop_rule.floor_warning(self.tol, stats.weighted_defect_sum, self.y0.dtype),
                           stacklevel=4)
         ts = self.t if self.save == "all" else self.t[-1:]

@@ -30,6 +30,9 @@ import torch
 
 #: Allowances are never below this many machine epsilons of the step's magnitude.
 FLOOR_ULPS = 8.0
+#: The warning of :func:`floor_warning` is given when the floor took the weighted defect sum
+#: more than this fraction above ``tol`` (float32 diffusion at ``tol=1e-3`` reaches ~1%).
+FLOOR_SLACK = 0.1
 #: ``G_i`` is never taken below this: no step's allowance exceeds ``1 / MIN_AMPLIFICATION``
 #: times its plain share, however strongly the gain model says later steps damp it.
 MIN_AMPLIFICATION = 1e-2
@@ -96,4 +99,5 @@ def floor(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def floor_warning(tol: float, reached: float, dtype: torch.dtype) -> str:
     return (f"`tol`={tol:.3g} is below what {dtype} resolves on this problem: steps were accepted at "
             f"the floating-point floor, and the answer is within about {reached:.3g} of the sequential "
-            f"solve (Stats.weighted_defect_sum), not {tol:.3g}. Use tol >= {reached:.2g} or a wider dtype.")
+            f"solve (Stats.weighted_defect_sum, {reached / tol:.1f} x tol). Use tol >= {reached:.2g} "
+            f"or a wider dtype.")
