@@ -39,6 +39,7 @@ class Problem:
     init: torch.Tensor | None = None
     _gain: torch.Tensor | None = field(default=None, init=False, repr=False)
     _cum: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _declared: bool = field(default=False, init=False, repr=False)
 
     @property
     def n_steps(self) -> int:
@@ -51,22 +52,33 @@ class Problem:
     def amplification(self) -> torch.Tensor:
         """``G_i`` of :func:`parasolve.stop_rule.amplification` for this step map and ``save`` (host)."""
         if self._gain is None:
-            self._gain = stop_rule.amplification(self.step.gains(), self.save, self.n_steps)
+            gains = self.step.gains()
+            self._declared = gains is not None
+            self._gain = stop_rule.amplification(gains, self.save, self.n_steps)
         return self._gain
+
+    def _carry(self) -> bool:
+        """Whether unused shares carry over: only where the step map declares its gains."""
+        self.amplification()
+        return self._declared
 
     def accept(self, start: int, defects: torch.Tensor, scale: torch.Tensor, stats: Stats) -> int:
         """How many leading steps ``start ..`` of a window are accepted, given their host
         ``defects`` and sizes ``scale = max|x_{i+1}| + max|Phi_i|`` (for the floating-point
         floor); adds the accepted defects, plain and weighted by ``G_i``, to ``stats``.
 
-        A step is accepted when the weighted defects accepted so far, its own included, stay
-        within the shares of ``tol`` of the steps up to it (:func:`parasolve.stop_rule.within_budget`),
-        or when its defect is at the floor (none at ``tol=0``, the request for exact steps)."""
+        Where the step map declares gains, a step is accepted when the weighted defects accepted
+        so far, its own included, stay within the shares of ``tol`` of the steps up to it (unused
+        shares carry over); without gains, when its defect is within its own share (the bound
+        then carries the unknown stability constant, and moving allowance to later steps could
+        enlarge it). Either way also when its defect is at the floor (none at ``tol=0``, the
+        request for exact steps); see :func:`parasolve.stop_rule.within_budget`."""
         window = slice(start, start + len(defects))
         weights = self.amplification()[window]
-        budget = self.tol * self._cum_shares()[window]
+        carry = self._carry()
+        budget = self.tol * (self._cum_shares() if carry else stop_rule.shares(self.t))[window]
         floor = stop_rule.floor(scale, self.y0.dtype) if self.tol > 0 else torch.zeros_like(budget)
-        m = stop_rule.within_budget(defects, weights, budget, stats.weighted_defect_sum, floor)
+        m = stop_rule.within_budget(defects, weights, budget, stats.weighted_defect_sum if carry else None, floor)
         accepted = defects[:m].double()
         stats.defect_sum += float(accepted.sum())
         stats.weighted_defect_sum += float((accepted * weights[:m]).sum())

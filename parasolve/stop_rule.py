@@ -44,17 +44,20 @@ def leading_accepted(defects: torch.Tensor, thresholds: torch.Tensor) -> int:
     return int(ok.long().cumprod(0).sum())
 
 
-def within_budget(defects: torch.Tensor, weights: torch.Tensor, budget: torch.Tensor, spent: float,
+def within_budget(defects: torch.Tensor, weights: torch.Tensor, budget: torch.Tensor, spent: float | None,
                   floor_: torch.Tensor) -> int:
-    """How many leading steps fit the budget: step ``j`` is accepted when ``spent`` plus the
-    weighted defects ``sum_{k<=j} G_k |r_k|`` is within ``budget[j]`` (``tol`` times the shares
-    of every step up to ``j``), or when its defect is at the floor; NaN never is.
+    """How many leading steps fit the budget; a step at the floor always does, NaN never.
 
-    The shares a step leaves unused (a defect below its share; the exact step of every sweep)
-    carry over to the steps after it, and ``spent <= tol`` holds at the end either way.
+    With ``spent`` (the weighted defects accepted before): step ``j`` fits while ``spent`` plus
+    ``sum_{k<=j} G_k |r_k|`` is within ``budget[j]`` (``tol`` times the shares of every step up
+    to ``j``), so shares a step leaves unused (a defect below its share, the exact step of
+    every sweep) carry over to the steps after it. With ``spent=None``: each step on its own,
+    ``G_j |r_j| <= budget[j]`` (``budget`` then holds each step's own share). Either way the
+    weighted sum stays within ``tol``.
     """
     d = defects.double()
-    fits = spent + torch.cumsum(torch.nan_to_num(d * weights, nan=math.inf), 0) <= budget
+    weighted = torch.nan_to_num(d * weights, nan=math.inf)
+    fits = (weighted if spent is None else spent + torch.cumsum(weighted, 0)) <= budget
     return int((fits | (d <= floor_)).long().cumprod(0).sum())
 
 
