@@ -34,7 +34,7 @@ from parasolve import diffusion
 from parasolve.diffusion import samplers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_diffusion import SAMPLERS, machine  # noqa: E402
+from bench_diffusion import SAMPLERS, machine, timed  # noqa: E402
 
 
 def inverse_variance_norm(den, timesteps: np.ndarray, dim: int) -> torch.Tensor:
@@ -86,11 +86,10 @@ def run(den, args):
     rows = []
     for key in args.samplers.split(","):
         sampler, steps = SAMPLERS[key]
-        gen = torch.Generator().manual_seed(args.seed)
-        t0 = time.process_time()
-        seq = diffusion.sample(den, shape, sampler=sampler, steps=steps, method="sequential", generator=gen)
+        seq, _, cpu = timed(den, shape, sampler=sampler, steps=steps, method="sequential",
+                            generator=torch.Generator().manual_seed(args.seed))
         rows.append(dict(sampler=f"{sampler}-{steps}", loop="sequential", window="-", tol="-",
-                         sweeps=steps, evals=steps, gap=0.0, cpu=time.process_time() - t0))
+                         sweeps=steps, evals=steps, gap=0.0, cpu=cpu))
         windows = list(dict.fromkeys(min(int(w), steps) for w in args.windows.split(",")))
         for window in windows:
             for tol in (float(t) for t in args.paradigms_tols.split(",")):
@@ -100,13 +99,11 @@ def run(den, args):
                                  sweeps=sweeps, evals=evals, gap=float((x - seq.x).abs().max()),
                                  cpu=time.process_time() - t0))
                 print(rows[-1], flush=True)
-            t0 = time.process_time()
-            out = diffusion.sample(den, shape, sampler=sampler, steps=steps, window=window, x_T=seq.x_T,
-                                   noise=seq.noise, throw=False)  # parasolve's defaults: method, tol
+            out, _, cpu = timed(den, shape, sampler=sampler, steps=steps, window=window, x_T=seq.x_T,
+                                noise=seq.noise)  # parasolve's defaults: method, tol
             rows.append(dict(sampler=f"{sampler}-{steps}", loop="parasolve default", window=window, tol="default",
                              sweeps=out.stats.iterations if out.converged else f"{out.stats.iterations} (unconverged)",
-                             evals=out.stats.nfe, gap=float((out.x - seq.x).abs().max()),
-                             cpu=time.process_time() - t0))
+                             evals=out.stats.nfe, gap=float((out.x - seq.x).abs().max()), cpu=cpu))
             print(rows[-1], flush=True)
     return rows
 

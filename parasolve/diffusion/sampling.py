@@ -58,7 +58,7 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
         steps: sampling steps (at most the model's training steps), spread by ``timestep_spacing``.
         method: ``"newton"`` (default: quasi-Newton sweeps over a window of steps, with the
             step's own linear part as its first Jacobian estimate; the fewest sweeps on every
-            sampler measured, docs/benchmarks/paradigms.md), ``"picard"`` (ParaDiGMS's
+            sampler measured, docs/benchmarks/paradigms-ddpm.md), ``"picard"`` (ParaDiGMS's
             iteration), ``"sequential"``, or any scheme of :func:`parasolve.solve`; all solve
             the same discrete problem.
         window: steps evaluated together per sweep (one batched model call of ``window * B``).
