@@ -94,9 +94,11 @@ def amplification(gains, save: str, n: int) -> torch.Tensor:
 
 
 def floor(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The smallest defect ``dtype`` resolves at steps whose states and increments have size ``scale``."""
+    """The smallest defect ``dtype`` resolves at steps whose states and increments have size ``scale``
+    (none where they overflowed: a non-finite step is never accepted at the floor)."""
     real = torch.empty((), dtype=dtype).real.dtype if dtype.is_complex else dtype
-    return FLOOR_ULPS * torch.finfo(real).eps * scale.double()
+    scale = scale.double()
+    return torch.where(torch.isfinite(scale), FLOOR_ULPS * torch.finfo(real).eps * scale, 0.0)
 
 
 def floor_warning(tol: float, reached: float, dtype: torch.dtype) -> str:

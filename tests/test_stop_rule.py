@@ -53,6 +53,9 @@ def test_budget_carries_unused_shares_forward():
     assert stop_rule.within_budget(torch.tensor([0.1, 1.5, 1.3]), ones, budget, 0.5, none) == 1
     assert stop_rule.within_budget(torch.tensor([5.0, 0.0, 0.0]), ones, budget, 0.0, torch.full((3,), 5.0)) == 3
     assert stop_rule.within_budget(torch.tensor([float("nan"), 0.0]), ones[:2], budget[:2], 0.0, none[:2]) == 0
+    overflow = stop_rule.floor(torch.tensor([1.0, float("inf"), float("nan")]), torch.float32)
+    assert overflow[0] > 0 and overflow[1:].tolist() == [0.0, 0.0]
+    assert stop_rule.within_budget(torch.tensor([0.0, float("inf")]), ones[:2], budget[:2], 0.0, overflow[:2]) == 1
     # Without carry-over each step keeps its own share.
     assert stop_rule.within_budget(torch.tensor([0.1, 1.5, 1.3]), ones, torch.ones(3), None, none) == 1
 
