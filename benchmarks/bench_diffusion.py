@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from parasolve import diffusion
+from parasolve import diffusion, zoo
 
 SAMPLERS = {"ddpm": ("ddpm", 1000), "ddim": ("ddim", 100), "dpm": ("dpmsolver++", 25)}
 
@@ -174,7 +174,7 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=None, help="write the markdown report here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     report = ["# Benchmarks: parallel diffusion sampling on the digits model", "",
               "Written by `benchmarks/bench_diffusion.py`; the reading is in [docs/diffusion.md](../diffusion.md#results).", "",
               f"Machine: {machine()}.", "",

@@ -19,12 +19,12 @@ def machine(device: torch.device) -> str:
 
 def digits_unet(device: torch.device):
     """The trained digits UNet if it ships, else the same architecture untrained (timing only)."""
-    from parasolve.diffusion.unet import DigitsUNet
+    from parasolve.zoo.unet import DigitsUNet
 
     try:
-        from parasolve.diffusion.digits import load_unet
+        from parasolve.zoo.digits import load_unet
 
-        model, what = load_unet(), "trained digits UNet (parasolve.diffusion.digits.load_unet)"
+        model, what = load_unet(), "trained digits UNet (parasolve.zoo.digits.load_unet)"
     except (ImportError, FileNotFoundError, OSError, RuntimeError):
         torch.manual_seed(0)
         model, what = DigitsUNet(), "untrained DigitsUNet (same architecture; timing only)"

@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu_common import default_device, machine  # noqa: E402
 
-from parasolve import diffusion  # noqa: E402
-from parasolve.drift import local_evaluator  # noqa: E402
-from parasolve.evaluators import CudaGraphEvaluator, time_call  # noqa: E402
-from parasolve.evaluators.window import synchronize  # noqa: E402
+from parasolve import diffusion, zoo  # noqa: E402
+from parasolve.evaluators import local_evaluator  # noqa: E402
+from parasolve.evaluators import CudaGraphEvaluator  # noqa: E402
+from parasolve.tuning import synchronize, time_call  # noqa: E402
 
 
 class ModelTimer:
@@ -137,7 +137,7 @@ def main(argv=None):
     if "graph" in modes and not cuda:
         p.error("--modes graph needs a CUDA device")
     repeats = a.repeats or (50 if cuda else 3)
-    den = diffusion.pretrained("digits", device=device)
+    den = zoo.pretrained("digits", device=device)
     # sample() builds its drift with den.drift(...) on every call; one drift object per shape lets
     # CudaGraphEvaluator replay the graph captured in the warm-up instead of capturing again.
     den.drift = functools.lru_cache(maxsize=None)(den.drift)

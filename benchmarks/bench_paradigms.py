@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from parasolve import diffusion
+from parasolve import diffusion, zoo
 from parasolve.diffusion import samplers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -148,7 +148,7 @@ def main(argv=None):
     p.add_argument("--img", type=Path, default=None, help="write <img>.csv and <img>.png (sweeps vs evaluations)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     rows = run(den, args)
     text = "\n".join(["# ParaDiGMS's loop vs parasolve's defaults on the digits model", "",
                       "Written by `benchmarks/bench_paradigms.py`; the reading is in "

@@ -92,7 +92,7 @@ def solve_timed(f, y0, t, label, method, options, **kw):
     scheme = parasolve.schemes.resolve_scheme(method, options)
     start = time.perf_counter()
     sol = parasolve.solve(f, y0, t, method=scheme, vectorized=True, throw=False, **kw)
-    return sol, time.perf_counter() - start, getattr(scheme, "fallbacks", None)
+    return sol, time.perf_counter() - start, sol.stats.fallbacks
 
 
 # ---------------------------------------------------------------------------- analytic + nonlinear ODEs
@@ -126,9 +126,9 @@ def analytic(n=1000, step="heun", tol=1e-7):
 
 # ---------------------------------------------------------------------------- digits diffusion model
 def digits(samples=2, seed=0, parareal_iters=6):
-    from parasolve import diffusion
+    from parasolve import diffusion, zoo
 
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     shape = (samples, 1, 16, 16)
     configs = [("ddpm", 1000, 128, (5e-2, 1e-2)), ("ddim", 100, 100, (1e-1, 3e-2)),
                ("dpmsolver++", 50, 50, (1e-1, 3e-2))]
@@ -160,7 +160,7 @@ def digits(samples=2, seed=0, parareal_iters=6):
             rows.append(dict(sampler=f"{sampler}-{steps}", scheme=label, window=window, tol=tol,
                              sweeps=out.stats.iterations, depth=out.stats.drift_calls, nfe=out.stats.nfe,
                              max_diff=float((out.x - ref.x).abs().max()), converged=out.converged,
-                             fallbacks=getattr(scheme, "fallbacks", ""),
+                             fallbacks=out.stats.fallbacks,
                              seconds=round(time.perf_counter() - start, 1)))
             print(rows[-1], flush=True)
     print_table(f"Digits UNet, {samples} samples, float32 ({machine()})", rows,
@@ -181,9 +181,9 @@ def tolerance(n=1000, step="heun", ddim=True, samples=2):
             sol, sec, fb = solve_timed(problem.f, problem.y0, t, label, method, options, step=step, tol=tol)
             rows.append(dict(case=f"van_der_pol-{step}-{n}", tol=tol, **row_of(label, sol, seq.ys, sec, fb)))
     if ddim:
-        from parasolve import diffusion
+        from parasolve import diffusion, zoo
 
-        den = diffusion.pretrained("digits")
+        den = zoo.pretrained("digits")
         shape = (samples, 1, 16, 16)
         x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
         ref = diffusion.sample(den, shape, sampler="ddim", steps=100, method="sequential", x_T=x_T)
@@ -198,7 +198,7 @@ def tolerance(n=1000, step="heun", ddim=True, samples=2):
                 rows.append(dict(case="digits-ddim-100", tol=tol, scheme=label, sweeps=out.stats.iterations,
                                  depth=out.stats.drift_calls, nfe=out.stats.nfe,
                                  max_diff=float((out.x - ref.x).abs().max()), converged=out.converged,
-                                 fallbacks=getattr(scheme, "fallbacks", ""),
+                                 fallbacks=out.stats.fallbacks,
                                  seconds=round(time.perf_counter() - start, 2)))
                 print(rows[-1], flush=True)
     write_csv("iterations_vs_tol.csv", rows)
@@ -284,10 +284,10 @@ def warm(n=1000, step="heun", tol=1e-7, samples=2):
 
 def warm_digits(samples=2, steps=100, tol=1e-1):
     """DDIM-100: warm start from the trajectory of a neighbouring seed (x_T mixed 10 % with new noise)."""
-    from parasolve import diffusion
+    from parasolve import diffusion, zoo
     from parasolve.diffusion import samplers, sampling
 
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     shape = (samples, 1, 16, 16)
     gen = torch.Generator().manual_seed(0)
     x_T = torch.randn(shape, generator=gen)

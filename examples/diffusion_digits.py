@@ -9,12 +9,12 @@ import time
 
 import torch
 
-from parasolve import diffusion
+from parasolve import diffusion, zoo
 
 
 def main(fast: bool = False):
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     shape = (1, 1, 16, 16) if fast else (4, 1, 16, 16)
     runs = []
     for sampler, steps in ((("ddpm", 50), ("ddim", 20)) if fast else (("ddpm", 1000), ("ddim", 100))):

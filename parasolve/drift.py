@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .errors import EvaluatorError
+from .evaluators.protocol import EvaluatorError, local_evaluator
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -98,15 +98,6 @@ class BatchedDrift:
             raise ValueError(f"`{name}` returned a tensor on {out.device} but y0 is on {self.device}; "
                              f"keep the drift on the state's device.")
         self._checked = True
-
-
-def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The default evaluator: the whole batch in one call on the state's device.
-
-    An evaluator is any callable ``evaluator(fn, t, y) -> fn(t, y)`` that may split the batch
-    across devices or processes; it must return the same values as ``fn(t, y)``.
-    """
-    return fn(t, y)
 
 
 def _broadcasts(shape, target) -> bool:

@@ -38,12 +38,6 @@ FLOOR_SLACK = 0.1
 MIN_AMPLIFICATION = 1e-2
 
 
-def leading_accepted(defects: torch.Tensor, thresholds: torch.Tensor) -> int:
-    """Number of leading steps whose defect is within its threshold (NaN never is)."""
-    ok = defects <= thresholds
-    return int(ok.long().cumprod(0).sum())
-
-
 def within_budget(defects: torch.Tensor, weights: torch.Tensor, budget: torch.Tensor, spent: float | None,
                   floor_: torch.Tensor) -> int:
     """How many leading steps fit the budget; a step at the floor always does, NaN never.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from parasolve import diffusion
+from parasolve import diffusion, zoo
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_paradigms.py"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -20,7 +20,7 @@ def bench():
 
 @pytest.mark.parametrize("sampler,steps", [("ddpm", 30), ("dpmsolver++", 10)])
 def test_paradigms_loop_is_the_sequential_chain(bench, sampler, steps):
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     shape = (1, 1, 16, 16)
     seq = diffusion.sample(den, shape, sampler=sampler, steps=steps, method="sequential",
                            generator=torch.Generator().manual_seed(0))

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from parasolve.cli import main
+from parasolve.apps.cli import main
 
 DRIFT = """
 import torch
@@ -114,7 +114,7 @@ def test_argparse_errors_are_one_line(capsys, args, message):
 
 
 def test_write_errors_and_warnings_are_one_line(drift_file, tmp_path, capsys, monkeypatch):
-    import parasolve.cli as cli
+    import parasolve.apps.cli as cli
 
     def no_space(*args):
         raise OSError(28, "No space left on device", str(tmp_path / "t.npy"))

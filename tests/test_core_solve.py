@@ -8,8 +8,10 @@ import torch
 
 import parasolve
 from parasolve import problems
+from parasolve.schemes import Update, WindowedScheme
+from parasolve.testing import CountingDrift
 
-STEPS = ["euler", "midpoint", "heun", "rk4", "ab2"]
+STEPS = sorted(parasolve.STEPS)
 PROBLEMS = problems.all_ode_problems()
 
 
@@ -17,18 +19,6 @@ def stability_constant(problem, t):
     """Upper bound prod(1 + |h| L) on the discrete stability constant S used by the tol bound."""
     h = (t[1:] - t[:-1]).abs()
     return float(torch.prod(1 + h * problem.lipschitz))
-
-
-class Counter:
-    """A vectorized drift that counts time points, independent of parasolve's own stats."""
-
-    def __init__(self, f):
-        self.f, self.points, self.calls = f, 0, 0
-
-    def __call__(self, t, y):
-        self.points += t.shape[0]
-        self.calls += 1
-        return self.f(t, y)
 
 
 @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: p.name)
@@ -96,7 +86,7 @@ def test_nfe_and_iterations_are_counted_exactly(step, window):
     problem = problems.logistic()
     t = problem.grid(50)
     stages = parasolve.steps.STEPS[step].stages
-    f = Counter(problem.f)
+    f = CountingDrift(problem.f)
     sol = parasolve.solve(f, problem.y0, t, step=step, window=window, tol=1e-8, vectorized=True)
     assert sol.stats.nfe == f.points
     assert sol.stats.drift_calls == f.calls == sol.stats.iterations * stages
@@ -104,7 +94,7 @@ def test_nfe_and_iterations_are_counted_exactly(step, window):
     assert sol.stats.iterations == len(sol.stats.history) <= 50
     assert sum(r.accepted for r in sol.stats.history) == 50
     assert all(r.end - r.start <= (window or 50) for r in sol.stats.history)
-    g = Counter(problem.f)
+    g = CountingDrift(problem.f)
     seq = parasolve.solve(g, problem.y0, t, method="sequential", step=step, vectorized=True)
     assert seq.stats.nfe == g.points == 50 * stages and seq.stats.iterations == 50
 
@@ -199,7 +189,7 @@ def test_progress_bar_shows_sweep_and_residual(capsys):
     assert "sweep=" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["sequential", "picard", "anderson", "newton", "parareal"])
+@pytest.mark.parametrize("method", sorted(parasolve.SCHEMES))
 @pytest.mark.parametrize("vectorized", [False, True])
 def test_scalar_state(method, vectorized):
     t = torch.linspace(0, 1, 41, dtype=torch.float64)
@@ -221,14 +211,13 @@ def test_method_and_step_objects_are_accepted():
 
 
 def test_a_registered_scheme_is_selectable_by_name():
-    class Damped(parasolve.schemes.WindowedScheme):
+    class Damped(WindowedScheme):
         """A relaxed Picard update: still converges to the same discrete solution."""
 
         name = "test_damped_picard"
 
-        def update(self, anchor, ys, inc, shift):
-            plain = super().update(anchor, ys, inc, shift)
-            return 0.5 * plain + 0.5 * ys[shift + 1:shift + 1 + plain.shape[0]]
+        def update(self, state, window):
+            return Update(0.5 * window.picard + 0.5 * window.ys[window.shift + 1:], state)
 
     parasolve.register_scheme(Damped)
     try:

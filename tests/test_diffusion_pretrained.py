@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from parasolve import diffusion
+from parasolve import diffusion, zoo
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_digits_denoiser_has_the_training_schedule():
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     assert den.prediction_type == "epsilon" and not den.conditional and den.num_train_timesteps == 1000
     betas = 1 - den.alphas_cumprod[1:] / den.alphas_cumprod[:-1]
     assert torch.allclose(betas[[0, -1]], torch.tensor([1e-4 + 0.0199 / 999, 0.02]), atol=1e-6)
@@ -18,7 +18,7 @@ def test_digits_denoiser_has_the_training_schedule():
 
 @pytest.mark.parametrize("sampler,steps", [("ddim", 25), ("dpmsolver++", 25)])
 def test_digits_parallel_sample_matches_sequential_in_fewer_sweeps(sampler, steps):
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     shape = (2, 1, 16, 16)
     seq = diffusion.sample(den, shape, sampler=sampler, steps=steps, method="sequential",
                            generator=torch.Generator().manual_seed(0))
@@ -30,4 +30,4 @@ def test_digits_parallel_sample_matches_sequential_in_fewer_sweeps(sampler, step
 
 def test_unknown_pretrained_name():
     with pytest.raises(ValueError, match="Unknown pretrained model 'cifar'; available: \\['digits', 'trajectory'\\]"):
-        diffusion.pretrained("cifar")
+        zoo.pretrained("cifar")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from parasolve.diffusion.digits import (
+from parasolve.zoo.digits import (
     DigitsClassifier,
     classifier,
     ddpm_betas,
@@ -11,7 +11,7 @@ from parasolve.diffusion.digits import (
     load_unet,
     sliced_wasserstein,
 )
-from parasolve.diffusion.unet import DigitsUNet
+from parasolve.zoo.unet import DigitsUNet
 
 
 @pytest.fixture(scope="module")

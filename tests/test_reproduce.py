@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from parasolve import reproduce
+from parasolve.apps import reproduce
 
 
 @pytest.mark.parametrize("name", sorted(reproduce.REPRODUCTIONS))

@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import parasolve
-from parasolve import diffusion, stop_rule
+from parasolve import diffusion, stop_rule, zoo
 from parasolve.diffusion import samplers
 from theory import stop_rule as theory
 
@@ -123,7 +123,7 @@ def test_without_declared_gains_the_rule_is_length_proportional():
 def test_tol_below_the_floor_warns_and_stays_parallel():
     """float32 digits DDPM-200: tol far below float32's resolution is raised to the floor, with a
     warning naming what was reached, instead of turning into one step per sweep."""
-    den, shape = diffusion.pretrained("digits"), (1, 1, 16, 16)
+    den, shape = zoo.pretrained("digits"), (1, 1, 16, 16)
     seq = diffusion.sample(den, shape, steps=200, method="sequential", generator=torch.Generator().manual_seed(0))
     with pytest.warns(UserWarning, match="resolves") as record:
         par = diffusion.sample(den, shape, steps=200, window=64, tol=1e-9, x_T=seq.x_T, noise=seq.noise)
@@ -144,8 +144,8 @@ def test_data_std_is_validated():
 
 
 def test_digits_data_std_is_its_top_principal_std():
-    from parasolve.diffusion import digits
-    from parasolve.diffusion.pretrained import DIGITS_DATA_STD
+    from parasolve.zoo import digits
+    from parasolve.zoo.pretrained import DIGITS_DATA_STD
 
     x, _ = digits.load_digits_16("train")
     top = float(torch.linalg.eigvalsh(torch.cov(x.reshape(len(x), -1).double().T))[-1]) ** 0.5

@@ -2,7 +2,7 @@
 
 import torch
 
-from parasolve.diffusion import train_digits, train_trajectory
+from parasolve.zoo.training import train_digits, train_trajectory
 
 
 def test_digits_training_runs_and_saves(tmp_path):

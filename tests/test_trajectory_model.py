@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from parasolve.diffusion.trajectory import (EXPERT_MARGIN, GOAL_TOLERANCE, HORIZON, OBSTACLE_RADIUS,
+from parasolve.zoo.trajectory import (EXPERT_MARGIN, GOAL_TOLERANCE, HORIZON, OBSTACLE_RADIUS,
                                             SMOOTHNESS_LIMIT, TrajectoryDenoiser, ddpm_sample, expert_paths,
                                             load_trajectory_model, make_dataset, schedule, task_score,
                                             trajectory_denoiser)

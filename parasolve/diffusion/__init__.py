@@ -2,7 +2,7 @@
 
 ```python
 from parasolve import diffusion
-den = diffusion.from_diffusers(unet, scheduler)      # or diffusion.pretrained("digits")
+den = diffusion.from_diffusers(unet, scheduler)      # or parasolve.zoo.pretrained("digits")
 out = diffusion.sample(den, (4, 3, 32, 32), sampler="ddpm", steps=1000, window=64)
 out.x, out.converged, out.stats.iterations, out.stats.nfe
 ```
@@ -12,10 +12,9 @@ diffusers is optional: it is imported only by :func:`from_diffusers`.
 from .denoiser import Denoiser
 from .exact import GaussianMixtureDenoiser, exact_denoiser
 from .from_diffusers import from_diffusers
-from .pretrained import pretrained
 from .samplers import SAMPLERS, DiffusionStep
 from .sampling import SampleOutput, sample
 from .schedules import alphas_cumprod, timesteps
 
-__all__ = ["Denoiser", "exact_denoiser", "GaussianMixtureDenoiser", "from_diffusers", "pretrained", "sample",
+__all__ = ["Denoiser", "exact_denoiser", "GaussianMixtureDenoiser", "from_diffusers", "sample",
            "SampleOutput", "SAMPLERS", "DiffusionStep", "alphas_cumprod", "timesteps"]

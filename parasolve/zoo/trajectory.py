@@ -22,7 +22,7 @@ with probability 1/2 from the generator: the data is multimodal, as in diffusion
 The model. :class:`TrajectoryDenoiser` is a residual MLP predicting the noise ``epsilon`` of a DDPM
 with :data:`NUM_TRAIN_TIMESTEPS` = 100 steps and the cosine schedule ("squaredcos_cap_v2", see
 :func:`schedule`), the set-up of Diffusion Policy. :func:`load_trajectory_model` loads the
-shipped weights (trained by ``python -m parasolve.diffusion.train_trajectory``);
+shipped weights (trained by ``python -m parasolve.zoo.training.train_trajectory``);
 :func:`trajectory_denoiser` wraps it as a :class:`~parasolve.diffusion.Denoiser` for
 :func:`parasolve.diffusion.sample` (``shape=(B, 16, 2)``, ``cond=(B, 4)``, ``sampler="ddpm"``, ``steps=100``).
 :func:`ddpm_sample` is the plain sequential DDPM-100 sampler, kept as the reference the parallel
@@ -39,8 +39,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .denoiser import Denoiser
-from .schedules import alphas_cumprod
+from ..diffusion.denoiser import Denoiser
+from ..diffusion.schedules import alphas_cumprod
 from .unet import timestep_embedding
 
 __all__ = [
@@ -223,7 +223,7 @@ def load_trajectory_model(path: str | Path | None = None, device: str | torch.de
     path = Path(path) if path is not None else WEIGHTS_PATH
     if not path.is_file():
         raise FileNotFoundError(f"no trajectory weights at {path}; train them with "
-                                "`python -m parasolve.diffusion.train_trajectory`")
+                                "`python -m parasolve.zoo.training.train_trajectory`")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = TrajectoryDenoiser(**blob["config"])
     model.load_state_dict(blob["state_dict"])

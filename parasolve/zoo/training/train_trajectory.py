@@ -1,9 +1,9 @@
 """Train the trajectory diffusion policy shipped as ``weights/trajectory_mlp.pt``.
 
-``python -m parasolve.diffusion.train_trajectory [--steps 20000] [--out PATH]``
+``python -m parasolve.zoo.training.train_trajectory [--steps 20000] [--out PATH]``
 
 Recipe (fixed seeds, CPU, one thread): 100 000 expert demonstrations from
-:func:`~parasolve.diffusion.trajectory.make_dataset` (generator seed 0); DDPM with 100 timesteps and the
+:func:`~parasolve.zoo.trajectory.make_dataset` (generator seed 0); DDPM with 100 timesteps and the
 cosine ("squaredcos_cap_v2") schedule; epsilon-prediction with the mean-squared error, timesteps drawn
 uniformly; Adam (lr 1e-3, cosine decay to 0 after a 500-step warm-up, gradient norm clipped at 1),
 batch 256; the weights saved are an exponential moving average (decay 0.999). At the end the EMA
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from parasolve.diffusion.training import step_with_ema
-from parasolve.diffusion.trajectory import (NUM_TRAIN_TIMESTEPS, WEIGHTS_PATH, TrajectoryDenoiser, ddpm_sample,
+from parasolve.zoo.training.common import step_with_ema
+from parasolve.zoo.trajectory import (NUM_TRAIN_TIMESTEPS, WEIGHTS_PATH, TrajectoryDenoiser, ddpm_sample,
                                             make_dataset, schedule, task_score)
 
 

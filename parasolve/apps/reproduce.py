@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cli import format_table
+from .common import format_table
 
 #: ms per digits-UNet call vs batch size, one H100, CUDA graph (shared/ANCHORS.md).
 H100_GRAPHED_MS = {4: 1.44, 64: 2.08, 256: 3.56, 512: 5.90, 1024: 10.9}
@@ -38,13 +38,13 @@ def h100_speedup(history, samples: int, n_steps: int) -> float:
 
 
 def _digits():
-    from . import diffusion
-    return diffusion.pretrained("digits")
+    from .. import zoo
+    return zoo.pretrained("digits")
 
 
 def run_digits(den, sampler, steps, method, *, samples=4, seed=0, window=64, tol=None, progress=False):
     """One sampling run with fixed x_T/noise for ``seed``; returns (output, wall seconds)."""
-    from . import diffusion
+    from .. import diffusion
 
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
@@ -148,7 +148,7 @@ def _digit_quality(x, real, clf):
     """Metrics of one sample set: sliced W2 to held-out real digits and the share the classifier
     labels with confidence >= 0.9 (unconditional samples have no labels: a stand-in for accuracy);
     returns ``(metrics, labels)``."""
-    from .diffusion import digits
+    from ..zoo import digits
 
     with torch.no_grad():
         probs = torch.softmax(clf(x.clamp(-1, 1)), dim=1)
@@ -199,7 +199,7 @@ def quality_vs_tolerance(out: Path, fast: bool = False):
     2.5 minutes on one CPU core. Metrics: sliced W2 to the held-out test digits, confident share (the
     classifier's confidence >= 0.9), label agreement seq vs par (seq scores 1 by definition).
     """
-    from .diffusion import digits
+    from ..zoo import digits
 
     den, clf = _digits(), digits.classifier()
     real, _ = digits.load_digits_16("test")
@@ -242,8 +242,8 @@ def quality_vs_tolerance(out: Path, fast: bool = False):
 
 def _trajectory_runs(fast: bool):
     """Robotics substitute, per row: the trajectory DDPM on ``make_dataset`` start/goal pairs, per seed."""
-    from . import diffusion
-    from .diffusion import trajectory
+    from .. import diffusion
+    from ..zoo import trajectory
 
     den = trajectory.trajectory_denoiser()
     pairs, seeds = (4, [0]) if fast else (64, [0, 1, 2])
@@ -290,7 +290,7 @@ def table(out: Path, fast: bool = False):
     64 start/goal pairs from ``make_dataset``, 3 seeds. Fast: shorter samplers, 1 sample/4 pairs, 1 seed.
     Also writes table.png (sweeps vs steps and the speed-ups per row).
     """
-    from .diffusion import digits
+    from ..zoo import digits
 
     den, clf = _digits(), digits.classifier()
     real, _ = digits.load_digits_16("test")

@@ -16,7 +16,7 @@ import torch
 
 import parasolve
 from parasolve import problems
-from parasolve.cli import format_table
+from parasolve.apps.common import format_table
 
 
 def _timed(fn):
@@ -46,9 +46,9 @@ def ode_demo(fast: bool = False):
 
 def digits_demo(fast: bool = False):
     """The shipped digits DDPM: sequential vs parallel sampling of 4 digits. Returns (rows, samples, sol)."""
-    from parasolve import diffusion
+    from parasolve import diffusion, zoo
 
-    den = diffusion.pretrained("digits")
+    den = zoo.pretrained("digits")
     steps = 100 if fast else 1000
     gen = torch.Generator().manual_seed(0)
     x_T = torch.randn(4, 1, 16, 16, generator=gen)

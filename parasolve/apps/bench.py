@@ -7,9 +7,9 @@ import runpy
 import sys
 from pathlib import Path
 
-from .cli import CommandError
+from .common import CommandError
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _scripts() -> dict[str, Path]:

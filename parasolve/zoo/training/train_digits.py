@@ -1,13 +1,13 @@
 """Train the digits DDPM denoiser and, with ``--classifier``, the evaluation classifier (CPU is enough).
 
-    python -m parasolve.diffusion.train_digits --out parasolve/diffusion/weights --steps 2500 \
+    python -m parasolve.zoo.training.train_digits --out parasolve/zoo/weights --steps 2500 \
         --decay-steps 5000 --classifier
 
 (the command that made the shipped weights: the step-2500 EMA of a 5000-step cosine schedule, about
 35 minutes on one CPU thread).
 
 The denoiser is a standard DDPM on the ``"train"`` split: 1000 steps, linear betas 1e-4..0.02
-(:func:`~parasolve.diffusion.digits.ddpm_betas`), MSE on the predicted noise, Adam with warmup and
+(:func:`~parasolve.zoo.digits.ddpm_betas`), MSE on the predicted noise, Adam with warmup and
 cosine decay, and an exponential moving average of the weights, which is what gets saved (as a
 float32 state_dict, also every ``--save-every`` steps). Seeds are fixed.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from .digits import DigitsClassifier, ddpm_betas, load_digits_16
-from .training import step_with_ema
-from .unet import DigitsUNet
+from ..digits import DigitsClassifier, ddpm_betas, load_digits_16
+from .common import step_with_ema
+from ..unet import DigitsUNet
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, vertical: bool = False) -> torch.Tensor:

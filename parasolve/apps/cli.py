@@ -16,20 +16,14 @@ from pathlib import Path
 
 import torch
 
-
-class CommandError(Exception):
-    """A user-facing problem with the command line: printed as one line, exit status 2."""
+from .common import CommandError, check_output_dir, check_output_file, format_table, one_line
 
 
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (no usage dump)."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
-
-
-def _one_line(text) -> str:
-    return " ".join(str(text).split())
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def main(argv=None) -> int:
@@ -38,11 +32,11 @@ def main(argv=None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    from .errors import NonFiniteError
+    from ..errors import NonFiniteError
     try:
         return args.run(args) or 0
     except (CommandError, ValueError, TypeError, NonFiniteError, OSError) as exc:  # typed errors: one line
-        print(f"parasolve {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"parasolve {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"parasolve {args.command}: interrupted", file=sys.stderr)
@@ -50,7 +44,7 @@ def main(argv=None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import SCHEMES, STEPS
+    from .. import SCHEMES, STEPS
     from .reproduce import REPRODUCTIONS
 
     p = _Parser(prog="parasolve", description="Parallel-in-time ODE/SDE solving and diffusion sampling.")
@@ -150,34 +144,6 @@ def _parse_state(text: str, dtype) -> torch.Tensor:
         raise CommandError(f"--y0 {text!r} must be comma-separated numbers, e.g. 1,0") from None
 
 
-def check_output_file(option: str, path: str, suffixes, kind: str = "") -> None:
-    """Fail early (CommandError) if ``path`` cannot be written: wrong suffix, a folder, no parent folder."""
-    p = Path(path)
-    if p.suffix.lower() not in suffixes:
-        names = " or ".join(suffixes) if len(suffixes) <= 3 else f"{', '.join(suffixes[:3])}, ... ({kind})"
-        raise CommandError(f"{option} {path!r}: use a file name ending in {names}")
-    if p.is_dir():
-        example = str(p / ("out" + suffixes[0]))
-        raise CommandError(f"{option} {path!r} is a folder; give a file name such as {example!r}")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise CommandError(f"{option} {path!r}: folder {str(parent)!r} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise CommandError(f"{option} {path!r}: folder {str(parent)!r} is not writable; pick another path")
-
-
-def check_output_dir(option: str, path) -> None:
-    """Fail early (CommandError) if the folder ``path`` cannot be created or written."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise CommandError(f"{option} {str(path)!r} is a file, not a folder; pick another path")
-    existing = next(a for a in (p, *p.parents, Path(".")) if a.exists())
-    if not existing.is_dir():
-        raise CommandError(f"{option} {str(path)!r}: {str(existing)!r} is a file, so the folder cannot be created")
-    if not os.access(existing, os.W_OK):
-        raise CommandError(f"{option} {str(path)!r}: {str(existing)!r} is not writable; pick another path")
-
-
 def _plot_suffixes():
     from matplotlib.backend_bases import FigureCanvasBase
     kinds = set(FigureCanvasBase.get_supported_filetypes())
@@ -254,13 +220,13 @@ def _solve(args):
                     raise CommandError(f"the drift raised {type(exc).__name__}: {exc}{_where(exc, f)}") from None
                 raise
             results.append((method, sol, time.perf_counter() - start))
-    for message in dict.fromkeys(_one_line(w.message) for w in caught):
+    for message in dict.fromkeys(one_line(w.message) for w in caught):
         print(f"parasolve solve: warning: {message}", file=sys.stderr)
     ref = results[0][1]
     print(format_table([_row(m, s, w, ref) for m, s, w in results]))
     sol = results[-1][1]
     if not sol.converged:
-        print(f"parasolve solve: warning: {_one_line(sol.message)}", file=sys.stderr)
+        print(f"parasolve solve: warning: {one_line(sol.message)}", file=sys.stderr)
     if args.save:
         save_trajectory(args.save, sol.ts, sol.ys)
         print(f"trajectory written to {args.save}")
@@ -302,15 +268,6 @@ def _row(method, sol, wall, ref):
     return {"method": method, "sweeps": sol.stats.iterations, "evals": sol.stats.nfe,
             "wall [s]": f"{wall:.3f}", "max|x - x_seq|": f"{float((sol.ys - ref.ys).abs().max()):.2e}",
             "converged": sol.converged}
-
-
-def format_table(rows) -> str:
-    """A plain-text table of dict rows (same keys)."""
-    keys = list(rows[0])
-    cells = [[str(r[k]) for k in keys] for r in rows]
-    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
-    return "\n".join([line(keys), line(["-" * w for w in widths])] + [line(c) for c in cells])
 
 
 # ---------------------------------------------------------------- demo / reproduce / bench

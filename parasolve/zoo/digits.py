@@ -3,7 +3,7 @@ and a sliced-Wasserstein metric.
 
 The raw digits (uint8 values 0..16, labels, and a fixed stratified 80/20 train/test split) are
 shipped in ``data/digits.npz`` so that nothing here needs scikit-learn. The denoiser was trained
-with :mod:`parasolve.diffusion.train_digits` on the ``"train"`` split as a standard DDPM:
+with :mod:`parasolve.zoo.training.train_digits` on the ``"train"`` split as a standard DDPM:
 ``ddpm_betas()`` (1000 linear steps, 1e-4..0.02), epsilon prediction.
 """
 

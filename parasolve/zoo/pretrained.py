@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .denoiser import Denoiser
-from .schedules import alphas_cumprod
+from ..diffusion.denoiser import Denoiser
+from ..diffusion.schedules import alphas_cumprod
 
 PRETRAINED = ("digits", "trajectory")
 #: The digits' largest standard deviation along any direction in [-1, 1] pixel units (square root
@@ -15,10 +15,10 @@ def pretrained(name: str = "digits", *, device=None) -> Denoiser:
     """A shipped model as a :class:`Denoiser`.
 
     - ``"digits"``: the small UNet trained in-repo on scikit-learn's digits (16x16, one channel,
-      values in [-1, 1]; :mod:`parasolve.diffusion.digits`), epsilon prediction, DDPM with 1000
+      values in [-1, 1]; :mod:`parasolve.zoo.digits`), epsilon prediction, DDPM with 1000
       linear betas 1e-4..0.02, x0 clipped to [-1, 1]; sample with ``shape=(B, 1, 16, 16)``.
     - ``"trajectory"``: the conditional MLP policy of the toy planning task
-      (:mod:`parasolve.diffusion.trajectory`); ``shape=(B, 16, 2)``, ``cond=(B, 4)``, 100 steps.
+      (:mod:`parasolve.zoo.trajectory`); ``shape=(B, 16, 2)``, ``cond=(B, 4)``, 100 steps.
     """
     if name not in PRETRAINED:
         raise ValueError(f"Unknown pretrained model {name!r}; available: {list(PRETRAINED)}.")
