@@ -92,7 +92,7 @@ def run(den, args):
                          sweeps=steps, evals=steps, gap=0.0, cpu=cpu))
         windows = list(dict.fromkeys(min(int(w), steps) for w in args.windows.split(",")))
         for window in windows:
-            for tol in (float(t) for t in args.paradigms_tols.split(",")):
+            for tol in (float(t) for t in args.paradigms_tols.split(",") if t):
                 t0 = time.process_time()
                 x, sweeps, evals = paradigms(den, shape, sampler, steps, window, tol, seq.x_T, seq.noise)
                 rows.append(dict(sampler=f"{sampler}-{steps}", loop="paradigms", window=window, tol=f"{tol:g}",
@@ -140,7 +140,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--samplers", default="ddpm", help="comma list of: " + ",".join(SAMPLERS))
     p.add_argument("--windows", default="32,64,128,256")
-    p.add_argument("--paradigms-tols", default="1e-2,1e-3", help="ParaDiGMS tolerances (its convention)")
+    p.add_argument("--paradigms-tols", default="1e-2,1e-3",
+                   help="ParaDiGMS tolerances (its convention); empty: parasolve's defaults only")
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)

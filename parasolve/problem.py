@@ -95,15 +95,15 @@ class Problem:
         idx = torch.arange(start, start + ys.shape[0], device=self.t.device)
         return self.step.increments(self.drift, self.t, idx, ys, prev)
 
-    def guess(self, start: int, count: int, last: torch.Tensor, first=None) -> torch.Tensor:
+    def guess(self, start: int, count: int, last: torch.Tensor, hint=None) -> torch.Tensor:
         """Initial guess for states ``start .. start+count-1`` (``last``: the state before them):
-        ``init`` if given; else the step map's ``predict`` from ``last`` and ``first`` (its
-        latest first-stage output, e.g. the clean-sample prediction) where it has one and its
-        ``predict_new`` is on; else ``last`` repeated."""
+        ``init`` if given; else the step map's ``predict(start, count, last, hint)`` where its
+        ``predict_new`` is on and the scheme passes a ``hint`` (the latest evaluated step
+        ``(j, x_j, Phi_j, carry_j)``); else ``last`` repeated."""
         if self.init is not None:
             return self.init[start:start + count]
-        if first is not None and getattr(self.step, "predict_new", False):
-            return self.step.predict(start, count, last, first)
+        if hint is not None and getattr(self.step, "predict_new", False):
+            return self.step.predict(start, count, last, hint)
         return last.expand(count, *last.shape)
 
     def progress_bar(self, desc: str):

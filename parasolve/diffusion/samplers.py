@@ -150,11 +150,26 @@ class DiffusionStep(StepMap):
         k_prev = np.concatenate([np.zeros_like(k[:, :1]), k[:, :-1]], axis=1)
         return p, -tb["C"] * k_prev
 
-    def predict(self, start: int, count: int, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def predict(self, start: int, count: int, x: torch.Tensor, hint) -> torch.Tensor:
         """Guesses of the states ``start .. start+count-1`` from ``x`` (the state before ``start``)
-        with the clean-sample prediction frozen at ``x0``: the steps' affine recursion
-        ``x_{j+1} = (A + E/s) x_j + (B - E a/s) x0 + S z_j``, no model calls."""
+        with the clean-sample prediction frozen: the steps' affine recursion
+        ``x_{j+1} = (A + E/s) x_j + (B - E a/s) x0 + S z_j``, no model calls.
+
+        ``hint = (j, y, inc, carry)``: the latest evaluated step ``j`` at state ``y`` with
+        increment ``inc`` (and its carry, ``x0``, for the multistep samplers); for the one-step
+        samplers ``x0`` is recovered from ``y + inc = (A + E/s) y + (B - E a/s) x0 + S z``."""
+        j, y, inc, carry = hint
         d = self._dev
+        if carry is not None:
+            x0 = carry
+        else:
+            q = d["B"][j] - (d["E"][j] * d["a"][j] / d["s"][j] if self.uses_eps else 0)
+            rhs = y + inc - (d["A"][j] + (d["E"][j] / d["s"][j] if self.uses_eps else 0)) * y
+            if self.stochastic:
+                rhs = rhs - d["S"][j] * self.noise[j]
+            if not bool(q != 0):
+                return x.expand(count, *x.shape)
+            x0 = rhs / q
         out = []
         for j in range(start - 1, start - 1 + count):
             nxt = d["A"][j] * x + d["B"][j] * x0
@@ -172,7 +187,7 @@ class DiffusionStep(StepMap):
                              f"sample() does.")
         out = drift(t[idx], y)
         x_next, x0 = self.advance(idx, y, out, prev)
-        return Increments(x_next - y, x0)  # x0 is the multistep carry, and what predict() starts from
+        return Increments(x_next - y, x0 if self.multistep else None)
 
     def advance(self, idx, x, out, prev):
         """``x_{i+1}`` and ``x0_i`` for the steps ``idx`` from states ``x`` and model outputs ``out``."""

@@ -158,10 +158,12 @@ class WindowedScheme(Scheme):
                 else:
                     rest = ys[:0]
                     state = self.reset(state)
+                hint = (b + w - 1, ys[w - 1], inc[w - 1],  # the latest evaluated step, for predict
+                        carry[w - 1] if isinstance(carry, torch.Tensor) else None)
                 b += shift
                 w_next = min(p, n - b)
                 fill = problem.guess(b + 1 + len(rest), w_next - len(rest), rest[-1] if len(rest) else anchor,
-                                     carry[-1] if isinstance(carry, torch.Tensor) else None)
+                                     hint)
                 ys = torch.cat([anchor[None], rest, fill]) if b < n else anchor[None]
             converged = b >= n
             if not converged:  # the current iterate, then its last state

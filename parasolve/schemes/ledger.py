@@ -4,7 +4,10 @@ buffer, NaN/Inf failures, progress and the final status.
 A scheme opens one :class:`Ledger` per solve (``with Ledger(problem, window) as ledger:``), feeds
 it what each sweep measured, and closes with :meth:`Ledger.solution`. The per-step allowances come
 from :meth:`parasolve.problem.Problem.thresholds` and from nowhere else, so a change of the stop
-rule reaches every scheme at once.
+rule reaches every scheme at once; the windowed schemes accept through
+:meth:`Ledger.accept_steps`, i.e. :meth:`~parasolve.problem.Problem.accept` (the same allowances,
+with unused shares carried over where the step map declares gains, and the floating-point floor;
+:mod:`parasolve.stop_rule`).
 """
 
 from __future__ import annotations
