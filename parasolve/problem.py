@@ -3,7 +3,8 @@ bookkeeping a scheme keeps while solving it is :class:`parasolve.schemes.Ledger`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
@@ -11,6 +12,7 @@ from tqdm.auto import tqdm
 from .drift import BatchedDrift
 from .errors import NonFiniteError
 from .solution import Solution, Stats, Status
+from . import stop_rule
 from .steps import StepMap, callable_names
 
 
@@ -18,9 +20,12 @@ from .steps import StepMap, callable_names
 class Problem:
     """``x_{i+1} = x_i + Phi_i(x_i)`` on the grid ``t`` from ``y0``, plus the solve's settings.
 
-    ``tol`` is spread over the steps in proportion to their length: step ``i`` is accepted when
-    its defect max|x_{i+1} - x_i - Phi_i(x_i)| is at most ``tol * |h_i| / |T|``, so the defects
-    of an accepted trajectory sum to at most ``tol`` (see docs/tolerance.md).
+    ``tol`` is spread over the steps in proportion to their length and divided by how much the
+    later steps amplify a defect in the returned states (the step map's gains,
+    :mod:`parasolve.stop_rule`): step ``i`` is accepted when its defect
+    max|x_{i+1} - x_i - Phi_i(x_i)| is at most ``tol * (|h_i| / |T|) / G_i`` -- and never below
+    the dtype's floor -- so the gain-weighted defects of an accepted trajectory sum to at most
+    ``tol`` (see docs/tolerance.md).
     """
 
     drift: BatchedDrift
@@ -33,25 +38,72 @@ class Problem:
     save: str = "all"
     progress: bool = False
     init: torch.Tensor | None = None
+    _gain: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _cum: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _declared: bool = field(default=False, init=False, repr=False)
 
     @property
     def n_steps(self) -> int:
         return self.t.shape[0] - 1
 
     def thresholds(self) -> torch.Tensor:
-        """Per-step defect allowance ``tol * |h_i| / |T|`` on the host, shape ``(N,)``."""
-        h = (self.t[1:] - self.t[:-1]).abs().double().cpu()
-        return self.tol * h / h.sum()
+        """Per-step defect allowances ``tol * (|h_i| / |T|) / G_i`` (float64, host), shape ``(N,)``."""
+        return self.tol * stop_rule.shares(self.t) / self.amplification()
+
+    def amplification(self) -> torch.Tensor:
+        """``G_i`` of :func:`parasolve.stop_rule.amplification` for this step map and ``save`` (host)."""
+        if self._gain is None:
+            gains = self.step.gains()
+            self._declared = gains is not None
+            self._gain = stop_rule.amplification(gains, self.save, self.n_steps)
+        return self._gain
+
+    def _carry(self) -> bool:
+        """Whether unused shares carry over: only where the step map declares its gains."""
+        self.amplification()
+        return self._declared
+
+    def accept(self, start: int, defects: torch.Tensor, scale: torch.Tensor, stats: Stats) -> int:
+        """How many leading steps ``start ..`` of a window are accepted, given their host
+        ``defects`` and sizes ``scale = max|x_{i+1}| + max|Phi_i|`` (for the floating-point
+        floor); adds the accepted defects, plain and weighted by ``G_i``, to ``stats``.
+
+        Where the step map declares gains, a step is accepted when the weighted defects accepted
+        so far, its own included, stay within the shares of ``tol`` of the steps up to it (unused
+        shares carry over); without gains, when its defect is within its own share (the bound
+        then carries the unknown stability constant, and moving allowance to later steps could
+        enlarge it). Either way also when its defect is at the floor (none at ``tol=0``, the
+        request for exact steps); see :func:`parasolve.stop_rule.within_budget`."""
+        window = slice(start, start + len(defects))
+        weights = self.amplification()[window]
+        carry = self._carry()
+        budget = self.tol * (self._cum_shares() if carry else stop_rule.shares(self.t))[window]
+        floor = stop_rule.floor(scale, self.y0.dtype) if self.tol > 0 else torch.zeros_like(budget)
+        m = stop_rule.within_budget(defects, weights, budget, stats.weighted_defect_sum if carry else None, floor)
+        accepted = defects[:m].double()
+        stats.defect_sum += float(accepted.sum())
+        stats.weighted_defect_sum += float((accepted * weights[:m]).sum())
+        return m
+
+    def _cum_shares(self) -> torch.Tensor:
+        if self._cum is None:
+            self._cum = torch.cumsum(stop_rule.shares(self.t), 0)
+        return self._cum
 
     def increments(self, start: int, ys: torch.Tensor, prev):
         """Increments of steps ``start .. start+len(ys)-1`` at states ``ys`` (one batched round per stage)."""
         idx = torch.arange(start, start + ys.shape[0], device=self.t.device)
         return self.step.increments(self.drift, self.t, idx, ys, prev)
 
-    def guess(self, start: int, count: int, last: torch.Tensor) -> torch.Tensor:
-        """Initial guess for states ``start .. start+count-1``: ``init`` if given, else ``last`` repeated."""
+    def guess(self, start: int, count: int, last: torch.Tensor, hint=None) -> torch.Tensor:
+        """Initial guess for states ``start .. start+count-1`` (``last``: the state before them):
+        ``init`` if given; else the step map's ``predict(start, count, last, hint)`` where its
+        ``predict_new`` is on and the scheme passes a ``hint`` (the latest evaluated step
+        ``(j, x_j, Phi_j, carry_j)``); else ``last`` repeated."""
         if self.init is not None:
             return self.init[start:start + count]
+        if hint is not None and getattr(self.step, "predict_new", False):
+            return self.step.predict(start, count, last, hint)
         return last.expand(count, *last.shape)
 
     def progress_bar(self, desc: str):
@@ -67,5 +119,8 @@ class Problem:
     def solution(self, ys: torch.Tensor, status: Status, stats: Stats, method: str) -> Solution:
         stats.nfe = self.drift.nfe
         stats.drift_calls = self.drift.calls
+        if stats.weighted_defect_sum > self.tol * (1 + stop_rule.FLOOR_SLACK):
+            warnings.warn(stop_rule.floor_warning(self.tol, stats.weighted_defect_sum, self.y0.dtype),
+                          stacklevel=4)
         ts = self.t if self.save == "all" else self.t[-1:]
         return Solution(ts=ts, ys=ys, status=status, stats=stats, method=method, step=self.step.name)

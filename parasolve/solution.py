@@ -50,6 +50,10 @@ class Stats:
     ``nfe``: drift evaluations counted per time point.
     ``defect_sum``: sum over steps of the final trajectory's max-abs defect: by the
     discrete stability argument, max|x - x_sequential| <= S * defect_sum (see docs/tolerance.md).
+    ``weighted_defect_sum``: the same sum with each defect weighted by ``G_i``, how much later
+    steps amplify it in the returned states (the step map's gain estimates, 1 where it declares
+    none): the estimated bound on max|x - x_sequential| that the stop rule keeps below ``tol``
+    (docs/tolerance.md; above ``tol`` only where the floating-point floor was reached).
     ``fallbacks``: sweeps in which an accelerated scheme's safeguard took the plain Picard update.
     """
 
@@ -58,6 +62,7 @@ class Stats:
     nfe: int = 0
     window: int = 0
     defect_sum: float = 0.0
+    weighted_defect_sum: float = 0.0
     fallbacks: int = 0
     history: list[SweepRecord] = field(default_factory=list)
 

@@ -66,7 +66,8 @@ class StepMap:
     5. **Carry.** A ``multistep`` map returns ``carry`` of shape ``(n, ...)``: entry ``k`` is what
        step ``idx[k] + 1`` needs from step ``idx[k]``; ``prev`` is the previous step's carry
        (``carry[-1]`` of the batch before; ``None`` only at step 0, else a ``ValueError``). A
-       one-step map returns ``carry=None`` and ignores ``prev``.
+       one-step map ignores ``prev`` and returns ``carry=None`` or, if it likes, a value the
+       solver may hand to its ``predict`` (the diffusion steps return ``x0``).
     6. **Deterministic.** The same arguments give the same increments (stochastic maps draw
        their noise up front).
     7. **Linear part.** ``linear_part()`` returns per-step scalars ``c_i`` (a tensor of shape
@@ -100,6 +101,13 @@ class StepMap:
     def linear_part(self) -> torch.Tensor | None:
         """Per-step scalars ``c_i`` with ``dPhi_i/dx_i ~= c_i I`` (rule 7), or ``None`` (the
         default: no such structure). Newton's ``prior="step"`` uses them where it has no secant."""
+        return None
+
+    def gains(self):
+        """Per-step estimates ``g_i`` of ``||d(x + Phi_i(x))/dx||`` (host array ``(N,)``, or
+        ``(K, N)``: one row per model of the drift, the worst counting), or ``None`` (the
+        default: unknown). The stop rule (:mod:`parasolve.stop_rule`) divides each step's share
+        of ``tol`` by the product of the later steps' gains."""
         return None
 
     def __repr__(self) -> str:

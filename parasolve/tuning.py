@@ -22,6 +22,11 @@ from .drift import BatchedDrift
 from .evaluators.distributed import DistributedEvaluator
 
 
+#: :func:`choose_window` takes the largest window whose estimated speedup is at least this
+#: fraction of the best one.
+NEAR_BEST = 0.8
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued work on ``device`` (a no-op off CUDA)."""
     if torch.device(device).type == "cuda":
@@ -105,20 +110,35 @@ class Probe:
 
 def estimate_speedups(n: int, step_s: float, probes) -> list[WindowEstimate]:
     """Speedup estimates ``n * step_s / (sweeps(w) * sweep_s(w))`` from probe solves of an
-    ``n``-step problem; unconverged probes extrapolate ``sweeps(w) = ceil(n / advance)``."""
+    ``n``-step problem. Unconverged probes extrapolate ``sweeps(w) = ceil(n / advance)`` or,
+    when fewer, with the advance growing linearly over the sweeps (as Picard's accepted front
+    does, the k-th sweep advancing ``c k`` steps, at most ``w``), fitted to the probe."""
     table = []
     for p in probes:
         done = max(p.sweeps, 1)
         advance = p.advanced / done
-        sweeps = done if p.converged else max(done, math.ceil(n / max(advance, 1.0)))
+        sweeps = done if p.converged else max(done, min(math.ceil(n / max(advance, 1.0)),
+                                                          _with_growing_advance(p, n, done)))
         sweep_s = p.wall_s / done
         table.append(WindowEstimate(p.window, sweep_s, advance, sweeps, n * step_s / (sweeps * sweep_s)))
     return table
 
 
+def _with_growing_advance(p: Probe, n: int, done: int) -> int:
+    """Sweeps ``K`` with ``sum_{k<=K} min(c k, w) >= n``, ``c`` fitted so the probe's ``done``
+    sweeps advance ``p.advanced`` steps (``c done^2 / 2``)."""
+    c = 2.0 * max(p.advanced, 1) / done ** 2
+    k_cap = p.window / c  # from this sweep on, the window caps the advance
+    full = c * k_cap * (k_cap + 1) / 2
+    if full >= n:
+        return math.ceil((math.sqrt(1 + 8 * n / c) - 1) / 2)
+    return math.ceil(k_cap + (n - full) / p.window)
+
+
 def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_sweeps: int = 8,
                   evaluator_factory=None, **solve_kwargs) -> WindowChoice:
-    """Pick the window with the largest estimated speedup ``N tau(1) / (sweeps(w) tau(w))``.
+    """Pick the window with the largest estimated speedup ``N tau(1) / (sweeps(w) tau(w))``
+    (the largest window within ``NEAR_BEST`` of it).
 
     ``f, y0, t`` and ``solve_kwargs`` (``step``, ``tol``, ``vectorized``, ``evaluator``,
     ``method``, ``options``, ``noise`` ...) are those of the solve to be tuned; with ``g``
@@ -185,7 +205,10 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
         advanced = sum(rec.accepted for rec in sol.stats.history)
         probes.append(Probe(w, sol.stats.iterations, advanced, sol.converged, wall))
     table = estimate_speedups(n, step_s, probes)
-    best = max(table, key=lambda e: e.speedup)
+    top = max(e.speedup for e in table)
+    # The largest window within NEAR_BEST of the best estimate: larger windows never need more
+    # sweeps, and the timings of small probes are noisy.
+    best = max((e for e in table if e.speedup >= NEAR_BEST * top), key=lambda e: e.window)
     window = _agree(best.window, evaluator_for(best.window), device)
     chosen = next(e for e in table if e.window == window)
     return WindowChoice(window, chosen.speedup, step_s, table, time.perf_counter() - began)

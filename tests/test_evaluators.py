@@ -136,11 +136,14 @@ def test_device_evaluator_on_two_gpus_matches_one():
     assert torch.equal(got.ys, ref.ys)
 
 
-def test_estimate_speedups_extrapolates_and_choice_is_the_argmax():
+def test_estimate_speedups_extrapolates_a_growing_advance():
     probes = [Probe(4, 8, 16, False, 0.8), Probe(16, 8, 64, False, 1.6), Probe(64, 3, 100, True, 0.9)]
     table = estimate_speedups(100, 0.01, probes)
-    assert [e.sweeps for e in table] == [50, 13, 3]  # ceil(100 / 2), ceil(100 / 8), exact
-    assert [round(e.speedup, 6) for e in table] == [round(1.0 / (50 * 0.1), 6), round(1.0 / (13 * 0.2), 6),
+    # Growing advance c k (c = 2 advanced / sweeps^2), capped by the window: w=4: c = 0.5, the
+    # cap from sweep 8 (18 steps), then 4 per sweep: 8 + ceil(82 / 4) = 29 < ceil(100 / 2);
+    # w=16: c = 2, 72 steps by sweep 8, then 16 per sweep: 10 < ceil(100 / 8); w=64: exact.
+    assert [e.sweeps for e in table] == [29, 10, 3]
+    assert [round(e.speedup, 6) for e in table] == [round(1.0 / (29 * 0.1), 6), round(1.0 / (10 * 0.2), 6),
                                                      round(1.0 / (3 * 0.3), 6)]
 
 

@@ -6,6 +6,7 @@ a complex state, a state of any shape; plus exact counts, save="last", max_iters
 """
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -206,14 +207,20 @@ def test_scheme_objects_classes_and_names_agree():
 @pytest.mark.parametrize("dtype,tol", [(torch.float16, None), (torch.bfloat16, 5e-2)], ids=["float16", "bfloat16"])
 def test_16_bit_states_on_a_small_linear_problem(scheme, dtype, tol):
     """16-bit states run every scheme (Anderson's Gram solve in float32) and keep the bound;
-    ``tol`` None is the 16-bit default (1e-2), bfloat16 gets a looser one (8 mantissa bits)."""
+    ``tol`` None is the 16-bit default (1e-2), bfloat16 gets a looser one (8 mantissa bits).
+    Their per-step shares are below what 16 bits resolve, so steps are accepted at the
+    floating-point floor: the defects may then sum above ``tol`` -- only with the warning that
+    says so -- and the bound holds for what they sum to."""
     _, method, options = scheme
     problem = problems.linear()
     t, y0 = problem.grid(32).to(dtype), problem.y0.to(dtype)
     seq = parasolve.solve(problem.f, y0, t, method="sequential", step="heun")
-    par = parasolve.solve(problem.f, y0, t, method=method, options=options, step="heun", window=8, tol=tol,
-                          vectorized=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        par = parasolve.solve(problem.f, y0, t, method=method, options=options, step="heun", window=8, tol=tol,
+                              vectorized=True)
     tol = 1e-2 if tol is None else tol
+    reached = par.stats.defect_sum
     assert par.converged and par.ys.dtype == dtype and 1 <= par.stats.iterations <= 32
-    assert par.stats.defect_sum <= tol
-    assert (par.ys.double() - seq.ys.double()).abs().max() <= bound(problem, tol)
+    assert reached <= tol or any(f"within about {reached:.3g}" in str(w.message) for w in caught)
+    assert (par.ys.double() - seq.ys.double()).abs().max() <= bound(problem, max(tol, reached))

@@ -9,6 +9,7 @@ One module per bound; each ends in plain numeric functions the tests call, and
 - :mod:`theory.noise`     SDEs with up-front noise: per-sample step constants
 - :mod:`theory.parareal`  parareal: superlinear bound, exactness on the first ``k`` intervals
 - :mod:`theory.tolerance` what ``tol`` guarantees: ``max|x - x_seq| <= S * defect_sum <= S * tol``
+- :mod:`theory.stop_rule` the gain-weighted rule: ``max|x - x_seq| <= sum G_i |r_{i+1}| <= tol``
 
 Derivations and figures: docs/theory.md. sympy is needed only for ``derive``/``verify``.
 """

@@ -138,8 +138,9 @@ class WindowedScheme(Scheme):
                 inc, carry = problem.increments(b, ys[:w], prev)
                 defect = per_step(ys[1:w + 1] - ys[:w] - inc).abs().amax(1)
                 size = per_step(inc).abs().amax(1)
-                defect_host, size_host = torch.stack([defect, size]).detach().cpu()  # the one host sync
-                m = ledger.accept(defect_host, ledger.thresholds[b:b + w])
+                scale = per_step(ys[1:w + 1]).abs().amax(1) + size  # for the floating-point floor
+                defect_host, size_host, scale_host = torch.stack([defect, size, scale]).detach().cpu()  # the one host sync
+                m = ledger.accept_steps(b, defect_host, scale_host)
                 ledger.fail_at(b + m if m < w and not torch.isfinite(defect_host[m]) else -1)
                 # Freeze slots 1..m as measured; step b+m (if any) is exact from the frozen x_{b+m}.
                 shift = m + 1 if m < w else w
@@ -157,9 +158,12 @@ class WindowedScheme(Scheme):
                 else:
                     rest = ys[:0]
                     state = self.reset(state)
+                hint = (b + w - 1, ys[w - 1], inc[w - 1],  # the latest evaluated step, for predict
+                        carry[w - 1] if isinstance(carry, torch.Tensor) else None)
                 b += shift
                 w_next = min(p, n - b)
-                fill = problem.guess(b + 1 + len(rest), w_next - len(rest), rest[-1] if len(rest) else anchor)
+                fill = problem.guess(b + 1 + len(rest), w_next - len(rest), rest[-1] if len(rest) else anchor,
+                                     hint)
                 ys = torch.cat([anchor[None], rest, fill]) if b < n else anchor[None]
             converged = b >= n
             if not converged:  # the current iterate, then its last state

@@ -4,7 +4,10 @@ buffer, NaN/Inf failures, progress and the final status.
 A scheme opens one :class:`Ledger` per solve (``with Ledger(problem, window) as ledger:``), feeds
 it what each sweep measured, and closes with :meth:`Ledger.solution`. The per-step allowances come
 from :meth:`parasolve.problem.Problem.thresholds` and from nowhere else, so a change of the stop
-rule reaches every scheme at once.
+rule reaches every scheme at once; the windowed schemes accept through
+:meth:`Ledger.accept_steps`, i.e. :meth:`~parasolve.problem.Problem.accept` (the same allowances,
+with unused shares carried over where the step map declares gains, and the floating-point floor;
+:mod:`parasolve.stop_rule`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ class Ledger:
         m = leading_accepted(defects, allowances)
         self.stats.defect_sum += float(defects[:m].sum())
         return m
+
+    def accept_steps(self, start: int, defects: torch.Tensor, scale: torch.Tensor) -> int:
+        """Count one sweep of a windowed scheme and accept its leading steps ``start ..`` by the
+        stop rule (:meth:`parasolve.problem.Problem.accept`: gain-weighted budget, the
+        floating-point floor from ``scale = max|x_{i+1}| + max|Phi_i|``). Host tensors."""
+        self.stats.iterations += 1
+        return self.problem.accept(start, defects, scale, self.stats)
 
     def record(self, start: int, end: int, residual: float, advanced: int):
         """Append the sweep's :class:`SweepRecord` and move the progress bar by ``advanced`` steps."""

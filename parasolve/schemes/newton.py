@@ -75,17 +75,17 @@ class Newton(SafeguardedScheme):
             after a Newton step (default True).
         growth: the safeguard acts when the residual exceeds ``growth`` times the previous one.
         prior: the estimate where no secant exists yet (the first sweep, steps new to the window):
-            ``"zero"`` (default: Picard's, new steps borrowing the last secant) or ``"step"``: the
-            step map's :meth:`~parasolve.steps.StepMap.linear_part` (for the diffusion samplers
-            the step's derivative with the clean-sample prediction held fixed), ``"zero"`` for
-            maps that declare none.
+            ``"step"`` (default): the step map's :meth:`~parasolve.steps.StepMap.linear_part`
+            (for the diffusion samplers the step's derivative with the clean-sample prediction
+            held fixed), ``"zero"`` for maps that declare none; or ``"zero"``: Picard's, new
+            steps borrowing the last secant.
     """
 
     name = "newton"
     options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
-                 safeguard: bool = True, growth: float = 1.0, prior: str = "zero"):
+                 safeguard: bool = True, growth: float = 1.0, prior: str = "step"):
         if jacobian not in ("scalar", "diagonal"):
             raise ValueError(f"`jacobian` must be 'scalar' or 'diagonal'; got {jacobian!r}.")
         if prior not in ("zero", "step"):

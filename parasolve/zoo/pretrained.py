@@ -6,6 +6,9 @@ from ..diffusion.denoiser import Denoiser
 from ..diffusion.schedules import alphas_cumprod
 
 PRETRAINED = ("digits", "digits-flow", "trajectory")
+#: The digits' largest standard deviation along any direction in [-1, 1] pixel units (square root
+#: of the top eigenvalue of the training split's covariance, 2.737): the stop rule's gain model.
+DIGITS_DATA_STD = 2.74
 
 
 def pretrained(name: str = "digits", *, device=None) -> Denoiser:
@@ -42,4 +45,4 @@ def pretrained(name: str = "digits", *, device=None) -> Denoiser:
 
     param = next(unet.parameters())
     return Denoiser(model, alphas_cumprod("linear", 1000, 1e-4, 0.02), prediction_type="epsilon",
-                    config={"clip_sample": True}, device=param.device, dtype=param.dtype, name="digits UNet")
+                    config={"clip_sample": True, "data_std": DIGITS_DATA_STD}, device=param.device, dtype=param.dtype, name="digits UNet")

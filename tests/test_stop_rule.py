@@ -1,0 +1,152 @@
+"""The stop rule (parasolve.stop_rule): gain weights, the budget, the floating-point floor.
+
+Oracles: direct substitution in the scalar error recursion (theory.stop_rule.propagation); the
+exact denoiser of Gaussian data, on which every sampler step is affine and the gain model is
+exact, so ``max|x - x_seq| <= tol`` must hold with no estimate in between; the float32 floor
+on the real digits sampler.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import parasolve
+from parasolve import diffusion, stop_rule, zoo
+from parasolve.diffusion import samplers
+from theory import stop_rule as theory
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 12), two_step=st.booleans(), save=st.sampled_from(["last", "all"]), data=st.data())
+def test_amplification_is_the_propagation_of_the_error_recursion(n, two_step, save, data):
+    coef = st.floats(-1.5, 1.5, allow_nan=False)
+    p = np.array(data.draw(st.lists(coef, min_size=n, max_size=n)))
+    q = np.array(data.draw(st.lists(coef, min_size=n, max_size=n))) if two_step else None
+    E = np.abs(theory.propagation(p, q))
+    expected = E[:, n] if save == "last" else E.max(axis=1)
+    got = stop_rule.amplification((p, q) if two_step else p, save, n).numpy()
+    assert np.allclose(got, np.maximum(expected, stop_rule.MIN_AMPLIFICATION), rtol=1e-12, atol=0)
+    if save == "all":
+        assert (got >= 1).all()
+
+
+def test_amplification_takes_the_worst_model_and_rejects_bad_gains():
+    rows = np.array([[0.5, 0.5, 0.5], [2.0, 2.0, 2.0]])
+    assert stop_rule.amplification(rows, "last", 3).tolist() == [4.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="3 entries"):
+        stop_rule.amplification(np.ones(4), "last", 3)
+    with pytest.raises(ValueError, match="finite"):
+        stop_rule.amplification(np.array([1.0, np.nan, 1.0]), "last", 3)
+
+
+def test_budget_carries_unused_shares_forward():
+    budget = torch.tensor([1.0, 2.0, 3.0])  # tol * cumulative shares
+    ones, none = torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    # Step 1 alone exceeds its own share (1.5 > 1) but fits the cumulative budget (0.1 + 1.5 <= 2).
+    assert stop_rule.within_budget(torch.tensor([0.1, 1.5, 1.3]), ones, budget, 0.0, none) == 3
+    assert stop_rule.within_budget(torch.tensor([0.1, 1.5, 1.5]), ones, budget, 0.0, none) == 2
+    assert stop_rule.within_budget(torch.tensor([0.1, 1.5, 1.3]), ones, budget, 0.5, none) == 1
+    assert stop_rule.within_budget(torch.tensor([5.0, 0.0, 0.0]), ones, budget, 0.0, torch.full((3,), 5.0)) == 3
+    assert stop_rule.within_budget(torch.tensor([float("nan"), 0.0]), ones[:2], budget[:2], 0.0, none[:2]) == 0
+    overflow = stop_rule.floor(torch.tensor([1.0, float("inf"), float("nan")]), torch.float32)
+    assert overflow[0] > 0 and overflow[1:].tolist() == [0.0, 0.0]
+    assert stop_rule.within_budget(torch.tensor([0.0, float("inf")]), ones[:2], budget[:2], 0.0, overflow[:2]) == 1
+    # Without carry-over each step keeps its own share.
+    assert stop_rule.within_budget(torch.tensor([0.1, 1.5, 1.3]), ones, torch.ones(3), None, none) == 1
+
+
+def gaussian(std, data_std):
+    """Exact denoiser of N(0.3, std^2 I) on 4x4 samples, declaring ``data_std``."""
+    mean = torch.full((1, 1, 4, 4), 0.3, dtype=torch.float64)
+    return diffusion.exact_denoiser(mean, std=std, config={"data_std": data_std})
+
+
+def sequential_from(step, den, ts, x, start, shape):
+    """The sequential chain from state ``x`` before step ``start`` to the end (one-step samplers)."""
+    drift = den.drift(shape)
+    with torch.no_grad():
+        for j in range(start, len(ts)):
+            out = drift(torch.tensor([float(ts[j])], dtype=x.dtype), x[None])
+            x = step.advance(torch.tensor([j]), x[None], out, None)[0][0]
+    return x
+
+
+@pytest.mark.parametrize("name,steps", [("ddpm", 50), ("ddim", 20)])
+def test_gaussian_gains_are_exact_on_gaussian_data(name, steps):
+    std = 0.7
+    den, shape = gaussian(std, data_std=std), (2, 1, 4, 4)
+    ts, step = samplers.build(den, name, steps, dtype=torch.float64)
+    seq = diffusion.sample(den, shape, sampler=name, steps=steps, method="sequential", save="all",
+                           generator=torch.Generator().manual_seed(1), x_T=None)
+    step.prepare(torch.float64, torch.device("cpu"), seq.noise)
+    p = step.gains()[-1]  # the row of sigma = data_std: this data's exact recursion
+    E = theory.propagation(p)
+    delta = 1e-4 * torch.sign(torch.randn(shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    for i in (0, steps // 3, steps - 3):
+        base = sequential_from(step, den, ts, seq.solution.ys[i + 1], i + 1, shape)
+        moved = sequential_from(step, den, ts, seq.solution.ys[i + 1] + delta, i + 1, shape)
+        assert torch.allclose(moved - base, E[i, steps] * delta, rtol=1e-6, atol=1e-13)
+    G = stop_rule.amplification(step.gains(), "last", steps).numpy()
+    assert np.all(G >= np.maximum(np.abs(E[:, steps]), stop_rule.MIN_AMPLIFICATION) * (1 - 1e-12))
+
+
+@settings(max_examples=12, deadline=None)
+@given(name=st.sampled_from(["ddpm", "ddim", "dpmsolver++"]), std=st.floats(0.05, 2.0),
+       method=st.sampled_from(["picard", "newton"]), window=st.integers(2, 40),
+       tol=st.floats(1e-6, 1e-1), seed=st.integers(0, 3))
+def test_final_gap_within_tol_on_gaussian_data(name, std, method, window, tol, seed):
+    """Gaussian data: the chain is affine and the gains exact, so tol bounds the final sample."""
+    den, shape, steps = gaussian(std, data_std=std), (2, 1, 4, 4), 40
+    gen = torch.Generator().manual_seed(seed)
+    seq = diffusion.sample(den, shape, sampler=name, steps=steps, method="sequential", generator=gen)
+    par = diffusion.sample(den, shape, sampler=name, steps=steps, method=method, window=window, tol=tol,
+                           x_T=seq.x_T, noise=seq.noise)
+    gap = float((par.x - seq.x).abs().max())
+    assert par.stats.weighted_defect_sum <= tol * (1 + 1e-9)
+    assert gap <= par.stats.weighted_defect_sum + 1e-12
+
+
+def test_without_declared_gains_the_rule_is_length_proportional():
+    t = torch.tensor([0.0, 0.1, 0.3, 1.0], dtype=torch.float64)
+    sol = parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float64), t, tol=1e-6)
+    assert sol.stats.weighted_defect_sum == sol.stats.defect_sum <= 1e-6
+    problem = parasolve.problem.Problem(drift=None, step=parasolve.steps.resolve_step("euler"), t=t,
+                                        y0=torch.ones(2), tol=1.0, window=3, max_iters=3)
+    assert torch.allclose(problem.thresholds(), torch.tensor([0.1, 0.2, 0.7], dtype=torch.float64))
+
+
+def test_tol_below_the_floor_warns_and_stays_parallel():
+    """float32 digits DDPM-200: tol far below float32's resolution is raised to the floor, with a
+    warning naming what was reached, instead of turning into one step per sweep."""
+    den, shape = zoo.pretrained("digits"), (1, 1, 16, 16)
+    seq = diffusion.sample(den, shape, steps=200, method="sequential", generator=torch.Generator().manual_seed(0))
+    with pytest.warns(UserWarning, match="resolves") as record:
+        par = diffusion.sample(den, shape, steps=200, window=64, tol=1e-9, x_T=seq.x_T, noise=seq.noise)
+    assert par.stats.iterations < 100  # sequential-like would be ~200
+    reached = par.stats.weighted_defect_sum
+    assert f"{reached:.3g}" in str(record[0].message)
+    assert float((par.x - seq.x).abs().max()) <= 10 * reached + 1e-5  # measured gains of this model: <= ~6x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tol=0 asks for exact steps: no floor, no warning
+        exact = parasolve.solve(lambda t, y: -y, torch.ones(3), torch.linspace(0, 1, 9), tol=0.0)
+    assert exact.stats.iterations == 8
+
+
+def test_data_std_is_validated():
+    den = gaussian(0.5, data_std=-1.0)
+    with pytest.raises(ValueError, match="data_std"):
+        diffusion.sample(den, (1, 1, 4, 4), steps=5)
+
+
+def test_digits_data_std_is_its_top_principal_std():
+    from parasolve.zoo import digits
+    from parasolve.zoo.pretrained import DIGITS_DATA_STD
+
+    x, _ = digits.load_digits_16("train")
+    top = float(torch.linalg.eigvalsh(torch.cov(x.reshape(len(x), -1).double().T))[-1]) ** 0.5
+    assert abs(top - DIGITS_DATA_STD) < 5e-3
