@@ -143,3 +143,24 @@ def test_sample_with_non_finite_x_T_names_x_T():
     x_T[1, 2] = float("nan")
     with pytest.raises(ValueError, match="`x_T` contains NaN or Inf"):
         diffusion.sample(den, (2, 3), sampler="ddim", steps=10, x_T=x_T)
+
+
+@pytest.mark.parametrize("coarse_steps", [1, 3])
+@pytest.mark.parametrize("warm", [False, True])
+def test_parareal_drift_batches_stay_within_window(warm, coarse_steps):
+    """The frozen coarse propagator evaluates a whole segment (with init: the whole grid) at once;
+    its calls are split so that no drift call exceeds ``window`` points."""
+    batches = []
+
+    def f(t, y):
+        batches.append(t.shape[0])
+        return P.f(t, y)
+
+    t = P.grid(120)
+    seq = parasolve.solve(P.f, P.y0, t, method="sequential")
+    init = seq.ys + 1e-3 if warm else None
+    sol = parasolve.solve(f, P.y0, t, method="parareal", window=6, tol=1e-9, vectorized=True, init=init,
+                          options={"segments": 6, "coarse_steps": coarse_steps})  # segments of 20 steps
+    assert sol.converged and (sol.ys - seq.ys).abs().max() <= 1e-8
+    assert max(batches) <= 6
+    assert sum(batches) - parasolve.drift.BatchedDrift.CHECK_POINTS == sol.stats.nfe
