@@ -123,7 +123,7 @@ class WindowedScheme(Scheme):
                 fill = problem.guess(b + 1 + len(rest), w_next - len(rest), rest[-1] if len(rest) else anchor)
                 ys = torch.cat([anchor[None], rest, fill]) if b < n else anchor[None]
                 bar.update(shift)
-                bar.set_postfix(sweep=stats.iterations, residual=f"{float(defect_host.max()):.2e}")
+                bar.set_postfix(sweep=stats.iterations, residual=f"{float(defect_host.max()):.2e}", refresh=False)
         status = Status.SUCCESS if b >= n else Status.MAX_ITERS
         if keep_all and b < n:  # unconverged: the current iterate, then its last state
             w = ys.shape[0] - 1
