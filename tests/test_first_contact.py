@@ -130,7 +130,9 @@ def test_project_files_first_contact():
 
 def test_pytest_warning_filters_are_precise():
     filters = _pyproject()["tool"]["pytest"]["ini_options"].get("filterwarnings", [])
-    assert all(f.count(":") >= 2 for f in filters if f.startswith("ignore"))  # a message or category each
+    ignored = [f.split(":") for f in filters if f.startswith("ignore")]
+    assert all(len(f) >= 4 and f[1] and f[2] and f[3] for f in ignored)  # message, category and module each
+    assert "error::DeprecationWarning:parasolve" in filters
 
 
 def test_distributed_example_under_plain_python_runs_one_rank_and_says_how_to_launch_more():

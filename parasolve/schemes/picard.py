@@ -122,8 +122,9 @@ class WindowedScheme(Scheme):
                 w_next = min(p, n - b)
                 fill = problem.guess(b + 1 + len(rest), w_next - len(rest), rest[-1] if len(rest) else anchor)
                 ys = torch.cat([anchor[None], rest, fill]) if b < n else anchor[None]
-                bar.update(shift)
                 bar.set_postfix(sweep=stats.iterations, residual=f"{float(defect_host.max()):.2e}", refresh=False)
+                bar.update(shift)  # redraws at most every tqdm `mininterval`, not once per sweep
+            bar.refresh()  # the final state, once
         status = Status.SUCCESS if b >= n else Status.MAX_ITERS
         if keep_all and b < n:  # unconverged: the current iterate, then its last state
             w = ys.shape[0] - 1
