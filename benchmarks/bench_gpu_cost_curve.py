@@ -20,7 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu_common import default_device, digits_unet, machine  # noqa: E402
 
-from parasolve.evaluators import CudaGraphEvaluator, time_call  # noqa: E402
+from parasolve.evaluators import CudaGraphEvaluator  # noqa: E402
+from parasolve.tuning import time_call  # noqa: E402
 
 
 def curve(model, device, batches, repeats, graphs):

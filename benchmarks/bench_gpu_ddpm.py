@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu_common import default_device, machine  # noqa: E402
 
 from parasolve import diffusion, zoo  # noqa: E402
-from parasolve.drift import local_evaluator  # noqa: E402
-from parasolve.evaluators import CudaGraphEvaluator, time_call  # noqa: E402
-from parasolve.evaluators.window import synchronize  # noqa: E402
+from parasolve.evaluators import local_evaluator  # noqa: E402
+from parasolve.evaluators import CudaGraphEvaluator  # noqa: E402
+from parasolve.tuning import synchronize, time_call  # noqa: E402
 
 
 class ModelTimer:

@@ -22,7 +22,8 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu_common import machine  # noqa: E402
 
-from parasolve.evaluators import DistributedEvaluator, init_distributed, time_call  # noqa: E402
+from parasolve.evaluators import DistributedEvaluator, init_distributed  # noqa: E402
+from parasolve.tuning import time_call  # noqa: E402
 from parasolve.evaluators.distributed import all_gather_tensor  # noqa: E402
 
 

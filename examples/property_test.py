@@ -3,7 +3,7 @@
 Run it with pytest (``pytest examples/property_test.py``) or directly (``python
 examples/property_test.py [--fast]``): hypothesis draws drifts with known Lipschitz constants,
 grids, windows and tolerances, and every parallel solve must land within the stated bound of
-the sequential one.
+the sequential one; the conformance kit (``pt.check_scheme``) runs the Scheme contract's rules.
 """
 
 import argparse
@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 
 from parasolve import testing as pt
-from parasolve.schemes import WindowedScheme
+from parasolve.schemes import Update, WindowedScheme
 
 
 class HalfStepPicard(WindowedScheme):
@@ -20,12 +20,11 @@ class HalfStepPicard(WindowedScheme):
 
     name = "half_step_picard"
 
-    def update(self, anchor, ys, inc, shift):
-        plain = super().update(anchor, ys, inc, shift)
-        return 0.5 * plain + 0.5 * ys[shift + 1:shift + 1 + plain.shape[0]]
+    def update(self, state, window):
+        return Update(0.5 * window.picard + 0.5 * window.ys[window.shift + 1:], state)
 
 
-def check_scheme(examples: int = 25):
+def check_random_problems(examples: int = 25):
     @settings(max_examples=examples, deadline=None, database=None)
     @given(pt.drifts(max_lipschitz=2.0), pt.grids(max_steps=30), pt.windows(max_window=16), pt.tolerances())
     def prop(f, t, window, tol):
@@ -37,12 +36,18 @@ def check_scheme(examples: int = 25):
 
 
 def test_half_step_picard_matches_sequential():
-    check_scheme()
+    check_random_problems()
+
+
+def test_half_step_picard_keeps_the_scheme_contract():
+    pt.check_scheme(HalfStepPicard())
 
 
 def main(fast: bool = False):
-    check_scheme(10 if fast else 100)
-    print("HalfStepPicard matched the sequential solution within S * defect_sum on every drawn case.")
+    pt.check_scheme(HalfStepPicard())
+    check_random_problems(10 if fast else 100)
+    print("HalfStepPicard keeps the Scheme contract and matched the sequential solution within "
+          "S * defect_sum on every drawn case.")
 
 
 if __name__ == "__main__":

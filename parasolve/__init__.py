@@ -1,7 +1,7 @@
 """parasolve: ODEs and SDEs solved parallel in time by fixed-point sweeps over the whole grid."""
 
 from ._api import solve, solve_sde
-from .errors import ConvergenceError, NonFiniteError
+from .errors import ConvergenceError, NonFiniteError, UnsupportedStepError
 from .schemes import SCHEMES, Scheme, register_scheme
 from .solution import Solution, Stats, Status, SweepRecord
 from .steps import STEPS, StepMap, register_step
@@ -10,4 +10,4 @@ from . import problems  # noqa: E402  (analytic test problems: parasolve.problem
 __version__ = "0.1.0"
 
 __all__ = ["solve", "solve_sde", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
-           "NonFiniteError", "SCHEMES", "Scheme", "register_scheme", "STEPS", "StepMap", "register_step"]
+           "NonFiniteError", "UnsupportedStepError", "SCHEMES", "Scheme", "register_scheme", "STEPS", "StepMap", "register_step"]

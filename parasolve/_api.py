@@ -1,17 +1,16 @@
-"""``solve`` and ``solve_sde``: validate, assemble the discrete problem, hand it to a scheme."""
+"""``solve`` and ``solve_sde``: the public entry points, with ``window="auto"`` served by the tuner.
+
+The solve itself (validation, assembly of the discrete problem, the scheme) is
+:mod:`parasolve._solve`; the tuner (:mod:`parasolve.tuning`) probes with that one, so neither
+imports this module.
+"""
 
 from __future__ import annotations
 
-import torch
-
 from . import _checks as checks
-from .drift import BatchedDrift
-from .errors import ConvergenceError
-from .problem import Problem
-from .schemes import resolve_scheme
-from .sde import EulerMaruyama, check_noise, draw_noise
+from . import _solve
 from .solution import Solution
-from .steps import resolve_step
+from .tuning import choose_window
 
 
 def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max_iters=None,
@@ -28,7 +27,7 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
         step: one-step map (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``, ``"ab2"``) or a ``StepMap``.
         window: steps updated per sweep (default: all of them); ``"auto"`` measures the drift's
             cost per batch size and short probe solves, and picks the fastest
-            (:func:`parasolve.evaluators.choose_window`). Live memory is O(window * y0.numel()).
+            (:func:`parasolve.tuning.choose_window`). Live memory is O(window * y0.numel()).
         tol: accepted defects sum to at most ``tol``, so max|y - y_sequential| <= S * tol with S
             the discrete problem's stability constant (docs/tolerance.md). Default by dtype:
             1e-7 (float64), 1e-3 (float32), 1e-2 (16-bit).
@@ -48,10 +47,9 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
     grid = checks.check_grid(t, y0)
     window = _auto_window(window, f, y0, grid, step=step, tol=tol, vectorized=vectorized, method=method,
                           options=options, init=init, evaluator=evaluator)
-    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
-                         evaluator=evaluator)
-    return _run(drift, resolve_step(step), y0, grid, method, window, tol, max_iters, save,
-                progress, throw, options, init)
+    return _solve.solve(f, y0, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
+                        vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
+                        init=init, evaluator=evaluator)
 
 
 def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step="euler", window=None,
@@ -69,24 +67,12 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step=
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
     checks.check_choice("step", step, {"euler"})
-    if noise is not None and generator is not None:
-        raise ValueError("Pass either `noise` (the standard normals to use) or `generator` (to draw them), "
-                         "not both: with `noise` given, `generator` would be ignored.")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"`generator` must be a torch.Generator; got {type(generator).__name__}.")
-    shape = (grid.shape[0] - 1, *y0.shape)
-    if noise is None:
-        noise = draw_noise(shape, y0.dtype, y0.device, generator)
-    else:
-        noise = check_noise(noise, shape, y0.dtype, y0.device)
+    noise = _solve.sde_noise(y0, grid, noise, generator)  # drawn once: the probes of "auto" share it
     window = _auto_window(window, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
                           method=method, options=options, init=init, evaluator=evaluator)
-    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
-                         evaluator=evaluator)
-    diffusion = BatchedDrift(g, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="g",
-                             broadcast=True, evaluator=evaluator)
-    return _run(drift, EulerMaruyama(diffusion, noise), y0, grid, method, window, tol, max_iters,
-                save, progress, throw, options, init)
+    return _solve.solve(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window, tol=tol,
+                        max_iters=max_iters, vectorized=vectorized, save=save, progress=progress, throw=throw,
+                        options=options, init=init, evaluator=evaluator)
 
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
@@ -99,24 +85,4 @@ def _auto_window(window, f, y0, grid, **kwargs):
         return window
     if window != "auto":
         raise ValueError(f"`window` must be a positive integer, None or 'auto'; got {window!r}.")
-    from .evaluators.window import choose_window
     return choose_window(f, y0, grid, **kwargs).window
-
-
-def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,
-         init):
-    n = grid.shape[0] - 1
-    scheme = resolve_scheme(method, checks.check_options(options))
-    problem = Problem(
-        drift=drift, step=step_map, t=grid, y0=y0,
-        tol=checks.check_tol(tol, y0.dtype),
-        window=n if window is None else checks.check_positive_int("window", window),
-        max_iters=n if max_iters is None else checks.check_positive_int("max_iters", max_iters),
-        save=checks.check_choice("save", save, {"all", "last"}),
-        progress=bool(progress),
-        init=None if init is None else checks.check_init(init, y0, n))
-    sol = scheme.run(problem)
-    if throw and not sol.converged:
-        raise ConvergenceError(f"{scheme.name}: {sol.message} (stopped after {sol.stats.iterations} "
-                               f"sweeps with {n} steps)", solution=sol)
-    return sol

@@ -114,3 +114,17 @@ def check_init(init, y0: torch.Tensor, n_steps: int) -> torch.Tensor:
     if not torch.isfinite(init).all():
         raise ValueError("`init` contains NaN or Inf.")
     return init
+
+
+def check_real(name: str, value, *, low: float = -math.inf, high: float = math.inf,
+               open_low: bool = False, open_high: bool = True) -> float:
+    """``value`` as a float in the interval from ``low`` to ``high`` (ends open or closed as
+    told; infinite ends are always open), else a ValueError naming ``name`` and the interval."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    if ok:
+        ok = (value > low if open_low or math.isinf(low) else value >= low) and \
+             (value < high if open_high or math.isinf(high) else value <= high)
+    if not ok:
+        left, right = "(" if open_low or math.isinf(low) else "[", ")" if open_high or math.isinf(high) else "]"
+        raise ValueError(f"`{name}` must be a real number in {left}{low:g}, {high:g}{right}; got {value!r}.")
+    return float(value)

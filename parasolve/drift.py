@@ -9,20 +9,30 @@ instead of converging to a wrong answer: the output's type, shape, dtype and dev
 drift left its input ``y`` unchanged (tensor version counter); and, for ``vectorized=True``, that
 each row of the output depends only on its own ``(t[i], y[i])`` -- one extra call on two points,
 ``(t[-1], z)`` and ``(t[0], y[0])`` with ``z != y[0]``, whose second row must equal the first
-call's row 0 (``CHECK_POINTS`` evaluations, not counted in ``nfe``). Later calls skip all of it.
+call's row 0 (``CHECK_POINTS`` evaluations in one call, not counted in the stats; a drift can
+tell it apart with :func:`in_contract_check`). Later calls skip all of it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import numbers
 import warnings
 from typing import Callable
 
 import torch
 
-from .errors import EvaluatorError
+from .evaluators.protocol import EvaluatorError, local_evaluator
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_CHECKING = contextvars.ContextVar("parasolve_contract_check", default=False)
+
+
+def in_contract_check() -> bool:
+    """True while the drift is being called by the first call's row check, not by the solve
+    (what :class:`parasolve.testing.CountingDrift` leaves out of its counts)."""
+    return _CHECKING.get()
 
 
 class BatchedDrift:
@@ -146,6 +156,7 @@ class BatchedDrift:
         """A vectorized drift's rows must not depend on each other: re-evaluate ``(t[0], y[0])`` in
         a batch with a different first row and compare with row 0 of the first call."""
         z = _other_state(y[0])
+        token = _CHECKING.set(True)
         try:
             got = self._spread(self.f(torch.stack([t[-1], t[0]]), torch.stack([z, y[0]])), 2)[1]
         except Exception as exc:  # noqa: BLE001 -- the check must not turn a working solve into a failure
@@ -153,6 +164,8 @@ class BatchedDrift:
                           f"of a batch independently: a call on 2 time points raised "
                           f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=4)
             return
+        finally:
+            _CHECKING.reset(token)
         want = out[0]
         finite = torch.isfinite(want)
         if got.shape != want.shape or not torch.equal(torch.isfinite(got), finite):
@@ -170,15 +183,6 @@ class BatchedDrift:
                 f"If `{self.name}` is written for one time point (e.g. it indexes y[0] for the first "
                 f"state entry, or uses t as a scalar), drop vectorized=True and parasolve batches it "
                 f"with torch.func.vmap.")
-
-
-def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The default evaluator: the whole batch in one call on the state's device.
-
-    An evaluator is any callable ``evaluator(fn, t, y) -> fn(t, y)`` that may split the batch
-    across devices or processes; it must return the same values as ``fn(t, y)``.
-    """
-    return fn(t, y)
 
 
 def _version(y: torch.Tensor):

@@ -23,5 +23,12 @@ class NonFiniteError(FloatingPointError):
         self.time = time
 
 
-class EvaluatorError(RuntimeError):
-    """An evaluator could not produce the batch of drift values (a worker failed, timed out, ...)."""
+class UnsupportedStepError(ValueError):
+    """A scheme cannot solve the discrete problem of this step map (e.g. parareal with a
+    multistep map, or ``fine="odeint"`` with a map whose drift is not an ODE right-hand side).
+    ``scheme`` and ``step`` name the two."""
+
+    def __init__(self, message: str, scheme: str = "", step: str = ""):
+        super().__init__(message)
+        self.scheme = scheme
+        self.step = step

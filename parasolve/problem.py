@@ -1,4 +1,5 @@
-"""The discrete problem a scheme solves, with the bookkeeping every scheme shares."""
+"""The discrete problem a scheme solves: the drift, the step map, the grid and the settings (the
+bookkeeping a scheme keeps while solving it is :class:`parasolve.schemes.Ledger`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tqdm.auto import tqdm
 from .drift import BatchedDrift
 from .errors import NonFiniteError
 from .solution import Solution, Stats, Status
-from .steps import StepMap
+from .steps import StepMap, callable_names
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Problem:
 
     def non_finite(self, index: int) -> NonFiniteError:
         time = float(self.t[index])
-        what = getattr(self.step, "callables", "`f`")
+        what = callable_names(self.step)
         return NonFiniteError(
             f"The drift produced NaN or Inf at step {index} (t={time:.6g}); check {what} near that "
             f"time or use a finer grid `t`.", index=index, time=time)

@@ -10,14 +10,20 @@ from __future__ import annotations
 import torch
 
 from .drift import BatchedDrift
-from .steps import StepMap, _bshape
+from .steps import Increments, StepMap, _bshape
 
 
 class EulerMaruyama(StepMap):
-    """Euler–Maruyama with diagonal noise ``g`` and pre-drawn standard normals ``noise[i]``."""
+    """Euler–Maruyama with diagonal noise ``g`` and pre-drawn standard normals ``noise[i]``.
+
+    Stochastic and not an ODE right-hand side: ``f`` is the SDE's drift, and integrating it as
+    an ODE would drop the noise. ``stages = 1`` counts the calls of ``f``; each step also calls
+    ``g`` once (counted by ``g``'s own :class:`~parasolve.drift.BatchedDrift`, not in ``nfe``).
+    """
 
     name, order, stages = "euler_maruyama", 1, 1
-    callables = "`f` and `g`"  # named by the NaN/Inf error
+    stochastic, ode_rhs = True, False
+    callables = ("f", "g")
 
     def __init__(self, g: BatchedDrift, noise: torch.Tensor):
         self.g, self.noise = g, noise
@@ -27,7 +33,7 @@ class EulerMaruyama(StepMap):
         h = t[idx + 1] - t0
         f = drift(t0, y)
         dw = _bshape(h.abs().sqrt(), y) * self.noise[idx]
-        return _bshape(h, y) * f + self.g(t0, y) * dw, f
+        return Increments(_bshape(h, y) * f + self.g(t0, y) * dw)
 
 
 def draw_noise(shape, dtype, device, generator=None) -> torch.Tensor:

@@ -1,24 +1,13 @@
 """One-step maps: the discrete problem ``x_{i+1} = x_i + Phi_i(x_i)`` that every scheme solves.
 
-A step map computes the increments ``Phi_i`` for a batch of step indices at once, calling the
-batched drift once per stage. Contract (subclass :class:`StepMap`)::
-
-    increments(drift, t, idx, y, prev) -> (inc, first)
-
-- ``t``: the whole grid ``(N+1,)``; ``idx``: the step indices ``(n,)``; ``y``: the states
-  ``x_idx`` with shape ``(n, *state)``;
-- ``prev``: for multistep maps (``multistep = True``), the first-stage drift at ``x_{idx[0]-1}``
-  (``None`` at step 0); the drifts for the other entries come from ``first`` of the same batch,
-  which is why ``idx`` must be consecutive;
-- returns the increments ``(n, *state)`` and the first-stage drift values ``f(t_idx, x_idx)``.
-
-Attributes the tests use as oracles: ``order`` (global order of accuracy) and ``stages``
-(batched drift calls per sweep).
+Subclass :class:`StepMap` (its docstring holds the contract) and register an instance with
+:func:`register_step` to make it selectable as ``solve(..., step=name)``;
+:func:`parasolve.testing.check_step_map` checks the contract.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 
@@ -39,25 +28,77 @@ def resolve_step(step) -> "StepMap":
     raise ValueError(f"Unknown `step` {step!r}; valid: {sorted(STEPS)} or a parasolve.steps.StepMap instance.")
 
 
+def callable_names(step: "StepMap") -> str:
+    """The user's callables a map evaluates, as an error message names them: "`f` and `g`"."""
+    return " and ".join(f"`{name}`" for name in step.callables)
+
+
 def _bshape(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Reshape per-step scalars ``(n,)`` to broadcast against states ``(n, *state)``."""
     return h.reshape(h.shape[0], *([1] * (y.dim() - 1)))
 
 
+class Increments(NamedTuple):
+    """What :meth:`StepMap.increments` returns: ``inc``, the increments ``Phi_i(x_i)`` (shape
+    ``(n, *state)``), and ``carry``, what each step hands to the next one (the next call's
+    ``prev``): ``None`` for one-step maps."""
+
+    inc: torch.Tensor
+    carry: Any = None
+
+
 class StepMap:
-    """Base class of one-step maps; see the module docstring for the contract."""
+    """A one-step (or multistep) map ``Phi``: the discrete problem ``x_{i+1} = x_i + Phi_i(x_i)``.
+
+    The contract, numbered as :func:`parasolve.testing.check_step_map` reports it:
+
+    1. **Increments.** ``increments(drift, t, idx, y, prev=None) -> Increments(inc, carry)``
+       with ``t`` the whole grid ``(N+1,)``, ``idx`` step indices ``(n,)`` (consecutive for
+       multistep maps), ``y`` the states ``x_idx`` of shape ``(n, *state)``; ``inc`` has ``y``'s
+       shape and dtype. ``drift(t_batch, y_batch)`` is the batched, counted drift.
+    2. **Batched = one at a time.** The increments of a batch equal those computed one step at
+       a time (each with the previous step's carry as ``prev``), up to round-off: a scheme may
+       batch any window.
+    3. **Declared order.** With ``ode_rhs``, the map is a consistent discretisation of
+       ``dy/dt = drift(t, y)`` whose global error on a smooth problem is ``O(h^order)``.
+    4. **Declared stages.** One call makes exactly ``stages`` batched drift calls, each over
+       the ``n`` points of the batch, and nothing else calls the drift.
+    5. **Carry.** A ``multistep`` map returns ``carry`` of shape ``(n, ...)``: entry ``k`` is what
+       step ``idx[k] + 1`` needs from step ``idx[k]``; ``prev`` is the previous step's carry
+       (``carry[-1]`` of the batch before; ``None`` only at step 0, else a ``ValueError``). A
+       one-step map returns ``carry=None`` and ignores ``prev``.
+    6. **Deterministic.** The same arguments give the same increments (stochastic maps draw
+       their noise up front).
+    7. **Linear part.** ``linear_part()`` returns per-step scalars ``c_i`` (a tensor of shape
+       ``(N,)`` on the CPU) with ``dPhi_i/dx_i ~= c_i I`` when the map declares ``linear``, and
+       ``None`` otherwise; it needs no other call first (no ``prepare``).
+    8. **Declarations.** The capabilities below have the stated types (``order``, ``stages``:
+       integers >= 1; the flags: bools; ``callables``: a non-empty tuple of names).
+
+    Declared capabilities (class or instance attributes; schemes read these, never the type):
+
+    ``name``; ``order``: global order of accuracy (rule 3); ``stages``: batched drift calls per
+    call (rule 4); ``multistep``: uses ``prev`` (rule 5); ``stochastic``: ``Phi`` holds pre-drawn
+    noise; ``ode_rhs``: the drift is the right-hand side of the ODE that ``Phi`` discretises (so a
+    scheme may integrate it as an ODE instead: parareal's ``fine="odeint"``, a step-map coarse
+    propagator); ``linear``: declares a :meth:`linear_part` (rule 7); ``callables``: the user's
+    callables the drift evaluates, named when they produce NaN/Inf.
+    """
 
     name: str = ""
     order: int = 1
     stages: int = 1
     multistep: bool = False
+    stochastic: bool = False
+    ode_rhs: bool = True
+    linear: bool = False
+    callables: tuple[str, ...] = ("f",)
 
-    def increments(self, drift, t, idx, y, prev=None):
+    def increments(self, drift, t, idx, y, prev=None) -> Increments:
         raise NotImplementedError
 
-    def linear_part(self):
-        """Per-step scalars ``c_i`` (shape ``(N,)``, on the state's device) with
-        ``dPhi_i/dx_i ~= c_i I`` when the model's prediction is held fixed, or ``None`` (the
+    def linear_part(self) -> torch.Tensor | None:
+        """Per-step scalars ``c_i`` with ``dPhi_i/dx_i ~= c_i I`` (rule 7), or ``None`` (the
         default: no such structure). Newton's ``prior="step"`` uses them where it has no secant."""
         return None
 
@@ -85,26 +126,29 @@ class ExplicitRK(StepMap):
                     ys = ys + (aj * hb) * k
             ks.append(drift(t0 + self.c[s] * h, ys))
         inc = sum(bj * k for bj, k in zip(self.b, ks) if bj)
-        return hb * inc, ks[0]
+        return Increments(hb * inc)
 
 
 class AdamsBashforth2(StepMap):
     """Variable-step two-step Adams–Bashforth; its first step is forward Euler.
 
     ``Phi_i = h_i * (f_i + h_i / (2 h_{i-1}) * (f_i - f_{i-1}))``: one drift call per step, the
-    previous step's drift reused, so a Picard sweep still makes one batched call.
+    previous step's drift reused (the carry is ``f_i``), so a Picard sweep still makes one batched call.
     """
 
     name, order, stages, multistep = "ab2", 2, 1, True
 
     def increments(self, drift, t, idx, y, prev=None):
+        if prev is None and int(idx[0]) > 0:
+            raise ValueError(f"ab2: step {int(idx[0])} needs `prev`, the drift of step {int(idx[0]) - 1} "
+                             f"(the carry of the call before).")
         t0 = t[idx]
         h = t[idx + 1] - t0
         f = drift(t0, y)
         fprev = torch.cat([f[:1] if prev is None else prev[None], f[:-1]])
         h_prev = torch.where(idx > 0, t0 - t[(idx - 1).clamp(min=0)], h)
         ratio = _bshape(torch.where(idx > 0, h / (2 * h_prev), torch.zeros_like(h)), y)
-        return _bshape(h, y) * (f + ratio * (f - fprev)), f
+        return Increments(_bshape(h, y) * (f + ratio * (f - fprev)), f)
 
 
 register_step(ExplicitRK("euler", [[]], [1.0], [0.0], order=1))

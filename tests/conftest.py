@@ -1,3 +1,7 @@
+"""Shared test setup: thread count, hypothesis profiles, the one_thread fixture and the drifts
+several test modules use. Counters and strategies come from parasolve.testing.
+"""
+
 import os
 
 import pytest
@@ -14,6 +18,17 @@ try:  # CI draws the same examples every run (a red run must mean a regression, 
         _hyp.load_profile("ci")
 except ImportError:  # hypothesis is in the dev extra
     pass
+
+
+def oscillator(t, y):
+    """A damped forced oscillator, batched and element-wise: a row's value does not depend on
+    the batch it is evaluated in (so evaluators that split batches must give the same bits)."""
+    return torch.stack([y[:, 1], -y[:, 0] - 0.1 * y[:, 1]], dim=1) + torch.sin(t)[:, None]
+
+
+def oscillator_point(t, y):
+    """:func:`oscillator` for one time point (batched by vmap)."""
+    return torch.stack([y[1], -y[0] - 0.1 * y[1]]) + torch.sin(t)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ import torch
 
 import parasolve
 from parasolve import problems
-from parasolve.drift import BatchedDrift
+from parasolve.schemes import Update, WindowedScheme
+from parasolve.testing import CountingDrift
 
-STEPS = ["euler", "midpoint", "heun", "rk4", "ab2"]
+STEPS = sorted(parasolve.STEPS)
 PROBLEMS = problems.all_ode_problems()
 
 
@@ -18,27 +19,6 @@ def stability_constant(problem, t):
     """Upper bound prod(1 + |h| L) on the discrete stability constant S used by the tol bound."""
     h = (t[1:] - t[:-1]).abs()
     return float(torch.prod(1 + h * problem.lipschitz))
-
-CHECK_POINTS = BatchedDrift.CHECK_POINTS
-
-
-class Counter:
-    """A vectorized drift that counts time points, independent of parasolve's own stats.
-
-    ``points``/``calls`` leave out the first call's row-independence check of a vectorized drift
-    (``BatchedDrift.CHECK_POINTS`` points in one call), which is not part of the solve's stats.
-    """
-
-    def __init__(self, f):
-        self.f, self.points, self.calls = f, 0, 0
-
-    def __call__(self, t, y):
-        self.points += t.shape[0]
-        self.calls += 1
-        return self.f(t, y)
-
-    def solve_counts(self):
-        return self.points - CHECK_POINTS, self.calls - 1
 
 
 @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: p.name)
@@ -106,18 +86,17 @@ def test_nfe_and_iterations_are_counted_exactly(step, window):
     problem = problems.logistic()
     t = problem.grid(50)
     stages = parasolve.steps.STEPS[step].stages
-    f = Counter(problem.f)
+    f = CountingDrift(problem.f)
     sol = parasolve.solve(f, problem.y0, t, step=step, window=window, tol=1e-8, vectorized=True)
-    points, calls = f.solve_counts()
-    assert sol.stats.nfe == points
-    assert sol.stats.drift_calls == calls == sol.stats.iterations * stages
-    assert points == stages * sum(r.end - r.start for r in sol.stats.history)
+    assert sol.stats.nfe == f.points
+    assert sol.stats.drift_calls == f.calls == sol.stats.iterations * stages
+    assert f.points == stages * sum(r.end - r.start for r in sol.stats.history)
     assert sol.stats.iterations == len(sol.stats.history) <= 50
     assert sum(r.accepted for r in sol.stats.history) == 50
     assert all(r.end - r.start <= (window or 50) for r in sol.stats.history)
-    g = Counter(problem.f)
+    g = CountingDrift(problem.f)
     seq = parasolve.solve(g, problem.y0, t, method="sequential", step=step, vectorized=True)
-    assert seq.stats.nfe == g.solve_counts()[0] == 50 * stages and seq.stats.iterations == 50
+    assert seq.stats.nfe == g.points == 50 * stages and seq.stats.iterations == 50
 
 
 def test_window_one_is_one_step_per_sweep():
@@ -210,7 +189,7 @@ def test_progress_bar_shows_sweep_and_residual(capsys):
     assert "sweep=" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["sequential", "picard", "anderson", "newton", "parareal"])
+@pytest.mark.parametrize("method", sorted(parasolve.SCHEMES))
 @pytest.mark.parametrize("vectorized", [False, True])
 def test_scalar_state(method, vectorized):
     t = torch.linspace(0, 1, 41, dtype=torch.float64)
@@ -232,14 +211,13 @@ def test_method_and_step_objects_are_accepted():
 
 
 def test_a_registered_scheme_is_selectable_by_name():
-    class Damped(parasolve.schemes.WindowedScheme):
+    class Damped(WindowedScheme):
         """A relaxed Picard update: still converges to the same discrete solution."""
 
         name = "test_damped_picard"
 
-        def update(self, anchor, ys, inc, shift):
-            plain = super().update(anchor, ys, inc, shift)
-            return 0.5 * plain + 0.5 * ys[shift + 1:shift + 1 + plain.shape[0]]
+        def update(self, state, window):
+            return Update(0.5 * window.picard + 0.5 * window.ys[window.shift + 1:], state)
 
     parasolve.register_scheme(Damped)
     try:

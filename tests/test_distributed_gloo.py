@@ -18,17 +18,12 @@ import torch.multiprocessing as mp
 
 import parasolve
 from parasolve.evaluators import DistributedEvaluator, DistributedEvaluatorError, init_distributed
+from parasolve.testing import CountingEvaluator
+
+from conftest import oscillator, oscillator_point
 
 DT = torch.float64
 WORLD = 2
-
-
-def oscillator(t, y):  # batched and element-wise: a row's value does not depend on the batch
-    return torch.stack([y[:, 1], -y[:, 0] - 0.1 * y[:, 1]], dim=1) + torch.sin(t)[:, None]
-
-
-def oscillator_point(t, y):
-    return torch.stack([y[1], -y[0] - 0.1 * y[1]]) + torch.sin(t)
 
 
 def diffusion(t, y):
@@ -62,7 +57,7 @@ def _worker(rank, port, scenario, outdir):
             os._exit(0)
         if scenario == "solve":
             result["ys"] = solves(DistributedEvaluator(timeout=30.0))
-            inner = RowCounter()  # each rank's slice through an inner evaluator: same bits
+            inner = CountingEvaluator()  # each rank's slice through an inner evaluator: same bits
             result["inner_ys"] = solves(DistributedEvaluator(timeout=30.0, inner=inner))["euler_w7"]
             result["inner_rows"] = inner.rows
             y0, t = torch.zeros(2, dtype=DT), torch.linspace(0, 1, 21, dtype=DT)
@@ -91,17 +86,6 @@ def _worker(rank, port, scenario, outdir):
     finally:
         _save(result, outdir, rank)
         os._exit(0)  # skip process-group teardown, which may wait on a dead peer
-
-
-class RowCounter:
-    """An inner evaluator that counts the rows it evaluates."""
-
-    def __init__(self):
-        self.rows = 0
-
-    def __call__(self, fn, t, y):
-        self.rows += t.shape[0]
-        return fn(t, y)
 
 
 def _save(result, outdir, rank):

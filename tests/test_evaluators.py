@@ -1,7 +1,6 @@
 """In-process evaluators: multi-device splitting, replicas, fixed batches, the window chooser."""
 
 import copy
-import threading
 import time
 
 import pytest
@@ -9,19 +8,13 @@ import torch
 
 import parasolve
 from parasolve.evaluators import (CudaGraphEvaluator, DeviceEvaluator, DistributedEvaluator, EvaluatorError,
-                                  FixedBatchEvaluator, Probe, Replicas, choose_window, cost_curve,
-                                  estimate_speedups, padded_rows, replicate, split_bounds)
+                                  FixedBatchEvaluator, Replicas, padded_rows, replicate, split_bounds)
+from parasolve.testing import CountingEvaluator
+from parasolve.tuning import Probe, choose_window, cost_curve, estimate_speedups
+
+from conftest import oscillator, oscillator_point
 
 DT = torch.float64
-
-
-def oscillator(t, y):
-    """Damped forced oscillator, batched, element-wise (each row independent of the batch size)."""
-    return torch.stack([y[:, 1], -y[:, 0] - 0.1 * y[:, 1]], dim=1) + torch.sin(t)[:, None]
-
-
-def oscillator_point(t, y):
-    return torch.stack([y[1], -y[0] - 0.1 * y[1]]) + torch.sin(t)
 
 
 Y0 = torch.tensor([1.0, 0.0], dtype=DT)
@@ -195,19 +188,6 @@ def test_bad_arguments_are_named():
         choose_window(oscillator, Y0, T, evaluator=FixedBatchEvaluator(4), evaluator_factory=FixedBatchEvaluator)
     with pytest.raises(ValueError, match="`candidates` must hold integers"):
         choose_window(oscillator, Y0, T, candidates=[0])
-
-
-class CountingEvaluator:
-    """An inner evaluator that counts the calls and rows it evaluates (thread-safe)."""
-
-    def __init__(self):
-        self.calls, self.rows, self.lock = 0, 0, threading.Lock()
-
-    def __call__(self, fn, t, y):
-        with self.lock:
-            self.calls += 1
-            self.rows += t.shape[0]
-        return fn(t, y)
 
 
 def test_device_evaluator_times_out_naming_the_hung_device():

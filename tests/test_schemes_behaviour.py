@@ -20,26 +20,33 @@ def stiff_exponential(t, y):
     return -y * torch.exp(y)
 
 
-def test_anderson_safeguard_restores_convergence_where_raw_mixing_diverges():
+def test_anderson_safeguard_keeps_mixing_no_worse_than_picard_where_raw_mixing_is_worse():
+    """On y' = -y e^y raw mixing (memory 5) overshoots into the region where the drift explodes
+    and needs far more sweeps than no mixing at all; the safeguard takes the Picard step there.
+
+    With the default ridge the Gram systems are well-posed, so these counts are stable under
+    perturbations of the mixing coefficients of 1e-10 (raw 37-39 sweeps, safeguarded 21,
+    Picard 24). With ``regularization=0`` they are numerically singular (condition numbers
+    1e17-1e24): the raw run's course is then decided by the LAPACK kernel's round-off (one-ulp
+    perturbations swing it between 45 and 100 sweeps), which is why an earlier version of this
+    test, asserting a blow-up at ``regularization=0``, failed on torch 2.13's MKL.
+    """
     y0 = torch.tensor([1.0], dtype=torch.float64)
     t = torch.linspace(0, 3, 101, dtype=torch.float64)
     seq = parasolve.solve(stiff_exponential, y0, t, method="sequential")
     picard = parasolve.solve(stiff_exponential, y0, t, tol=1e-8, vectorized=True)
-    raw = Anderson(memory=5, regularization=0.0, safeguard=False)
-    diverged = parasolve.solve(stiff_exponential, y0, t, method=raw, tol=1e-8, vectorized=True, throw=False)
-    residuals = [r.residual for r in diverged.stats.history]
-    # The raw mixed iterate blows up (the loop restarts its overflowing slots) and crawls.
-    assert not math.isfinite(max(residuals)) or max(residuals) > 1e6 * residuals[0]
-    assert diverged.stats.iterations > 3 * picard.stats.iterations
-    safe = Anderson(memory=5, regularization=0.0)
-    sol = parasolve.solve(stiff_exponential, y0, t, method=safe, tol=1e-8, vectorized=True)
-    assert safe.fallbacks >= 1 and sol.stats.fallbacks == safe.fallbacks
-    assert diverged.stats.fallbacks == 0
-    assert max(r.residual for r in sol.stats.history) < 10 * residuals[0]
-    assert sol.stats.iterations <= picard.stats.iterations + 5
+    raw = Anderson(memory=5, safeguard=False)
+    worse = parasolve.solve(stiff_exponential, y0, t, method=raw, tol=1e-8, vectorized=True)
+    assert worse.stats.fallbacks == 0
+    assert worse.stats.iterations >= picard.stats.iterations + 10  # mixing made it worse than Picard
+    sol = parasolve.solve(stiff_exponential, y0, t, method=Anderson(memory=5), tol=1e-8, vectorized=True)
+    assert sol.stats.fallbacks >= 1
+    assert sol.stats.iterations <= picard.stats.iterations
     assert (sol.ys - seq.ys).abs().max() <= 1e-8  # contractive problem: S <= 1
+    # Picard's sweep count: enough for the safeguarded scheme, not for raw mixing.
     with pytest.raises(parasolve.ConvergenceError):
-        parasolve.solve(stiff_exponential, y0, t, method=raw, tol=1e-8, vectorized=True, max_iters=40)
+        parasolve.solve(stiff_exponential, y0, t, method=raw, tol=1e-8, vectorized=True,
+                        max_iters=picard.stats.iterations)
 
 
 def test_newton_safeguard_restores_convergence_where_the_raw_secant_step_diverges():
@@ -52,7 +59,7 @@ def test_newton_safeguard_restores_convergence_where_the_raw_secant_step_diverge
     assert worst_raw > 1e9  # the iterate explodes (the loop restarts overflowing slots)
     safe = Newton(jacobian="diagonal")
     sol = parasolve.solve(problem.f, problem.y0, t, method=safe, tol=1e-8, vectorized=True)
-    assert safe.fallbacks >= 1 and sol.stats.fallbacks == safe.fallbacks
+    assert sol.stats.fallbacks >= 1
     assert sol.stats.iterations < raw.stats.iterations
     assert max(r.residual for r in sol.stats.history) < 1e-6 * worst_raw
     assert (sol.ys - seq.ys).abs().max() <= math.exp(problem.lipschitz) * 1e-8
@@ -85,13 +92,13 @@ def test_bidiagonal_scan_equals_the_sequential_recursion(length, scalar):
 class RecordingNewton(Newton):
     """Newton that keeps each update's anchor and output, to check them against the step map."""
 
-    def run(self, problem):
+    def __init__(self, **options):
+        super().__init__(**options)
         self.updates = []
-        return super().run(problem)
 
-    def update(self, anchor, ys, inc, shift):
-        new = super().update(anchor, ys, inc, shift)
-        self.updates.append((ys.shape[0] - 1 - shift, torch.cat([anchor[None], new])))
+    def update(self, state, window):
+        new = super().update(state, window)
+        self.updates.append((window.width - window.shift, torch.cat([window.anchor[None], new.iterate])))
         return new
 
 

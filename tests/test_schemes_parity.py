@@ -12,8 +12,8 @@ import torch
 
 import parasolve
 from parasolve import problems
-from parasolve.drift import BatchedDrift
 from parasolve.schemes import Anderson, Newton, Parareal
+from parasolve.testing import CountingDrift
 
 PROBLEMS = problems.all_ode_problems()
 
@@ -121,33 +121,20 @@ def test_float32_default_tolerance(scheme):
     assert (par.ys - seq.ys).abs().max() <= bound(problem, 1e-3)
 
 
-class Counter:
-    """A vectorized drift that counts its own calls and time points."""
-
-    def __init__(self, f):
-        self.f, self.points, self.calls = f, 0, 0
-
-    def __call__(self, t, y):
-        self.points += t.shape[0]
-        self.calls += 1
-        return self.f(t, y)
-
-
 @pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])
 @pytest.mark.parametrize("step", ["euler", "rk4"])
 def test_stats_count_every_drift_call(scheme, step):
     _, method, options = scheme
     problem = problems.logistic()
     t = problem.grid(50)
-    f = Counter(problem.f)
+    f = CountingDrift(problem.f)
     sol = parasolve.solve(f, problem.y0, t, method=method, options=options, step=step, tol=1e-8,
                           window=20, vectorized=True)
-    # the vectorized drift's first-call row check (CHECK_POINTS points, one call) is not in the stats
-    assert sol.stats.nfe == f.points - BatchedDrift.CHECK_POINTS and sol.stats.drift_calls == f.calls - 1
+    assert sol.stats.nfe == f.points and sol.stats.drift_calls == f.calls
     assert sol.stats.iterations == len(sol.stats.history) <= 50
     assert sum(r.accepted for r in sol.stats.history) == 50
     if method != "parareal":  # one batched round per stage per sweep
-        assert f.calls - 1 == sol.stats.iterations * parasolve.steps.STEPS[step].stages
+        assert f.calls == sol.stats.iterations * parasolve.steps.STEPS[step].stages
 
 
 @pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s[0])

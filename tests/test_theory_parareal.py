@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -122,12 +123,8 @@ def test_parareal_bound_is_attained_for_scalar_growth():
 
 
 def test_bad_constants_are_rejected():
-    try:
+    with pytest.raises(ValueError, match="`alpha`"):
         parareal.bound([0.1, 0.2], [1.0], 1, 1.0)
-    except ValueError as exc:
-        assert "`alpha`" in str(exc)
-    else:
-        raise AssertionError("no ValueError for mismatched alpha/beta")
 
 
 def test_symbolic_derivations_hold():

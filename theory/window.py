@@ -1,6 +1,6 @@
 """Sliding-window Picard (window ``p``): the windowed iterate, and how many sweeps a solve takes.
 
-The core's loop (``parasolve/schemes/picard.py``) keeps slots ``b .. b+p``; a sweep measures the
+The core's loop (``parasolve/schemes/engine.py``) keeps slots ``b .. b+p``; a sweep measures the
 defects, freezes the leading accepted steps plus one exact step (so ``b`` grows by ``1..p``), moves
 the rest by the Picard rule anchored at the new ``b``, and fills the slots entering the window with
 copies of the last one (or ``init``).

@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from ..steps import StepMap
+from ..steps import Increments, StepMap
 from .denoiser import Denoiser
 from .schedules import timesteps as spaced_timesteps
 
@@ -78,11 +78,16 @@ def settings_for(den: Denoiser, sampler: str) -> dict:
 class DiffusionStep(StepMap):
     """One sampler step as the affine map in the module docstring; tables indexed by step.
 
-    ``first`` (what the core hands back as ``prev``) is the step's clean-sample prediction
-    ``x0_i``, the quantity the next multistep step reuses.
+    The drift is the model (its output ``out``), not an ODE right-hand side (``ode_rhs = False``).
+    For the multistep samplers (DPM-Solver++ 2M) the carry -- the next call's ``prev`` -- is the
+    step's clean-sample prediction ``x0_i``; the one-step samplers carry nothing. The map declares
+    a linear part (:meth:`linear_part`). :meth:`prepare` moves the tables to the sample's dtype and
+    device and attaches the noise before :meth:`increments` is called.
     """
 
     order, stages = 1, 1
+    ode_rhs, linear = False, True
+    callables = ("model",)
 
     def __init__(self, name: str, prediction_type: str, settings: dict, tables: dict[str, np.ndarray]):
         self.name = name
@@ -101,16 +106,20 @@ class DiffusionStep(StepMap):
         self.noise = noise
         return self
 
-    def linear_part(self):
+    def linear_part(self) -> torch.Tensor:
         """``dPhi_i/dx`` with the clean-sample prediction ``x0`` held fixed: ``A - 1``, plus ``E / s``
-        where the step uses ``eps = (x - a x0) / s`` (exact when ``x0`` does not depend on ``x``)."""
-        d = self._dev
-        return d["A"] - 1 + (d["E"] / d["s"] if self.uses_eps else 0)
+        where the step uses ``eps = (x - a x0) / s`` (exact when ``x0`` does not depend on ``x``).
+        From the host tables, in their precision: no :meth:`prepare` needed."""
+        d = self.tables
+        return torch.from_numpy(d["A"] - 1 + (d["E"] / d["s"] if self.uses_eps else 0))
 
     def increments(self, drift, t, idx, y, prev=None):
+        if not self._dev:
+            raise ValueError(f"{self.name}: call prepare(dtype, device, noise) before increments(); "
+                             f"sample() does.")
         out = drift(t[idx], y)
         x_next, x0 = self.advance(idx, y, out, prev)
-        return x_next - y, x0
+        return Increments(x_next - y, x0 if self.multistep else None)
 
     def advance(self, idx, x, out, prev):
         """``x_{i+1}`` and ``x0_i`` for the steps ``idx`` from states ``x`` and model outputs ``out``."""

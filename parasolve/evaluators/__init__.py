@@ -9,18 +9,15 @@ back (``solve(..., evaluator=...)``). Pick one:
 - :class:`CudaGraphEvaluator`: CUDA-graph replay at a fixed batch size (one GPU);
 - :class:`FixedBatchEvaluator`: fixed-size, padded chunks without graphs.
 
-:func:`choose_window` measures the drift and picks the window; see docs/distributed.md.
+The window tuner (:func:`parasolve.tuning.choose_window`) measures them; see docs/distributed.md.
 """
 
-from ..drift import local_evaluator
 from .chunks import padded_rows, split_bounds
 from .cuda_graph import CudaGraphEvaluator, FixedBatchEvaluator
 from .devices import DeviceEvaluator, Replicas, replicate
 from .distributed import DistributedEvaluator, init_distributed
-from .errors import DistributedEvaluatorError, EvaluatorError
-from .window import Probe, WindowChoice, WindowEstimate, choose_window, cost_curve, estimate_speedups, time_call
+from .protocol import DistributedEvaluatorError, Evaluator, EvaluatorError, local_evaluator
 
-__all__ = ["local_evaluator", "DeviceEvaluator", "Replicas", "replicate", "DistributedEvaluator",
+__all__ = ["Evaluator", "local_evaluator", "DeviceEvaluator", "Replicas", "replicate", "DistributedEvaluator",
            "init_distributed", "CudaGraphEvaluator", "FixedBatchEvaluator", "EvaluatorError",
-           "DistributedEvaluatorError", "choose_window", "cost_curve", "time_call", "WindowChoice",
-           "WindowEstimate", "Probe", "estimate_speedups", "split_bounds", "padded_rows"]
+           "DistributedEvaluatorError", "split_bounds", "padded_rows"]

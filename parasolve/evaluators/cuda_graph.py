@@ -21,8 +21,8 @@ from collections import OrderedDict
 
 import torch
 
-from ..drift import local_evaluator
 from .chunks import padded_rows
+from .protocol import local_evaluator
 
 _THREAD_LOCAL = ({"capture_error_mode": "thread_local"}
                  if "capture_error_mode" in inspect.signature(torch.cuda.graph.__init__).parameters else {})

@@ -35,9 +35,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..drift import local_evaluator
 from .chunks import split_bounds
-from .errors import EvaluatorError
+from .protocol import EvaluatorError, local_evaluator
 
 
 def as_device(device) -> torch.device:
@@ -107,7 +106,7 @@ class DeviceEvaluator:
     still runs them concurrently, since launches are asynchronous).
 
     ``timeout``: seconds one batched call may take on all devices together before it raises
-    :class:`~parasolve.errors.EvaluatorError` naming the devices that did not return
+    :class:`~parasolve.evaluators.EvaluatorError` naming the devices that did not return
     (``None``: wait forever). It needs ``threads=True``: a call in the calling thread cannot be
     interrupted. A hung thread cannot be killed either; it is abandoned (a daemon, so it does
     not block the exit) and the next call starts fresh threads.

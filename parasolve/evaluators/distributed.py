@@ -23,9 +23,8 @@ import time
 import torch
 import torch.distributed as dist
 
-from ..drift import local_evaluator
 from .chunks import padded_rows, split_bounds
-from .errors import DistributedEvaluatorError
+from .protocol import DistributedEvaluatorError, local_evaluator
 
 _instances = itertools.count()
 # Newer torch names it all_gather_single (the old name warns); older releases have only the old name.

@@ -20,19 +20,24 @@ so the tolerance guarantee and the at-most-N-sweeps bound hold whatever the mixi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from .._checks import check_real
 from .base import per_step, register_scheme
-from .picard import SafeguardedScheme
+from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, residual_grew, work_dtype
 
 
-def _check_options(memory, regularization, growth):
-    if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
-        raise ValueError(f"`memory` must be an integer >= 1 (differences kept for mixing); got {memory!r}.")
-    if isinstance(regularization, bool) or not isinstance(regularization, (int, float)) or not regularization >= 0:
-        raise ValueError(f"`regularization` must be a real number >= 0; got {regularization!r}.")
-    if isinstance(growth, bool) or not isinstance(growth, (int, float)) or not 0 < growth < float("inf"):
-        raise ValueError(f"`growth` must be a finite real number > 0; got {growth!r}.")
+@dataclass(frozen=True)
+class AndersonState:
+    """Per-solve memory, in the slots of the *next* window (slot 0 = its anchor): ``history``,
+    ``(first slot, x, G(x))`` of recent sweeps; ``last_inc``, the last sweep's ``(first step,
+    increments)``; ``mixed``: whether the last update was a mixed one."""
+
+    history: tuple = ()
+    last_inc: tuple | None = None
+    mixed: bool = False
 
 
 @register_scheme
@@ -52,46 +57,42 @@ class Anderson(SafeguardedScheme):
 
     def __init__(self, memory: int = 3, regularization: float = 1e-8, safeguard: bool = True,
                  growth: float = 1.0):
-        _check_options(memory, regularization, growth)
-        self.memory, self.regularization = memory, float(regularization)
-        self.safeguard, self.growth = bool(safeguard), float(growth)
+        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
+            raise ValueError(f"`memory` must be an integer >= 1 (differences kept for mixing); got {memory!r}.")
+        self.memory = memory
+        self.regularization = check_real("regularization", regularization, low=0.0)
+        super().__init__(safeguard, growth)
 
-    def reset(self):
-        # (first slot, x, G(x)) of recent sweeps and the last sweep's (first step, increments),
-        # in the slots of the *next* window (slot 0 = its anchor).
-        self._history: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-        self._last_inc = None
-        self._mixed = False
+    def init(self, problem) -> AndersonState:
+        return AndersonState()
 
-    def update(self, anchor, ys, inc, shift):
-        w = ys.shape[0] - 1
-        x = ys[shift + 1:]                                   # slots shift+1 .. w
-        g = anchor + torch.cumsum(inc[shift:], dim=0)        # their Picard images
+    def reset(self, state: AndersonState) -> AndersonState:
+        return AndersonState()
+
+    def update(self, state: AndersonState, window: Window) -> Update:
+        shift, w = window.shift, window.width
+        x = window.ys[shift + 1:]                            # slots shift+1 .. w
+        g = window.picard                                    # their Picard images
         past = [(aligned(first, px, shift + 1, w + 1), aligned(first, pg, shift + 1, w + 1))
-                for first, px, pg in self._history]
-        if self.safeguard and self._mixed and residual_grew(g - x, past[-1][1] - past[-1][0], self.growth):
+                for first, px, pg in state.history]
+        if self.safeguard and state.mixed and residual_grew(g - x, past[-1][1] - past[-1][0], self.growth):
             # The last mixed step made things worse: take the Picard step from the iterate before it.
-            self.fallbacks += 1
-            first, inc_prev = self._last_inc
-            new = picard_from(anchor, aligned(first, inc_prev, shift, w), inc[shift:])
-            self._history, self._mixed = self._history[-1:], False
-            self._last_inc = (first - shift, inc_prev)
-            self._history = [(first - shift, px, pg) for first, px, pg in self._history]
-            return new
+            first, inc_prev = state.last_inc
+            new = picard_from(window.anchor, aligned(first, inc_prev, shift, w), window.inc[shift:])
+            history = tuple((f - shift, px, pg) for f, px, pg in state.history[-1:])
+            return Update(new, AndersonState(history, (first - shift, inc_prev), False), fallback=True)
         new = g if not past else self._mix(x, g, past)
-        self._mixed = bool(past)
-        self._history.append((shift + 1, x, g))
-        self._history = [(first - shift, px, pg) for first, px, pg in self._history[-(self.memory + 1):]]
-        self._last_inc = (0, inc[shift:])
-        return new
+        history = (*state.history, (shift + 1, x, g))[-(self.memory + 1):]
+        history = tuple((f - shift, px, pg) for f, px, pg in history)
+        return Update(new, AndersonState(history, (0, window.inc[shift:]), bool(past)))
 
     def _mix(self, x, g, past):
         """``G(x) - dG gamma`` with per-state coefficients from the states up to each one.
 
-        The Gram systems are built and solved in at least single precision (``_work_dtype``):
+        The Gram systems are built and solved in at least single precision (``work_dtype``):
         LAPACK has no 16-bit solve, and 16-bit Gram entries would lose the differences anyway.
         """
-        work = _work_dtype(g.dtype)
+        work = work_dtype(g.dtype)
         xs = torch.stack([px for px, _ in past] + [x])       # (k+1, n, *state), oldest first
         gs = torch.stack([pg for _, pg in past] + [g])
         dx = torch.nan_to_num(xs[1:] - xs[:-1], nan=0.0)     # 0 where a state has no history
@@ -110,36 +111,3 @@ class Anderson(SafeguardedScheme):
         return g - torch.einsum("na,an...->n...", gamma, dg.to(work)).to(g.dtype)
 
 
-def aligned(first: int, values: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-    """``values`` stored for window slots ``first, first+1, ..`` laid out on slots ``lo .. hi-1``;
-    NaN on slots the stored values do not cover (states that entered the window since)."""
-    out = torch.full((hi - lo, *values.shape[1:]), float("nan"), dtype=values.dtype, device=values.device)
-    a, b = max(first, lo), min(first + values.shape[0], hi)
-    if b > a:
-        out[a - lo:b - lo] = values[a - first:b - first]
-    return out
-
-
-def picard_from(anchor: torch.Tensor, inc_before: torch.Tensor, inc_now: torch.Tensor) -> torch.Tensor:
-    """The Picard update from the previous iterate, re-anchored at ``anchor``: its increments
-    ``inc_before`` (aligned, NaN on steps it did not cover, which take ``inc_now``)."""
-    return anchor + torch.cumsum(torch.where(torch.isnan(inc_before), inc_now, inc_before), 0)
-
-
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    """``dtype`` raised to at least single precision (16-bit -> float32/complex64; others kept)."""
-    return torch.promote_types(dtype, torch.float32)
-
-
-def residual_grew(residual: torch.Tensor, previous: torch.Tensor, growth: float) -> bool:
-    """Whether ``residual`` exceeds ``growth`` times ``previous`` (aligned, NaN where unknown),
-    in the 2-norm over the states both carry. A non-finite current residual counts as growth.
-
-    One host synchronisation: the states ``previous`` does not cover are zeroed, not dropped.
-    """
-    now, prev = (per_step(v).to(_work_dtype(v.dtype)) for v in (residual, previous))
-    known = torch.isfinite(prev).all(1, keepdim=True)
-    zero = torch.zeros((), dtype=now.dtype, device=now.device)
-    now_norm = torch.where(known, now, zero).norm()
-    prev_norm = torch.where(known, prev, zero).norm()
-    return bool(known.any() & ~(now_norm <= growth * prev_norm))

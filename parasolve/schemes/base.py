@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
+from ..errors import UnsupportedStepError
 from ..problem import Problem
 from ..solution import Solution
+from ..steps import StepMap
 
 SCHEMES: dict[str, type["Scheme"]] = {}
 
@@ -45,18 +47,51 @@ def resolve_scheme(method, options: dict | None) -> "Scheme":
 
 
 class Scheme:
-    """A way to solve the discrete problem ``x_{i+1} = x_i + Phi_i(x_i)``.
+    """A way to solve the discrete problem ``x_{i+1} = x_i + Phi_i(x_i)`` of a :class:`Problem`.
 
-    Subclasses set ``name`` and implement :meth:`run`, which must: return the solution of the
-    discrete problem up to the tolerance's guarantee, never use more than ``len(t) - 1``
-    sweeps, honour ``problem.max_iters`` and ``problem.save``, and report the cost in the
-    returned :class:`~parasolve.solution.Stats`. Options are constructor arguments.
+    The contract, numbered as :func:`parasolve.testing.check_scheme` reports it:
+
+    1. **Refusal.** ``run`` first calls :meth:`check_step`, which raises
+       :class:`~parasolve.errors.UnsupportedStepError` (a ``ValueError``) naming the scheme and
+       the step map when the scheme cannot handle the map's declared capabilities; it never
+       inspects the map's type.
+    2. **Answer.** A converged solution of a ``discrete`` scheme is the sequential solution up
+       to the tolerance's guarantee: every step of the returned trajectory has a defect
+       ``max|x_{i+1} - x_i - Phi_i(x_i)|``, and these sum to at most ``stats.defect_sum <= tol``
+       (so ``max|x - x_seq| <= S * tol``, docs/tolerance.md). ``status`` is ``SUCCESS`` only then.
+    3. **Sweeps.** ``stats.iterations <= min(len(t) - 1, max_iters)``; an iterative scheme's
+       ``stats.history`` has one :class:`~parasolve.solution.SweepRecord` per iteration whose
+       ``accepted`` steps add up to ``N`` when it converged.
+    4. **Honest stats.** ``stats.nfe`` and ``stats.drift_calls`` are the drift's own counts; a
+       ``windowed`` scheme makes ``stages`` batched calls per sweep over the record's
+       ``[start, end)`` steps (a non-iterative one ``stages`` calls of one point per step).
+    5. **Settings.** ``max_iters`` stops it (status ``MAX_ITERS``, the partial answer returned),
+       ``save`` says what is returned, ``init`` is only a guess; the scheme keeps no per-solve
+       state on itself, so one instance may run many solves.
+    6. **Bad input.** Options are constructor arguments, checked there: a bad one raises a
+       ``ValueError``/``TypeError`` naming it.
+
+    Declared capabilities: ``name``; ``iterative`` (counts sweeps; ``False``: one iteration per
+    step, like the sequential loop); ``windowed`` (rule 4's cost model); ``discrete`` (rule 2:
+    converges to the step map's discrete problem, not e.g. to glued odeint solutions).
     """
 
     name: str = ""
     iterative: bool = True
+    windowed: bool = False
+    discrete: bool = True
+
+    def check_step(self, step: StepMap) -> None:
+        """Raise :class:`~parasolve.errors.UnsupportedStepError` if this scheme cannot use ``step``
+        (rule 1); the default accepts every map."""
+
+    def refuse(self, step: StepMap, why: str, fix: str) -> UnsupportedStepError:
+        """The typed refusal of rule 1, naming the scheme, the map, the reason and the fix."""
+        return UnsupportedStepError(f"method={self.name!r} cannot use step map {step.name!r}: {why}. {fix}",
+                                    scheme=self.name, step=step.name)
 
     def run(self, problem: Problem) -> Solution:
+        """Solve ``problem`` under the contract above."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

@@ -24,11 +24,13 @@ no information and the secant is noise -- the safeguard then keeps it near Picar
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 
-from .anderson import aligned, picard_from, residual_grew
+from .._checks import check_real
 from .base import per_step, register_scheme
-from .picard import SafeguardedScheme
+from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, residual_grew
 
 
 def bidiagonal_solve(a: torch.Tensor, b: torch.Tensor, delta0: torch.Tensor) -> torch.Tensor:
@@ -48,6 +50,17 @@ def bidiagonal_solve(a: torch.Tensor, b: torch.Tensor, delta0: torch.Tensor) -> 
         A, B = A_next, B_next
         offset *= 2
     return A * delta0 + B
+
+
+@dataclass(frozen=True)
+class NewtonState:
+    """Per-solve memory: ``prior``, the per-step slope where no secant exists (``(N,)`` or
+    ``None``); ``last``, the last sweep's ``(first slot, states, increments, residual)`` in the next
+    window's slots; ``newton``: whether the last update was a Newton (not a Picard) step."""
+
+    prior: torch.Tensor | None = None
+    last: tuple | None = None
+    newton: bool = False
 
 
 @register_scheme
@@ -77,50 +90,44 @@ class Newton(SafeguardedScheme):
             raise ValueError(f"`jacobian` must be 'scalar' or 'diagonal'; got {jacobian!r}.")
         if prior not in ("zero", "step"):
             raise ValueError(f"`prior` must be 'zero' or 'step' (the step map's linear part); got {prior!r}.")
-        if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not 0 < damping <= 1:
-            raise ValueError(f"`damping` must be a real number in (0, 1]; got {damping!r}.")
-        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < float("inf"):
-            raise ValueError(f"`clip` must be a finite real number >= 0; got {clip!r}.")
-        if isinstance(growth, bool) or not isinstance(growth, (int, float)) or not 0 < growth < float("inf"):
-            raise ValueError(f"`growth` must be a finite real number > 0; got {growth!r}.")
-        self.jacobian, self.damping, self.clip = jacobian, float(damping), float(clip)
-        self.safeguard, self.growth, self.prior = bool(safeguard), float(growth), prior
+        self.jacobian, self.prior = jacobian, prior
+        self.damping = check_real("damping", damping, low=0.0, high=1.0, open_low=True, open_high=False)
+        self.clip = check_real("clip", clip, low=0.0)
+        super().__init__(safeguard, growth)
 
-    def run(self, problem):
-        self._prior = problem.step.linear_part() if self.prior == "step" else None
-        return super().run(problem)
+    def init(self, problem) -> NewtonState:
+        if self.prior == "zero" or not problem.step.linear:
+            return NewtonState()
+        y0 = problem.y0
+        return NewtonState(prior=problem.step.linear_part().to(dtype=y0.dtype, device=y0.device))
 
-    def reset(self):
-        # Last sweep's (states, increments, residual) per window slot, in the next window's slots.
-        self._last = None
-        self._newton = False
+    def reset(self, state: NewtonState) -> NewtonState:
+        return replace(state, last=None, newton=False)
 
-    def update(self, anchor, ys, inc, shift):
-        w = ys.shape[0] - 1
-        x, phi = ys[shift:w], inc[shift:]                    # steps shift .. w-1
-        residual = anchor + torch.cumsum(phi, 0) - ys[shift + 1:]
-        prior = None if self._prior is None else \
-            self._prior[self.start + shift:self.start + w].reshape(-1, *([1] * (x.dim() - 1)))
+    def update(self, state: NewtonState, window: Window) -> Update:
+        shift, w, ys, anchor = window.shift, window.width, window.ys, window.anchor
+        x, phi = ys[shift:w], window.inc[shift:]             # steps shift .. w-1
+        residual = window.picard - ys[shift + 1:]
+        prior = None if state.prior is None else \
+            state.prior[window.start + shift:window.start + w].reshape(-1, *([1] * (x.dim() - 1)))
         slope = prior  # the first sweep: the prior, or Picard without one
-        if self._last is not None:
-            first, px, pphi, pres = self._last
+        if state.last is not None:
+            first, px, pphi, pres = state.last
             px, pphi = aligned(first, px, shift, w), aligned(first, pphi, shift, w)
-            if self.safeguard and self._newton and residual_grew(
+            if self.safeguard and state.newton and residual_grew(
                     residual, aligned(first + 1, pres, shift + 1, w + 1), self.growth):
                 # The last Newton step made things worse: Picard step from the iterate before it.
-                self.fallbacks += 1
-                self._newton = False
-                self._last = (first - shift, *self._last[1:])
-                return picard_from(anchor, pphi, phi)
+                moved = replace(state, last=(first - shift, *state.last[1:]), newton=False)
+                return Update(picard_from(anchor, pphi, phi), moved, fallback=True)
             slope = self._secant(x - px, phi - pphi, prior)
-        self._newton = slope is not None
-        self._last = (0, x, phi, residual)  # step `shift` is slot 0 of the next window
+        # step `shift` is slot 0 of the next window
+        state = replace(state, last=(0, x, phi, residual), newton=slope is not None)
         defect = ys[shift + 1:] - x - phi
         if slope is None:  # Picard: delta_{i+1} = delta_i - F_i
             delta = (anchor - ys[shift]) - torch.cumsum(defect, 0)
         else:
             delta = bidiagonal_solve(1 + slope, -defect, anchor - ys[shift])
-        return ys[shift + 1:] + self.damping * delta
+        return Update(ys[shift + 1:] + self.damping * delta, state)
 
     def _secant(self, dx: torch.Tensor, dphi: torch.Tensor, prior=None) -> torch.Tensor:
         """Clipped secant estimate of ``dPhi_i/dx_i`` per step; where a step has no history, the

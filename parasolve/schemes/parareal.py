@@ -30,7 +30,8 @@ Coarse propagators (``coarse=``):
   each frozen at its own start state (``k`` rounds in sequence; ``k >=`` the segment length makes
   ``G`` the fine propagator itself).
 - a step map (name or :class:`~parasolve.steps.StepMap`): ``coarse_steps`` (default 1) equal steps
-  of it per segment, with ``f`` as an ODE right-hand side (meaningful for plain ODE problems only).
+  of it per segment, with ``f`` as an ODE right-hand side: a good prediction only where the map
+  declares ``ode_rhs`` (for other maps it only costs iterations, never accuracy).
 
 Fine propagators (``fine=``): ``"step"`` (default; converges to the discrete problem, i.e. to
 ``method="sequential"``) or ``"odeint"``: torchdiffeq's adaptive ``odeint`` (dopri5 by default) on
@@ -49,10 +50,9 @@ import math
 import torch
 
 from ..problem import Problem
-from ..sde import EulerMaruyama
-from ..solution import Stats, Status, SweepRecord
 from ..steps import StepMap, resolve_step
 from .base import Scheme, per_step, register_scheme
+from .ledger import Ledger
 
 
 def segment_bounds(n_steps: int, segments: int) -> list[int]:
@@ -113,6 +113,20 @@ class Parareal(Scheme):
         self.segments, self.coarse, self.fine, self.coarse_steps = segments, coarse, fine, coarse_steps
         self.odeint_options = dict(odeint_options or {})
 
+    @property
+    def discrete(self) -> bool:
+        """Whether it converges to the discrete problem (``fine="step"``) rather than to glued
+        odeint solutions (``fine="odeint"``)."""
+        return self.fine == "step"
+
+    def check_step(self, step: StepMap) -> None:
+        if step.multistep:
+            raise self.refuse(step, "it is multistep, and parareal propagates its segments independently",
+                              "Use method='picard', 'anderson' or 'newton', or a one-step map.")
+        if not step.ode_rhs and self.fine == "odeint":
+            raise self.refuse(step, "fine='odeint' integrates the drift as an ODE, and this map's drift is "
+                                    "not an ODE right-hand side (ode_rhs=False)", "Use fine='step'.")
+
     def __repr__(self) -> str:
         coarse = self.coarse if isinstance(self.coarse, str) else self.coarse.name
         return (f"Parareal(segments={self.segments}, coarse={coarse!r}, coarse_steps={self.coarse_steps}, "
@@ -120,26 +134,12 @@ class Parareal(Scheme):
 
     # ------------------------------------------------------------------ the iteration
     def run(self, problem: Problem):
-        if problem.step.multistep:
-            raise ValueError(f"method='parareal' needs a one-step map; step {problem.step.name!r} is "
-                             f"multistep. Use method='picard', 'anderson' or 'newton', or a one-step map.")
-        if self.fine == "odeint" and isinstance(problem.step, EulerMaruyama):
-            raise ValueError("fine='odeint' solves an ODE; it cannot propagate an SDE (solve_sde). "
-                             "Use fine='step'.")
+        self.check_step(problem.step)
         n = problem.n_steps
         k_seg = self.segments if self.segments is not None else max(1, round(math.sqrt(n)))
         k_seg = min(k_seg, n, problem.window)
         bounds = segment_bounds(n, k_seg)
-        h = (problem.t[1:] - problem.t[:-1]).abs().double().cpu()
-        share = torch.tensor([problem.tol * float(h[bounds[j]:bounds[j + 1]].sum() / h.sum())
-                              for j in range(k_seg)], dtype=torch.float64)
-        self._share = float(share.min())
-        keep_all = problem.save == "all"
         y0 = problem.y0
-        out = torch.empty((n + 1, *y0.shape), dtype=y0.dtype, device=y0.device) if keep_all else None
-        if keep_all:
-            out[0] = y0
-        stats = Stats(window=k_seg)
         starts = torch.empty((k_seg, *y0.shape), dtype=y0.dtype, device=y0.device)  # U_j
         starts[0] = y0
         coarse_old = torch.empty_like(starts)                                       # G(U_j)
@@ -149,37 +149,31 @@ class Parareal(Scheme):
         else:
             self._coarse_sweep(problem, bounds, 0, starts, coarse_old, None)
         a, ends = 0, None
-        with problem.progress_bar(self.name) as bar:
-            while a < k_seg and stats.iterations < problem.max_iters:
-                stats.iterations += 1
-                ends, bad_step = self._fine(problem, bounds, a, starts, out)  # F(U_j), j = a..K-1
-                if keep_all:  # the glued trajectory holds the starts; its defects sit at the boundaries
-                    out[bounds[a:k_seg]] = starts[a:]
+        with Ledger(problem, k_seg, self.name) as ledger:
+            share = ledger.allowances(bounds)  # segment j's allowance: the sum of its steps'
+            odeint_tol = self._odeint_tol(float(share.min()), y0.dtype)
+            while a < k_seg and ledger.stats.iterations < problem.max_iters:
+                ends, bad_step = self._fine(problem, bounds, a, starts, ledger.out, odeint_tol)  # F(U_j)
+                if ledger.out is not None:  # the glued trajectory holds the starts; defects sit at the boundaries
+                    ledger.out[bounds[a:k_seg]] = starts[a:]
                 defect = per_step(starts[a + 1:] - ends[:-1]).abs().amax(1)
                 host = torch.cat([defect.double(), bad_step.double()]).cpu()  # the one host sync
                 defect_host, bad_host = host[:len(defect)], host[len(defect):].long()
-                ok = (defect_host <= share[a:k_seg - 1]).long().cumprod(0)
-                m = int(ok.sum())
+                m = ledger.accept(defect_host, share[a:k_seg - 1])
                 bad = bad_host[:m + 1]  # a failure inside a segment that starts from an accepted state
-                if bool((bad >= 0).any()):
-                    raise problem.non_finite(int(bad[bad >= 0].min()))
-                stats.defect_sum += float(defect_host[:m].sum())
+                ledger.fail_at(int(bad[bad >= 0].min()) if bool((bad >= 0).any()) else -1)
                 a_next = a + m + 1
-                stats.history.append(SweepRecord(stats.iterations, bounds[a], n,
-                                                 float(defect_host.max()) if len(defect_host) else 0.0,
-                                                 bounds[a_next] - bounds[a]))
-                bar.update(bounds[a_next] - bounds[a])
+                ledger.record(bounds[a], n, float(defect_host.max()) if len(defect_host) else 0.0,
+                              bounds[a_next] - bounds[a])
                 if a_next < k_seg:
                     starts[a_next] = ends[m]                                  # exact from an accepted state
                     self._coarse_sweep(problem, bounds, a_next, starts, coarse_old, ends[m + 1:])
                 a = a_next
-        status = Status.SUCCESS if a >= k_seg else Status.MAX_ITERS
-        if keep_all and a < k_seg:  # stopped early: the start of the first open segment is exact
-            out[bounds[a]] = starts[a]
-        final = out if keep_all else ends[-1:]
-        sol = problem.solution(final, status, stats, self.name)
+            if a < k_seg:  # stopped early: the start of the first open segment is exact
+                ledger.save(bounds[a], starts[a:a + 1])
+            sol = ledger.solution(a >= k_seg, ends[-1:], self.name)
         if self.fine == "odeint":
-            sol.step = f"odeint:{self._odeint_kwargs(y0.dtype)['method']}"
+            sol.step = f"odeint:{self._odeint_kwargs(odeint_tol)['method']}"
         return sol
 
     def _coarse_sweep(self, problem, bounds, a, starts, coarse_old, fine_ends):
@@ -217,11 +211,11 @@ class Parareal(Scheme):
             xs = xs + torch.zeros_like(xs).index_add_(0, seg_of, inc)
         return xs
 
-    def _fine(self, problem, bounds, a, starts, out) -> torch.Tensor:
+    def _fine(self, problem, bounds, a, starts, out, odeint_tol) -> torch.Tensor:
         """End states of the fine propagation of segments ``a..K-1`` (trajectories into ``out``) and,
         per segment, the first step that produced NaN/Inf (-1 if none)."""
         if self.fine == "odeint":
-            return self._fine_odeint(problem, bounds, a, starts, out)
+            return self._fine_odeint(problem, bounds, a, starts, out, odeint_tol)
         first = torch.tensor(bounds[a:-1], device=problem.t.device)
         lengths = [bounds[j + 1] - bounds[j] for j in range(a, len(bounds) - 1)]  # non-increasing
         ys = starts[a:].clone()
@@ -237,22 +231,25 @@ class Parareal(Scheme):
                 out[idx + 1] = ys[:rows]
         return ys, bad_step
 
-    def _odeint_kwargs(self, dtype, share: float | None = None) -> dict:
-        """odeint settings; default rtol = atol = a tenth of the smallest boundary allowance, so the
-        batch-dependence of adaptive steps stays below what the stop rule can see."""
-        eps = torch.finfo(dtype).eps
-        tol = 1e-7 if share is None else max(0.1 * share, 100 * eps)
+    @staticmethod
+    def _odeint_tol(share: float, dtype) -> float:
+        """Default rtol = atol: a tenth of the smallest boundary allowance (at least 100 machine
+        epsilons), so the batch-dependence of adaptive steps stays below what the stop rule sees."""
+        return max(0.1 * share, 100 * torch.finfo(dtype).eps)
+
+    def _odeint_kwargs(self, tol: float) -> dict:
+        """torchdiffeq.odeint settings: dopri5 at ``tol``, overridden by ``odeint_options``."""
         kwargs = {"method": "dopri5", "rtol": tol, "atol": tol}
         kwargs.update(self.odeint_options)
         return kwargs
 
-    def _fine_odeint(self, problem, bounds, a, starts, out) -> torch.Tensor:
+    def _fine_odeint(self, problem, bounds, a, starts, out, tol) -> torch.Tensor:
         segs = list(range(a, len(bounds) - 1))
         try:
-            ends = self._odeint_segments(problem, bounds, segs, starts[a:], out)
+            ends = self._odeint_segments(problem, bounds, segs, starts[a:], out, tol)
         except (AssertionError, RuntimeError) as exc:  # e.g. dt underflow from a wild start state
             try:  # the first segment starts from an exact state: it alone must succeed
-                first = self._odeint_segments(problem, bounds, segs[:1], starts[a:a + 1], out)
+                first = self._odeint_segments(problem, bounds, segs[:1], starts[a:a + 1], out, tol)
             except (AssertionError, RuntimeError):
                 t0, t1 = float(problem.t[bounds[a]]), float(problem.t[bounds[a + 1]])
                 raise RuntimeError(f"parareal: torchdiffeq.odeint failed on the segment [{t0:.6g}, {t1:.6g}] "
@@ -264,7 +261,7 @@ class Parareal(Scheme):
         bad_step = torch.where(bad, torch.tensor(bounds[a:-1], device=bad.device), -1)
         return ends, bad_step
 
-    def _odeint_segments(self, problem, bounds, segs, starts, out) -> torch.Tensor:
+    def _odeint_segments(self, problem, bounds, segs, starts, out, tol) -> torch.Tensor:
         """odeint over the segments ``segs`` from ``starts``, each rescaled to ``s in [0, 1]`` so one
         batched solve covers them; output at the union of their grid points."""
         from torchdiffeq import odeint
@@ -279,7 +276,7 @@ class Parareal(Scheme):
         def rhs(s, ys):
             return span.reshape(shape).to(ys.dtype) * problem.drift(t0 + s * span, ys)
 
-        traj = odeint(rhs, starts, s_grid, **self._odeint_kwargs(starts.dtype, self._share))  # (S, rows, *state)
+        traj = odeint(rhs, starts, s_grid, **self._odeint_kwargs(tol))  # (S, rows, *state)
         ends = torch.empty_like(starts)
         offset = 0
         for row, j in enumerate(segs):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..problem import Problem
-from ..solution import Stats, Status
 from .base import Scheme, register_scheme
+from .ledger import Ledger
 
 
 @register_scheme
@@ -17,29 +17,22 @@ class Sequential(Scheme):
     iterative = False
 
     def run(self, problem: Problem):
+        self.check_step(problem.step)
         n, y = problem.n_steps, problem.y0
         steps = min(n, problem.max_iters)
-        keep_all = problem.save == "all"
-        ys = [y] if keep_all else None
         first_bad = torch.full((), -1, dtype=torch.long, device=y.device)  # no host sync per step
         prev = None
-        with problem.progress_bar("sequential") as bar:
+        with Ledger(problem, 1, self.name) as ledger:
             for i in range(steps):
-                inc, first = problem.increments(i, y[None], prev)
+                inc, carry = problem.increments(i, y[None], prev)
                 y = y + inc[0]
                 if problem.step.multistep:
-                    prev = first[0]
+                    prev = carry[0]
                 bad = ~torch.isfinite(y).all()
                 first_bad = torch.where(bad & (first_bad < 0), i, first_bad)
-                if keep_all:
-                    ys.append(y)
-                bar.update(1)
-        if int(first_bad) >= 0:
-            raise problem.non_finite(int(first_bad))
-        status = Status.SUCCESS if steps == n else Status.MAX_ITERS
-        if keep_all:
-            ys.extend([y] * (n - steps))
-            out = torch.stack(ys)
-        else:
-            out = y[None]
-        return problem.solution(out, status, Stats(iterations=steps, window=1), self.name)
+                ledger.save(i + 1, y[None])
+                ledger.advance(1)
+            ledger.fail_at(int(first_bad))
+            ledger.stats.iterations = steps
+            ledger.save_from(steps + 1, y)
+            return ledger.solution(steps == n, y[None], self.name)

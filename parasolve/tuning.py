@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..drift import BatchedDrift
+from ._solve import solve as fixed_window_solve
+from .drift import BatchedDrift
+from .evaluators.distributed import DistributedEvaluator
 
 
 def synchronize(device: torch.device) -> None:
@@ -131,8 +133,6 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     ``CudaGraphEvaluator(64)`` would pad every candidate's batch to 64 and bias the choice.
     Solve with ``evaluator=evaluator_factory(choice.window)`` afterwards.
     """
-    import parasolve  # deferred: the core may import this module to serve window="auto"
-
     for reserved in ("window", "max_iters", "throw", "save", "progress"):
         if reserved in solve_kwargs:
             raise TypeError(f"choose_window() sets `{reserved}` itself for its probes; remove it.")
@@ -165,9 +165,7 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
               "evaluator": evaluator_for(kw["window"])}
         if kw.get("method") == "sequential":
             kw.pop("options", None)  # the tuned scheme's options do not apply to the baseline
-        if g is None:
-            return parasolve.solve(f, y0, t, **kw)
-        return parasolve.solve_sde(f, g, y0, t, **kw)
+        return fixed_window_solve(f, y0, t, g=g, **kw)
 
     def timed(count, **kw):
         run(1, **kw)  # warm-up: first-call checks, vmap resolution, graph capture
@@ -195,8 +193,6 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
 
 def _agree(window: int, evaluator, device) -> int:
     """Rank 0's window on every rank when the solve is distributed (timings differ per rank)."""
-    from .distributed import DistributedEvaluator
-
     if not isinstance(evaluator, DistributedEvaluator):
         return window
     import torch.distributed as dist

@@ -1,0 +1,51 @@
+"""The evaluator contract, the default evaluator, and the errors evaluators raise.
+
+An *evaluator* runs one batch of drift calls: the core calls ``evaluator(fn, t, y)`` for every
+batch of time points (``t`` of shape ``(n,)``, ``y`` of shape ``(n, *state)``) and uses what it
+returns as ``fn(t, y)``. Rules every evaluator keeps:
+
+1. **Same values.** It returns exactly what ``fn(t, y)`` would (shape, dtype, device, values up
+   to the round-off of splitting the batch), however it spreads the rows over devices or
+   processes; it calls only ``fn``.
+2. **Rows in order.** Row ``k`` of the result belongs to ``(t[k], y[k])``.
+3. **Typed failure.** A failure of the evaluator itself (a worker that died or timed out) raises
+   :class:`EvaluatorError` (or a subclass), never a hang; an exception of ``fn`` propagates.
+   The core never falls back past an ``EvaluatorError``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+__all__ = ["Evaluator", "local_evaluator", "EvaluatorError", "DistributedEvaluatorError"]
+
+
+class Evaluator(Protocol):
+    """``evaluator(fn, t, y) -> fn(t, y)`` under the rules above."""
+
+    def __call__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], t: torch.Tensor,
+                 y: torch.Tensor) -> torch.Tensor: ...
+
+
+def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The default evaluator: the whole batch in one call on the state's device."""
+    return fn(t, y)
+
+
+class EvaluatorError(RuntimeError):
+    """An evaluator could not produce the batch of drift values (a worker failed, timed out, ...)."""
+
+
+class DistributedEvaluatorError(EvaluatorError):
+    """A rank did not take part in a gather in time.
+
+    ``ranks``: the ranks that did not reach the gather (empty when every rank reached it and
+    the collective itself failed); ``call``: the number of the drift call (1-based) that failed.
+    """
+
+    def __init__(self, message: str, *, ranks=(), call: int = 0):
+        super().__init__(message)
+        self.ranks = list(ranks)
+        self.call = call

@@ -1,0 +1,93 @@
+"""The bookkeeping every scheme shares: allowances, acceptance, defect sums, history, the output
+buffer, NaN/Inf failures, progress and the final status.
+
+A scheme opens one :class:`Ledger` per solve (``with Ledger(problem, window) as ledger:``), feeds
+it what each sweep measured, and closes with :meth:`Ledger.solution`. The per-step allowances come
+from :meth:`parasolve.problem.Problem.thresholds` and from nowhere else, so a change of the stop
+rule reaches every scheme at once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..problem import Problem
+from ..solution import Solution, Stats, Status, SweepRecord
+
+
+def leading_accepted(defects: torch.Tensor, allowances: torch.Tensor) -> int:
+    """Number of leading entries whose defect is within its allowance (NaN never is)."""
+    ok = defects <= allowances
+    return int(ok.long().cumprod(0).sum())
+
+
+class Ledger:
+    """Per-solve record of a scheme's progress (it lives for one ``run``, never on the scheme).
+
+    ``thresholds``: per-step allowances ``(N,)`` on the host; ``stats``: the :class:`Stats` being
+    filled; ``out``: the ``(N+1, *state)`` trajectory buffer when ``save="all"`` (row 0 = ``y0``),
+    else ``None``.
+    """
+
+    def __init__(self, problem: Problem, window: int, desc: str):
+        self.problem = problem
+        self.thresholds = problem.thresholds()
+        self.stats = Stats(window=window)
+        y0 = problem.y0
+        self.out = None
+        if problem.save == "all":
+            self.out = torch.empty((problem.n_steps + 1, *y0.shape), dtype=y0.dtype, device=y0.device)
+            self.out[0] = y0
+        self._bar = problem.progress_bar(desc)
+
+    def __enter__(self) -> "Ledger":
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._bar.refresh()  # the final state, once
+        return self._bar.__exit__(*exc)
+
+    def allowances(self, bounds: list[int]) -> torch.Tensor:
+        """The allowance of each block of steps ``[bounds[j], bounds[j+1])``: the sum of its steps'."""
+        return torch.stack([self.thresholds[lo:hi].sum() for lo, hi in zip(bounds, bounds[1:])])
+
+    def accept(self, defects: torch.Tensor, allowances: torch.Tensor) -> int:
+        """Count one sweep; accept the leading ``m`` entries within their allowance and add their
+        measured defects to ``defect_sum``. ``defects`` is on the host."""
+        self.stats.iterations += 1
+        m = leading_accepted(defects, allowances)
+        self.stats.defect_sum += float(defects[:m].sum())
+        return m
+
+    def record(self, start: int, end: int, residual: float, advanced: int):
+        """Append the sweep's :class:`SweepRecord` and move the progress bar by ``advanced`` steps."""
+        self.stats.history.append(SweepRecord(self.stats.iterations, start, end, residual, advanced))
+        # no forced redraw: update() redraws at most every tqdm `mininterval`, not once per sweep
+        self._bar.set_postfix(sweep=self.stats.iterations, residual=f"{residual:.2e}", refresh=False)
+        self.advance(advanced)
+
+    def advance(self, steps: int):
+        self._bar.update(steps)
+
+    def fail_at(self, index: int):
+        """Raise :class:`~parasolve.NonFiniteError` for step ``index`` unless it is negative
+        (no failure). Schemes call it only for failures that start from an accepted state."""
+        if index >= 0:
+            raise self.problem.non_finite(index)
+
+    def save(self, first: int, states: torch.Tensor):
+        """Write ``states`` as points ``first, first+1, ..`` of the trajectory (``save="all"``)."""
+        if self.out is not None:
+            self.out[first:first + states.shape[0]] = states
+
+    def save_from(self, first: int, state: torch.Tensor):
+        """Write ``state`` to every point from ``first`` on (``save="all"``)."""
+        if self.out is not None:
+            self.out[first:] = state
+
+    def solution(self, converged: bool, last: torch.Tensor, method: str) -> Solution:
+        """The :class:`Solution`: the buffer (``save="all"``) or ``last`` (shape ``(1, *state)``)."""
+        status = Status.SUCCESS if converged else Status.MAX_ITERS
+        ys = self.out if self.out is not None else last
+        return self.problem.solution(ys, status, self.stats, method)
