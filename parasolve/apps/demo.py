@@ -84,7 +84,8 @@ def convergence_figure(ode_sol, digits=None):
         ax.axhline(allowance, color=line.get_color(), ls="--", lw=0.9, label=f"tol / N = {allowance:.0e}")
     ax.set_xlabel("sweep")
     ax.set_ylabel("largest defect in window")
-    ax.set_title("a step is accepted once its defect is below the dashed line (values capped at 1e12)", fontsize=8)
+    ax.set_title("steps are accepted while their defect is under the dashed line; each sweep also\n"
+                 "completes the next step exactly, so a curve may end above it (capped at 1e12)", fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
