@@ -182,6 +182,8 @@ def _fake_checkout(tmp_path, stamp: bool):
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     (tmp_path / "parasolve").mkdir()
     (tmp_path / "parasolve" / "__init__.py").write_text("")
+    (tmp_path / "docs" / "javascripts").mkdir(parents=True)  # the docs' fetched assets
+    (tmp_path / "docs" / "javascripts" / "mermaid.min.js").write_text("")
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "python").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")

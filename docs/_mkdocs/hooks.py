@@ -1,4 +1,5 @@
-"""MkDocs hook: pages may link to the repository's own files (``../examples/user_ode.py``).
+"""MkDocs hooks: the site's own copy of mermaid must be there, and pages may link to the repository's
+own files (``../examples/user_ode.py``).
 
 Such links work on GitHub but point outside ``docs/``. Each linked file that exists is copied
 into the site under ``src/`` and the link is rewritten to the copy; a link to a file that does
@@ -11,6 +12,7 @@ import posixpath
 import re
 from pathlib import Path
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
 
 _LINK = re.compile(r"(\]\()([^)\s#]+)((?:#[^)\s]*)?\))")
@@ -25,6 +27,15 @@ def _outside(page_path: Path, target: str, docs: Path, root: Path) -> Path | Non
     if path.is_relative_to(docs) or not path.is_relative_to(root) or not path.is_file():
         return None
     return path
+
+
+def on_config(config):
+    docs = Path(config["docs_dir"]).resolve()
+    for script in config["extra_javascript"]:
+        if not (docs / str(script)).is_file():
+            raise PluginError(f"docs/{script} is missing: run `bash docs/fetch_assets.sh` (it is not committed; "
+                              f"without it the diagrams would load from a CDN).")
+    return config
 
 
 def on_files(files, config):
