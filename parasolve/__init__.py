@@ -1,6 +1,7 @@
 """parasolve: ODEs and SDEs solved parallel in time by fixed-point sweeps over the whole grid."""
 
 from ._api import solve, solve_sde
+from .adjoint import AdjointError, BackwardStats
 from .errors import ConvergenceError, NonFiniteError, UnsupportedStepError
 from .schemes import SCHEMES, Scheme, register_scheme
 from .solution import Solution, Stats, Status, SweepRecord
@@ -10,4 +11,5 @@ from . import problems  # noqa: E402  (analytic test problems: parasolve.problem
 __version__ = "0.1.0"
 
 __all__ = ["solve", "solve_sde", "Solution", "Stats", "Status", "SweepRecord", "ConvergenceError",
-           "NonFiniteError", "UnsupportedStepError", "SCHEMES", "Scheme", "register_scheme", "STEPS", "StepMap", "register_step"]
+           "NonFiniteError", "UnsupportedStepError", "AdjointError", "BackwardStats", "SCHEMES", "Scheme",
+           "register_scheme", "STEPS", "StepMap", "register_step"]

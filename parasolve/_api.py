@@ -15,7 +15,7 @@ from .tuning import choose_window
 
 def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max_iters=None,
           vectorized=False, save="all", progress=False, throw=True, options=None, init=None,
-          evaluator=None, **unknown) -> Solution:
+          evaluator=None, adjoint_params=None, adjoint_options=None, **unknown) -> Solution:
     """Solve ``dy/dt = f(t, y)`` on the grid ``t`` as the discrete problem of ``step``.
 
     Args:
@@ -41,6 +41,13 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
             e.g. a coarse solve or a neighbouring trajectory); default: every point at ``y0``.
         evaluator: how a batch of drift calls is run: ``evaluator(fn, t, y) -> fn(t, y)``
             (default: one call on y0's device).
+        adjoint_params: with grad mode on, the result is differentiable w.r.t. ``y0``, ``t`` and
+            these tensors (default: the parameters of ``f`` if it is an ``nn.Module``) by the
+            discrete adjoint, solved parallel in time (docs/gradients.md); ``sol.backward``
+            holds its cost after ``backward()``.
+        adjoint_options: settings of that backward solve (``parasolve.adjoint.ADJOINT_OPTIONS``):
+            ``method`` (``"auto"``, ``"picard"``, ``"scan"``), ``tol``, ``window``, ``max_iters``,
+            ``checkpoint`` (keep every k-th state, recompute the rest), ``max_dense``.
     """
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
     y0 = checks.check_y0(y0)
@@ -49,19 +56,23 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
                           options=options, init=init, evaluator=evaluator)
     return _solve.solve(f, y0, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
                         vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
-                        init=init, evaluator=evaluator)
+                        init=init, evaluator=evaluator, adjoint_params=adjoint_params,
+                        adjoint_options=adjoint_options)
 
 
 def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step="euler", window=None,
               tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True,
-              options=None, init=None, evaluator=None, **unknown) -> Solution:
+              options=None, init=None, evaluator=None, adjoint_params=None, adjoint_options=None,
+              **unknown) -> Solution:
     """Solve ``dy = f(t, y) dt + g(t, y) dW`` (diagonal noise) by Euler–Maruyama, noise drawn up front.
 
     ``noise``: standard normals of shape ``(len(t) - 1, *y0.shape)``; step ``i`` adds
     ``g(t_i, y_i) * sqrt|h_i| * noise[i]``. Without it, they are drawn from ``generator``
     (or torch's global generator). ``g`` returns the state's shape (or a shape that broadcasts
     to it). Other arguments as in :func:`solve`; the result equals the sequential
-    Euler–Maruyama path with the same noise, up to the ``tol`` guarantee.
+    Euler–Maruyama path with the same noise, up to the ``tol`` guarantee; its gradient (default
+    ``adjoint_params``: the parameters of ``f`` and ``g`` that are ``nn.Module`` s) is the pathwise
+    gradient for that fixed noise.
     """
     checks.check_unknown("solve_sde", unknown, _SOLVE_KEYWORDS | {"noise", "generator"})
     y0 = checks.check_y0(y0)
@@ -72,11 +83,12 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step=
                           method=method, options=options, init=init, evaluator=evaluator)
     return _solve.solve(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window, tol=tol,
                         max_iters=max_iters, vectorized=vectorized, save=save, progress=progress, throw=throw,
-                        options=options, init=init, evaluator=evaluator)
+                        options=options, init=init, evaluator=evaluator, adjoint_params=adjoint_params,
+                        adjoint_options=adjoint_options)
 
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
-                   "throw", "options", "init", "evaluator"}
+                   "throw", "options", "init", "evaluator", "adjoint_params", "adjoint_options"}
 
 
 def _auto_window(window, f, y0, grid, **kwargs):

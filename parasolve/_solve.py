@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks as checks
+from .adjoint import GradientRequest
 from .drift import BatchedDrift
 from .errors import ConvergenceError
 from .problem import Problem
@@ -18,11 +19,12 @@ from .steps import resolve_step
 
 def solve(f, y0, t, *, g=None, noise=None, generator=None, method="picard", step="euler", window=None,
           tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True, options=None,
-          init=None, evaluator=None) -> Solution:
+          init=None, evaluator=None, adjoint_params=None, adjoint_options=None) -> Solution:
     """``dy/dt = f(t, y)`` with the one-step map ``step``, or with ``g`` the SDE
     ``dy = f dt + g dW`` by Euler–Maruyama with the standard normals ``noise`` (drawn from
     ``generator`` if not given); arguments as in :func:`parasolve.solve`, ``window`` an integer
     or ``None``."""
+    gradients = GradientRequest(adjoint_params, adjoint_options, (f,) if g is None else (f, g))
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
     if isinstance(window, str):
@@ -36,7 +38,11 @@ def solve(f, y0, t, *, g=None, noise=None, generator=None, method="picard", step
         diffusion = BatchedDrift(g, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="g",
                                  broadcast=True, evaluator=evaluator)
         step_map = EulerMaruyama(diffusion, sde_noise(y0, grid, noise, generator))
-    return _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options, init)
+        if step_map.noise.requires_grad and torch.is_grad_enabled():
+            raise ValueError("Gradients w.r.t. `noise` are not supported (the noise is fixed data of the "
+                             "path); pass noise.detach().")
+    return _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options, init,
+                gradients)
 
 
 def sde_noise(y0: torch.Tensor, grid: torch.Tensor, noise, generator) -> torch.Tensor:
@@ -54,7 +60,7 @@ def sde_noise(y0: torch.Tensor, grid: torch.Tensor, noise, generator) -> torch.T
 
 
 def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,
-         init):
+         init, gradients):
     n = grid.shape[0] - 1
     scheme = resolve_scheme(method, checks.check_options(options))
     problem = Problem(
@@ -65,8 +71,13 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
         save=checks.check_choice("save", save, {"all", "last"}),
         progress=bool(progress),
         init=None if init is None else checks.check_init(init, y0, n))
-    sol = scheme.run(problem)
-    if throw and not sol.converged:
-        raise ConvergenceError(f"{scheme.name}: {sol.message} (stopped after {sol.stats.iterations} "
-                               f"sweeps with {n} steps)", solution=sol)
-    return sol
+
+    def finish(sol):
+        if throw and not sol.converged:
+            raise ConvergenceError(f"{scheme.name}: {sol.message} (stopped after {sol.stats.iterations} "
+                                   f"sweeps with {n} steps)", solution=sol)
+        return sol
+
+    if gradients.wanted(problem):  # an autograd node whose backward solves the discrete adjoint
+        return gradients.run(scheme, problem, finish)
+    return finish(gradients.run_plain(scheme, problem))

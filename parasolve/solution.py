@@ -67,7 +67,8 @@ class Solution:
     """What :func:`parasolve.solve` returns.
 
     ``ts``: the grid (``save="all"``) or its last point (``save="last"``); ``ys``: the states at
-    ``ts`` with shape ``(len(ts), *y0.shape)``.
+    ``ts`` with shape ``(len(ts), *y0.shape)``. ``backward``: for a differentiable solve, the
+    :class:`~parasolve.adjoint.BackwardStats` of its last backward pass (else ``None``).
     """
 
     ts: torch.Tensor
@@ -76,6 +77,7 @@ class Solution:
     stats: Stats
     method: str
     step: str
+    backward: object = None
 
     @property
     def converged(self) -> bool:

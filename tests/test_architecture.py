@@ -31,9 +31,9 @@ def test_the_architecture_page_is_current(arch, graph):
         "docs/architecture.md is out of date: run `python docs/make_architecture.py`"
 
 
-CORE = ("parasolve._api", "parasolve._solve", "parasolve.tuning", "parasolve.problem", "parasolve.steps",
-        "parasolve.sde", "parasolve.drift", "parasolve.solution", "parasolve.errors", "parasolve.schemes",
-        "parasolve.evaluators")
+CORE = ("parasolve._api", "parasolve._solve", "parasolve.adjoint", "parasolve.tuning", "parasolve.problem",
+        "parasolve.steps", "parasolve.sde", "parasolve.drift", "parasolve.solution", "parasolve.errors",
+        "parasolve.schemes", "parasolve.evaluators")
 CLIENTS = ("parasolve.diffusion", "parasolve.zoo", "parasolve.apps", "parasolve.testing")
 
 

@@ -199,3 +199,31 @@ def test_the_extending_page_examples_pass_the_kit():
     finally:
         parasolve.STEPS.pop("ralston", None)
         parasolve.SCHEMES.pop("half_step_picard", None)
+
+
+@pytest.mark.parametrize("name,config", [("euler", {}), ("euler", dict(use_karras_sigmas=True)), ("euler-ancestral", {}),
+                                         ("heun", {}), ("unipc", {}), ("unipc", dict(solver_order=3)),
+                                         ("flow-euler", {}), ("flow-euler", dict(stochastic_sampling=True))])
+def test_sigma_space_step_maps_keep_the_contract(name, config):
+    """The Euler-family, Heun, UniPC and flow samplers on a closed-form denoiser (a flow model:
+    the exact x0 of the same data turned into a velocity)."""
+    data = torch.rand(8, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    if name == "flow-euler":
+        exact = diffusion.exact_denoiser(data, prediction_type="sample")
+
+        def velocity(x, t, cond):  # a smooth velocity field: x minus the data's x0 at t = 0, over sigma
+            sigma = (t / 1000).reshape(-1, *([1] * (x.dim() - 1)))
+            return (x - exact.model(x, torch.zeros_like(t).long(), cond)) / sigma
+        den = diffusion.Denoiser(velocity, None, prediction_type="flow_prediction", config=config, sampler=name)
+    else:
+        exact = diffusion.exact_denoiser(data, prediction_type="epsilon")
+        den = diffusion.Denoiser(lambda x, t, cond: exact.model(x, t.round().long(), cond), exact.alphas_cumprod,
+                                 prediction_type="epsilon", config=config, sampler=name)
+    ts, step = samplers.build(den, name, 12, 0.0, torch.float64)
+    assert step.linear == (step.linear_part() is not None)
+    shape = (2, 4)
+    step.prepare(torch.float64, torch.device("cpu"), torch.randn(12, *shape, dtype=torch.float64))
+    t = torch.from_numpy(ts.astype("float64"))
+    t = torch.cat([t, t[-1:] - 1])
+    pt.check_step_map(step, t=t, y0=torch.randn(shape, dtype=torch.float64),
+                      drift=den.drift(shape, integer_timesteps=step.integer_timesteps))

@@ -29,5 +29,5 @@ def test_digits_parallel_sample_matches_sequential_in_fewer_sweeps(sampler, step
 
 
 def test_unknown_pretrained_name():
-    with pytest.raises(ValueError, match="Unknown pretrained model 'cifar'; available: \\['digits', 'trajectory'\\]"):
+    with pytest.raises(ValueError, match="Unknown pretrained model 'cifar'; available: \\['digits', 'digits-flow', 'trajectory'\\]"):
         zoo.pretrained("cifar")

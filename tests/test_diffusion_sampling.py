@@ -165,8 +165,8 @@ def test_bad_input_errors():
         diffusion.sample(lambda x, t: x, shape)
     with pytest.raises(ValueError, match="`shape` must be a tuple of positive integers"):
         diffusion.sample(den, (2, 0))
-    with pytest.raises(ValueError, match="Unknown `sampler` 'euler'; valid: \\['ddpm', 'ddim'"):
-        diffusion.sample(den, shape, sampler="euler")
+    with pytest.raises(ValueError, match="Unknown `sampler` 'lms'; valid: \\['ddpm', 'ddim'.*'euler'.*'flow-euler'"):
+        diffusion.sample(den, shape, sampler="lms")
     with pytest.raises(ValueError, match="`steps`=1001 is larger than the 1000 training steps"):
         diffusion.sample(den, shape, steps=1001)
     with pytest.raises(ValueError, match="`steps` must be a positive integer; got 0"):

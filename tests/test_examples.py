@@ -44,3 +44,10 @@ def test_plot_example_writes_a_png(tmp_path):
     curves = load("plot_convergence").main(fast=True, out=str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").stat().st_size > 5000
     assert all(sol.converged for sol in curves.values())
+
+
+def test_neural_ode_example_trains_the_same_as_torchdiffeq():
+    runs = load("neural_ode_spiral").main(quick=True, iters=6, png=False)
+    para, ode, adj = runs
+    assert max(abs(a - b) for a, b in zip(para["losses"], ode["losses"])) < 1e-10  # the same discrete gradient
+    assert para["losses"][-1] < para["losses"][0] and len(para["rounds"]) == 6

@@ -12,9 +12,10 @@ diffusers is optional: it is imported only by :func:`from_diffusers`.
 from .denoiser import Denoiser
 from .exact import GaussianMixtureDenoiser, exact_denoiser
 from .from_diffusers import from_diffusers
+from .pipelines import parallelize
 from .samplers import SAMPLERS, DiffusionStep
 from .sampling import SampleOutput, sample
 from .schedules import alphas_cumprod, timesteps
 
-__all__ = ["Denoiser", "exact_denoiser", "GaussianMixtureDenoiser", "from_diffusers", "sample",
+__all__ = ["Denoiser", "exact_denoiser", "GaussianMixtureDenoiser", "from_diffusers", "parallelize", "sample",
            "SampleOutput", "SAMPLERS", "DiffusionStep", "alphas_cumprod", "timesteps"]

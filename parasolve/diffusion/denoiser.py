@@ -15,7 +15,7 @@ import numbers
 
 import torch
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow_prediction")
 
 
 class Denoiser:
@@ -23,8 +23,11 @@ class Denoiser:
 
     Args:
         model: ``model(x, t, cond)`` returning a tensor shaped like ``x``.
-        alphas_cumprod: the training schedule ``alpha_bar_t``, ``t = 0 .. T-1``.
-        prediction_type: what ``model`` predicts: ``"epsilon"``, ``"sample"`` or ``"v_prediction"``.
+        alphas_cumprod: the training schedule ``alpha_bar_t``, ``t = 0 .. T-1``; ``None`` for a
+            flow-matching model (its ``num_train_timesteps`` is ``config["num_train_timesteps"]``,
+            default 1000).
+        prediction_type: what ``model`` predicts: ``"epsilon"``, ``"sample"``, ``"v_prediction"`` or,
+            for a flow-matching model, ``"flow_prediction"`` (the velocity ``eps - x0``).
         config: scheduler settings by diffusers name (see :data:`parasolve.diffusion.samplers.DEFAULTS`).
         conditional: whether ``model`` takes a condition (required for classifier-free guidance).
         uncond: the "no condition" input used by guidance (e.g. the empty-prompt embedding),
@@ -34,19 +37,27 @@ class Denoiser:
         name: shown in messages.
         sampler: the sampler matching the model's own scheduler, what ``sample`` runs when it
             is given no ``sampler=``.
+        unbatched: names of ``cond`` entries (a dict of the model's keywords) that have no batch
+            dimension and are passed as they are (e.g. Flux's ``txt_ids``/``img_ids``).
     """
 
     def __init__(self, model, alphas_cumprod, *, prediction_type: str = "epsilon", config: dict | None = None,
                  conditional: bool = False, uncond=None, device=None, dtype=None, name: str = "model",
-                 sampler: str = "ddpm"):
+                 sampler: str = "ddpm", unbatched=()):
         if not callable(model):
             raise TypeError(f"`model` must be callable as model(x, t, cond); got {type(model).__name__}.")
-        ac = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float32)
-        if ac.dim() != 1 or ac.numel() < 1 or not bool(((ac >= 0) & (ac < 1)).all()) or not ac[0] > 0:
-            raise ValueError("`alphas_cumprod` must be a 1-D schedule with values in [0, 1) (0 only for a "
-                             "zero-terminal-SNR last step).")
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"`prediction_type` must be one of {list(PREDICTION_TYPES)}; got {prediction_type!r}.")
+        if alphas_cumprod is None:
+            if prediction_type != "flow_prediction":
+                raise ValueError("`alphas_cumprod` is required (it is optional only for prediction_type='flow_prediction').")
+            ac = None
+        else:
+            ac = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float32)
+        if ac is not None and (ac.dim() != 1 or ac.numel() < 1 or not bool(((ac >= 0) & (ac < 1)).all())
+                               or not ac[0] > 0):
+            raise ValueError("`alphas_cumprod` must be a 1-D schedule with values in [0, 1) (0 only for a "
+                             "zero-terminal-SNR last step).")
         self.model = model
         self.alphas_cumprod = ac
         self.prediction_type = prediction_type
@@ -57,9 +68,12 @@ class Denoiser:
         self.dtype = dtype
         self.name = name
         self.sampler = sampler
+        self.unbatched = frozenset(unbatched)
 
     @property
     def num_train_timesteps(self) -> int:
+        if self.alphas_cumprod is None:
+            return int(self.config.get("num_train_timesteps", 1000))
         return self.alphas_cumprod.shape[0]
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
@@ -76,8 +90,11 @@ class Denoiser:
                              f"different out_channels is not supported).")
         return out.to(x.dtype)
 
-    def drift(self, shape, cond=None, uncond=None, guidance_scale=None):
+    def drift(self, shape, cond=None, uncond=None, guidance_scale=None, integer_timesteps=True):
         """The batched model call the samplers use: ``drift(t (n,), x (n, *shape)) -> (n, *shape)``.
+
+        ``integer_timesteps``: round ``t`` to integers (the DDPM family); the sigma-space samplers
+        pass the schedulers' float timesteps as they are.
 
         The ``n`` time points are flattened into one model batch of ``n * B`` samples (``2 n B``
         with classifier-free guidance, conditional and unconditional halves in one call, combined
@@ -86,17 +103,17 @@ class Denoiser:
         batch, inner = shape[0], tuple(shape[1:])
 
         def tiled(c, n):
-            return None if c is None else c.repeat(n, *([1] * (c.dim() - 1)))
+            return _map_batched(c, lambda v: v.repeat(n, *([1] * (v.dim() - 1))), self.unbatched)
 
         def drift(t, x):
             n = t.shape[0]
             xf = x.reshape(n * batch, *inner)
-            tf = t.round().long().repeat_interleave(batch)
+            tf = (t.round().long() if integer_timesteps else t).repeat_interleave(batch)
             if guidance_scale is None:
                 out = self(xf, tf, tiled(cond, n))
             else:
                 both = self(torch.cat([xf, xf]), torch.cat([tf, tf]),
-                            torch.cat([tiled(cond, n), tiled(uncond, n)]))
+                            _cat(tiled(cond, n), tiled(uncond, n), self.unbatched))
                 c, u = both.chunk(2)
                 out = u + guidance_scale * (c - u)
             return out.reshape(n, *shape)
@@ -121,19 +138,39 @@ class Denoiser:
             raise ValueError(f"`cond` was given but {self.name} is unconditional; drop `cond`.")
         elif uncond is not None:
             raise ValueError("`uncond` is only used with `guidance_scale`; pass guidance_scale or drop uncond.")
-        return (_batch_of("cond", cond, batch, self.device),
-                _batch_of("uncond", uncond, batch, self.device) if guidance_scale is not None else None)
+        return (_batch_of("cond", cond, batch, self.device, self.unbatched),
+                _batch_of("uncond", uncond, batch, self.device, self.unbatched) if guidance_scale is not None else None)
 
     def __repr__(self) -> str:
         return (f"Denoiser({self.name}, prediction_type={self.prediction_type!r}, "
                 f"num_train_timesteps={self.num_train_timesteps}, conditional={self.conditional})")
 
 
-def _batch_of(name, c, batch, device):
+def _map_batched(c, fn, unbatched=frozenset()):
+    """``fn`` applied to every batched tensor of ``c`` (a tensor or a dict of the model's keywords, nested)."""
+    if c is None or not isinstance(c, (dict, torch.Tensor)):
+        return c
+    if isinstance(c, dict):
+        return {k: (v if k in unbatched else _map_batched(v, fn, unbatched)) for k, v in c.items()}
+    return fn(c)
+
+
+def _cat(a, b, unbatched=frozenset()):
+    """Two condition batches (tensors or dicts of the same keys) stacked along the batch dimension."""
+    if isinstance(a, dict):
+        return {k: (a[k] if k in unbatched else _cat(a[k], b[k], unbatched)) for k in a}
+    return torch.cat([a, b]) if isinstance(a, torch.Tensor) else a
+
+
+def _batch_of(name, c, batch, device, unbatched=frozenset()):
     if c is None:
         return None
+    if isinstance(c, dict):
+        return {k: (v if k in unbatched or not isinstance(v, (dict, torch.Tensor))
+                    else _batch_of(f"{name}[{k!r}]", v, batch, device, unbatched)) for k, v in c.items()}
     if not isinstance(c, torch.Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor with a leading batch dimension; got {type(c).__name__}.")
+        raise TypeError(f"`{name}` must be a torch.Tensor with a leading batch dimension (or a dict of the model's "
+                        f"keyword tensors); got {type(c).__name__}.")
     if c.device != device:
         raise ValueError(f"`{name}` is on {c.device} but the model is on {device}; move it with .to({str(device)!r}).")
     if c.dim() == 0:

@@ -31,6 +31,9 @@ import torch
 
 from ..steps import Increments, StepMap
 from .denoiser import Denoiser
+from .predictions import clip_x0, to_eps, to_x0
+from . import flow, karras, unipc
+from . import sigmas as sg
 from .schedules import timesteps as spaced_timesteps
 
 _THRESHOLDING = dict(thresholding=False, dynamic_thresholding_ratio=0.995, sample_max_value=1.0)
@@ -45,16 +48,22 @@ DEFAULTS: dict[str, dict] = {
                         solver_type="midpoint", lower_order_final=True, euler_at_final=False,
                         final_sigmas_type="zero", lambda_min_clipped=-math.inf, variance_type=None,
                         use_karras_sigmas=False, use_exponential_sigmas=False, use_beta_sigmas=False,
-                        use_lu_lambdas=False, use_flow_sigmas=False),
+                        use_lu_lambdas=False, use_flow_sigmas=False, beta_schedule="linear"),
 }
 DEFAULTS["sde-dpmsolver++"] = DEFAULTS["dpmsolver++"]
+#: The sigma-space and multistep families, each in its own module (name -> module with ``build``).
+FAMILIES = {"euler": karras, "euler-ancestral": karras, "heun": karras, "flow-euler": flow, "unipc": unipc}
+for _module in (karras, flow, unipc):
+    DEFAULTS.update(_module.DEFAULTS)
 SAMPLERS = tuple(DEFAULTS)
-_ALIASES = {"dpm-solver++": "dpmsolver++", "dpm": "dpmsolver++", "sde-dpm-solver++": "sde-dpmsolver++"}
+_ALIASES = {"dpm-solver++": "dpmsolver++", "dpm": "dpmsolver++", "sde-dpm-solver++": "sde-dpmsolver++",
+            "euler_a": "euler-ancestral", "euler-a": "euler-ancestral", "flow": "flow-euler", "unipc++": "unipc"}
 # Settings of which only some values can be reproduced (None: DDPM's own fixed_small; DPM-Solver's default).
 _SUPPORTED = {"variance_type": (None, "fixed_small", "fixed_small_log", "fixed_large"),
               "solver_order": (1, 2), "solver_type": ("midpoint", "heun"), "final_sigmas_type": ("zero", "sigma_min"),
-              "use_karras_sigmas": (False,), "use_exponential_sigmas": (False,), "use_beta_sigmas": (False,),
-              "use_lu_lambdas": (False,), "use_flow_sigmas": (False,)}
+              "use_exponential_sigmas": (False,), "use_beta_sigmas": (False,), "use_flow_sigmas": (False,)}
+_SUPPORTED_BY = {name: {**_SUPPORTED, **FAMILIES[name].SUPPORTED} if name in FAMILIES else _SUPPORTED
+                 for name in DEFAULTS}
 
 
 def resolve_sampler(name) -> str:
@@ -68,7 +77,7 @@ def settings_for(den: Denoiser, sampler: str) -> dict:
     """The sampler's diffusers defaults overridden by the keys of ``den.config`` it knows."""
     st = dict(DEFAULTS[sampler])
     st.update({k: v for k, v in den.config.items() if k in st})
-    for key, ok in _SUPPORTED.items():
+    for key, ok in _SUPPORTED_BY[sampler].items():
         if key in st and st[key] not in ok:
             raise ValueError(f"{den.name}: {key}={st[key]!r} is not supported by the {sampler} sampler; "
                              f"supported: {[v for v in ok if v is not None]}.")
@@ -88,6 +97,7 @@ class DiffusionStep(StepMap):
     order, stages = 1, 1
     ode_rhs, linear = False, True
     callables = ("model",)
+    integer_timesteps = True  # the model is called at integer training timesteps (Denoiser.drift)
 
     def __init__(self, name: str, prediction_type: str, settings: dict, tables: dict[str, np.ndarray]):
         self.name = name
@@ -124,11 +134,11 @@ class DiffusionStep(StepMap):
     def advance(self, idx, x, out, prev):
         """``x_{i+1}`` and ``x0_i`` for the steps ``idx`` from states ``x`` and model outputs ``out``."""
         c = {k: v[idx].reshape(-1, *([1] * (x.dim() - 1))) for k, v in self._dev.items()}
-        x0 = _x0(self.prediction_type, out, x, c["a"], c["s"])
-        x0 = _clip(x0, self.settings)
+        x0 = to_x0(self.prediction_type, out, x, c["a"], c["s"])
+        x0 = clip_x0(x0, self.settings)
         x_next = c["A"] * x + c["B"] * x0
         if self.uses_eps:
-            x_next = x_next + c["E"] * _eps(self.prediction_type, out, x, c["a"], c["s"])
+            x_next = x_next + c["E"] * to_eps(self.prediction_type, out, x, c["a"], c["s"])
         if self.multistep:
             if prev is None and int(idx[0]) > 0:
                 raise ValueError(f"{self.name}: step {int(idx[0])} is a multistep step and needs `prev`, "
@@ -140,42 +150,24 @@ class DiffusionStep(StepMap):
         return x_next, x0
 
 
-def _x0(kind, out, x, a, s):
-    if kind == "epsilon":
-        return (x - s * out) / a
-    if kind == "sample":
-        return out
-    return a * x - s * out
-
-
-def _eps(kind, out, x, a, s):
-    if kind == "epsilon":
-        return out
-    if kind == "sample":
-        return (x - a * out) / s
-    return a * out + s * x
-
-
-def _clip(x0, st):
-    if st["thresholding"]:
-        flat = x0.reshape(x0.shape[0] * x0.shape[1], -1)
-        work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
-        bound = torch.quantile(work.abs(), st["dynamic_thresholding_ratio"], dim=1)
-        bound = bound.clamp(min=1, max=st["sample_max_value"])[:, None]
-        return (torch.clamp(work, -bound, bound) / bound).to(x0.dtype).reshape(x0.shape)
-    if st.get("clip_sample"):
-        return x0.clamp(-st["clip_sample_range"], st["clip_sample_range"])
-    return x0
-
-
-def build(den: Denoiser, sampler: str, steps: int, eta: float = 0.0, dtype: torch.dtype = torch.float32):
-    """Timesteps ``(N,)`` and the :class:`DiffusionStep` of ``sampler`` with ``steps`` steps.
+def build(den: Denoiser, sampler: str, steps: int, eta: float = 0.0, dtype: torch.dtype = torch.float32, *,
+          sigmas=None, mu=None):
+    """Timesteps ``(N,)`` and the step map of ``sampler`` with ``steps`` steps (the families of
+    :data:`FAMILIES` are built by their modules; ``sigmas``/``mu``: a flow schedule's custom
+    sigmas and resolution shift).
 
     The coefficients are computed in float64 for float64 samples and otherwise in float32 with
     the scheduler's own formulas (``1 - alpha_t / alpha_prev`` and the like lose digits in
     float32 near ``t = 0``; computing them as diffusers does keeps the samples equal to its loop).
     """
     st = settings_for(den, sampler)
+    if sampler in FAMILIES:
+        return FAMILIES[sampler].build(den, st, steps, sampler, sigmas=sigmas, mu=mu)
+    if sigmas is not None or mu is not None:
+        raise ValueError(f"`sigmas` and `mu` set a flow-matching schedule; the {sampler} sampler takes neither.")
+    if den.prediction_type == "flow_prediction":
+        raise ValueError(f"{den.name} is a flow-matching model; sample it with 'flow-euler' or 'unipc' "
+                         f"(use_flow_sigmas=True), not {sampler!r}.")
     T = den.num_train_timesteps
     ac = den.alphas_cumprod.numpy().astype(np.float64 if dtype == torch.float64 else np.float32)
     if sampler in ("ddpm", "ddim"):
@@ -190,8 +182,10 @@ def build(den: Denoiser, sampler: str, steps: int, eta: float = 0.0, dtype: torc
     return ts, DiffusionStep(sampler, den.prediction_type, st, tables)
 
 
-def draws(sampler: str, timesteps: np.ndarray, eta: float) -> np.ndarray:
+def draws(sampler: str, timesteps: np.ndarray, eta: float, step=None) -> np.ndarray:
     """Which steps draw a fresh normal in diffusers' loop (the order ``generator`` is consumed in)."""
+    if sampler in FAMILIES:
+        return step.draws()
     if sampler == "ddpm":
         return timesteps > 0
     if sampler == "ddim":
@@ -224,6 +218,21 @@ def _ddim(ac, ts, st, eta, T):
     return dict(A=np.zeros_like(a_t), B=a_prev ** 0.5, E=direction ** 0.5, S=std.astype(ac.dtype))
 
 
+def _dpm_sigmas(ac, st, steps):
+    """Karras sigmas or Lu et al.'s log-linear ones (``use_lu_lambdas``) and their rounded timesteps."""
+    train = sg.vp_sigmas(torch.from_numpy(ac.astype(np.float32)))
+    log_train = np.log(train)
+    if st["use_karras_sigmas"]:
+        sig = sg.karras(train[-1].item(), train[0].item(), steps)
+    else:
+        hi, lo = log_train[-1].item(), log_train[0].item()
+        sig = np.exp(hi + np.linspace(0, 1, steps) * (lo - hi))
+    ts = sg.sigma_to_t(sig, log_train)
+    if st["beta_schedule"] != "squaredcos_cap_v2":
+        ts = ts.round()
+    return ts.astype(np.int64), sig
+
+
 def _dpm(ac, st, steps, T, *, stochastic):
     lam_train = np.log(ac ** 0.5) - np.log((1 - ac) ** 0.5)
     clipped = int(np.searchsorted(lam_train[::-1], st["lambda_min_clipped"]))
@@ -232,7 +241,11 @@ def _dpm(ac, st, steps, T, *, stochastic):
     n = len(ts)
     # diffusers' parametrisation: sigma = sqrt((1 - a) / a), alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma alpha_t.
     last = 0.0 if st["final_sigmas_type"] == "zero" else ((1 - ac[0]) / ac[0]) ** 0.5
-    sig = np.append(((1 - ac) / ac)[ts] ** 0.5, last).astype(ac.dtype)
+    if st["use_karras_sigmas"] or st["use_lu_lambdas"]:
+        ts, sig = _dpm_sigmas(ac, st, steps)
+        sig = np.append(sig, last).astype(ac.dtype)
+    else:
+        sig = np.append(((1 - ac) / ac)[ts] ** 0.5, last).astype(ac.dtype)
     alpha = 1 / (sig ** 2 + 1) ** 0.5
     sigma = sig * alpha
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -45,14 +45,15 @@ class SampleOutput:
 def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 1000, method="picard", window=64,
            tol=None, x_T=None, noise=None, generator=None, guidance_scale=None, cond=None, progress=False,
            eta: float = 0.0, uncond=None, max_iters=None, throw=True, options=None, evaluator=None,
-           save="last", init=None) -> SampleOutput:
+           save="last", init=None, sigmas=None, mu=None, adjoint_params=None, adjoint_options=None) -> SampleOutput:
     """Draw samples of shape ``shape`` (batch first) from ``den`` with ``sampler``.
 
     Args:
         den: a :class:`Denoiser` (``from_diffusers``, ``pretrained`` or ``exact_denoiser``).
         shape: ``(B, *sample_shape)``, e.g. ``(4, 1, 16, 16)``.
-        sampler: ``"ddpm"``, ``"ddim"`` (with ``eta``), ``"dpmsolver++"`` (DPM-Solver++ 2M) or
-            ``"sde-dpmsolver++"``; each follows its diffusers scheduler step for step. Default:
+        sampler: ``"ddpm"``, ``"ddim"`` (with ``eta``), ``"dpmsolver++"`` (DPM-Solver++ 2M),
+            ``"sde-dpmsolver++"``, ``"euler"``, ``"euler-ancestral"``, ``"heun"``, ``"unipc"`` or
+            ``"flow-euler"``; each follows its diffusers scheduler step for step. Default:
             ``den.sampler``, the one matching the denoiser's own scheduler (``"ddpm"`` for the
             shipped models; ``"ddim"`` for ``from_diffusers(unet, DDIMScheduler(...))``).
         steps: sampling steps (at most the model's training steps), spread by ``timestep_spacing``.
@@ -63,7 +64,10 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
             ``tol`` (each step gets ``tol`` times its share of the timestep range), so
             ``max|x - x_sequential| <= S * tol`` with ``S`` the sampler chain's stability
             constant (docs/diffusion.md). Default by dtype: 1e-3 for float32.
-        x_T: the starting noise, shape ``shape``, on the model's device (drawn if ``None``).
+        x_T: the starting sample, shape ``shape``, on the model's device (drawn if ``None``: standard
+            normals times the scheduler's ``init_noise_sigma``, as the diffusers pipelines do).
+        sigmas, mu: a flow schedule's custom sigmas (one per step) and resolution shift (for
+            ``use_dynamic_shifting``), as ``scheduler.set_timesteps(sigmas=, mu=)`` takes them.
         noise: the standard normals of a stochastic sampler, shape ``(steps, *shape)``: step ``j``
             adds ``sigma_j * noise[j]`` as the scheduler's ``step`` does with its own draw.
         generator: a ``torch.Generator`` for ``x_T`` and ``noise``, consumed in the order of
@@ -83,6 +87,10 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
             the last row the sample), e.g. ``solution.ys`` of an earlier run with ``save="all"``
             for a neighbouring seed or prompt. Row 0 is ignored (the start is ``x_T``). It only
             changes how fast the sweeps converge, not what they converge to.
+        adjoint_params, adjoint_options: sampling runs without gradients unless ``x_T`` requires
+            grad or ``adjoint_params`` is given (e.g. ``tuple(model.parameters())``); then, with
+            grad mode on, ``x`` is differentiable w.r.t. ``x_T`` and those tensors by the discrete
+            adjoint of the sampler (as in :func:`parasolve.solve`; docs/gradients.md).
     """
     if not isinstance(den, Denoiser):
         raise TypeError(f"`den` must be a parasolve.diffusion.Denoiser (from from_diffusers(), pretrained() or "
@@ -96,9 +104,10 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
     cond, uncond = den.conditions(cond, uncond, guidance_scale, shape[0])
 
     dtype = x_T.dtype if isinstance(x_T, torch.Tensor) else (den.dtype or torch.float32)
-    ts, step = samplers.build(den, name, steps, eta, dtype)
-    x_T = _initial(x_T, shape, dtype, den.device, generator)
-    noise = _noise(noise, samplers.draws(name, ts, eta), step.stochastic, shape, dtype, den.device, generator, name)
+    ts, step = samplers.build(den, name, steps, eta, dtype, sigmas=sigmas, mu=mu)
+    x_T = _initial(x_T, shape, dtype, den.device, generator, getattr(step, "init_noise_sigma", 1.0))
+    noise = _noise(noise, samplers.draws(name, ts, eta, step), step.stochastic, shape, dtype, den.device, generator,
+                   name)
     step.prepare(dtype, den.device, noise)
     grid = _grid(ts, dtype)
     if init is not None:
@@ -106,11 +115,14 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
         if not init.is_floating_point():
             raise TypeError(f"`init` must be a floating tensor; got {init.dtype}.")
         init = init.to(dtype)
-    drift = den.drift(shape, cond, uncond, None if guidance_scale is None else float(guidance_scale))
-    with torch.no_grad():
+    drift = den.drift(shape, cond, uncond, None if guidance_scale is None else float(guidance_scale),
+                      integer_timesteps=step.integer_timesteps)
+    differentiable = x_T.requires_grad or adjoint_params is not None  # else inference, as in diffusers
+    with torch.set_grad_enabled(torch.is_grad_enabled() and differentiable):
         sol = solve(drift, x_T, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
                     vectorized=True, save=save, progress=progress, throw=throw, options=options,
-                    evaluator=evaluator, init=init)
+                    evaluator=evaluator, init=init, adjoint_params=() if adjoint_params is None else adjoint_params,
+                    adjoint_options=adjoint_options)
     return SampleOutput(x=sol.y, solution=sol, timesteps=torch.from_numpy(ts), sampler=name, x_T=x_T, noise=noise)
 
 
@@ -141,9 +153,10 @@ def _check_eta(eta, name) -> float:
     return float(eta)
 
 
-def _initial(x_T, shape, dtype, device, generator):
+def _initial(x_T, shape, dtype, device, generator, init_noise_sigma=1.0):
     if x_T is None:
-        return draw_noise(shape, dtype, device, generator)
+        x_T = draw_noise(shape, dtype, device, generator)
+        return x_T if init_noise_sigma == 1.0 else x_T * init_noise_sigma
     _check_tensor("x_T", x_T, shape, device, "shape")
     if not x_T.is_floating_point():
         raise TypeError(f"`x_T` must be a floating tensor; got {x_T.dtype}.")

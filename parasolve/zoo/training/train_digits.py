@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 from ..digits import DigitsClassifier, ddpm_betas, load_digits_16
-from .common import step_with_ema
+from .common import save_state_dict, step_with_ema, warmup_cosine
 from ..unet import DigitsUNet
 
 
@@ -38,12 +37,6 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, ve
     dx = torch.randint(0, 2 * k + 1, (b,), generator=generator)
     dy = torch.randint(0, 2 * k + 1, (b,), generator=generator) if vertical else torch.full((b,), k)
     return torch.stack([padded[i, :, dy[i]:dy[i] + 16, dx[i]:dx[i] + 16] for i in range(b)])
-
-
-def _save(state_dict: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({k: v.detach().float().clone() for k, v in state_dict.items()}, tmp)
-    tmp.replace(path)
 
 
 def train_unet(out: Path, steps: int, batch_size: int = 64, lr: float = 1e-3, ema_decay: float = 0.999,
@@ -63,9 +56,7 @@ def train_unet(out: Path, steps: int, batch_size: int = 64, lr: float = 1e-3, em
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     print(f"DigitsUNet: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    warmup = min(200, decay_steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(warmup, 1)) * (
-        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s / decay_steps, 1.0)))))
+    sched = warmup_cosine(opt, decay_steps)
     start, running = time.perf_counter(), 0.0
     for step in range(1, steps + 1):
         x0 = random_shift(data[torch.randint(0, len(data), (batch_size,), generator=gen)], shift, gen)
@@ -80,7 +71,7 @@ def train_unet(out: Path, steps: int, batch_size: int = 64, lr: float = 1e-3, em
                   f"{time.perf_counter() - start:7.1f}s", flush=True)
             running = 0.0
         if step % save_every == 0 or step == steps:
-            _save(ema.state_dict(), out / "digits_unet.pt")
+            save_state_dict(ema.state_dict(), out / "digits_unet.pt")
     return ema
 
 
@@ -115,7 +106,7 @@ def train_classifier(out: Path, steps: int = 1500, batch_size: int = 128, lr: fl
             print(f"classifier step {step:5d}  loss {loss.item():.4f}  held-out acc "
                   f"{accuracy(model, x_test, y_test):.4f}", flush=True)
     acc = accuracy(model, x_test, y_test)
-    _save(model.state_dict(), out / "digits_classifier.pt")
+    save_state_dict(model.state_dict(), out / "digits_classifier.pt")
     return model, acc
 
 
