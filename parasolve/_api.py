@@ -7,6 +7,10 @@ imports this module.
 
 from __future__ import annotations
 
+import warnings
+
+import torch
+
 from . import _checks as checks
 from . import _solve
 from .solution import Solution
@@ -50,14 +54,57 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
             ``checkpoint`` (keep every k-th state, recompute the rest), ``max_dense``.
     """
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
+    _check_not_a_step(method)
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
     window = _auto_window(window, f, y0, grid, step=step, tol=tol, vectorized=vectorized, method=method,
                           options=options, init=init, evaluator=evaluator)
-    return _solve.solve(f, y0, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
-                        vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
-                        init=init, evaluator=evaluator, adjoint_params=adjoint_params,
-                        adjoint_options=adjoint_options)
+    sol = _solve.solve(f, y0, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
+                       vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
+                       init=init, evaluator=evaluator, adjoint_params=adjoint_params,
+                       adjoint_options=adjoint_options)
+    if isinstance(step, str) and save == "all":
+        _warn_if_coarse(sol)
+    return sol
+
+
+def _check_not_a_step(method) -> None:
+    """``method="rk4"`` and friends name a discretisation, not a scheme: say where they go."""
+    from .schemes import SCHEMES
+    from .steps import STEPS
+    if isinstance(method, str) and method not in SCHEMES and method in set(STEPS) | _ODEINT_NAMES:
+        raise ValueError(f"Unknown `method` {method!r}: solve's `method` is the parallel scheme "
+                         f"({sorted(SCHEMES)}). Did you mean step={method!r} (the discrete problem on "
+                         f"the grid t) or parasolve.odeint(f, y0, t, method={method!r}) (the ODE's "
+                         f"solution to rtol/atol, torchdiffeq's names)?")
+
+
+_ODEINT_NAMES = {"dopri5", "bosh3", "adaptive_heun", "heun2", "heun3", "euler", "midpoint", "rk4"}
+
+
+def _warn_if_coarse(sol) -> None:
+    """Warn when the answer looks like a grid far coarser than the drift's time scale: a single
+    step that moves the state by more than ten times its initial size, or consecutive increments that turn
+    back on themselves (an explicit step beyond its stability limit, an aliased oscillation) while
+    moving the state by more than a tenth of its size."""
+    flat = sol.ys.detach().reshape(sol.ys.shape[0], -1)
+    inc = flat[1:] - flat[:-1]
+    size = float(flat.abs().max())
+    step = inc.abs().amax(1)
+    if inc.shape[0] == 1:
+        bad = float(step[0]) > 10 * float(flat[0].abs().max()) > 0
+        where = 0
+    else:
+        turn = (inc[1:] - inc[:-1]).abs().amax(1) / torch.maximum(step[1:], step[:-1]).clamp(min=1e-300)
+        big = torch.maximum(step[1:], step[:-1]) > 0.1 * size
+        hits = torch.nonzero((turn > 1.5) & big).reshape(-1)
+        bad, where = len(hits) > 0, int(hits[0]) if len(hits) else 0
+    if bad:
+        warnings.warn(f"parasolve.solve: near step {where} (t={float(sol.ts[where]):.4g}) the grid t looks far "
+                      f"coarser than the drift's time scale (a step moves the state by "
+                      f"{float(step[where]):.3g} at state size {size:.3g}). solve() returns the discrete "
+                      f"problem's answer on exactly this grid; for the ODE's solution to a tolerance use "
+                      f"parasolve.odeint(f, y0, t, rtol=..., atol=...).", UserWarning, stacklevel=3)
 
 
 def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step="euler", window=None,
