@@ -2,6 +2,7 @@
 
     torchrun --standalone --nproc_per_node=2 examples/distributed_solve.py             # gloo on CPU, NCCL on GPUs
     torchrun --standalone --nproc_per_node=2 examples/distributed_solve.py --timeout 5  # fail fast on a lost rank
+    python examples/distributed_solve.py     # no torchrun: a group of one process (says so)
 
 Every rank runs the same script and gets the same solution; rank 0 checks it against a
 single-process solve, prints the result and returns it from ``main`` (``None`` on other
@@ -11,6 +12,8 @@ ranks). See docs/distributed.md.
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -33,6 +36,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     owns_group = not dist.is_initialized()  # leave a group made by the caller as it was
+    if owns_group and "RANK" not in os.environ:
+        _single_process_environment()
     rank, world, device = init_distributed(timeout=max(a.timeout, 30.0))
     ev = DistributedEvaluator(timeout=a.timeout)
 
@@ -58,6 +63,16 @@ def main(argv=None):
     if owns_group:
         dist.destroy_process_group()
     return report
+
+
+def _single_process_environment() -> None:
+    """Not started by torchrun: describe a one-rank group on this machine, and say so."""
+    print("not launched by torchrun: running a single-process group (1 rank); for K ranks run\n"
+          "    torchrun --standalone --nproc_per_node=K examples/distributed_solve.py")
+    with socket.socket() as s:  # a free local port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
 if __name__ == "__main__":

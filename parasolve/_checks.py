@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -15,6 +16,9 @@ def check_y0(y0) -> torch.Tensor:
                         f"Wrap it with torch.as_tensor(y0, dtype=torch.float64).")
     if not (y0.is_floating_point() or y0.is_complex()):
         raise TypeError(f"`y0` must have a floating or complex dtype; got {y0.dtype}. Use y0.double() or y0.float().")
+    if y0.numel() == 0:
+        raise ValueError(f"`y0` has no elements (shape {tuple(y0.shape)}); there is nothing to solve. "
+                         f"Pass a state with at least one entry.")
     if not torch.isfinite(y0).all():
         raise ValueError("`y0` contains NaN or Inf; pass a finite initial state.")
     return y0
@@ -35,8 +39,15 @@ def check_grid(t, y0: torch.Tensor) -> torch.Tensor:
     if grid.is_complex() or not torch.isfinite(grid).all():
         raise ValueError("`t` must hold finite real times; got NaN, Inf or complex values.")
     real = y0.real.dtype if y0.is_complex() else y0.dtype
-    grid = grid.to(dtype=real, device=y0.device)
-    dt = grid[1:] - grid[:-1]
+    cast = grid.to(dtype=real, device=y0.device)
+    dt = cast[1:] - cast[:-1]
+    if not (torch.isfinite(cast).all() and torch.isfinite(dt).all()):
+        big = float(grid.abs().max())
+        raise ValueError(f"`t` does not fit y0's dtype {real}: its times (up to |t| = {big:g}) or steps "
+                         f"overflow to Inf after the cast (largest finite {real} value: "
+                         f"{torch.finfo(real).max:g}). Rescale time, or solve in a wider dtype "
+                         f"(e.g. y0.float()).")
+    grid = cast
     if not ((dt > 0).all() or (dt < 0).all()):
         where = int(torch.nonzero(dt == 0)[0]) if (dt == 0).any() else None
         detail = (f"t[{where}] == t[{where + 1}] == {float(grid[where]):g} (repeated value)"
@@ -71,9 +82,19 @@ def default_tol(dtype: torch.dtype) -> float:
 
 
 def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"`{name}` must be one of {sorted(choices)}; got {value!r}.")
     return value
+
+
+def check_options(options) -> dict:
+    """``options`` as a dict of scheme keywords (``None``: none)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise TypeError(f"`options` must be a dict of the scheme's keyword settings, e.g. "
+                        f"options={{'segments': 8}} for method='parareal', or None; got {options!r}.")
+    return dict(options)
 
 
 def check_unknown(func: str, unknown: dict, valid) -> None:

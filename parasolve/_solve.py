@@ -62,7 +62,7 @@ def sde_noise(y0: torch.Tensor, grid: torch.Tensor, noise, generator) -> torch.T
 def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,
          init, gradients):
     n = grid.shape[0] - 1
-    scheme = resolve_scheme(method, options)
+    scheme = resolve_scheme(method, checks.check_options(options))
     problem = Problem(
         drift=drift, step=step_map, t=grid, y0=y0,
         tol=checks.check_tol(tol, y0.dtype),

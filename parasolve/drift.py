@@ -2,12 +2,21 @@
 
 ``BatchedDrift(t, y)`` takes ``t`` of shape ``(n,)`` and ``y`` of shape ``(n, *state)``. A drift
 written for one time point is batched with :func:`torch.func.vmap` when it can be, else by a loop
-(with one warning). Every evaluation is counted per time point in ``nfe``; the first call checks
-the output's shape, dtype and device, so a wrong drift fails at once with a clear message.
+(with one warning). Every evaluation of the solve is counted per time point in ``nfe``.
+
+The first call checks the drift's contract, so a wrong drift fails at once with a clear message
+instead of converging to a wrong answer: the output's type, shape, dtype and device; that the
+drift left its input ``y`` unchanged (tensor version counter); and, for ``vectorized=True``, that
+each row of the output depends only on its own ``(t[i], y[i])`` -- one extra call on two points,
+``(t[-1], z)`` and ``(t[0], y[0])`` with ``z != y[0]``, whose second row must equal the first
+call's row 0 (``CHECK_POINTS`` evaluations in one call, not counted in the stats; a drift can
+tell it apart with :func:`in_contract_check`). Later calls skip all of it.
 """
 
 from __future__ import annotations
 
+import contextvars
+import numbers
 import warnings
 from typing import Callable
 
@@ -16,6 +25,14 @@ import torch
 from .evaluators.protocol import EvaluatorError, local_evaluator
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_CHECKING = contextvars.ContextVar("parasolve_contract_check", default=False)
+
+
+def in_contract_check() -> bool:
+    """True while the drift is being called by the first call's row check, not by the solve
+    (what :class:`parasolve.testing.CountingDrift` leaves out of its counts)."""
+    return _CHECKING.get()
 
 
 class BatchedDrift:
@@ -30,6 +47,9 @@ class BatchedDrift:
                  *, vectorized: bool = False, name: str = "f", broadcast: bool = False, evaluator=None):
         if not callable(f):
             raise TypeError(f"`{name}` must be callable as {name}(t, y); got {type(f).__name__}.")
+        if evaluator is not None and not callable(evaluator):
+            raise TypeError(f"`evaluator` must be callable as evaluator(fn, t, y) -> fn(t, y) (e.g. "
+                            f"parasolve.evaluators.ChunkedEvaluator(...)) or None; got {type(evaluator).__name__}.")
         self.f = f
         self.name = name
         self.state_shape = torch.Size(state_shape)
@@ -42,25 +62,39 @@ class BatchedDrift:
         self.calls = 0
         self._checked = False
 
+    #: Drift evaluations of the first call's row-independence check (vectorized drifts only).
+    CHECK_POINTS = 2
+
     def __call__(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n = t.shape[0]
+        version = None if self._checked else _version(y)
         if self.mode is None:
             try:
-                out = self.evaluator(torch.func.vmap(self.f), t, y)
+                out = self.evaluator(torch.func.vmap(self._point), t, y)
                 self.mode = "vmap"
             except EvaluatorError:  # the evaluator failed, not vmap: no fallback hides that
                 raise
             except Exception as exc:  # vmap does not support every op: fall back once, say so once.
+                self.mode = "loop"
+                out = self.evaluator(self._loop, t, y)  # a drift that fails here too raises its own error
                 warnings.warn(f"parasolve: `{self.name}` could not be batched with torch.func.vmap "
                               f"({type(exc).__name__}: {exc}); evaluating time points in a loop. "
                               f"Pass vectorized=True with a batched `{self.name}` for speed.",
                               RuntimeWarning, stacklevel=4)
-                self.mode = "loop"
-                out = self.evaluator(self._loop, t, y)
         else:
             out = self.evaluator(self.batched, t, y)
+        if self.broadcast:
+            out = self._spread(out, n)
         if not self._checked:
-            self._check(out, n)
+            out = self._check(out, n)
+            if version is not None and _version(y) != version:
+                raise ValueError(
+                    f"`{self.name}` modified its input `y` in place (an in-place op such as y += ..., "
+                    f"y.mul_(...) or y[0] = ...); the schemes pass their iterate itself, so the solve "
+                    f"would differ from method to method. Return a new tensor instead "
+                    f"(e.g. y * 2 rather than y.mul_(2), or work on y.clone()).")
+            if self.mode == "vectorized":
+                self._check_rows(t, y, out)
         if self.broadcast and out.shape[1:] != self.state_shape:
             lead = (1,) * (len(self.state_shape) - (out.dim() - 1))
             out = out.reshape(n, *lead, *out.shape[1:]).expand(n, *self.state_shape)
@@ -71,15 +105,33 @@ class BatchedDrift:
     @property
     def batched(self):
         """``f`` as a batched callable in the resolved mode."""
-        return {"vectorized": self.f, "vmap": torch.func.vmap(self.f), "loop": self._loop}[self.mode]
+        return {"vectorized": self.f, "vmap": torch.func.vmap(self._point), "loop": self._loop}[self.mode]
+
+    def _point(self, t, y):
+        return self._tensor(self.f(t, y))
 
     def _loop(self, t, y):
-        return torch.stack([torch.as_tensor(self.f(t[i], y[i])) for i in range(t.shape[0])])
+        return torch.stack([self._point(t[i], y[i]) for i in range(t.shape[0])])
+
+    def _tensor(self, value):
+        """``value`` as a tensor: a Python number only where outputs broadcast (``g``), in y0's dtype."""
+        if isinstance(value, torch.Tensor):
+            return value
+        if self.broadcast and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return torch.tensor(value, dtype=self.dtype, device=self.device)
+        scalar = " or a Python number" if self.broadcast else ""
+        raise TypeError(f"`{self.name}` must return a torch.Tensor{scalar}; got {type(value).__name__}"
+                        f"{' (did it forget a return statement?)' if value is None else ''}.")
+
+    def _spread(self, out, n):
+        """A broadcasting output (``g``) that is one number for the whole batch, as one per point."""
+        out = self._tensor(out)
+        return out.expand(n) if out.dim() == 0 and self.mode == "vectorized" else out
 
     def _check(self, out, n):
+        """Validate the first output; returns it (a number or 0-d tensor of ``g`` spread over the batch)."""
         name, shape = self.name, self.state_shape
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"`{name}` must return a torch.Tensor; got {type(out).__name__}.")
+        out = self._tensor(out)
         per_point = tuple(out.shape[1:]) if out.dim() > 0 and out.shape[0] == n else None
         ok_shape = per_point == tuple(shape) or (
             self.broadcast and per_point is not None and _broadcasts(per_point, shape))
@@ -98,6 +150,55 @@ class BatchedDrift:
             raise ValueError(f"`{name}` returned a tensor on {out.device} but y0 is on {self.device}; "
                              f"keep the drift on the state's device.")
         self._checked = True
+        return out
+
+    def _check_rows(self, t, y, out):
+        """A vectorized drift's rows must not depend on each other: re-evaluate ``(t[0], y[0])`` in
+        a batch with a different first row and compare with row 0 of the first call."""
+        z = _other_state(y[0])
+        token = _CHECKING.set(True)
+        try:
+            got = self._spread(self.f(torch.stack([t[-1], t[0]]), torch.stack([z, y[0]])), 2)[1]
+        except Exception as exc:  # noqa: BLE001 -- the check must not turn a working solve into a failure
+            warnings.warn(f"parasolve: could not check that the vectorized `{self.name}` treats the rows "
+                          f"of a batch independently: a call on 2 time points raised "
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=4)
+            return
+        finally:
+            _CHECKING.reset(token)
+        want = out[0]
+        finite = torch.isfinite(want)
+        if got.shape != want.shape or not torch.equal(torch.isfinite(got), finite):
+            gap = float("inf")
+        else:  # entries non-finite in both are left to the NaN/Inf check of the schemes
+            gap = float((got - want)[finite].abs().max()) if bool(finite.any()) else 0.0
+        scale = float(want[finite].abs().max()) if bool(finite.any()) else 0.0
+        rtol = torch.finfo(want.real.dtype if want.is_complex() else want.dtype).eps ** 0.5
+        if not gap <= rtol * scale:
+            raise ValueError(
+                f"`{self.name}` was passed with vectorized=True, but its output for one time point "
+                f"depends on the other points of the batch: {self.name}(t[0], y[0]) changed by {gap:.3g} "
+                f"(largest entry {scale:.3g}) when evaluated next to a different point. A vectorized `{self.name}` takes t of shape (n,) "
+                f"and y of shape (n, *y0.shape) and must treat each row y[i] (at t[i]) on its own. "
+                f"If `{self.name}` is written for one time point (e.g. it indexes y[0] for the first "
+                f"state entry, or uses t as a scalar), drop vectorized=True and parasolve batches it "
+                f"with torch.func.vmap.")
+
+
+def _version(y: torch.Tensor):
+    """The version counter of ``y`` (bumped by in-place writes), or None where it has none."""
+    try:
+        return y._version
+    except (AttributeError, RuntimeError):  # inference-mode tensors do not track versions
+        return None
+
+
+def _other_state(y: torch.Tensor) -> torch.Tensor:
+    """A state unequal to ``y`` built from its own values (reversed, halved, or shifted)."""
+    for z in (y.flip(tuple(range(y.dim()))) if y.dim() else y, 0.5 * y, y + 0.5):
+        if not torch.equal(z, y):
+            return z
+    return y + 1
 
 
 def _broadcasts(shape, target) -> bool:

@@ -73,7 +73,8 @@ def _worker(rank, port, scenario, outdir):
 
         def f(t, y):
             calls[0] += 1
-            if scenario == "solve" and rank == 0 and calls[0] == 3:
+            # f's 4th call is the solve's third drift call (the first call's row check calls f once more)
+            if scenario == "solve" and rank == 0 and calls[0] == 4:
                 time.sleep(60)  # a worker stuck in its drift at the third call
             return oscillator(t, y)
 

@@ -195,7 +195,8 @@ def test_parareal_with_odeint_converges_to_the_ode_not_to_the_discrete_problem()
     assert sol.converged and sol.step == "odeint:dopri5"
     assert (sol.ys - exact).abs().max() <= 1e-7           # the ODE, to odeint's accuracy
     assert (euler.ys - exact).abs().max() > 1e-3          # which the Euler discrete problem is not
-    assert sol.stats.drift_calls == calls["n"] and sol.stats.nfe >= calls["n"]
+    # calls["n"] includes the vectorized drift's first-call row check, which is not in the stats
+    assert sol.stats.drift_calls == calls["n"] - 1 and sol.stats.nfe >= calls["n"] - 1
 
 
 def test_parareal_odeint_rejects_an_sde():

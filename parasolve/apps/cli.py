@@ -8,6 +8,7 @@ import importlib.util
 import functools
 import inspect
 import os
+import re
 import sys
 import time
 import traceback
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .common import CommandError, check_output_dir, check_output_file, format_table, one_line
+from .common import (DEFAULT_THREADS, CommandError, check_output_dir, check_output_file, format_table, one_line,
+                     use_threads)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="solve a toy ODE and sample the digits model, sequential vs parallel")
     d.add_argument("--out", default="parasolve-demo", help="folder for the PNGs (default: %(default)s)")
     d.add_argument("--fast", action="store_true", help="smaller problems (for tests)")
+    _threads_arg(d)
     d.set_defaults(run=_demo)
 
     s = sub.add_parser("solve", help="solve dy/dt = f(t, y) for a drift in a Python file or module",
@@ -79,12 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--compare", action="store_true", help="also solve sequentially and print both")
     s.add_argument("--save", metavar="FILE", help="write the trajectory (.npy or .csv: t, y...)")
     s.add_argument("--plot", metavar="PNG", help="plot the trajectory to an image (.png, .pdf, .svg, ...)")
+    _threads_arg(s)
     s.set_defaults(run=_solve)
 
     r = sub.add_parser("reproduce", help="regenerate a figure/table of the ParaDiGMS paper on local models")
     r.add_argument("name", help=f"one of: {', '.join(REPRODUCTIONS)}")
     r.add_argument("--out", default="parasolve-reproduce", help="output folder (default: %(default)s)")
     r.add_argument("--fast", action="store_true", help="fewer seeds/settings (for a quick look)")
+    _threads_arg(r)
     r.set_defaults(run=_reproduce)
 
     b = sub.add_parser("bench", help="run the benchmark tables of benchmarks/")
@@ -92,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the script (see NAME --help)")
     b.set_defaults(run=_bench)
     return p
+
+
+def _threads_arg(parser) -> None:
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help="torch threads (default: %(default)s; small models on a shared machine run "
+                             "fastest on one)")
 
 
 # ---------------------------------------------------------------- solve
@@ -187,6 +198,18 @@ def _where(exc, f) -> str:
     return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
+#: solve()'s parameters as the flags of ``parasolve solve`` (for its error messages).
+_FLAGS = {"max_iters": "--max-iters", "window": "--window", "tol": "--tol", "method": "--method",
+          "step": "--step", "y0": "--y0", "t": "--t0/--t1/--steps"}
+
+
+def _as_flags(message: str, spec: str) -> str:
+    """``message`` of solve() in the command's terms: `max_iters` -> --max-iters, `f` -> the drift."""
+    message = re.sub(r"`(\w+)`", lambda m: _FLAGS.get(m.group(1), m.group(0)), message)
+    message = message.replace("vectorized=True", "--vectorized")
+    return message.replace("`f`", f"the drift {spec!r}")
+
+
 def _solve(args):
     import parasolve
 
@@ -198,6 +221,7 @@ def _solve(args):
         check_output_file("--save", args.save, (".npy", ".csv"))
     if args.plot:
         check_output_file("--plot", args.plot, _plot_suffixes(), "a format matplotlib writes")
+    print(use_threads(args.threads))
     f = load_callable(args.drift)
     _check_signature(args.drift, f)
     dtype = torch.float32 if args.float32 else torch.float64
@@ -218,11 +242,13 @@ def _solve(args):
             except Exception as exc:
                 if _from_drift(exc, raised):
                     raise CommandError(f"the drift raised {type(exc).__name__}: {exc}{_where(exc, f)}") from None
+                if isinstance(exc, (ValueError, TypeError)):
+                    raise CommandError(_as_flags(str(exc), args.drift)) from None
                 raise
             results.append((method, sol, time.perf_counter() - start))
     for message in dict.fromkeys(one_line(w.message) for w in caught):
         print(f"parasolve solve: warning: {message}", file=sys.stderr)
-    ref = results[0][1]
+    ref = results[0][1] if len(results) > 1 else None  # a gap only against a sequential run
     print(format_table([_row(m, s, w, ref) for m, s, w in results]))
     sol = results[-1][1]
     if not sol.converged:
@@ -265,15 +291,17 @@ def plot_trajectory(path: str, ts, ys, title: str = "") -> None:
 
 
 def _row(method, sol, wall, ref):
-    return {"method": method, "sweeps": sol.stats.iterations, "evals": sol.stats.nfe,
-            "wall [s]": f"{wall:.3f}", "max|x - x_seq|": f"{float((sol.ys - ref.ys).abs().max()):.2e}",
-            "converged": sol.converged}
+    row = {"method": method, "sweeps": sol.stats.iterations, "evals": sol.stats.nfe, "wall [s]": f"{wall:.3f}"}
+    if ref is not None:
+        row["max|x - x_seq|"] = f"{float((sol.ys - ref.ys).abs().max()):.2e}"
+    return {**row, "converged": sol.converged}
 
 
 # ---------------------------------------------------------------- demo / reproduce / bench
 def _demo(args):
     from .demo import run_demo
     check_output_dir("--out", args.out)
+    print(use_threads(args.threads))
     run_demo(Path(args.out), fast=args.fast)
     return 0
 
@@ -283,7 +311,7 @@ def _reproduce(args):
     if args.name not in reproduce.REPRODUCTIONS:
         raise CommandError(f"unknown reproduction {args.name!r}; valid: {', '.join(sorted(reproduce.REPRODUCTIONS))}")
     check_output_dir("--out", args.out)
-    reproduce.run(args.name, Path(args.out), fast=args.fast)
+    reproduce.run(args.name, Path(args.out), fast=args.fast, threads=args.threads)
     return 0
 
 

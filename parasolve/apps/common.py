@@ -31,7 +31,7 @@ def check_output_file(option: str, path: str, suffixes, kind: str = "") -> None:
 
 
 def check_output_dir(option: str, path) -> None:
-    """Fail early (CommandError) if the folder ``path`` cannot be created or written."""
+    """Create the folder ``path`` now, or fail early (CommandError naming ``option``) if it cannot be."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise CommandError(f"{option} {str(path)!r} is a file, not a folder; pick another path")
@@ -40,6 +40,27 @@ def check_output_dir(option: str, path) -> None:
         raise CommandError(f"{option} {str(path)!r}: {str(existing)!r} is a file, so the folder cannot be created")
     if not os.access(existing, os.W_OK):
         raise CommandError(f"{option} {str(path)!r}: {str(existing)!r} is not writable; pick another path")
+    try:  # permissions are not the whole story (/proc, read-only mounts, a full disk)
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"{option} {str(path)!r}: the folder cannot be created "
+                           f"({exc.strerror or exc}); pick another path") from None
+
+
+#: The commands' default torch thread count: their models are small, so extra threads mostly
+#: add contention (measured in docs/reproduce.md); ``--threads`` changes it.
+DEFAULT_THREADS = 1
+
+
+def use_threads(threads: int) -> str:
+    """Set torch's intra-op thread count for a command; returns the line that says so."""
+    import torch
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise CommandError(f"--threads must be an integer >= 1; got {threads!r}")
+    torch.set_num_threads(threads)
+    cores = os.cpu_count() or 1
+    return (f"torch threads: {threads} of {cores} cores (--threads N to change)")
 
 
 def format_table(rows) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .common import format_table
+from .common import DEFAULT_THREADS, format_table, use_threads
 
 #: ms per digits-UNet call vs batch size, one H100, CUDA graph (shared/ANCHORS.md).
 H100_GRAPHED_MS = {4: 1.44, 64: 2.08, 256: 3.56, 512: 5.90, 1024: 10.9}
@@ -114,33 +114,71 @@ def iterations_vs_tolerance(out: Path, fast: bool = False):
     return rows
 
 
+#: Timings whose repeats spread more than this (max / min - 1) are flagged as untrustworthy.
+MAX_SPREAD = 0.25
+
+
+def timing_verdict(seq_walls, par_walls, ideal: float) -> str:
+    """``"ok"``, or why the measured speed-up of these repeated timings should not be trusted."""
+    spread = max(max(w) / min(w) - 1 for w in (seq_walls, par_walls))
+    measured = float(np.median(seq_walls) / np.median(par_walls))
+    problems = []
+    if spread > MAX_SPREAD:
+        problems.append(f"repeats spread {spread:.0%} > {MAX_SPREAD:.0%}")
+    if measured > ideal:
+        problems.append(f"measured {measured:.2f} > ideal {ideal:.1f}")
+    return "; ".join(problems) or "ok"
+
+
 def speedup_vs_window(out: Path, fast: bool = False):
-    """Sweeps, evaluations, wall time and speed-ups as the window grows (digits DDPM)."""
+    """Sweeps, evaluations, wall time and speed-ups as the window grows (digits DDPM).
+
+    Sequential and parallel runs are timed interleaved, ``repeats`` times each per window (their
+    order alternating), in one process with a fixed thread count; the wall times are medians and
+    the ``timing`` column flags a row whose repeats spread by more than ``MAX_SPREAD`` or whose
+    measured speed-up exceeds the ideal one (the machine was busy: do not trust that row).
+    """
     cfg, den = _settings(fast), _digits()
     sampler, steps = cfg["rows"][0]
     windows = [8, 16] if fast else [16, 64, 256]
-    seq, seq_wall = run_digits(den, sampler, steps, "sequential", samples=cfg["samples"], progress=_tty())
+    repeats = 2 if fast else 3
     rows = []
     for window in _bar(windows, "speedup-vs-window"):
-        par, wall = run_digits(den, sampler, steps, "picard", samples=cfg["samples"], window=window, tol=1e-3,
-                               progress=_tty())
+        walls, outs = {"sequential": [], "picard": []}, {}
+        for rep in range(repeats):
+            for method in (("sequential", "picard") if rep % 2 == 0 else ("picard", "sequential")):
+                outs[method], wall = run_digits(den, sampler, steps, method, samples=cfg["samples"], window=window,
+                                                tol=1e-3, progress=_tty())
+                walls[method].append(wall)
+        seq, par = outs["sequential"], outs["picard"]
+        seq_wall, wall = float(np.median(walls["sequential"])), float(np.median(walls["picard"]))
+        ideal = steps / par.stats.iterations
         rows.append({"sampler": f"{sampler}-{steps}", "window": window, "sweeps": par.stats.iterations,
                      "evals": par.stats.nfe, "wall_s": f"{wall:.2f}", "seq_wall_s": f"{seq_wall:.2f}",
-                     "measured_speedup": f"{seq_wall / wall:.2f}", "ideal_speedup": f"{steps / par.stats.iterations:.1f}",
+                     "measured_speedup": f"{seq_wall / wall:.2f}", "ideal_speedup": f"{ideal:.1f}",
                      "h100_est_speedup": f"{h100_speedup(par.stats.history, cfg['samples'], steps):.2f}",
-                     "max_abs_diff": f"{float((par.x - seq.x).abs().max()):.2e}"})
+                     "max_abs_diff": f"{float((par.x - seq.x).abs().max()):.2e}",
+                     "repeats": repeats, "threads": torch.get_num_threads(),
+                     "timing": timing_verdict(walls["sequential"], walls["picard"], ideal)})
     _write_csv(out / "speedup-vs-window.csv", rows)
     plt = _fig()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for key, label in (("ideal_speedup", "ideal (N / sweeps)"), ("h100_est_speedup", "H100 estimate (cost curve)"),
-                       ("measured_speedup", "measured here (CPU)")):
+                       ("measured_speedup", f"measured here (CPU, {torch.get_num_threads()} thr.)")):
         ax.semilogx([r["window"] for r in rows], [float(r[key]) for r in rows], "o-", label=label, base=2)
+    flagged = [r for r in rows if r["timing"] != "ok"]
+    if flagged:
+        ax.plot([r["window"] for r in flagged], [float(r["measured_speedup"]) for r in flagged], "rx", ms=9,
+                label="untrustworthy timing")
     ax.axhline(1, color="k", lw=0.6)
     ax.set(xlabel="window", ylabel="speed-up over sequential", title=f"{sampler}-{steps}, tol 1e-3")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "speedup-vs-window.png", dpi=120)
     plt.close(fig)
+    for r in flagged:
+        print(f"warning: window {r['window']}: timing not trustworthy ({r['timing']}); rerun on an idle machine",
+              file=sys.stderr)
     return rows
 
 
@@ -343,10 +381,10 @@ REPRODUCTIONS = {
 }
 
 
-def run(name: str, out: Path, fast: bool = False):
-    """Run reproduction ``name`` into ``out`` and print its table."""
+def run(name: str, out: Path, fast: bool = False, threads: int = DEFAULT_THREADS):
+    """Run reproduction ``name`` into ``out`` with ``threads`` torch threads and print its table."""
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    print(use_threads(threads))
     rows = REPRODUCTIONS[name](out, fast=fast)
     print(format_table(_blank_repeats(rows)))
     print(f"\nwritten to {out}/ ({name}.csv, {name}.png) by `parasolve reproduce {name}{' --fast' * fast}` "

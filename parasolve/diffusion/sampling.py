@@ -165,6 +165,8 @@ def _initial(x_T, shape, dtype, device, generator, init_noise_sigma=1.0):
     _check_tensor("x_T", x_T, shape, device, "shape")
     if not x_T.is_floating_point():
         raise TypeError(f"`x_T` must be a floating tensor; got {x_T.dtype}.")
+    if not torch.isfinite(x_T).all():
+        raise ValueError("`x_T` contains NaN or Inf; pass finite starting noise (or leave x_T=None to draw it).")
     return x_T
 
 

@@ -48,6 +48,7 @@ class Ledger:
         return self
 
     def __exit__(self, *exc):
+        self._bar.refresh()  # the final state, once
         return self._bar.__exit__(*exc)
 
     def allowances(self, bounds: list[int]) -> torch.Tensor:
@@ -72,8 +73,9 @@ class Ledger:
     def record(self, start: int, end: int, residual: float, advanced: int):
         """Append the sweep's :class:`SweepRecord` and move the progress bar by ``advanced`` steps."""
         self.stats.history.append(SweepRecord(self.stats.iterations, start, end, residual, advanced))
+        # no forced redraw: update() redraws at most every tqdm `mininterval`, not once per sweep
+        self._bar.set_postfix(sweep=self.stats.iterations, residual=f"{residual:.2e}", refresh=False)
         self.advance(advanced)
-        self._bar.set_postfix(sweep=self.stats.iterations, residual=f"{residual:.2e}")
 
     def advance(self, steps: int):
         self._bar.update(steps)

@@ -22,7 +22,9 @@ depth than the sequential loop when the coarse propagator is poor (docs/schemes.
 
 Coarse propagators (``coarse=``):
 - ``"frozen"`` (default): ``G_j(x) = x + sum_{i in segment j} Phi_i(x)``, every fine increment of the
-  segment evaluated at the segment's start state, in one batched round per stage. It works for any
+  segment evaluated at the segment's start state, in one batched round per stage (split into
+  calls of at most ``window`` points where the segment -- or, with ``init``, the whole grid -- is
+  longer, so no drift call ever holds more than ``window`` points). It works for any
   step map -- SDE noise and diffusion sampler coefficients included -- since it calls the problem's
   own map. With ``coarse_steps=k`` the segment's fine steps are split into ``k`` consecutive groups,
   each frozen at its own start state (``k`` rounds in sequence; ``k >=`` the segment length makes
@@ -61,6 +63,15 @@ def segment_bounds(n_steps: int, segments: int) -> list[int]:
     for length in lengths:
         bounds.append(bounds[-1] + length)
     return bounds
+
+
+def _increments_within_window(problem: Problem, idx: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """The step map's increments at steps ``idx`` from states ``ys``, in calls of at most
+    ``problem.window`` points (one-step maps: each step's increment depends on its own state only)."""
+    w = problem.window
+    parts = [problem.step.increments(problem.drift, problem.t, idx[i:i + w], ys[i:i + w], None)[0]
+             for i in range(0, len(idx), w)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 @register_scheme
@@ -196,7 +207,7 @@ class Parareal(Scheme):
                 continue
             seg_of = torch.cat([torch.full((hi - lo,), row, dtype=torch.long) for row, lo, hi in groups]).to(xs.device)
             idx = torch.cat([torch.arange(lo, hi) for _, lo, hi in groups]).to(t.device)
-            inc, _ = problem.step.increments(problem.drift, t, idx, xs[seg_of], None)
+            inc = _increments_within_window(problem, idx, xs[seg_of])
             xs = xs + torch.zeros_like(xs).index_add_(0, seg_of, inc)
         return xs
 
