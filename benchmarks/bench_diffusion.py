@@ -118,7 +118,7 @@ def speed_table(rows) -> str:
 
 def quality_rows(den, args):
     """Sequential vs parallel samples (same noise): classifier confidence and SW distance to held-out digits."""
-    from parasolve.diffusion import digits
+    from parasolve.zoo import digits
 
     clf = digits.classifier()
     test_x, _ = digits.load_digits_16("test")
