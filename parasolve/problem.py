@@ -40,6 +40,7 @@ class Problem:
     init: torch.Tensor | None = None
     _gain: torch.Tensor | None = field(default=None, init=False, repr=False)
     _cum: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _share: torch.Tensor | None = field(default=None, init=False, repr=False)
     _declared: bool = field(default=False, init=False, repr=False)
 
     @property
@@ -48,7 +49,13 @@ class Problem:
 
     def thresholds(self) -> torch.Tensor:
         """Per-step defect allowances ``tol * (|h_i| / |T|) / G_i`` (float64, host), shape ``(N,)``."""
-        return self.tol * stop_rule.shares(self.t) / self.amplification()
+        return self.tol * self._shares() / self.amplification()
+
+    def _shares(self) -> torch.Tensor:
+        """:func:`parasolve.stop_rule.shares` of the grid, computed once (it copies ``t`` to the host)."""
+        if self._share is None:
+            self._share = stop_rule.shares(self.t)
+        return self._share
 
     def amplification(self) -> torch.Tensor:
         """``G_i`` of :func:`parasolve.stop_rule.amplification` for this step map and ``save`` (host)."""
@@ -77,7 +84,7 @@ class Problem:
         window = slice(start, start + len(defects))
         weights = self.amplification()[window]
         carry = self._carry()
-        budget = self.tol * (self._cum_shares() if carry else stop_rule.shares(self.t))[window]
+        budget = self.tol * (self._cum_shares() if carry else self._shares())[window]
         floor = stop_rule.floor(scale, self.y0.dtype) if self.tol > 0 else torch.zeros_like(budget)
         m = stop_rule.within_budget(defects, weights, budget, stats.weighted_defect_sum if carry else None, floor)
         accepted = defects[:m].double()
@@ -87,7 +94,7 @@ class Problem:
 
     def _cum_shares(self) -> torch.Tensor:
         if self._cum is None:
-            self._cum = torch.cumsum(stop_rule.shares(self.t), 0)
+            self._cum = torch.cumsum(self._shares(), 0)
         return self._cum
 
     def increments(self, start: int, ys: torch.Tensor, prev):
