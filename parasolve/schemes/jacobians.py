@@ -12,10 +12,12 @@ Finite differences need nothing from the drift beyond what every scheme uses (no
 
 The Newton step ``delta_{i+1} = (I + J_i) delta_i - F_i`` is then an affine recursion with
 matrices, solved for the whole window by a parallel scan of the pairs ``(A, B)`` composed as
-``(A2 A1, A2 B1 + B2)`` (:func:`affine_scan`: ``ceil(log2 w)`` rounds of batched matmuls, no
-drift calls). On a linear drift the step is exact, so the solve takes two sweeps (one to solve,
-one to measure the defects); near the solution it converges quadratically. Only one-step maps
-are probed (a multistep map's increment also depends on the carry it was handed).
+``(A2 A1, A2 B1 + B2)`` (:func:`affine_scan`, which the adjoint's ``method="scan"`` uses too:
+``ceil(log2 w)`` rounds of batched matmuls, no drift calls). On a linear drift the step is exact
+up to the differences' ``sqrt(eps)`` error, so the solve takes two or three sweeps (the last one
+measures the defects); near the solution it converges quadratically. Only one-step maps are
+probed (a multistep map's increment also depends on the carry it was handed); the batch repeats
+each step index ``D + 1`` times, the states' own entries first.
 """
 
 from __future__ import annotations
@@ -26,22 +28,18 @@ from .base import per_step
 from .engine import Window, work_dtype
 
 
-def affine_scan(a: torch.Tensor, b: torch.Tensor, delta0: torch.Tensor) -> torch.Tensor:
-    """All ``delta_1 .. delta_L`` of ``delta_{i+1} = a_i @ delta_i + b_i`` by a parallel scan.
-
-    ``a``: ``(L, D, D)``, ``b``: ``(L, D)``, ``delta0``: ``(D,)``; returns ``(L, D)``. The pairs
-    ``(A, B)`` meaning ``delta -> A delta + B`` compose associatively; a Hillis-Steele scan composes
-    every prefix in ``ceil(log2 L)`` rounds of batched matrix products.
-    """
-    A, B = a.clone(), b[..., None].clone()
+def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
+    """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, d, d)``, ``B`` ``(L, d)``)
+    by a Hillis-Steele scan: ``ceil(log2 L)`` rounds of batched matrix products."""
+    A, B = A.clone(), B.clone()
     offset = 1
-    while offset < b.shape[0]:
+    while offset < B.shape[0]:
         A_next, B_next = A.clone(), B.clone()
         A_next[offset:] = A[offset:] @ A[:-offset]
-        B_next[offset:] = A[offset:] @ B[:-offset] + B[offset:]
+        B_next[offset:] = (A[offset:] @ B[:-offset, :, None])[..., 0] + B[offset:]
         A, B = A_next, B_next
         offset *= 2
-    return (A @ delta0[:, None] + B)[..., 0]
+    return A @ u0 + B
 
 
 def probe_sizes(x: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,9 @@ class Newton(SafeguardedScheme):
         damping: step length in (0, 1] applied to the Newton correction (default 1.0).
         clip: bound on the estimated entries of ``dPhi_i/dx_i`` (default 1.0).
         safeguard: take the Picard update and forget the estimate when the residual grew
-            after a Newton step (default True).
+            after a Newton step (default True for the secant estimates, False for
+            ``jacobian="full"``: exact Newton's far slots may grow while its front converges,
+            and the engine's acceptance keeps the front; docs/schemes.md).
         growth: the safeguard acts when the residual exceeds ``growth`` times the previous one.
         prior: the estimate where no secant exists yet (the first sweep, steps new to the window):
             ``"step"`` (default): the step map's :meth:`~parasolve.steps.StepMap.linear_part`
@@ -90,7 +92,7 @@ class Newton(SafeguardedScheme):
     options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
-                 safeguard: bool = True, growth: float = 1.0, prior: str = "step", max_size: int = 64):
+                 safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64):
         if jacobian not in ("scalar", "diagonal", "full"):
             raise ValueError(f"`jacobian` must be 'scalar', 'diagonal' or 'full'; got {jacobian!r}.")
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
@@ -102,7 +104,7 @@ class Newton(SafeguardedScheme):
         self.jacobian, self.prior = jacobian, prior
         self.damping = check_real("damping", damping, low=0.0, high=1.0, open_low=True, open_high=False)
         self.clip = check_real("clip", clip, low=0.0)
-        super().__init__(safeguard, growth)
+        super().__init__(jacobian != "full" if safeguard is None else safeguard, growth)
 
     def points_per_step(self, y0) -> int:
         return 1 + y0.numel() if self.jacobian == "full" else 1
