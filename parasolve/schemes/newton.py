@@ -14,6 +14,8 @@ an associative scan (log2(window) rounds of element-wise products, no drift call
 component, ``dPhi_i / dx_i`` element-wise (where the component moved; else the scalar). With
 ``D_i = 0`` the step is exactly the Picard update, which is also what the first sweep and every
 safeguarded sweep take. The estimate is clipped to ``[-clip, clip]``.
+``jacobian="full"`` measures the whole ``D x D`` Jacobian instead, by finite differences in the
+sweep's own batched calls, and solves the step by a matrix scan (:mod:`.jacobians`).
 
 Where it pays: drifts whose Jacobian is close to a multiple of the identity per step (decay,
 growth, the linear part of a diffusion step), where Picard's error grows like ``(h L N)^k / k!``
