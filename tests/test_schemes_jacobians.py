@@ -155,3 +155,23 @@ def test_odeint_default_is_full_newton_for_small_states_and_picard_for_large():
         res = parasolve.odeint(lambda s, y: -y, torch.ones(size, dtype=torch.float64), t, full_output=True)
         assert res.solution.method == ("newton" if size == 2 else "picard")
         assert (res.ys[:, 0] - torch.exp(-t)).abs().max() <= 1e-6
+
+
+def test_sde_paths_with_up_front_noise_equal_sequential():
+    """Euler-Maruyama is a one-step map whose noise is fixed per step, so the probes see the same
+    noise as the states: full-Jacobian Newton lands on the sequential path."""
+    t = torch.linspace(0, 1, 201, dtype=torch.float64)
+    y0 = torch.tensor([2.0, -1.0], dtype=torch.float64)
+    noise = torch.randn(200, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def f(s, y):
+        return -1.5 * (y - 0.5) + 0.3 * torch.sin(y)
+
+    def g(s, y):
+        return 0.8 + 0.1 * torch.cos(y)
+
+    seq = parasolve.solve_sde(f, g, y0, t, method="sequential", noise=noise)
+    sol = parasolve.solve_sde(f, g, y0, t, method="newton", options=FULL, tol=1e-10, noise=noise)
+    picard = parasolve.solve_sde(f, g, y0, t, tol=1e-10, noise=noise)
+    assert float((sol.ys - seq.ys).abs().max()) <= math.exp(1.8) * sol.stats.defect_sum + 1e-13
+    assert sol.stats.iterations < picard.stats.iterations / 2  # measured: 5 against 16
