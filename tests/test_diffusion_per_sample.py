@@ -178,9 +178,7 @@ def test_per_sample_is_refused_where_it_cannot_apply(digits):
         diffusion.sample(digits, shape, adjoint_params=(), per_sample=True, **kw)
     with pytest.raises(TypeError, match="`per_sample`"):
         diffusion.sample(digits, shape, per_sample="yes", **kw)
-    # the default leaves them joint
-    assert diffusion.sample(digits, shape, evaluator=FixedBatchEvaluator(4), **kw).stats.per_sample is None
-    assert len(diffusion.sample(digits, shape, **kw).stats.per_sample) == 2  # on by default
+    assert diffusion.sample(digits, shape, **kw).stats.per_sample is None  # off by default
 
 
 def test_lanes_merge_rounds_in_lane_order_and_keep_the_callers_modes():

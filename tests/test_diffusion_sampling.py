@@ -98,7 +98,7 @@ def test_picard_needs_few_sweeps_and_lands_on_the_data(name, steps, most):
     out = diffusion.sample(den, shape, sampler=name, steps=steps, window=64, x_T=start(shape, dtype=torch.float32),
                            generator=torch.Generator().manual_seed(6))
     assert out.converged and out.stats.iterations <= most
-    assert all(lane.nfe <= lane.iterations * 64 for lane in out.stats.per_sample)  # each sample solved alone
+    assert out.stats.nfe <= out.stats.iterations * 64
     nearest = torch.cdist(out.x.reshape(4, -1).double(), data.reshape(50, -1).double()).min(dim=1).values
     assert float(nearest.max()) < (0.05 if name == "ddpm" else 1e-5)
 
@@ -142,7 +142,7 @@ def test_guidance_is_one_model_call_per_sweep_on_the_doubled_batch():
     inner = den.model
     den.model = lambda x, t, c: batches.append(x.shape[0]) or inner(x, t, c)
     out = diffusion.sample(den, (3, 6), cond=torch.tensor([0, 1, 2]), guidance_scale=3.0, sampler="ddim", steps=40,
-                           window=8, x_T=start((3, 6)), per_sample=False)  # per_sample: test_diffusion_per_sample.py
+                           window=8, x_T=start((3, 6)))
     check = BatchedDrift.CHECK_POINTS  # the first call's row check: one call, not in the stats
     assert len(batches) == out.stats.drift_calls + 1
     assert sum(batches) == 2 * 3 * (out.stats.nfe + check)

@@ -34,7 +34,7 @@ _UNBATCHED = ("txt_ids", "img_ids")  # Flux's position ids have no batch dimensi
 
 
 def parallelize(pipe, method="picard", window=64, tol=None, *, max_iters=None, throw=True, evaluator=None,
-                per_sample=None, **options) -> "ParallelPipeline":
+                per_sample=False, **options) -> "ParallelPipeline":
     """``pipe`` with its denoising loop solved by ``method`` (see :func:`~parasolve.diffusion.sample`).
 
     Returns a callable with ``pipe``'s own call signature and output; ``wrapper.stats`` holds the
@@ -43,8 +43,7 @@ def parallelize(pipe, method="picard", window=64, tol=None, *, max_iters=None, t
     with the same generator; a parallel method is within the ``tol`` bound of it (for the
     latents; the decoder is the pipeline's). ``per_sample``: as in ``sample`` -- with several
     prompts or ``num_images_per_prompt > 1``, each image's latents are solved on their own, one
-    merged denoiser call per round (on by default where it applies). ``options``: the scheme's
-    settings.
+    merged denoiser call per round. ``options``: the scheme's settings.
     """
     kind = type(pipe).__name__
     if kind not in PIPELINES:
