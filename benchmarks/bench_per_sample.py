@@ -4,7 +4,8 @@
     python benchmarks/bench_per_sample.py --runs ddim,flow --out docs/benchmarks/per-sample.md
 
 For every run (DDPM-1000 at window 128, DDIM-100, DPM-Solver++-25 and the flow model's Euler-50,
-each at a window of all its steps but DDPM) it draws ``x_T`` (and a stochastic sampler's noise)
+each at a window of all its steps but DDPM; ``exact``: DDPM-1000 on a near-free exact denoiser,
+where CPU time is the solver's own) it draws ``x_T`` (and a stochastic sampler's noise)
 once, runs the sequential sampler as the reference, then ``per_sample=False`` (one joint solve:
 a step is accepted when every sample's defect allows it) and ``per_sample=True`` (each sample's
 window advances on its own defects; one merged model call per round), interleaved (the order
@@ -29,9 +30,18 @@ from bench_diffusion import machine, scheme_spec  # noqa: E402
 
 from parasolve import diffusion, zoo  # noqa: E402
 
-#: name -> (model, sampler, steps, window)
+#: name -> (model, sampler, steps, window); "exact": a near-free model, to see the lanes' own cost
 RUNS = {"ddpm": ("digits", "ddpm", 1000, 128), "ddim": ("digits", "ddim", 100, 100),
-        "dpm": ("digits", "dpmsolver++", 25, 25), "flow": ("digits-flow", "flow-euler", 50, 50)}
+        "dpm": ("digits", "dpmsolver++", 25, 25), "flow": ("digits-flow", "flow-euler", 50, 50),
+        "exact": ("exact", "ddpm", 1000, 128)}
+
+
+def model(name):
+    """A shipped model, or ``"exact"``: the exact denoiser of 4 random 16x16 Gaussians (std 0.1)."""
+    if name != "exact":
+        return zoo.pretrained(name)
+    means = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return diffusion.exact_denoiser(means, std=0.1, config={"data_std": 1.0})
 
 
 def measure(den, shape, per_sample, **kw):
@@ -44,11 +54,11 @@ def measure(den, shape, per_sample, **kw):
 
 
 def rows_for(key, args):
-    model, sampler, steps, window = RUNS[key]
-    den = zoo.pretrained(model)
+    name_of_model, sampler, steps, window = RUNS[key]
+    den = model(name_of_model)
     shape = (args.samples, 1, 16, 16)
     name, options = scheme_spec(args.method)
-    label = f"{model} {sampler}-{steps}"
+    label = f"{name_of_model} {sampler}-{steps}"
     seq, evals, cpu, wall = measure(den, shape, False, sampler=sampler, steps=steps, method="sequential",
                                     generator=torch.Generator().manual_seed(args.seed))
     rows = [dict(run=label, per_sample="sequential", window="-", tol="-", sweeps=steps, lanes="-", evals=evals,
@@ -82,7 +92,7 @@ def table(rows) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", default=",".join(RUNS), help="comma list of: " + ",".join(RUNS))
+    p.add_argument("--runs", default="ddpm,ddim,dpm,flow", help="comma list of: " + ",".join(RUNS))
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--method", default="newton", help="scheme, with options as name@key=value")
     p.add_argument("--tols", default="default", help="comma list of tolerances ('default': sample()'s, 1e-3 "

@@ -104,10 +104,11 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
             then holds each sample's stats, and ``stats.nfe`` counts one-sample evaluations summed
             over the samples. It applies to the parallel methods with an integer ``window``, no
             ``evaluator`` and no gradients (a typed error otherwise); with ``method="sequential"``
-            or one sample it changes nothing. Off by default: at the same ``tol`` it saved 0-1
-            sweeps and 10-17% of the model evaluations on the digits models, but each sample's
-            gap to its sequential chain then comes as close to ``tol`` as the joint solve lets
-            only the worst sample come (docs/benchmarks/per-sample.md).
+            or one sample it changes nothing (``progress`` then shows the first sample's bar).
+            Off by default: at the same ``tol`` it saved 10-16% of the model evaluations on the
+            digits models, but each sample's gap to its sequential chain comes as close to
+            ``tol`` as the joint solve lets only the worst sample come, and the sweeps may
+            differ either way (docs/benchmarks/per-sample.md).
     """
     if not isinstance(den, Denoiser):
         raise TypeError(f"`den` must be a parasolve.diffusion.Denoiser (from from_diffusers(), pretrained() or "
