@@ -135,7 +135,7 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
         init = init.to(dtype)
     scale = None if guidance_scale is None else float(guidance_scale)
     differentiable = x_T.requires_grad or adjoint_params is not None  # else inference, as in diffusers
-    lanes = _per_sample(per_sample, shape[0], method, window, evaluator, differentiable)
+    lanes = _per_sample(per_sample, shape[0], method, window, evaluator, differentiable and torch.is_grad_enabled())
     with torch.set_grad_enabled(torch.is_grad_enabled() and differentiable):
         if lanes:
             sol = solve_per_sample(den, step, x_T, grid, noise=noise, cond=cond, uncond=uncond, guidance_scale=scale,
