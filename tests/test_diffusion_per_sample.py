@@ -205,6 +205,7 @@ def test_lanes_merge_rounds_in_lane_order_and_keep_the_callers_modes():
         assert run_lanes([job(0, 1)], merged)[0][1:] == (True, False)
 
 
+@pytest.mark.filterwarnings("ignore")  # diffusers' config notices; float32's floor at tol=1e-4, as in its own tests
 def test_parallelize_solves_each_image_on_its_own(tmp_path):
     """Two prompts x two images with guidance: four lanes, each image's latents within the bound
     of the pipeline's own loop, as in the joint solve."""
