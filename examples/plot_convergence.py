@@ -23,12 +23,12 @@ def main(fast: bool = False, out: str = "convergence.png"):
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     curves = {}
     for window in (25, 100, None):
-        sol = parasolve.solve(problem.f, problem.y0, t, window=window, tol=1e-9, vectorized=True)
+        sol = parasolve.solve(problem.f, problem.y0, t, method="picard", window=window, tol=1e-9, vectorized=True)
         label = f"window {window or len(t) - 1}"
         a.semilogy([r.sweep for r in sol.stats.history], [max(r.residual, 1e-17) for r in sol.stats.history], label=label)
         gaps = []  # gap to the sequential solution after k sweeps (the iterate the solve holds then)
         for k in range(1, sol.stats.iterations + 1, max(1, sol.stats.iterations // 15)):
-            it = parasolve.solve(problem.f, problem.y0, t, window=window, tol=1e-9, max_iters=k, throw=False,
+            it = parasolve.solve(problem.f, problem.y0, t, method="picard", window=window, tol=1e-9, max_iters=k, throw=False,
                                  vectorized=True)
             gaps.append((k, max(float((it.ys - seq.ys).abs().max()), 1e-17)))
         b.semilogy(*zip(*gaps), "o-", ms=3, label=label)

@@ -17,7 +17,7 @@ from .solution import Solution
 from .tuning import choose_window
 
 
-def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max_iters=None,
+def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_iters=None,
           vectorized=False, save="all", progress=False, throw=True, options=None, init=None,
           evaluator=None, adjoint_params=None, adjoint_options=None, **unknown) -> Solution:
     """Solve ``dy/dt = f(t, y)`` on the grid ``t`` as the discrete problem of ``step``.
@@ -27,7 +27,10 @@ def solve(f, y0, t, *, method="picard", step="euler", window=None, tol=None, max
             shape ``(n,)`` and ``y`` of shape ``(n, *y0.shape)``.
         y0: initial state, a floating tensor of any shape.
         t: 1-D grid, strictly increasing or strictly decreasing; the answer is given at every point.
-        method: ``"picard"``, ``"sequential"``, another registered name, or a ``Scheme``.
+        method: ``"auto"`` (default): ``"newton"`` with ``options={"jacobian": "full"}`` (every
+            step's whole Jacobian, measured in the sweeps' own batched calls) for a real state of
+            at most 16 components and a one-step map, else ``"picard"`` (docs/schemes.md);
+            ``"picard"``, ``"sequential"``, another registered name, or a ``Scheme``.
         step: one-step map (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``, ``"ab2"``) or a ``StepMap``.
         window: steps updated per sweep (default: all of them); ``"auto"`` measures the drift's
             cost per batch size and short probe solves, and picks the fastest
@@ -107,7 +110,7 @@ def _warn_if_coarse(sol) -> None:
                       f"parasolve.odeint(f, y0, t, rtol=..., atol=...).", UserWarning, stacklevel=3)
 
 
-def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="picard", step="euler", window=None,
+def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="euler", window=None,
               tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True,
               options=None, init=None, evaluator=None, adjoint_params=None, adjoint_options=None,
               **unknown) -> Solution:

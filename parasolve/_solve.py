@@ -12,12 +12,13 @@ from .drift import BatchedDrift
 from .errors import ConvergenceError
 from .problem import Problem
 from .schemes import resolve_scheme
+from .schemes.jacobians import auto_scheme
 from .sde import EulerMaruyama, check_noise, draw_noise
 from .solution import Solution
 from .steps import resolve_step
 
 
-def solve(f, y0, t, *, g=None, noise=None, generator=None, method="picard", step="euler", window=None,
+def solve(f, y0, t, *, g=None, noise=None, generator=None, method="auto", step="euler", window=None,
           tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True, options=None,
           init=None, evaluator=None, adjoint_params=None, adjoint_options=None) -> Solution:
     """``dy/dt = f(t, y)`` with the one-step map ``step``, or with ``g`` the SDE
@@ -62,7 +63,10 @@ def sde_noise(y0: torch.Tensor, grid: torch.Tensor, noise, generator) -> torch.T
 def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,
          init, gradients):
     n = grid.shape[0] - 1
-    scheme = resolve_scheme(method, checks.check_options(options))
+    options = checks.check_options(options)
+    if isinstance(method, str) and method == "auto":
+        method, options = auto_scheme(y0, step_map.multistep, options)
+    scheme = resolve_scheme(method, options)
     problem = Problem(
         drift=drift, step=step_map, t=grid, y0=y0,
         tol=checks.check_tol(tol, y0.dtype),

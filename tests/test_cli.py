@@ -41,7 +41,7 @@ def test_solve_prints_stats_and_saves_trajectory(drift_file, tmp_path, capsys):
                  "--window", "10", "--compare", "--save", str(out_npy), "--plot", str(png)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "sequential" in text and "picard" in text and "sweeps" in text
+    assert "sequential" in text and "newton" in text and "sweeps" in text  # auto: 2 components -> full Newton
     data = np.load(out_npy)
     assert data.shape == (51, 3)
     assert abs(data[-1, 1] - (1 - 2 / 50) ** 50) < 1e-9  # the Euler solution of y' = -y

@@ -43,7 +43,7 @@ def test_row_check_runs_once_and_accepts_correct_vectorized_drifts():
         calls.append(t.shape[0])
         return P.f(t, y)
 
-    sol = parasolve.solve(f, P.y0, T, window=5, tol=1e-9, vectorized=True)
+    sol = parasolve.solve(f, P.y0, T, window=5, tol=1e-9, vectorized=True, method="picard")
     assert sol.converged
     check = parasolve.drift.BatchedDrift.CHECK_POINTS
     # the first sweep (5 points), the check's one call, then only the sweeps: nothing more per sweep

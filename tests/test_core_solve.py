@@ -29,7 +29,7 @@ def test_picard_equals_sequential_within_tol_bound(problem, step, reverse):
     y0 = problem.initial(reverse)
     tol = 1e-9
     seq = parasolve.solve(problem.f, y0, t, method="sequential", step=step)
-    par = parasolve.solve(problem.f, y0, t, step=step, window=16, tol=tol, vectorized=True)
+    par = parasolve.solve(problem.f, y0, t, step=step, window=16, tol=tol, vectorized=True, method="picard")
     assert par.converged and par.stats.iterations <= 60
     assert par.stats.defect_sum <= tol
     # S for a multi-stage map is bounded with the map's own Lipschitz constant (1 + hL + ... <= e^{hL}).
@@ -76,7 +76,7 @@ def test_first_k_steps_exact_after_k_sweeps():
     t = problem.grid(30)
     seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
     for k in [1, 5, 12]:
-        par = parasolve.solve(problem.f, problem.y0, t, tol=0.0, max_iters=k, throw=False)
+        par = parasolve.solve(problem.f, problem.y0, t, tol=0.0, max_iters=k, throw=False, method="picard")
         assert not par.converged
         assert (par.ys[:k + 1] - seq.ys[:k + 1]).abs().max() <= 1e-14
         assert (par.ys[k + 2:] - seq.ys[k + 2:]).abs().max() > 1e-6  # the rest is not yet converged
@@ -89,7 +89,7 @@ def test_nfe_and_iterations_are_counted_exactly(step, window):
     t = problem.grid(50)
     stages = parasolve.steps.STEPS[step].stages
     f = CountingDrift(problem.f)
-    sol = parasolve.solve(f, problem.y0, t, step=step, window=window, tol=1e-8, vectorized=True)
+    sol = parasolve.solve(f, problem.y0, t, step=step, window=window, tol=1e-8, vectorized=True, method="picard")
     assert sol.stats.nfe == f.points
     assert sol.stats.drift_calls == f.calls == sol.stats.iterations * stages
     assert f.points == stages * sum(r.end - r.start for r in sol.stats.history)
@@ -104,7 +104,7 @@ def test_nfe_and_iterations_are_counted_exactly(step, window):
 def test_window_one_is_one_step_per_sweep():
     problem = problems.linear()
     t = problem.grid(25)
-    sol = parasolve.solve(problem.f, problem.y0, t, window=1, tol=0.0)
+    sol = parasolve.solve(problem.f, problem.y0, t, window=1, tol=0.0, method="picard")
     assert sol.stats.iterations == 25 and sol.stats.nfe == 25
     seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
     assert torch.equal(sol.ys, seq.ys)
@@ -130,12 +130,12 @@ def test_save_last_returns_only_the_end_point(method):
 def test_max_iters_reports_non_convergence_and_throw_raises():
     problem = problems.harmonic()
     t = problem.grid(40)
-    sol = parasolve.solve(problem.f, problem.y0, t, tol=1e-12, max_iters=3, throw=False)
+    sol = parasolve.solve(problem.f, problem.y0, t, tol=1e-12, max_iters=3, throw=False, method="picard")
     assert not sol.converged and sol.status is parasolve.Status.MAX_ITERS
     assert "max_iters" in sol.message and sol.stats.iterations == 3
     assert sol.ys.shape == (41, 2) and torch.isfinite(sol.ys).all()
     with pytest.raises(parasolve.ConvergenceError, match="max_iters") as info:
-        parasolve.solve(problem.f, problem.y0, t, tol=1e-12, max_iters=3)
+        parasolve.solve(problem.f, problem.y0, t, tol=1e-12, max_iters=3, method="picard")
     assert info.value.solution.stats.iterations == 3
     seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", max_iters=10, throw=False)
     assert not seq.converged and seq.stats.iterations == 10

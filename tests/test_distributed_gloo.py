@@ -62,7 +62,7 @@ def _worker(rank, port, scenario, outdir):
             result["inner_rows"] = inner.rows
             y0, t = torch.zeros(2, dtype=DT), torch.linspace(0, 1, 21, dtype=DT)
             try:  # ranks that disagree on the window are told so, instead of gathering garbage
-                parasolve.solve(oscillator, y0, t, vectorized=True, window=5 + rank,
+                parasolve.solve(oscillator, y0, t, vectorized=True, window=5 + rank, method="picard",
                                 evaluator=DistributedEvaluator(timeout=30.0))
             except ValueError as exc:
                 result["mismatch"] = str(exc)

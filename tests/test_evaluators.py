@@ -205,11 +205,11 @@ def test_device_evaluator_times_out_naming_the_hung_device():
     ev = DeviceEvaluator(["cpu", "cpu"], timeout=0.3)
     start = time.monotonic()
     with pytest.raises(EvaluatorError, match=r"device 1 \(cpu, rows 50:100\) did not return within the 0.3 s"):
-        parasolve.solve(f, Y0, T, vectorized=True, evaluator=ev)
+        parasolve.solve(f, Y0, T, vectorized=True, evaluator=ev, method="picard")
     assert time.monotonic() - start < 2.0  # it did not wait for the sleeping thread
     calls[0] = 10  # no more hangs; fresh threads serve the next solve (the old one is abandoned)
-    ref = parasolve.solve(oscillator, Y0, T, vectorized=True)
-    assert torch.equal(parasolve.solve(f, Y0, T, vectorized=True, evaluator=ev).ys, ref.ys)
+    ref = parasolve.solve(oscillator, Y0, T, vectorized=True, method="picard")
+    assert torch.equal(parasolve.solve(f, Y0, T, vectorized=True, evaluator=ev, method="picard").ys, ref.ys)
     ev.close()
 
 

@@ -34,7 +34,7 @@ def test_anderson_safeguard_keeps_mixing_no_worse_than_picard_where_raw_mixing_i
     y0 = torch.tensor([1.0], dtype=torch.float64)
     t = torch.linspace(0, 3, 101, dtype=torch.float64)
     seq = parasolve.solve(stiff_exponential, y0, t, method="sequential")
-    picard = parasolve.solve(stiff_exponential, y0, t, tol=1e-8, vectorized=True)
+    picard = parasolve.solve(stiff_exponential, y0, t, tol=1e-8, vectorized=True, method="picard")
     raw = Anderson(memory=5, safeguard=False)
     worse = parasolve.solve(stiff_exponential, y0, t, method=raw, tol=1e-8, vectorized=True)
     assert worse.stats.fallbacks == 0
@@ -68,7 +68,7 @@ def test_newton_safeguard_restores_convergence_where_the_raw_secant_step_diverge
 def test_anderson_takes_fewer_sweeps_than_picard_on_smooth_problems():
     for problem in (problems.linear(), problems.gaussian_decay(), problems.logistic()):
         t = problem.grid(200)
-        picard = parasolve.solve(problem.f, problem.y0, t, tol=1e-7, vectorized=True)
+        picard = parasolve.solve(problem.f, problem.y0, t, tol=1e-7, vectorized=True, method="picard")
         anderson = parasolve.solve(problem.f, problem.y0, t, method="anderson", tol=1e-7, vectorized=True)
         assert anderson.stats.iterations < picard.stats.iterations, problem.name
 
@@ -113,7 +113,7 @@ def test_newton_update_is_exact_once_the_secant_is_on_a_diagonal_linear_problem(
     seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", step=step)
     scheme = RecordingNewton(jacobian=jacobian)
     sol = parasolve.solve(problem.f, problem.y0, t, method=scheme, step=step, tol=1e-10, vectorized=True)
-    picard = parasolve.solve(problem.f, problem.y0, t, step=step, tol=1e-10, vectorized=True)
+    picard = parasolve.solve(problem.f, problem.y0, t, step=step, tol=1e-10, vectorized=True, method="picard")
     steps, states = scheme.updates[1]  # window states x_a .. x_N after the second update
     idx = torch.arange(n - steps, n)
     inc, _ = parasolve.steps.STEPS[step].increments(problem.f, t, idx, states[:-1])

@@ -72,7 +72,7 @@ def test_first_update_solves_a_linear_problem_to_the_differences_accuracy(step, 
     seq = parasolve.solve(prob.f, prob.y0, t, method="sequential", step=step)
     scheme = RecordingNewton()
     sol = parasolve.solve(prob.f, prob.y0, t, method=scheme, step=step, tol=1e-10)
-    picard = parasolve.solve(prob.f, prob.y0, t, step=step, tol=1e-10)
+    picard = parasolve.solve(prob.f, prob.y0, t, step=step, tol=1e-10, method="picard")
     first, states = scheme.updates[0]
     inc = STEPS[step].increments(prob.f, t, torch.arange(first, n), states[:-1])[0]
     initial = float((seq.ys - prob.y0).abs().max())  # the first guess's distance
@@ -88,7 +88,7 @@ def test_equals_sequential_within_the_bound_on_nonlinear_problems(make, n):
     t = prob.grid(n)
     seq = parasolve.solve(prob.f, prob.y0, t, method="sequential", step="rk4")
     sol = parasolve.solve(prob.f, prob.y0, t, method="newton", options=FULL, step="rk4", tol=1e-10)
-    picard = parasolve.solve(prob.f, prob.y0, t, step="rk4", tol=1e-10)
+    picard = parasolve.solve(prob.f, prob.y0, t, step="rk4", tol=1e-10, method="picard")
     stability = math.exp(prob.lipschitz * float(t[-1] - t[0]))
     assert sol.converged and sol.stats.defect_sum <= 1e-10
     assert float((sol.ys - seq.ys).abs().max()) <= stability * sol.stats.defect_sum + 1e-13
@@ -140,10 +140,12 @@ def test_multistep_maps_are_refused_with_the_fix():
                         method="newton", options=FULL, step="ab2")
 
 
-def test_odeint_default_is_full_newton_for_small_states_and_picard_for_large():
-    from parasolve.odeint.api import FULL_NEWTON_SIZE, _default_scheme
+def test_auto_is_full_newton_for_small_states_and_picard_for_large():
+    """``method="auto"`` (solve's default) and odeint's default scheme follow one rule."""
+    from parasolve.odeint.api import _default_scheme
+    from parasolve.schemes.jacobians import FULL_NEWTON_SIZE
     for size, expected in ((2, {"scheme": "newton", "scheme_options": FULL}),
-                           (FULL_NEWTON_SIZE + 1, {"scheme": "picard"})):
+                           (FULL_NEWTON_SIZE + 1, {"scheme": "picard", "scheme_options": None})):
         options = {}
         _default_scheme(options, torch.ones(size, dtype=torch.float64))
         assert options == expected
@@ -155,6 +157,13 @@ def test_odeint_default_is_full_newton_for_small_states_and_picard_for_large():
         res = parasolve.odeint(lambda s, y: -y, torch.ones(size, dtype=torch.float64), t, full_output=True)
         assert res.solution.method == ("newton" if size == 2 else "picard")
         assert (res.ys[:, 0] - torch.exp(-t)).abs().max() <= 1e-6
+    grid = torch.linspace(0.0, 1.0, 21, dtype=torch.float64)
+    for size, step, expected in ((2, "rk4", "newton"), (FULL_NEWTON_SIZE + 1, "rk4", "picard"), (2, "ab2", "picard")):
+        sol = parasolve.solve(lambda s, y: -y, torch.ones(size, dtype=torch.float64), grid, step=step)
+        seq = parasolve.solve(lambda s, y: -y, torch.ones(size, dtype=torch.float64), grid, step=step,
+                              method="sequential")
+        assert sol.method == expected
+        assert (sol.ys - seq.ys).abs().max() <= sol.stats.defect_sum * 2 + 1e-15  # S <= 1 here (decay)
 
 
 def test_sde_paths_with_up_front_noise_equal_sequential():
@@ -172,6 +181,6 @@ def test_sde_paths_with_up_front_noise_equal_sequential():
 
     seq = parasolve.solve_sde(f, g, y0, t, method="sequential", noise=noise)
     sol = parasolve.solve_sde(f, g, y0, t, method="newton", options=FULL, tol=1e-10, noise=noise)
-    picard = parasolve.solve_sde(f, g, y0, t, tol=1e-10, noise=noise)
+    picard = parasolve.solve_sde(f, g, y0, t, tol=1e-10, noise=noise, method="picard")
     assert float((sol.ys - seq.ys).abs().max()) <= math.exp(1.8) * sol.stats.defect_sum + 1e-13
     assert sol.stats.iterations < picard.stats.iterations / 2  # measured: 5 against 16

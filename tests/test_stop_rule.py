@@ -149,7 +149,7 @@ def test_tol_below_the_floor_warns_and_stays_parallel():
     assert float((par.x - seq.x).abs().max()) <= 10 * reached + 1e-5  # measured gains of this model: <= ~6x
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # tol=0 asks for exact steps: no floor, no warning
-        exact = parasolve.solve(lambda t, y: -y, torch.ones(3), torch.linspace(0, 1, 9), tol=0.0)
+        exact = parasolve.solve(lambda t, y: -y, torch.ones(3), torch.linspace(0, 1, 9), tol=0.0, method="picard")
     assert exact.stats.iterations == 8
 
 

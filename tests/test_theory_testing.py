@@ -51,9 +51,9 @@ def test_assertions_catch_wrong_answers():
     t = torch.linspace(0, 3, 31, dtype=torch.float64)
     pt.assert_matches_sequential(f, y0, t, tol=1e-9, lipschitz=f.lipschitz)
     with pytest.raises(AssertionError, match="did not converge"):
-        pt.assert_matches_sequential(f, y0, t, tol=1e-9, max_iters=3, throw=False, lipschitz=1.0)
+        pt.assert_matches_sequential(f, y0, t, tol=1e-9, max_iters=3, throw=False, lipschitz=1.0, method="picard")
     with pytest.raises(AssertionError, match="max.x - x_sequential"):  # a 1e-3 answer claimed to 1e-9
-        pt.assert_matches_sequential(f, y0, t, tol=1e-3, atol=1e-9)
+        pt.assert_matches_sequential(f, y0, t, tol=1e-3, atol=1e-9, method="picard")
     with pytest.raises(ValueError, match="atol"):
         pt.assert_matches_sequential(f, y0, t)
     ref = pt.sequential(f, y0, t)

@@ -10,6 +10,7 @@ from .. import _checks as checks
 from .._api import solve
 from ..drift import BatchedDrift, local_evaluator
 from ..schemes import SCHEMES
+from ..schemes.jacobians import auto_scheme
 from . import grids
 from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
@@ -22,10 +23,6 @@ METHODS = sorted(EMBEDDED) + sorted(FIXED)
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
 _ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps"}
 _FIXED = {"step_size", "grid_points", "grid_constructor", "interp"}
-#: States of at most this many (real) components are solved by default with Newton and full
-#: per-step Jacobians (``scheme="newton"``, ``scheme_options={"jacobian": "full"}``), larger ones
-#: with Picard: docs/odeint.md ("Which scheme") gives the measurements behind the cut.
-FULL_NEWTON_SIZE = 16
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
           "explicit_adams": None, "implicit_adams": None, "fixed_adams": None, "scipy_solver": None}
 
@@ -103,15 +100,11 @@ def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name
 
 
 def _default_scheme(options: dict, y0: torch.Tensor) -> None:
-    """Fill in ``options["scheme"]`` when not given: Newton with full Jacobians for small real
-    states (``FULL_NEWTON_SIZE``), else Picard; ``scheme_options`` given alone refine it."""
-    if "scheme" in options:
-        return
-    if y0.numel() <= FULL_NEWTON_SIZE and not y0.is_complex():
-        options["scheme"] = "newton"
-        options["scheme_options"] = {"jacobian": "full", **(options.get("scheme_options") or {})}
-    else:
-        options["scheme"] = "picard"
+    """Fill in ``options["scheme"]`` when not given, as ``solve``'s ``method="auto"`` chooses
+    (:func:`parasolve.schemes.jacobians.auto_scheme`; every odeint method is a one-step map);
+    ``scheme_options`` given alone refine it."""
+    if "scheme" not in options or options["scheme"] == "auto":
+        options["scheme"], options["scheme_options"] = auto_scheme(y0, False, options.get("scheme_options"))
 
 
 def _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings, fixed) -> OdeintResult:
@@ -222,8 +215,8 @@ def _check_options(options, method: str) -> dict:
     if "window" in options and options["window"] is not None:
         options["window"] = checks.check_positive_int("options['window']", options["window"])
     scheme = options.get("scheme", "picard")
-    if isinstance(scheme, str) and scheme not in SCHEMES:
-        raise ValueError(f"options['scheme'] must be one of {sorted(SCHEMES)} (or a parasolve Scheme); "
+    if isinstance(scheme, str) and scheme not in SCHEMES and scheme != "auto":
+        raise ValueError(f"options['scheme'] must be 'auto' or one of {sorted(SCHEMES)} (or a parasolve Scheme); "
                          f"got {scheme!r}.")
     if "scheme_options" in options and not isinstance(options["scheme_options"], (dict, type(None))):
         raise TypeError(f"options['scheme_options'] must be a dict; got {type(options['scheme_options']).__name__}.")

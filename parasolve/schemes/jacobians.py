@@ -27,6 +27,19 @@ import torch
 from .base import per_step
 from .engine import Window, work_dtype
 
+#: ``method="auto"`` (``solve``'s default, and ``odeint``'s without ``options["scheme"]``) takes
+#: Newton with full Jacobians for real states of at most this many components and one-step
+#: maps, Picard otherwise (the measurements: docs/odeint.md, "Which scheme").
+FULL_NEWTON_SIZE = 16
+
+
+def auto_scheme(y0: torch.Tensor, multistep: bool, options: dict | None) -> tuple[str, dict | None]:
+    """``(method, options)`` that ``method="auto"`` stands for, for this state and a one-step
+    (``multistep=False``) or multistep map; ``options`` refine the choice."""
+    if not y0.is_complex() and y0.numel() <= FULL_NEWTON_SIZE and not multistep:
+        return "newton", {"jacobian": "full", **(options or {})}
+    return "picard", options
+
 
 def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
     """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, d, d)``, ``B`` ``(L, d)``)
