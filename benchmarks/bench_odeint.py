@@ -60,8 +60,63 @@ def mlp(dim=4, width=32, seed=0):
     return f, torch.linspace(-1, 1, dim, dtype=torch.float64), 10.0
 
 
+def lorenz(T=10.0):
+    def f(t, y):
+        x, v, z = y[..., 0], y[..., 1], y[..., 2]
+        return torch.stack([10 * (v - x), x * (28 - z) - v, x * v - 8 / 3 * z], -1)
+    return f, torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64), T
+
+
+def arenstorf():
+    """The restricted three-body orbit of Hairer-Norsett-Wanner (I, II.0), one period."""
+    m = 0.012277471
+
+    def f(t, y):
+        q1, q2, p1, p2 = y[..., 0], y[..., 1], y[..., 2], y[..., 3]
+        d1 = ((q1 + m) ** 2 + q2 ** 2) ** 1.5
+        d2 = ((q1 - 1 + m) ** 2 + q2 ** 2) ** 1.5
+        return torch.stack([p1, p2, q1 + 2 * p2 - (1 - m) * (q1 + m) / d1 - m * (q1 - 1 + m) / d2,
+                            q2 - 2 * p1 - (1 - m) * q2 / d1 - m * q2 / d2], -1)
+    y0 = torch.tensor([0.994, 0.0, 0.0, -2.00158510637908252240537862224], dtype=torch.float64)
+    return f, y0, 17.0652165601579625588917206249
+
+
+def brusselator():
+    def f(t, y):
+        x, z = y[..., 0], y[..., 1]
+        return torch.stack([1 + x * x * z - 4 * x, 3 * x - x * x * z], -1)
+    return f, torch.tensor([1.5, 3.0], dtype=torch.float64), 20.0
+
+
+def pendulum():
+    def f(t, y):
+        return torch.stack([y[..., 1], -torch.sin(y[..., 0])], -1)
+    return f, torch.tensor([2.5, 0.0], dtype=torch.float64), 30.0
+
+
+def rigid_body():
+    """Euler's equations of a free rigid body (Hairer-Norsett-Wanner's test problem)."""
+    def f(t, y):
+        a, b, c = y[..., 0], y[..., 1], y[..., 2]
+        return torch.stack([-2 * b * c, 1.25 * a * c, -0.5 * a * b], -1)
+    return f, torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64), 40.0
+
+
+def forced_decay():
+    """Mildly stiff: decay rates 1, 10 and 50 with a cosine forcing."""
+    lam = torch.tensor([-1.0, -10.0, -50.0], dtype=torch.float64)
+
+    def f(t, y):
+        return lam * y + torch.cos(torch.as_tensor(t, dtype=y.dtype))[..., None]
+    return f, torch.ones(3, dtype=torch.float64), 10.0
+
+
 PROBLEMS = {"Van der Pol mu=1": lambda: van_der_pol(1.0), "Van der Pol mu=5": lambda: van_der_pol(5.0),
             "Lotka-Volterra": lotka_volterra, "Kepler e=0.5, 5 periods": kepler, "MLP neural ODE": mlp}
+# Problems outside the issue's list, to see whether the gains carry over (``--problems extra``).
+EXTRA = {"Lorenz, T=10": lorenz, "Arenstorf orbit": arenstorf, "Brusselator": brusselator,
+         "pendulum, T=30": pendulum, "rigid body, T=40": rigid_body, "forced decay (rates 1-50)": forced_decay,
+         "MLP neural ODE, 16 states": lambda: mlp(dim=16), "MLP neural ODE, 32 states": lambda: mlp(dim=32)}
 
 
 def reference(f, y0, t):
@@ -92,18 +147,26 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="rtol 1e-5 only")
     parser.add_argument("--out", default=None, help="write a markdown table here")
     parser.add_argument("--window", type=int, default=None)
-    parser.add_argument("--scheme", default="picard")
+    parser.add_argument("--scheme", default=None, help="odeint's options['scheme'] (default: odeint's own choice)")
+    parser.add_argument("--scheme-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an entry of options['scheme_options'], e.g. --scheme-option jacobian=full")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an odeint option (a number), e.g. --option initial_steps=2048")
     parser.add_argument("--only", default=None, help="run the problems whose name contains this")
+    parser.add_argument("--problems", choices=("issue", "extra"), default="issue",
+                        help="the issue's problems (default) or others not tuned for")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    options = {"window": args.window, "scheme": args.scheme}
+    options = {"window": args.window}
+    if args.scheme is not None:
+        options["scheme"] = args.scheme
     for item in args.option:
         key, value = item.split("=", 1)
-        options[key] = int(value) if value.isdigit() else float(value)
+        options[key] = _number(value)
+    if args.scheme_option:
+        options["scheme_options"] = {k: _value(v) for k, v in (o.split("=", 1) for o in args.scheme_option)}
     rows = []
-    for name, make in PROBLEMS.items():
+    for name, make in (PROBLEMS if args.problems == "issue" else EXTRA).items():
         if args.only and args.only not in name:
             continue
         f, y0, T = make()
@@ -131,6 +194,20 @@ def main(argv=None):
     return rows
 
 
+def _number(value: str):
+    return int(value) if value.isdigit() else float(value)
+
+
+def _value(value: str):
+    """A scheme option from the command line: a bool, a number or a string."""
+    if value in ("True", "False"):
+        return value == "True"
+    try:
+        return _number(value)
+    except ValueError:
+        return value
+
+
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -143,10 +220,11 @@ def cpu_name() -> str:
 
 
 def write_markdown(rows, args, path):
-    flags = " ".join(["--quick"] * args.quick + [f"--scheme {args.scheme}"] * (args.scheme != "picard")
+    flags = " ".join(["--quick"] * args.quick + [f"--problems {args.problems}"] * (args.problems != "issue") + [f"--scheme {args.scheme}"] * (args.scheme is not None)
+                     + [f"--scheme-option {o}" for o in args.scheme_option]
                      + [f"--window {args.window}"] * (args.window is not None) + [f"--option {o}" for o in args.option])
     lines = [f"Machine: {cpu_name()} ({torch.get_num_threads()} torch thread), torch {torch.__version__}. "
-             f"Command: `PYTHONPATH=. python benchmarks/bench_odeint.py {flags}`.", "",
+             f"Command: `PYTHONPATH=. python benchmarks/bench_odeint.py{' ' * bool(flags)}{flags}`.", "",
              "| problem | rtol | torchdiffeq error | parasolve error | torchdiffeq steps | parasolve steps | passes | "
              "sweeps | torchdiffeq rounds | parasolve rounds | rounds ratio | parasolve nfe | torchdiffeq wall | "
              "parasolve wall |",

@@ -43,6 +43,8 @@ SCHEMES = [
     ("parareal-odeint", "parareal", {"fine": "odeint", "coarse": "rk4"}),
 ]
 ODE_ONLY = {"parareal-rk4", "parareal-odeint"}  # coarse/fine that treat f as an ODE right-hand side
+# Newton with full finite-difference Jacobians: small states only (not the digits model).
+FULL = [("newton-full", "newton", {"jacobian": "full"})]
 # Same parallelism as parareal's default sqrt(N) segments: windowed schemes with window 32.
 NARROW = [("picard-w32", "picard", None), ("anderson-w32", "anderson", None), ("newton-w32", "newton", None)]
 
@@ -111,7 +113,7 @@ def analytic(n=1000, step="heun", tol=1e-7):
         rows.append(dict(problem=problem.name, scheme="sequential", sweeps=n, depth=seq.stats.drift_calls,
                          nfe=seq.stats.nfe, max_diff=0.0, converged=True, fallbacks="", seconds="",
                          ode_err=float((seq.ys - ode).abs().max())))
-        for label, method, options in SCHEMES + NARROW:
+        for label, method, options in SCHEMES + FULL + NARROW:
             window = 32 if label.endswith("-w32") else None
             sol, sec, fb = solve_timed(problem.f, problem.y0, t, label, method, options, step=step, tol=tol,
                                        window=window)

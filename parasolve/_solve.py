@@ -73,11 +73,16 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
         init=None if init is None else checks.check_init(init, y0, n))
 
     def finish(sol):
-        if throw and not sol.converged:
-            raise ConvergenceError(f"{scheme.name}: {sol.message} (stopped after {sol.stats.iterations} "
-                                   f"sweeps with {n} steps)", solution=sol)
-        return sol
+        return checked(sol, throw, n)
 
     if gradients.wanted(problem):  # an autograd node whose backward solves the discrete adjoint
         return gradients.run(scheme, problem, finish)
     return finish(gradients.run_plain(scheme, problem))
+
+
+def checked(sol: Solution, throw: bool, n: int) -> Solution:
+    """``sol``, or with ``throw`` a :class:`ConvergenceError` if it did not converge (``n`` steps)."""
+    if throw and not sol.converged:
+        raise ConvergenceError(f"{sol.method}: {sol.message} (stopped after {sol.stats.iterations} "
+                               f"sweeps with {n} steps)", solution=sol)
+    return sol

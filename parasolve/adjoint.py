@@ -35,6 +35,7 @@ from torch.autograd.function import once_differentiable
 from .drift import local_evaluator
 from .errors import ConvergenceError
 from .schemes.base import per_step
+from .schemes.jacobians import affine_scan  # noqa: F401  (re-exported: the scan both directions use)
 from .solution import SweepRecord
 from .steps import callable_names
 
@@ -448,20 +449,6 @@ def _parameter_pass(problem, xs, lam, window, acc, stats, linearize, lins=None):
 
 
 # --------------------------------------------------------------------------- dense Jacobians and a scan
-
-def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
-    """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, d, d)``, ``B`` ``(L, d)``)
-    by a Hillis-Steele scan: ``ceil(log2 L)`` rounds of batched matrix products."""
-    A, B = A.clone(), B.clone()
-    offset = 1
-    while offset < B.shape[0]:
-        A_next, B_next = A.clone(), B.clone()
-        A_next[offset:] = A[offset:] @ A[:-offset]
-        B_next[offset:] = (A[offset:] @ B[:-offset, :, None])[..., 0] + B[offset:]
-        A, B = A_next, B_next
-        offset *= 2
-    return A @ u0 + B
-
 
 def _scan(problem, xs, g, params, t_grad, window, tol, opts, stats, linearize):
     """Dense per-step Jacobians in windows of ``window`` steps, then one parallel scan.

@@ -338,10 +338,12 @@ def _check_one(scheme, step, f, y0, t, window, tol, lipschitz, case, fail):
         fail(4, "honest stats", f"{case}: stats say nfe={stats.nfe}, drift_calls={stats.drift_calls}; the drift "
                                 f"counted {counted.points} points in {counted.calls} calls")
     if scheme.windowed:
-        points = step.stages * sum(r.end - r.start for r in stats.history)
+        probes = scheme.points_per_step(y0)
+        points = step.stages * probes * sum(r.end - r.start for r in stats.history)
         if counted.calls != stats.iterations * step.stages or counted.points != points:
             fail(4, "honest stats", f"{case}: a windowed scheme makes {step.stages} calls per sweep over its "
-                                    f"window: expected {stats.iterations * step.stages} calls of {points} points, "
+                                    f"window ({probes} point(s) per step): expected "
+                                    f"{stats.iterations * step.stages} calls of {points} points, "
                                     f"counted {counted.calls} of {counted.points}")
     elif not scheme.iterative and (counted.calls != n * step.stages or counted.points != n * step.stages):
         fail(4, "honest stats", f"{case}: a non-iterative scheme makes {step.stages} one-point calls per step; "

@@ -81,11 +81,32 @@ class Problem:
         then carries the unknown stability constant, and moving allowance to later steps could
         enlarge it). Either way also when its defect is at the floor (none at ``tol=0``, the
         request for exact steps); see :func:`parasolve.stop_rule.within_budget`."""
-        window = slice(start, start + len(defects))
-        weights = self.amplification()[window]
+        last = torch.arange(start, start + len(defects))
+        return self._accept(last, self._shares()[last], defects, scale, stats)
+
+    def accept_blocks(self, bounds: list[int], defects: torch.Tensor, stats: Stats) -> int:
+        """:meth:`accept` for consecutive blocks of steps ``[bounds[j], bounds[j+1])`` whose only
+        defect sits at the block's end, the state ``x_{bounds[j+1]}`` (parareal's segments). A
+        block's defect is weighted by the gain of its last step; its own share is the sum of its
+        steps' shares. No floating-point floor: parareal's boundary defects vanish at its fixed
+        point (to the rounding of its correction) and its exact segment per iteration bounds
+        the iterations by the segment count, so a small ``tol`` costs iterations, not a crawl."""
+        last = torch.tensor(bounds[1:], dtype=torch.long) - 1
+        share = self._shares()
+        own = torch.tensor([float(share[lo:hi].sum()) for lo, hi in zip(bounds, bounds[1:])], dtype=torch.float64)
+        return self._accept(last, own, defects, None, stats)
+
+    def _accept(self, last, own_share, defects, scale, stats) -> int:
+        """The rule of :meth:`accept` for defects sitting after steps ``last`` (host long tensor);
+        ``own_share``: each defect's own share of ``tol`` (used only without declared gains);
+        ``scale``: the sizes the floor is taken from (``None``: no floor)."""
+        weights = self.amplification()[last]
         carry = self._carry()
-        budget = self.tol * (self._cum_shares() if carry else self._shares())[window]
-        floor = stop_rule.floor(scale, self.y0.dtype) if self.tol > 0 else torch.zeros_like(budget)
+        budget = self.tol * (self._cum_shares()[last] if carry else own_share)
+        if scale is None or self.tol == 0:
+            floor = torch.zeros_like(budget)
+        else:
+            floor = stop_rule.floor(scale, self.y0.dtype)
         m = stop_rule.within_budget(defects, weights, budget, stats.weighted_defect_sum if carry else None, floor)
         accepted = defects[:m].double()
         stats.defect_sum += float(accepted.sum())

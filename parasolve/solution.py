@@ -57,6 +57,12 @@ class Stats:
     none): the estimated bound on max|x - x_sequential| that the stop rule keeps below ``tol``
     (docs/tolerance.md; above ``tol`` only where the floating-point floor was reached).
     ``fallbacks``: sweeps in which an accelerated scheme's safeguard took the plain Picard update.
+    ``per_sample``: for a batch solved sample by sample (``diffusion.sample(..., per_sample=True)``),
+    each sample's own stats; the fields above then combine them: ``iterations`` the slowest
+    sample's sweeps (the rounds run), ``drift_calls`` the merged model calls, ``nfe`` the
+    one-sample evaluations summed over the samples (a joint solve's ``nfe`` times the batch is
+    the same count), ``defect_sum``/``weighted_defect_sum`` the largest sample's (each sample's
+    bound holds for it), ``fallbacks`` the sum, ``history`` the slowest sample's. ``None`` otherwise.
     """
 
     iterations: int = 0
@@ -67,6 +73,7 @@ class Stats:
     weighted_defect_sum: float = 0.0
     fallbacks: int = 0
     history: list[SweepRecord] = field(default_factory=list)
+    per_sample: list["Stats"] | None = None
 
 
 @dataclass

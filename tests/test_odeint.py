@@ -320,3 +320,6 @@ def test_benchmark_script_runs_and_writes_its_table(tmp_path):
     rows = bench.main(["--quick", "--only", "MLP", "--out", str(out)])
     assert len(rows) == 1 and rows[0]["ps_err"] <= 3 * rows[0]["td_err"]
     assert "| MLP neural ODE | 1e-05 |" in out.read_text()
+    rows = bench.main(["--quick", "--only", "Kepler", "--scheme", "newton", "--scheme-option", "jacobian=full",
+                       "--scheme-option", "safeguard=True"])
+    assert len(rows) == 1 and rows[0]["ps_err"] <= 3 * rows[0]["td_err"]

@@ -212,7 +212,7 @@ def test_parareal_odeint_rejects_an_sde():
     ("anderson", {"memory": 2.5}, ValueError, "memory"),
     ("anderson", {"regularization": -1.0}, ValueError, "regularization"),
     ("anderson", {"growth": 0.0}, ValueError, "growth"),
-    ("newton", {"jacobian": "full"}, ValueError, "jacobian"),
+    ("newton", {"jacobian": "dense"}, ValueError, "jacobian"),
     ("newton", {"damping": 0.0}, ValueError, "damping"),
     ("newton", {"damping": 1.5}, ValueError, "damping"),
     ("newton", {"clip": float("inf")}, ValueError, "clip"),

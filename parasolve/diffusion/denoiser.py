@@ -90,17 +90,20 @@ class Denoiser:
                              f"different out_channels is not supported).")
         return out.to(x.dtype)
 
-    def drift(self, shape, cond=None, uncond=None, guidance_scale=None, integer_timesteps=True):
+    def drift(self, shape, cond=None, uncond=None, guidance_scale=None, integer_timesteps=True, model=None):
         """The batched model call the samplers use: ``drift(t (n,), x (n, *shape)) -> (n, *shape)``.
 
         ``integer_timesteps``: round ``t`` to integers (the DDPM family); the sigma-space samplers
-        pass the schedulers' float timesteps as they are.
+        pass the schedulers' float timesteps as they are. ``model``: what runs the flattened
+        batch, ``model(x, t, cond)`` (default: this denoiser; per-sample sampling passes a call
+        that merges the batches of several samples' solves, :mod:`parasolve.diffusion.per_sample`).
 
         The ``n`` time points are flattened into one model batch of ``n * B`` samples (``2 n B``
         with classifier-free guidance, conditional and unconditional halves in one call, combined
         as ``uncond + scale * (cond - uncond)``).
         """
         batch, inner = shape[0], tuple(shape[1:])
+        model = self if model is None else model
 
         def tiled(c, n):
             return _map_batched(c, lambda v: v.repeat(n, *([1] * (v.dim() - 1))), self.unbatched)
@@ -110,10 +113,10 @@ class Denoiser:
             xf = x.reshape(n * batch, *inner)
             tf = (t.round().long() if integer_timesteps else t).repeat_interleave(batch)
             if guidance_scale is None:
-                out = self(xf, tf, tiled(cond, n))
+                out = model(xf, tf, tiled(cond, n))
             else:
-                both = self(torch.cat([xf, xf]), torch.cat([tf, tf]),
-                            _cat(tiled(cond, n), tiled(uncond, n), self.unbatched))
+                both = model(torch.cat([xf, xf]), torch.cat([tf, tf]),
+                             concat([tiled(cond, n), tiled(uncond, n)], self.unbatched))
                 c, u = both.chunk(2)
                 out = u + guidance_scale * (c - u)
             return out.reshape(n, *shape)
@@ -155,11 +158,18 @@ def _map_batched(c, fn, unbatched=frozenset()):
     return fn(c)
 
 
-def _cat(a, b, unbatched=frozenset()):
-    """Two condition batches (tensors or dicts of the same keys) stacked along the batch dimension."""
-    if isinstance(a, dict):
-        return {k: (a[k] if k in unbatched else _cat(a[k], b[k], unbatched)) for k in a}
-    return torch.cat([a, b]) if isinstance(a, torch.Tensor) else a
+def concat(parts, unbatched=frozenset()):
+    """Condition batches (tensors or dicts of the same keys) stacked along the batch dimension;
+    unbatched entries and non-tensors are taken from the first."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: (first[k] if k in unbatched else concat([p[k] for p in parts], unbatched)) for k in first}
+    return torch.cat(list(parts)) if isinstance(first, torch.Tensor) else first
+
+
+def rows(c, index: slice, unbatched=frozenset()):
+    """The rows ``index`` of a condition batch (a tensor or a dict of the model's keywords)."""
+    return _map_batched(c, lambda v: v[index], unbatched)
 
 
 def _batch_of(name, c, batch, device, unbatched=frozenset()):

@@ -34,21 +34,23 @@ _UNBATCHED = ("txt_ids", "img_ids")  # Flux's position ids have no batch dimensi
 
 
 def parallelize(pipe, method="picard", window=64, tol=None, *, max_iters=None, throw=True, evaluator=None,
-                **options) -> "ParallelPipeline":
+                per_sample=False, **options) -> "ParallelPipeline":
     """``pipe`` with its denoising loop solved by ``method`` (see :func:`~parasolve.diffusion.sample`).
 
     Returns a callable with ``pipe``'s own call signature and output; ``wrapper.stats`` holds the
     last call's solver stats (sweeps, evaluations, defect sum), ``wrapper.last`` its
     :class:`~parasolve.diffusion.SampleOutput`. ``method="sequential"`` reproduces ``pipe(...)``
     with the same generator; a parallel method is within the ``tol`` bound of it (for the
-    latents; the decoder is the pipeline's). ``options``: the scheme's settings.
+    latents; the decoder is the pipeline's). ``per_sample``: as in ``sample`` -- with several
+    prompts or ``num_images_per_prompt > 1``, each image's latents are solved on their own, one
+    merged denoiser call per round. ``options``: the scheme's settings.
     """
     kind = type(pipe).__name__
     if kind not in PIPELINES:
         raise TypeError(f"parallelize supports {sorted(PIPELINES)}; got {kind}.")
     sampler_for(pipe.scheduler)  # an unsupported scheduler fails now, not inside the pipeline
     return ParallelPipeline(pipe, dict(method=method, window=window, tol=tol, max_iters=max_iters, throw=throw,
-                                       evaluator=evaluator, options=options or None))
+                                       evaluator=evaluator, per_sample=per_sample, options=options or None))
 
 
 class ParallelPipeline:

@@ -22,6 +22,10 @@ METHODS = sorted(EMBEDDED) + sorted(FIXED)
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
 _ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps"}
 _FIXED = {"step_size", "grid_points", "grid_constructor", "interp"}
+#: States of at most this many (real) components are solved by default with Newton and full
+#: per-step Jacobians (``scheme="newton"``, ``scheme_options={"jacobian": "full"}``), larger ones
+#: with Picard: docs/odeint.md ("Which scheme") gives the measurements behind the cut.
+FULL_NEWTON_SIZE = 16
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
           "explicit_adams": None, "implicit_adams": None, "fixed_adams": None, "scipy_solver": None}
 
@@ -88,6 +92,7 @@ def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name
     counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
+    _default_scheme(options, y0)
     settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE}, extra=extra)
     if method in EMBEDDED:
         result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
@@ -95,6 +100,18 @@ def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name
         result = _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings,
                               {k: v for k, v in options.items() if k in _FIXED})
     return result if full_output else result.ys
+
+
+def _default_scheme(options: dict, y0: torch.Tensor) -> None:
+    """Fill in ``options["scheme"]`` when not given: Newton with full Jacobians for small real
+    states (``FULL_NEWTON_SIZE``), else Picard; ``scheme_options`` given alone refine it."""
+    if "scheme" in options:
+        return
+    if y0.numel() <= FULL_NEWTON_SIZE and not y0.is_complex():
+        options["scheme"] = "newton"
+        options["scheme_options"] = {"jacobian": "full", **(options.get("scheme_options") or {})}
+    else:
+        options["scheme"] = "picard"
 
 
 def _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings, fixed) -> OdeintResult:

@@ -89,8 +89,10 @@ class ErrorEstimate(StepMap):
         ks, hb = m.stage_values(drift, t, idx, y, self.stages)
         inc = hb * sum(bj * k for bj, k in zip(m.b, ks) if bj)
         with torch.no_grad():
-            self.at[idx], self.f0[idx], self.end[idx] = y.detach(), ks[0].detach(), (y + inc).detach()
-            self.partial[idx] = (hb * sum(ej * k for ej, k in zip(m.e, ks) if ej)).detach()
+            keep = _first_occurrences(idx)  # a batch may repeat a step (Jacobian probes): its first entry
+            at = idx[keep]
+            self.at[at], self.f0[at], self.end[at] = y[keep].detach(), ks[0][keep].detach(), (y + inc)[keep].detach()
+            self.partial[at] = (hb * sum(ej * k for ej, k in zip(m.e, ks) if ej))[keep].detach()
         return Increments(inc)
 
     @torch.no_grad()
@@ -108,6 +110,15 @@ class ErrorEstimate(StepMap):
             err = err + (self.method.e[-1] * h) * f1
         size = err.reshape(err.shape[0], -1).abs().amax(1).double().cpu()
         return rms_ratio(err, self.at, self.end, self.rtol, self.atol).double().cpu(), size, f1
+
+
+def _first_occurrences(idx: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each distinct value of ``idx`` (``arange`` when all differ)."""
+    order = torch.argsort(idx, stable=True)
+    ranked = idx[order]
+    first = torch.ones_like(ranked, dtype=torch.bool)
+    first[1:] = ranked[1:] != ranked[:-1]
+    return order[first]
 
 
 HEUN3 = register_step(ExplicitRK("heun3", [[], [1 / 3], [0.0, 2 / 3]], [1 / 4, 0.0, 3 / 4],

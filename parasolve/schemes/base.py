@@ -64,7 +64,8 @@ class Scheme:
        ``accepted`` steps add up to ``N`` when it converged.
     4. **Honest stats.** ``stats.nfe`` and ``stats.drift_calls`` are the drift's own counts; a
        ``windowed`` scheme makes ``stages`` batched calls per sweep over the record's
-       ``[start, end)`` steps (a non-iterative one ``stages`` calls of one point per step).
+       ``[start, end)`` steps, :meth:`points_per_step` points per step in each (a non-iterative
+       one ``stages`` calls of one point per step).
     5. **Settings.** ``max_iters`` stops it (status ``MAX_ITERS``, the partial answer returned),
        ``save`` says what is returned, ``init`` is only a guess; the scheme keeps no per-solve
        state on itself, so one instance may run many solves.
@@ -80,6 +81,11 @@ class Scheme:
     iterative: bool = True
     windowed: bool = False
     discrete: bool = True
+
+    def points_per_step(self, y0) -> int:
+        """Drift evaluations per step and stage in each batched call (rule 4's cost model): 1, or
+        more for a scheme that probes extra points in the same calls (the full-Jacobian Newton)."""
+        return 1
 
     def check_step(self, step: StepMap) -> None:
         """Raise :class:`~parasolve.errors.UnsupportedStepError` if this scheme cannot use ``step``

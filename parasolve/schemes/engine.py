@@ -43,7 +43,8 @@ class Window:
     ``start``: the grid index of window slot 0; ``ys``: the iterate ``x_start .. x_{start+w}``
     (``w + 1`` slots); ``inc``: the increments ``Phi`` of steps ``start .. start+w-1`` at
     ``ys[:w]``; ``shift``: the slots accepted by this sweep (``1 <= shift < w``), so slot ``shift``
-    is the next window's start; ``anchor``: its exact state ``x_{start+shift}``.
+    is the next window's start; ``anchor``: its exact state ``x_{start+shift}``; ``extra``: what
+    the scheme's :meth:`WindowedScheme.evaluate` measured beside the increments (``None`` by default).
     """
 
     start: int
@@ -51,6 +52,7 @@ class Window:
     inc: torch.Tensor
     shift: int
     anchor: torch.Tensor
+    extra: Any = None
 
     @property
     def width(self) -> int:
@@ -113,6 +115,13 @@ class WindowedScheme(Scheme):
         """The state once a sweep accepted every slot of the window."""
         return state
 
+    def evaluate(self, problem: Problem, start: int, ys: torch.Tensor, prev):
+        """The sweep's batched drift rounds: ``(inc, carry, extra)`` for steps ``start ..`` at
+        ``ys``; the default is the step map's increments and no ``extra``. A scheme may evaluate
+        more points in the same rounds (declared by :meth:`~parasolve.schemes.Scheme.points_per_step`)."""
+        inc, carry = problem.increments(start, ys, prev)
+        return inc, carry, None
+
     def _trusted(self, defect, size, h, shift) -> int:
         """How many updated slots after the anchor to keep (the rest restart from the last kept).
 
@@ -135,7 +144,7 @@ class WindowedScheme(Scheme):
         with Ledger(problem, p, self.name) as ledger:
             while b < n and ledger.stats.iterations < problem.max_iters:
                 w = min(p, n - b)
-                inc, carry = problem.increments(b, ys[:w], prev)
+                inc, carry, extra = self.evaluate(problem, b, ys[:w], prev)
                 defect = per_step(ys[1:w + 1] - ys[:w] - inc).abs().amax(1)
                 size = per_step(inc).abs().amax(1)
                 scale = per_step(ys[1:w + 1]).abs().amax(1) + size  # for the floating-point floor
@@ -151,7 +160,7 @@ class WindowedScheme(Scheme):
                     prev = carry[shift - 1]
                 ledger.record(b, b + w, float(defect_host.max()), shift)
                 if shift < w:
-                    iterate, state, fallback = self.update(state, Window(b, ys, inc, shift, anchor))
+                    iterate, state, fallback = self.update(state, Window(b, ys, inc, shift, anchor, extra))
                     ledger.stats.fallbacks += bool(fallback)
                     rest = _restart_after_blowup(iterate, anchor)
                     rest = rest[:self._trusted(defect_host, size_host, steps[b:b + w], shift)]

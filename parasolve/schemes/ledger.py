@@ -4,10 +4,11 @@ buffer, NaN/Inf failures, progress and the final status.
 A scheme opens one :class:`Ledger` per solve (``with Ledger(problem, window) as ledger:``), feeds
 it what each sweep measured, and closes with :meth:`Ledger.solution`. The per-step allowances come
 from :meth:`parasolve.problem.Problem.thresholds` and from nowhere else, so a change of the stop
-rule reaches every scheme at once; the windowed schemes accept through
-:meth:`Ledger.accept_steps`, i.e. :meth:`~parasolve.problem.Problem.accept` (the same allowances,
-with unused shares carried over where the step map declares gains, and the floating-point floor;
-:mod:`parasolve.stop_rule`).
+rule reaches every scheme at once. The windowed schemes accept through :meth:`Ledger.accept_steps`,
+parareal through :meth:`Ledger.accept_blocks` (its segments), both by
+:meth:`~parasolve.problem.Problem.accept`'s rule: the gain-weighted budget, with unused shares
+carried over where the step map declares gains, and (windowed schemes) the floating-point floor
+(:mod:`parasolve.stop_rule`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,6 @@ import torch
 
 from ..problem import Problem
 from ..solution import Solution, Stats, Status, SweepRecord
-
-
-def leading_accepted(defects: torch.Tensor, allowances: torch.Tensor) -> int:
-    """Number of leading entries whose defect is within its allowance (NaN never is)."""
-    ok = defects <= allowances
-    return int(ok.long().cumprod(0).sum())
 
 
 class Ledger:
@@ -55,13 +50,12 @@ class Ledger:
         """The allowance of each block of steps ``[bounds[j], bounds[j+1])``: the sum of its steps'."""
         return torch.stack([self.thresholds[lo:hi].sum() for lo, hi in zip(bounds, bounds[1:])])
 
-    def accept(self, defects: torch.Tensor, allowances: torch.Tensor) -> int:
-        """Count one sweep; accept the leading ``m`` entries within their allowance and add their
-        measured defects to ``defect_sum``. ``defects`` is on the host."""
+    def accept_blocks(self, bounds: list[int], defects: torch.Tensor) -> int:
+        """Count one iteration of a scheme whose defects sit at the ends of the blocks of steps
+        ``[bounds[j], bounds[j+1])`` and accept its leading blocks by the same stop rule
+        (:meth:`parasolve.problem.Problem.accept_blocks`). Host tensors."""
         self.stats.iterations += 1
-        m = leading_accepted(defects, allowances)
-        self.stats.defect_sum += float(defects[:m].sum())
-        return m
+        return self.problem.accept_blocks(bounds, defects, self.stats)
 
     def accept_steps(self, start: int, defects: torch.Tensor, scale: torch.Tensor) -> int:
         """Count one sweep of a windowed scheme and accept its leading steps ``start ..`` by the

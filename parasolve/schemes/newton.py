@@ -14,6 +14,8 @@ an associative scan (log2(window) rounds of element-wise products, no drift call
 component, ``dPhi_i / dx_i`` element-wise (where the component moved; else the scalar). With
 ``D_i = 0`` the step is exactly the Picard update, which is also what the first sweep and every
 safeguarded sweep take. The estimate is clipped to ``[-clip, clip]``.
+``jacobian="full"`` measures the whole ``D x D`` Jacobian instead, by finite differences in the
+sweep's own batched calls, and solves the step by a matrix scan (:mod:`.jacobians`).
 
 Where it pays: drifts whose Jacobian is close to a multiple of the identity per step (decay,
 growth, the linear part of a diffusion step), where Picard's error grows like ``(h L N)^k / k!``
@@ -29,6 +31,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .._checks import check_real
+from . import jacobians
 from .base import per_step, register_scheme
 from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, residual_grew
 
@@ -68,11 +71,17 @@ class Newton(SafeguardedScheme):
     """Sliding-window quasi-Newton (secant diagonal Jacobian, damped, safeguarded).
 
     Options (``solve(..., method="newton", options={...})``):
-        jacobian: ``"scalar"`` (default) or ``"diagonal"`` secant estimate of ``dPhi_i/dx_i``.
+        jacobian: ``"scalar"`` (default) or ``"diagonal"`` secant estimate of ``dPhi_i/dx_i``, or
+            ``"full"``: the whole ``D x D`` Jacobian by finite differences in the sweep's own
+            batched calls (``D + 1`` points per step; one-step maps, states of at most ``max_size``
+            components; :mod:`parasolve.schemes.jacobians`).
+        max_size: the largest state ``jacobian="full"`` accepts (default 64).
         damping: step length in (0, 1] applied to the Newton correction (default 1.0).
         clip: bound on the estimated entries of ``dPhi_i/dx_i`` (default 1.0).
         safeguard: take the Picard update and forget the estimate when the residual grew
-            after a Newton step (default True).
+            after a Newton step (default True for the secant estimates, False for
+            ``jacobian="full"``: exact Newton's far slots may grow while its front converges,
+            and the engine's acceptance keeps the front; docs/schemes.md).
         growth: the safeguard acts when the residual exceeds ``growth`` times the previous one.
         prior: the estimate where no secant exists yet (the first sweep, steps new to the window):
             ``"step"`` (default): the step map's :meth:`~parasolve.steps.StepMap.linear_part`
@@ -82,20 +91,48 @@ class Newton(SafeguardedScheme):
     """
 
     name = "newton"
-    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior")
+    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
-                 safeguard: bool = True, growth: float = 1.0, prior: str = "step"):
-        if jacobian not in ("scalar", "diagonal"):
-            raise ValueError(f"`jacobian` must be 'scalar' or 'diagonal'; got {jacobian!r}.")
+                 safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64):
+        if jacobian not in ("scalar", "diagonal", "full"):
+            raise ValueError(f"`jacobian` must be 'scalar', 'diagonal' or 'full'; got {jacobian!r}.")
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise ValueError(f"`max_size` must be an integer >= 1 (the largest state jacobian='full' "
+                             f"accepts); got {max_size!r}.")
+        self.max_size = max_size
         if prior not in ("zero", "step"):
             raise ValueError(f"`prior` must be 'zero' or 'step' (the step map's linear part); got {prior!r}.")
         self.jacobian, self.prior = jacobian, prior
         self.damping = check_real("damping", damping, low=0.0, high=1.0, open_low=True, open_high=False)
         self.clip = check_real("clip", clip, low=0.0)
-        super().__init__(safeguard, growth)
+        super().__init__(jacobian != "full" if safeguard is None else safeguard, growth)
+
+    def points_per_step(self, y0) -> int:
+        return 1 + y0.numel() if self.jacobian == "full" else 1
+
+    def check_step(self, step) -> None:
+        if self.jacobian == "full" and step.multistep:
+            raise self.refuse(step, "jacobian='full' differentiates one-step maps (a multistep map's "
+                                    "increment also depends on its carry)",
+                              "Use options={'jacobian': 'scalar'} (or 'diagonal'), or a one-step map.")
+
+    def evaluate(self, problem, start, ys, prev):
+        if self.jacobian == "full":
+            return jacobians.increments_and_jacobians(problem, start, ys, prev)
+        return super().evaluate(problem, start, ys, prev)
 
     def init(self, problem) -> NewtonState:
+        if self.jacobian == "full":
+            size = problem.y0.numel()
+            if size > self.max_size or problem.y0.is_complex():
+                why = ("a complex state" if problem.y0.is_complex() else
+                       f"a state of {size} components (> max_size = {self.max_size}; each step would cost "
+                       f"{size + 1} evaluations per stage and a {size}x{size} matrix scan)")
+                raise ValueError(f"method='newton' with options={{'jacobian': 'full'}} does not take {why}; "
+                                 f"use options={{'jacobian': 'scalar'}} (or 'diagonal'), or raise "
+                                 f"options['max_size'] for a real state.")
+            return NewtonState()
         if self.prior == "zero" or not problem.step.linear:
             return NewtonState()
         y0 = problem.y0
@@ -105,6 +142,8 @@ class Newton(SafeguardedScheme):
         return replace(state, last=None, newton=False)
 
     def update(self, state: NewtonState, window: Window) -> Update:
+        if self.jacobian == "full":
+            return self._full_update(state, window)
         shift, w, ys, anchor = window.shift, window.width, window.ys, window.anchor
         x, phi = ys[shift:w], window.inc[shift:]             # steps shift .. w-1
         residual = window.picard - ys[shift + 1:]
@@ -128,6 +167,20 @@ class Newton(SafeguardedScheme):
         else:
             delta = bidiagonal_solve(1 + slope, -defect, anchor - ys[shift])
         return Update(ys[shift + 1:] + self.damping * delta, state)
+
+    def _full_update(self, state: NewtonState, window: Window) -> Update:
+        """Newton with the measured Jacobians; the safeguard as above (Picard from the iterate
+        before a Newton step that grew the residual)."""
+        shift, w, ys, anchor = window.shift, window.width, window.ys, window.anchor
+        phi = window.inc[shift:]
+        residual = window.picard - ys[shift + 1:]
+        if self.safeguard and state.newton:
+            first, _, pphi, pres = state.last
+            if residual_grew(residual, aligned(first + 1, pres, shift + 1, w + 1), self.growth):
+                moved = replace(state, last=(first - shift, *state.last[1:]), newton=False)
+                return Update(picard_from(anchor, aligned(first, pphi, shift, w), phi), moved, fallback=True)
+        state = replace(state, last=(0, ys[shift:w], phi, residual), newton=True)
+        return Update(jacobians.newton_step(window, self.damping), state)
 
     def _secant(self, dx: torch.Tensor, dphi: torch.Tensor, prior=None) -> torch.Tensor:
         """Clipped secant estimate of ``dPhi_i/dx_i`` per step; where a step has no history, the

@@ -8,7 +8,8 @@ The grid is cut into ``K`` segments (longer ones first). Each parareal iteration
    per fine-step position, ``ceil(N / K)`` rounds);
 2. measures the boundary defects ``|U_{j+1} - F(U_j)|``, the only non-zero defects of the glued
    fine trajectory, and accepts the leading segments whose defect fits the segment's share of
-   ``tol`` (``tol * |segment span| / |T|``), plus one more whose start ``F(U_j)`` is exact;
+   ``tol`` (``tol * |segment span| / |T|``, weighted by the step map's gains like every
+   scheme's: docs/tolerance.md), plus one more whose start ``F(U_j)`` is exact;
 3. corrects the remaining starts by the coarse propagator ``G``, sequentially:
    ``U_{j+1} <- G(U_j) + F(U_j^old) - G(U_j^old)``.
 
@@ -159,7 +160,7 @@ class Parareal(Scheme):
                 defect = per_step(starts[a + 1:] - ends[:-1]).abs().amax(1)
                 host = torch.cat([defect.double(), bad_step.double()]).cpu()  # the one host sync
                 defect_host, bad_host = host[:len(defect)], host[len(defect):].long()
-                m = ledger.accept(defect_host, share[a:k_seg - 1])
+                m = ledger.accept_blocks(bounds[a:k_seg], defect_host)
                 bad = bad_host[:m + 1]  # a failure inside a segment that starts from an accepted state
                 ledger.fail_at(int(bad[bad >= 0].min()) if bool((bad >= 0).any()) else -1)
                 a_next = a + m + 1

@@ -1,0 +1,86 @@
+"""Full per-step Jacobians for Newton on the bidiagonal system (``options={"jacobian": "full"}``).
+
+For a small state (``D`` components) the whole ``D x D`` Jacobian ``J_i = dPhi_i/dx_i`` of every
+step map is measured in the sweep's own batched drift rounds, by forward differences: the
+window's ``w`` states and their ``D * w`` probes ``x_i + h_{i,d} e_d`` go into one call of the
+step map (``(D + 1) w`` points per stage), so the Jacobians add evaluations but no sequential
+depth. ``h_{i,d} = sqrt(eps) * max(1, |x_{i,d}|)`` (with ``x``'s sign, as scipy's
+``approx_derivative`` picks it) gives ``J`` to about ``sqrt(eps)`` relative accuracy -- plenty for
+an inexact Newton, whose iterate the engine's stop rule checks against the exact defects anyway.
+Finite differences need nothing from the drift beyond what every scheme uses (no autograd, no
+``torch.func`` support), which is why they are used rather than forward-mode AD.
+
+The Newton step ``delta_{i+1} = (I + J_i) delta_i - F_i`` is then an affine recursion with
+matrices, solved for the whole window by a parallel scan of the pairs ``(A, B)`` composed as
+``(A2 A1, A2 B1 + B2)`` (:func:`affine_scan`, which the adjoint's ``method="scan"`` uses too:
+``ceil(log2 w)`` rounds of batched matmuls, no drift calls). On a linear drift the step is exact
+up to the differences' ``sqrt(eps)`` error, so the solve takes two or three sweeps (the last one
+measures the defects); near the solution it converges quadratically. Only one-step maps are
+probed (a multistep map's increment also depends on the carry it was handed); the batch repeats
+each step index ``D + 1`` times, the states' own entries first.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import per_step
+from .engine import Window, work_dtype
+
+
+def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
+    """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, d, d)``, ``B`` ``(L, d)``)
+    by a Hillis-Steele scan: ``ceil(log2 L)`` rounds of batched matrix products."""
+    A, B = A.clone(), B.clone()
+    offset = 1
+    while offset < B.shape[0]:
+        A_next, B_next = A.clone(), B.clone()
+        A_next[offset:] = A[offset:] @ A[:-offset]
+        B_next[offset:] = (A[offset:] @ B[:-offset, :, None])[..., 0] + B[offset:]
+        A, B = A_next, B_next
+        offset *= 2
+    return A @ u0 + B
+
+
+def probe_sizes(x: torch.Tensor) -> torch.Tensor:
+    """Forward-difference steps ``sqrt(eps) * max(1, |x|)`` with ``x``'s sign (``(n, D)``, flattened states)."""
+    eps = torch.finfo(x.dtype).eps
+    sign = torch.where(x < 0, -1.0, 1.0).to(x.dtype)
+    h = eps ** 0.5 * sign * x.abs().clamp_min(1.0)
+    return (x + h) - x  # the step actually taken in floating point
+
+
+def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev):
+    """``(inc, carry, jac)`` of steps ``start .. start+n-1`` at ``ys`` (``(n, *state)``): the step
+    map's increments and their Jacobians ``jac[i] = dPhi_i/dx_i`` (``(n, D, D)``, in at least
+    single precision), from one call of the step map on the ``(D + 1) n`` states and probes."""
+    n, shape = ys.shape[0], ys.shape[1:]
+    x = per_step(ys)
+    d = x.shape[1]
+    h = probe_sizes(x)                                                  # (n, D)
+    # probe d moves component d of every state: (D, n, D)
+    probes = x[None] + torch.eye(d, dtype=x.dtype, device=x.device)[:, None, :] * h.T[:, :, None]
+    batch = torch.cat([ys, probes.reshape(d * n, *shape)])               # states first, then probe d = 0 ..
+    idx = torch.arange(start, start + n, device=problem.t.device).repeat(d + 1)
+    inc_all, carry = problem.step.increments(problem.drift, problem.t, idx, batch, prev)
+    inc = inc_all[:n]
+    work = work_dtype(inc.dtype)
+    base = per_step(inc).to(work)
+    moved = per_step(inc_all[n:]).to(work).reshape(d, n, d)             # [probe d, step i, component]
+    jac = ((moved - base[None]) / h.T.to(work)[:, :, None]).permute(1, 2, 0)  # (n, out, in)
+    if isinstance(carry, torch.Tensor) and carry.shape[:1] == inc_all.shape[:1]:
+        carry = carry[:n]
+    return inc, carry, jac
+
+
+def newton_step(window: Window, damping: float) -> torch.Tensor:
+    """The (damped) Newton update of slots ``shift+1 .. w`` with the full Jacobians in ``window.extra``."""
+    shift, ys, anchor = window.shift, window.ys, window.anchor
+    jac = window.extra[shift:]
+    jac = torch.where(torch.isfinite(jac), jac, torch.zeros_like(jac))  # no derivative there: Picard's row
+    x, phi = ys[shift:-1], window.inc[shift:]
+    work = jac.dtype
+    defect = per_step(ys[shift + 1:] - x - phi).to(work)
+    eye = torch.eye(jac.shape[-1], dtype=work, device=jac.device)
+    delta = affine_scan(eye + jac, -defect, per_step(anchor[None] - ys[shift:shift + 1]).to(work)[0])
+    return ys[shift + 1:] + (damping * delta).to(ys.dtype).reshape(ys[shift + 1:].shape)
