@@ -21,10 +21,10 @@ def drift(tmp_path):
 
 
 def test_solve_prints_a_gap_only_against_a_sequential_run(drift, capsys):
-    assert main(["solve", drift, "--y0", "1,0", "--steps", "50"]) == 0
+    assert main(["solve", drift, "--y0", "1,0", "--steps", "50", "--method", "picard"]) == 0
     alone = capsys.readouterr().out
     assert "picard" in alone and "x_seq" not in alone and "0.00e+00" not in alone
-    assert main(["solve", drift, "--y0", "1,0", "--steps", "50", "--compare", "--tol", "1e-10"]) == 0
+    assert main(["solve", drift, "--y0", "1,0", "--steps", "50", "--compare", "--tol", "1e-10", "--method", "picard"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert any(line.split()[:1] == ["method"] and line.rstrip().endswith("max|x - x_seq|  converged")
                for line in table)
@@ -37,7 +37,7 @@ def test_solve_prints_a_gap_only_against_a_sequential_run(drift, capsys):
     (["--window", "0"], "--window must be >= 1; got 0"),
     (["--tol", "-1"], "--tol must be finite and >= 0"),
     (["--step", "rk45"], "Unknown --step 'rk45'"),
-    (["--vectorized"], "the drift '{drift}' returned shape (2, 2) for a batch of 100 time points"),
+    (["--vectorized", "--method", "picard"], "the drift '{drift}' returned shape (2, 2) for a batch of 100 time points"),
 ])
 def test_solve_errors_name_the_flags(drift, capsys, args, message):
     assert main(["solve", drift, "--y0", "1,0", *args]) == 2
@@ -55,7 +55,8 @@ def test_an_output_folder_that_cannot_be_created_names_out(tmp_path, capsys):
 
 
 def test_progress_bar_updates_are_throttled(drift, capsys):
-    assert main(["solve", drift, "--y0", "1,0", "--t1", "5", "--steps", "2000", "--window", "50", "--progress"]) == 0
+    assert main(["solve", drift, "--y0", "1,0", "--t1", "5", "--steps", "2000", "--window", "50", "--progress",
+                 "--method", "picard"]) == 0
     captured = capsys.readouterr()
     sweeps = int(next(line.split()[1] for line in captured.out.splitlines() if line.startswith("picard")))
     wall = float(next(line.split()[3] for line in captured.out.splitlines() if line.startswith("picard")))
