@@ -29,7 +29,8 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
         t: 1-D grid, strictly increasing or strictly decreasing; the answer is given at every point.
         method: ``"auto"`` (default): ``"newton"`` with ``options={"jacobian": "full"}`` (every
             step's whole Jacobian, measured in the sweeps' own batched calls) for a real state of
-            at most 16 components and a one-step map, else ``"picard"`` (docs/schemes.md);
+            at most 16 components, a one-step map and a window whose Jacobians take at most
+            2**24 numbers, else ``"picard"`` (docs/schemes.md);
             ``"picard"``, ``"sequential"``, another registered name, or a ``Scheme``.
         step: one-step map (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``, ``"ab2"``) or a ``StepMap``.
         window: steps updated per sweep (default: all of them); ``"auto"`` measures the drift's

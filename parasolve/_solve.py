@@ -64,13 +64,14 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
          init, gradients):
     n = grid.shape[0] - 1
     options = checks.check_options(options)
+    window = n if window is None else checks.check_positive_int("window", window)
     if isinstance(method, str) and method == "auto":
-        method, options = auto_scheme(y0, step_map.multistep, options)
+        method, options = auto_scheme(y0, step_map.multistep, options, min(window, n))
     scheme = resolve_scheme(method, options)
     problem = Problem(
         drift=drift, step=step_map, t=grid, y0=y0,
         tol=checks.check_tol(tol, y0.dtype),
-        window=n if window is None else checks.check_positive_int("window", window),
+        window=window,
         max_iters=n if max_iters is None else checks.check_positive_int("max_iters", max_iters),
         save=checks.check_choice("save", save, {"all", "last"}),
         progress=bool(progress),

@@ -164,6 +164,10 @@ def test_auto_is_full_newton_for_small_states_and_picard_for_large():
                               method="sequential")
         assert sol.method == expected
         assert (sol.ys - seq.ys).abs().max() <= sol.stats.defect_sum * 2 + 1e-15  # S <= 1 here (decay)
+    from parasolve.schemes.jacobians import FULL_NEWTON_ENTRIES, auto_scheme
+    y0 = torch.ones(16, dtype=torch.float64)
+    assert auto_scheme(y0, False, None, FULL_NEWTON_ENTRIES // 256)[0] == "newton"
+    assert auto_scheme(y0, False, None, FULL_NEWTON_ENTRIES // 256 + 1)[0] == "picard"  # Jacobians too big
 
 
 def test_sde_paths_with_up_front_noise_equal_sequential():

@@ -31,12 +31,18 @@ from .engine import Window, work_dtype
 #: Newton with full Jacobians for real states of at most this many components and one-step
 #: maps, Picard otherwise (the measurements: docs/odeint.md, "Which scheme").
 FULL_NEWTON_SIZE = 16
+#: ... and when the window's Jacobians (``steps * D * D`` numbers) stay within this many numbers.
+FULL_NEWTON_ENTRIES = 2 ** 24
 
 
-def auto_scheme(y0: torch.Tensor, multistep: bool, options: dict | None) -> tuple[str, dict | None]:
-    """``(method, options)`` that ``method="auto"`` stands for, for this state and a one-step
-    (``multistep=False``) or multistep map; ``options`` refine the choice."""
-    if not y0.is_complex() and y0.numel() <= FULL_NEWTON_SIZE and not multistep:
+def auto_scheme(y0: torch.Tensor, multistep: bool, options: dict | None,
+                steps: int | None = None) -> tuple[str, dict | None]:
+    """``(method, options)`` that ``method="auto"`` stands for, for this state, a one-step
+    (``multistep=False``) or multistep map and a window of ``steps`` steps (``None``: not known
+    yet); ``options`` refine the choice."""
+    d = y0.numel()
+    small = d <= FULL_NEWTON_SIZE and (steps is None or steps * d * d <= FULL_NEWTON_ENTRIES)
+    if not y0.is_complex() and small and not multistep:
         return "newton", {"jacobian": "full", **(options or {})}
     return "picard", options
 
