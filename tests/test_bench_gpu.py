@@ -50,3 +50,18 @@ def test_bench_gpu_gather_runs_in_a_one_rank_gloo_group(tmp_path, capsys):
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if not line.startswith(("#", "window"))]
     assert "backend gloo, 1 ranks" in out and len(rows) == 2
+
+
+def test_gpu_checks_script_runs_its_smoke_settings(tmp_path):
+    """benchmarks/gpu_checks.sh, the prepared GPU run, end to end with SMOKE=1 on this CPU."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "SMOKE": "1", "OUT": str(tmp_path), "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(["bash", str(BENCH / "gpu_checks.sh")], cwd=BENCH.parent, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert (tmp_path / "summary.txt").read_text().strip() == \
+        "exit codes: env/solve 0, tests 0, cost curve 0, ddpm 0"
+    assert "solve auto -> newton" in (tmp_path / "env.txt").read_text()
+    assert json.loads((tmp_path / "ddpm.json").read_text())["rows"]
