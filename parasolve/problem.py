@@ -70,7 +70,7 @@ class Problem:
         self.amplification()
         return self._declared
 
-    def accept(self, start: int, defects: torch.Tensor, scale: torch.Tensor, stats: Stats) -> int:
+    def accept(self, start: int, defects: torch.Tensor, scale: torch.Tensor, stats: Stats, noise: float = 0.0) -> int:
         """How many leading steps ``start ..`` of a window are accepted, given their host
         ``defects`` and sizes ``scale = max|x_{i+1}| + max|Phi_i|`` (for the floating-point
         floor); adds the accepted defects, plain and weighted by ``G_i``, to ``stats``.
@@ -80,9 +80,11 @@ class Problem:
         shares carry over); without gains, when its defect is within its own share (the bound
         then carries the unknown stability constant, and moving allowance to later steps could
         enlarge it). Either way also when its defect is at the floor (none at ``tol=0``, the
-        request for exact steps); see :func:`parasolve.stop_rule.within_budget`."""
+        request for exact steps); see :func:`parasolve.stop_rule.within_budget`. ``noise``: a
+        measured relative noise floor of the drift's evaluations (``noise * scale`` raises the
+        floor; :class:`~parasolve.schemes.ledger.Ledger` measures it)."""
         last = torch.arange(start, start + len(defects))
-        return self._accept(last, self._shares()[last], defects, scale, stats)
+        return self._accept(last, self._shares()[last], defects, scale, stats, noise)
 
     def accept_blocks(self, bounds: list[int], defects: torch.Tensor, stats: Stats) -> int:
         """:meth:`accept` for consecutive blocks of steps ``[bounds[j], bounds[j+1])`` whose only
@@ -96,7 +98,7 @@ class Problem:
         own = torch.tensor([float(share[lo:hi].sum()) for lo, hi in zip(bounds, bounds[1:])], dtype=torch.float64)
         return self._accept(last, own, defects, None, stats)
 
-    def _accept(self, last, own_share, defects, scale, stats) -> int:
+    def _accept(self, last, own_share, defects, scale, stats, noise: float = 0.0) -> int:
         """The rule of :meth:`accept` for defects sitting after steps ``last`` (host long tensor);
         ``own_share``: each defect's own share of ``tol`` (used only without declared gains);
         ``scale``: the sizes the floor is taken from (``None``: no floor)."""
@@ -106,7 +108,7 @@ class Problem:
         if scale is None or self.tol == 0:
             floor = torch.zeros_like(budget)
         else:
-            floor = stop_rule.floor(scale, self.y0.dtype)
+            floor = torch.maximum(stop_rule.floor(scale, self.y0.dtype), noise * scale.double())
         m = stop_rule.within_budget(defects, weights, budget, stats.weighted_defect_sum if carry else None, floor)
         accepted = defects[:m].double()
         stats.defect_sum += float(accepted.sum())
@@ -148,7 +150,7 @@ class Problem:
         stats.nfe = self.drift.nfe
         stats.drift_calls = self.drift.calls
         if stats.weighted_defect_sum > self.tol * (1 + stop_rule.FLOOR_SLACK):
-            warnings.warn(stop_rule.floor_warning(self.tol, stats.weighted_defect_sum, self.y0.dtype),
-                          stacklevel=4)
+            warnings.warn(stop_rule.floor_warning(self.tol, stats.weighted_defect_sum, self.y0.dtype,
+                                                  stats.noise_floor), stacklevel=4)
         ts = self.t if self.save == "all" else self.t[-1:]
         return Solution(ts=ts, ys=ys, status=status, stats=stats, method=method, step=self.step.name)

@@ -57,6 +57,9 @@ class Stats:
     none): the estimated bound on max|x - x_sequential| that the stop rule keeps below ``tol``
     (docs/tolerance.md; above ``tol`` only where the floating-point floor was reached).
     ``fallbacks``: sweeps in which an accelerated scheme's safeguard took the plain Picard update.
+    ``noise_floor``: the relative noise of the drift's evaluations that the windowed schemes
+    measured (0.0: none): a step whose defect stopped decreasing near its allowance was accepted
+    at it, and later steps at that level too (:data:`parasolve.stop_rule.STALL_RANGE`).
     ``per_sample``: for a batch solved sample by sample (``diffusion.sample(..., per_sample=True)``),
     each sample's own stats; the fields above then combine them: ``iterations`` the slowest
     sample's sweeps (the rounds run), ``drift_calls`` the merged model calls, ``nfe`` the
@@ -72,6 +75,7 @@ class Stats:
     defect_sum: float = 0.0
     weighted_defect_sum: float = 0.0
     fallbacks: int = 0
+    noise_floor: float = 0.0
     history: list[SweepRecord] = field(default_factory=list)
     per_sample: list["Stats"] | None = None
 

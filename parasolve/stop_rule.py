@@ -34,6 +34,15 @@ FLOOR_ULPS = 8.0
 #: The warning of :func:`floor_warning` is given when the floor took the weighted defect sum
 #: more than this fraction above ``tol`` (float32 diffusion at ``tol=1e-3`` reaches ~1%).
 FLOOR_SLACK = 0.1
+#: A front step (the first one rejected) whose defect is within ``STALL_RANGE`` times its
+#: allowance and fell by less than the factor ``STALL_RATIO`` in each of the last two sweeps has
+#: stopped converging: the drift's evaluations differ between batches by about that much
+#: (TF32 or other batch-dependent kernels). Its defect is taken as a measured noise floor
+#: (``STALL_MARGIN`` times its size relative to the step's): it and the later steps at it are
+#: accepted, so no such noise turns a solve into a sequential one, and the warning says so.
+STALL_RANGE = 100.0
+STALL_RATIO = 0.7
+STALL_MARGIN = 2.0
 #: ``G_i`` is never taken below this: no step's allowance exceeds ``1 / MIN_AMPLIFICATION``
 #: times its plain share, however strongly the gain model says later steps damp it.
 MIN_AMPLIFICATION = 1e-2
@@ -115,7 +124,21 @@ def floor(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(torch.isfinite(scale), FLOOR_ULPS * torch.finfo(real).eps * scale, 0.0)
 
 
-def floor_warning(tol: float, reached: float, dtype: torch.dtype) -> str:
+def stalled(history: tuple[float, float, float], allowance: float) -> bool:
+    """Whether a front step's last three defects (oldest first) have stopped converging near its
+    ``allowance`` (see :data:`STALL_RANGE`); NaN (not measured) never stalls."""
+    before, last, now = history
+    return (allowance < now <= STALL_RANGE * allowance and now > STALL_RATIO * last
+            and last > STALL_RATIO * before)
+
+
+def floor_warning(tol: float, reached: float, dtype: torch.dtype, noise: float = 0.0) -> str:
+    if noise > 0:
+        return (f"`tol`={tol:.3g} was not reached: the defects stopped decreasing at about {noise:.2g} of the "
+                f"states' size (the drift's evaluations differ by that much between batches, e.g. TF32 or "
+                f"nondeterministic kernels), so steps were accepted at that level, and the answer is within "
+                f"about {reached:.3g} of the sequential solve (Stats.weighted_defect_sum, {reached / tol:.1f} x "
+                f"tol). Use tol >= {reached:.2g}, or make the drift's evaluations reproducible.")
     return (f"`tol`={tol:.3g} is below what {dtype} resolves on this problem: steps were accepted at "
             f"the floating-point floor, and the answer is within about {reached:.3g} of the sequential "
             f"solve (Stats.weighted_defect_sum, {reached / tol:.1f} x tol). Use tol >= {reached:.2g} "

@@ -153,6 +153,57 @@ def test_tol_below_the_floor_warns_and_stays_parallel():
     assert exact.stats.iterations == 8
 
 
+def test_stalled_defects_near_the_allowance_are_a_noise_floor():
+    allow = 1e-6
+    assert stop_rule.stalled((3e-6, 2.5e-6, 2.4e-6), allow)  # hovering within 100x
+    assert not stop_rule.stalled((3e-6, 1.5e-6, 0.9e-6), allow)  # converging (halves per sweep)
+    assert not stop_rule.stalled((3e-6, 2.5e-6, 1.2e-6), allow)  # converging in the last sweep
+    assert not stop_rule.stalled((3e-4, 2.9e-4, 2.8e-4), allow)  # hovering, but far from the allowance
+    assert not stop_rule.stalled((float("nan"), 2.5e-6, 2.4e-6), allow)  # measured twice only
+    assert not stop_rule.stalled((3e-6, 2.5e-6, float("nan")), allow)
+
+
+def _noisy_rotation(level):
+    """A damped rotation whose evaluations carry relative noise ``level`` (a stand-in for kernels
+    whose results depend on the batch, as TF32 does on a GPU), and its noise-free solution."""
+    gen = torch.Generator().manual_seed(5)
+    A = torch.tensor([[-0.5, 1.0], [-1.0, -0.5]])
+
+    def f(t, y):
+        out = y @ A.T
+        return out * (1 + level * torch.randn(out.shape, generator=gen))
+
+    y0, t = torch.tensor([1.0, 0.0]), torch.linspace(0, 5, 501)
+    clean = parasolve.solve(lambda t, y: y @ A.T, y0, t, method="sequential", vectorized=True)
+    return f, y0, t, clean
+
+
+@pytest.mark.parametrize("method", ["picard", "newton"])
+def test_noisy_evaluations_do_not_turn_a_solve_sequential(method, monkeypatch):
+    """Defects that stop decreasing at the front are taken as the drift's noise floor: the solve stays
+    parallel, says what it reached, and stays within that of the noise-free answer. Without the
+    test (STALL_RANGE = 0) the same solve crawls through half its 500 steps one sweep at a time."""
+    f, y0, t, clean = _noisy_rotation(1e-4)
+    with pytest.warns(UserWarning, match="stopped decreasing at about") as record:
+        sol = parasolve.solve(f, y0, t, method=method, vectorized=True, tol=1e-4)
+    reached = sol.stats.weighted_defect_sum
+    assert sol.stats.iterations <= 40 and sol.stats.noise_floor > 0
+    assert f"{reached:.3g}" in str(record[0].message)
+    assert float((sol.ys - clean.ys).abs().max()) <= reached  # this rotation damps: S <= 1.5, measured 0.1-0.2
+    monkeypatch.setattr(stop_rule, "STALL_RANGE", 0.0)
+    f, y0, t, clean = _noisy_rotation(1e-4)
+    crawl = parasolve.solve(f, y0, t, method=method, vectorized=True, tol=1e-4, throw=False)
+    assert crawl.stats.iterations >= 200 and crawl.stats.noise_floor == 0
+
+
+def test_deterministic_drift_at_the_floor_measures_no_noise():
+    """float32 far below its resolution (every step at the floor) converges without the noise floor."""
+    f, y0, t, clean = _noisy_rotation(0.0)
+    with pytest.warns(UserWarning, match="resolves"):
+        sol = parasolve.solve(f, y0, t, method="newton", vectorized=True, tol=1e-9)
+    assert sol.stats.noise_floor == 0 and sol.stats.iterations < 100
+
+
 def test_data_std_is_validated():
     den = gaussian(0.5, data_std=-1.0)
     with pytest.raises(ValueError, match="data_std"):

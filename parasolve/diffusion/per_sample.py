@@ -72,7 +72,8 @@ def merge(sols: list[Solution], calls: int) -> Solution:
     stats = Stats(iterations=per[slowest].iterations, drift_calls=calls, nfe=sum(p.nfe for p in per),
                   window=per[0].window, defect_sum=max(p.defect_sum for p in per),
                   weighted_defect_sum=max(p.weighted_defect_sum for p in per),
-                  fallbacks=sum(p.fallbacks for p in per), history=per[slowest].history, per_sample=per)
+                  fallbacks=sum(p.fallbacks for p in per), noise_floor=max(p.noise_floor for p in per),
+                  history=per[slowest].history, per_sample=per)
     status = Status.SUCCESS if all(s.converged for s in sols) else Status.MAX_ITERS
     return Solution(ts=sols[0].ts, ys=torch.cat([s.ys for s in sols], dim=1), status=status, stats=stats,
                     method=sols[0].method, step=sols[0].step)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import stop_rule
 from ..problem import Problem
 from ..solution import Solution, Stats, Status, SweepRecord
 
@@ -37,6 +38,9 @@ class Ledger:
             self.out = torch.empty((problem.n_steps + 1, *y0.shape), dtype=y0.dtype, device=y0.device)
             self.out[0] = y0
         self._bar = problem.progress_bar(desc)
+        # each step's defects of the last two sweeps that measured it (for the stall test)
+        self._last = torch.full((problem.n_steps,), float("nan"), dtype=torch.float64)
+        self._before = self._last.clone()
 
     def __enter__(self) -> "Ledger":
         self._bar.__enter__()
@@ -62,7 +66,21 @@ class Ledger:
         stop rule (:meth:`parasolve.problem.Problem.accept`: gain-weighted budget, the
         floating-point floor from ``scale = max|x_{i+1}| + max|Phi_i|``). Host tensors."""
         self.stats.iterations += 1
-        return self.problem.accept(start, defects, scale, self.stats)
+        problem, stats = self.problem, self.stats
+        m = problem.accept(start, defects, scale, stats, stats.noise_floor)
+        if m < len(defects) and problem.tol > 0 and self._front_stalled(start + m, defects[m], scale[m]):
+            stats.noise_floor = max(stats.noise_floor, stop_rule.STALL_MARGIN * float(defects[m] / scale[m]))
+            m += problem.accept(start + m, defects[m:], scale[m:], stats, stats.noise_floor)
+        steps = slice(start, start + len(defects))
+        self._before[steps], self._last[steps] = self._last[steps], defects.double()
+        return m
+
+    def _front_stalled(self, step: int, defect, scale) -> bool:
+        """Whether the first rejected step's defect has stopped decreasing near its allowance
+        (:func:`parasolve.stop_rule.stalled`): the drift's evaluations are that noisy."""
+        allowance = max(float(self.thresholds[step]), float(stop_rule.floor(scale[None], self.problem.y0.dtype)[0]))
+        history = (float(self._before[step]), float(self._last[step]), float(defect))
+        return stop_rule.stalled(history, allowance)
 
     def record(self, start: int, end: int, residual: float, advanced: int):
         """Append the sweep's :class:`SweepRecord` and move the progress bar by ``advanced`` steps."""
