@@ -59,11 +59,11 @@ def anatomy(spec: str, samples: int = 4, seed: int = 0) -> dict:
     sweeps = []  # (start, defects, allowances, spent before, budgets)
     accept = Problem.accept
 
-    def recording(self, start, defects, scale, stats):
+    def recording(self, start, defects, scale, stats, noise=0.0):
         spent = stats.weighted_defect_sum
-        m = accept(self, start, defects, scale, stats)
+        m = accept(self, start, defects, scale, stats, noise)
         window_ = slice(start, start + len(defects))
-        floor = stop_rule.floor(scale, self.y0.dtype)
+        floor = torch.maximum(stop_rule.floor(scale, self.y0.dtype), noise * scale.double())
         own = torch.maximum(self.thresholds()[window_], floor)
         budget = self.tol * self._cum_shares()[window_] if self._carry() else None  # None: no carry-over
         sweeps.append((start, defects.double(), own, spent, m, budget))

@@ -34,12 +34,14 @@ FLOOR_ULPS = 8.0
 #: The warning of :func:`floor_warning` is given when the floor took the weighted defect sum
 #: more than this fraction above ``tol`` (float32 diffusion at ``tol=1e-3`` reaches ~1%).
 FLOOR_SLACK = 0.1
-#: A front step (the first one rejected) whose defect is within ``STALL_RANGE`` times its
-#: allowance and fell by less than the factor ``STALL_RATIO`` in each of the last two sweeps has
-#: stopped converging: the drift's evaluations differ between batches by about that much
-#: (TF32 or other batch-dependent kernels). Its defect is taken as a measured noise floor
-#: (``STALL_MARGIN`` times its size relative to the step's): it and the later steps at it are
-#: accepted, so no such noise turns a solve into a sequential one, and the warning says so.
+#: A front step (the first one rejected) whose defect is within ``STALL_RANGE`` times the
+#: floor and fell by less than the factor ``STALL_RATIO`` in each of the last two sweeps has
+#: stopped converging at the round-off of its evaluations: they differ between batches by about
+#: that much (TF32 or other batch-dependent kernels). Its defect is taken as a measured noise
+#: floor (``STALL_MARGIN`` times its size relative to the step's): it and the later steps at it
+#: are accepted, so no such noise turns a solve into a sequential one, and the warning says so.
+#: (A scheme that stalls far above round-off -- at a large ``tol`` or in float64 -- is left to
+#: its exact step per sweep: that is not noise.)
 STALL_RANGE = 100.0
 STALL_RATIO = 0.7
 STALL_MARGIN = 2.0
@@ -124,11 +126,12 @@ def floor(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(torch.isfinite(scale), FLOOR_ULPS * torch.finfo(real).eps * scale, 0.0)
 
 
-def stalled(history: tuple[float, float, float], allowance: float) -> bool:
-    """Whether a front step's last three defects (oldest first) have stopped converging near its
-    ``allowance`` (see :data:`STALL_RANGE`); NaN (not measured) never stalls."""
+def stalled(history: tuple[float, float, float], allowance: float, floor_: float) -> bool:
+    """Whether a front step's last three defects (oldest first), above its ``allowance``, have
+    stopped converging near its floating-point ``floor_`` (see :data:`STALL_RANGE`); NaN (not
+    measured) never stalls."""
     before, last, now = history
-    return (allowance < now <= STALL_RANGE * allowance and now > STALL_RATIO * last
+    return (allowance < now <= STALL_RANGE * floor_ and now > STALL_RATIO * last
             and last > STALL_RATIO * before)
 
 

@@ -76,11 +76,11 @@ class Ledger:
         return m
 
     def _front_stalled(self, step: int, defect, scale) -> bool:
-        """Whether the first rejected step's defect has stopped decreasing near its allowance
+        """Whether the first rejected step's defect has stopped decreasing near its floor
         (:func:`parasolve.stop_rule.stalled`): the drift's evaluations are that noisy."""
-        allowance = max(float(self.thresholds[step]), float(stop_rule.floor(scale[None], self.problem.y0.dtype)[0]))
+        floor = float(stop_rule.floor(scale[None], self.problem.y0.dtype)[0])
         history = (float(self._before[step]), float(self._last[step]), float(defect))
-        return stop_rule.stalled(history, allowance)
+        return stop_rule.stalled(history, max(float(self.thresholds[step]), floor), floor)
 
     def record(self, start: int, end: int, residual: float, advanced: int):
         """Append the sweep's :class:`SweepRecord` and move the progress bar by ``advanced`` steps."""
