@@ -145,7 +145,8 @@ def report(results: list[dict], ranks, command: str) -> str:
     lines = ["# What a better Jacobian could save: Newton with measured Jacobians", "",
              "Written by `benchmarks/jacobian_ceiling.py` (its docstring says what each row is); the reading is in",
              "[docs/tolerance.md](../tolerance.md#the-jacobian-ceiling).", "",
-             f"Machine: {machine()}.", "", f"Command: `{command}`", "",
+             f"Machine: {machine()}; the runs in parallel jobs of one thread each.", "",
+             f"Command: `{command}`", "",
              "One sample per row (the `sample`-th of 4 from seed 0), `diffusion.sample`'s default stop rule and tol.", "",
              "| run (model:sampler:steps:window:sample) | scalar (default): sweeps / evals / gap | full Jacobian | "
              + " | ".join(f"rank {r} oracle" for r in ranks) + " |",
@@ -194,6 +195,7 @@ def main(argv=None):
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             results = list(pool.map(one, tasks))
+    torch.set_num_threads(1)  # as the jobs run (machine() reports it)
     text = report(results, ranks, "python benchmarks/jacobian_ceiling.py " + " ".join(argv or sys.argv[1:]))
     print(text)
     if args.out:
