@@ -173,8 +173,7 @@ class BatchedDrift:
         else:  # entries non-finite in both are left to the NaN/Inf check of the schemes
             gap = float((got - want)[finite].abs().max()) if bool(finite.any()) else 0.0
         scale = float(want[finite].abs().max()) if bool(finite.any()) else 0.0
-        rtol = torch.finfo(want.real.dtype if want.is_complex() else want.dtype).eps ** 0.5
-        if not gap <= rtol * scale:
+        if not gap <= row_tolerance(want, self.f) * scale:
             raise ValueError(
                 f"`{self.name}` was passed with vectorized=True, but its output for one time point "
                 f"depends on the other points of the batch: {self.name}(t[0], y[0]) changed by {gap:.3g} "
@@ -183,6 +182,23 @@ class BatchedDrift:
                 f"If `{self.name}` is written for one time point (e.g. it indexes y[0] for the first "
                 f"state entry, or uses t as a scalar), drop vectorized=True and parasolve batches it "
                 f"with torch.func.vmap.")
+
+
+def row_tolerance(out: torch.Tensor, f) -> float:
+    """Relative difference of a row between two batches that the row check takes for round-off:
+    ``sqrt(eps)`` of the precision ``f`` computes in -- its ``compute_dtype`` attribute where it
+    has one (a diffusion model running in 16 bits on float32 states), TF32's for float32 on CUDA
+    where torch allows TF32 (kernels then differ by batch size at that precision), else the
+    output's dtype. Rows that depend on each other differ by far more (the check's purpose)."""
+    real = out.real.dtype if out.is_complex() else out.dtype
+    eps = torch.finfo(real).eps
+    compute = getattr(f, "compute_dtype", None)
+    if isinstance(compute, torch.dtype) and compute.is_floating_point:
+        eps = max(eps, torch.finfo(compute).eps)
+    tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+    if out.is_cuda and real == torch.float32 and tf32:
+        eps = max(eps, 2.0 ** -10)  # TF32 keeps 10 mantissa bits
+    return eps ** 0.5
 
 
 def _version(y: torch.Tensor):

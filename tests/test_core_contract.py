@@ -164,3 +164,26 @@ def test_parareal_drift_batches_stay_within_window(warm, coarse_steps):
     assert sol.converged and (sol.ys - seq.ys).abs().max() <= 1e-8
     assert max(batches) <= 6
     assert sum(batches) - parasolve.drift.BatchedDrift.CHECK_POINTS == sol.stats.nfe
+
+
+def test_row_check_tolerates_the_round_off_of_the_precision_the_drift_computes_in():
+    """A drift whose rows change at 16-bit round-off with the batch size (as 16-bit or TF32 kernels
+    do on a GPU) passes when it declares ``compute_dtype``; a row-mixing drift is still refused."""
+    from parasolve.drift import row_tolerance
+
+    def batch_dependent(t, y):  # exact rows, plus a relative 1e-3 that depends on the batch size
+        return -y * (1 + 1e-3 * (y.shape[0] == 2))
+
+    y0 = torch.tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match="depends on the other points"):
+        parasolve.solve(batch_dependent, y0, torch.linspace(0, 1, 9), vectorized=True)
+    batch_dependent.compute_dtype = torch.float16
+    assert row_tolerance(y0, batch_dependent) == pytest.approx(torch.finfo(torch.float16).eps ** 0.5)
+    parasolve.solve(batch_dependent, y0, torch.linspace(0, 1, 9), vectorized=True, method="picard")
+    single_point_logistic.compute_dtype = torch.float16
+    try:
+        with pytest.raises(ValueError, match="depends on the other points"):
+            parasolve.solve(single_point_logistic, torch.tensor([0.1, 0.2]), T, vectorized=True)
+    finally:
+        del single_point_logistic.compute_dtype
+    assert row_tolerance(torch.ones(2, dtype=torch.float64), lambda t, y: y) == torch.finfo(torch.float64).eps ** 0.5

@@ -121,6 +121,7 @@ class Denoiser:
                 out = u + guidance_scale * (c - u)
             return out.reshape(n, *shape)
 
+        drift.compute_dtype = self.dtype  # the row check's round-off (None: the sample's dtype)
         return drift
 
     def conditions(self, cond, uncond, guidance_scale, batch: int):
