@@ -143,7 +143,8 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     ``f, y0, t`` and ``solve_kwargs`` (``step``, ``tol``, ``vectorized``, ``evaluator``,
     ``method``, ``options``, ``noise`` ...) are those of the solve to be tuned; with ``g``
     the probes run :func:`parasolve.solve_sde` (pass the same ``noise``). ``candidates``:
-    windows to try (default: powers of two up to ``N``, and ``N``). Each probe runs
+    windows to try (default: powers of two up to ``N``, and ``N``, probed from the smallest until
+    the estimates have passed their peak, :func:`past_the_peak`; given ones are all probed). Each probe runs
     ``probe_sweeps`` sweeps after one warm-up sweep. With a :class:`DistributedEvaluator`,
     rank 0's choice is broadcast so that every rank uses the same window.
 
@@ -174,6 +175,7 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
         return evaluators[w]
 
     n = len(t) - 1
+    prune = candidates is None
     if candidates is None:
         candidates = sorted({2 ** k for k in range(1, max(1, int(math.log2(max(n, 2)))) + 1) if 2 ** k <= n} | {n})
     else:
@@ -204,6 +206,8 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
         sol, wall = timed(probe_sweeps, window=w)
         advanced = sum(rec.accepted for rec in sol.stats.history)
         probes.append(Probe(w, sol.stats.iterations, advanced, sol.converged, wall))
+        if prune and past_the_peak(estimate_speedups(n, step_s, probes)):
+            break
     table = estimate_speedups(n, step_s, probes)
     top = max(e.speedup for e in table)
     # The largest window within NEAR_BEST of the best estimate: larger windows never need more
@@ -212,6 +216,17 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     window = _agree(best.window, evaluator_for(best.window), device)
     chosen = next(e for e in table if e.window == window)
     return WindowChoice(window, chosen.speedup, step_s, table, time.perf_counter() - began)
+
+
+def past_the_peak(table: list[WindowEstimate]) -> bool:
+    """Whether the default candidates' probes can stop: the last two estimates each fell, to below
+    ``NEAR_BEST`` of the best so far. Larger windows are then taken to fall further (the speedup
+    rises while a bigger batch costs little more than a smaller one, and falls once the cost grows
+    with the batch), so none of them could be chosen."""
+    if len(table) < 3:
+        return False
+    before, last, now = (e.speedup for e in table[-3:])
+    return now < last < before and last < NEAR_BEST * max(e.speedup for e in table)
 
 
 def _agree(window: int, evaluator, device) -> int:

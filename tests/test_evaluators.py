@@ -288,3 +288,22 @@ def test_choose_window_builds_one_evaluator_per_candidate():
                            evaluator_factory=factory)
     assert [ev.batch for ev in built] == [1, 8, 32] and choice.window in (8, 32)
     assert built[0].padded_rows == built[1].padded_rows == 0  # one evaluator(32) would pad these to 32
+
+
+def test_default_candidates_stop_once_the_estimates_have_passed_their_peak():
+    from parasolve.tuning import WindowEstimate, past_the_peak
+
+    def table(*speedups):
+        return [WindowEstimate(2 ** (k + 1), 1.0, 1.0, 1, s) for k, s in enumerate(speedups)]
+
+    assert past_the_peak(table(1.0, 3.0, 2.0, 1.0))  # fell twice, below 0.8 x the best
+    assert not past_the_peak(table(1.0, 3.0, 2.9, 2.6))  # fell twice, but still near the best
+    assert not past_the_peak(table(0.97, 0.72, 2.4))  # one dip (timing noise), then rising
+    assert not past_the_peak(table(3.0, 2.0))  # too few to tell
+    # a real solve: the default candidates are probed from the smallest, in order, the choice among them
+    choice = choose_window(oscillator, Y0, T, vectorized=True, probe_sweeps=2)
+    probed = [e.window for e in choice.table]
+    assert probed == sorted(probed) and probed[0] == 2 and choice.window in probed
+    everything = choose_window(oscillator, Y0, T, vectorized=True, probe_sweeps=2,
+                               candidates=[2, 4, 8, 16, 32, 64, len(T) - 1])
+    assert len(everything.table) == 7  # given candidates are all probed
