@@ -58,7 +58,7 @@ class Stats:
     (docs/tolerance.md; above ``tol`` only where the floating-point floor was reached).
     ``fallbacks``: sweeps in which an accelerated scheme's safeguard took the plain Picard update.
     ``noise_floor``: the relative noise of the drift's evaluations that the windowed schemes
-    measured (0.0: none): a step whose defect stopped decreasing near its allowance was accepted
+    measured (0.0: none): a step whose defect stopped decreasing near its floor was accepted
     at it, and later steps at that level too (:data:`parasolve.stop_rule.STALL_RANGE`).
     ``per_sample``: for a batch solved sample by sample (``diffusion.sample(..., per_sample=True)``),
     each sample's own stats; the fields above then combine them: ``iterations`` the slowest

@@ -144,7 +144,9 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     ``method``, ``options``, ``noise`` ...) are those of the solve to be tuned; with ``g``
     the probes run :func:`parasolve.solve_sde` (pass the same ``noise``). ``candidates``:
     windows to try (default: powers of two up to ``N``, and ``N``, probed from the smallest until
-    the estimates have passed their peak, :func:`past_the_peak`; given ones are all probed). Each probe runs
+    the estimates have passed their peak, :func:`past_the_peak` -- all of them with a
+    :class:`DistributedEvaluator`, so that every rank runs the same probes; given ones are all
+    probed). Each probe runs
     ``probe_sweeps`` sweeps after one warm-up sweep. With a :class:`DistributedEvaluator`,
     rank 0's choice is broadcast so that every rank uses the same window.
 
@@ -175,7 +177,7 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
         return evaluators[w]
 
     n = len(t) - 1
-    prune = candidates is None
+    prune = candidates is None  # (not across ranks: each rank's timings would stop it elsewhere)
     if candidates is None:
         candidates = sorted({2 ** k for k in range(1, max(1, int(math.log2(max(n, 2)))) + 1) if 2 ** k <= n} | {n})
     else:
@@ -206,7 +208,8 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
         sol, wall = timed(probe_sweeps, window=w)
         advanced = sum(rec.accepted for rec in sol.stats.history)
         probes.append(Probe(w, sol.stats.iterations, advanced, sol.converged, wall))
-        if prune and past_the_peak(estimate_speedups(n, step_s, probes)):
+        if prune and not isinstance(evaluator_for(w), DistributedEvaluator) and \
+                past_the_peak(estimate_speedups(n, step_s, probes)):
             break
     table = estimate_speedups(n, step_s, probes)
     top = max(e.speedup for e in table)
