@@ -66,6 +66,9 @@ def _worker(rank, port, scenario, outdir):
                                 evaluator=DistributedEvaluator(timeout=30.0))
             except ValueError as exc:
                 result["mismatch"] = str(exc)
+            # window="auto": every rank runs the same probes (none stops early on its own timings)
+            result["auto_window"] = parasolve.solve(oscillator, y0, t, vectorized=True, window="auto",
+                                                    evaluator=DistributedEvaluator(timeout=30.0)).stats.window
             result["example"] = _example().main(["--steps", "100", "--window", "16"])
             if rank == 0:  # save now: this rank is about to hang
                 _save(result, outdir, rank)
@@ -139,6 +142,7 @@ def test_two_gloo_ranks_give_the_single_process_bits_and_name_a_hung_rank(tmp_pa
         assert "Ranks disagree on the batch" in results[rank]["mismatch"]
         assert torch.equal(results[rank]["inner_ys"], reference["euler_w7"]) and results[rank]["inner_rows"] > 0
         assert "[[5, 2], [6, 2]]" in results[rank]["mismatch"]
+    assert results[0]["auto_window"] == results[1]["auto_window"] >= 1
     example = results[0]["example"]  # examples/distributed_solve.py in the same group
     assert example["world"] == WORLD and example["ode_same_bits"] and example["sde_same_bits"]
     hung = results[1]  # rank 0 sleeps in its third drift call: rank 1 names it within the timeout
