@@ -35,7 +35,7 @@ FLOOR_ULPS = 8.0
 #: more than this fraction above ``tol`` (float32 diffusion at ``tol=1e-3`` reaches ~1%).
 FLOOR_SLACK = 0.1
 #: A front step (the first one rejected) whose defect is within ``STALL_RANGE`` times the
-#: floor and fell by less than the factor ``STALL_RATIO`` in each of the last two sweeps has
+#: floor and fell by less than the factor ``STALL_RATIO`` in each of the last ``STALL_SWEEPS`` sweeps has
 #: stopped converging at the round-off of its evaluations: they differ between batches by about
 #: that much (TF32 or other batch-dependent kernels). Its defect is taken as a measured noise
 #: floor (``STALL_MARGIN`` times its size relative to the step's): it and the later steps at it
@@ -44,6 +44,7 @@ FLOOR_SLACK = 0.1
 #: its exact step per sweep: that is not noise.)
 STALL_RANGE = 100.0
 STALL_RATIO = 0.7
+STALL_SWEEPS = 3
 STALL_MARGIN = 2.0
 #: ``G_i`` is never taken below this: no step's allowance exceeds ``1 / MIN_AMPLIFICATION``
 #: times its plain share, however strongly the gain model says later steps damp it.
@@ -126,20 +127,24 @@ def floor(scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.where(torch.isfinite(scale), FLOOR_ULPS * torch.finfo(real).eps * scale, 0.0)
 
 
-def stalled(history: tuple[float, float, float], allowance: float, floor_: float) -> bool:
-    """Whether a front step's last three defects (oldest first), above its ``allowance``, have
-    stopped converging near its floating-point ``floor_`` (see :data:`STALL_RANGE`); NaN (not
-    measured) never stalls."""
-    before, last, now = history
-    return (allowance < now <= STALL_RANGE * floor_ and now > STALL_RATIO * last
-            and last > STALL_RATIO * before)
+def stalled(history, allowance: float, floor_: float) -> bool:
+    """Whether a front step's last ``STALL_SWEEPS + 1`` defects (oldest first), the newest above its
+    ``allowance``, have stopped converging near its floating-point ``floor_`` (see
+    :data:`STALL_RANGE`); NaN (not measured) never stalls."""
+    history = [float(d) for d in history]
+    if len(history) < STALL_SWEEPS + 1:
+        return False
+    now = history[-1]
+    steady = all(b > STALL_RATIO * a for a, b in zip(history, history[1:]))
+    return allowance < now <= STALL_RANGE * floor_ and steady
 
 
 def floor_warning(tol: float, reached: float, dtype: torch.dtype, noise: float = 0.0) -> str:
     if noise > 0:
         return (f"`tol`={tol:.3g} was not reached: the defects stopped decreasing at about {noise:.2g} of the "
-                f"states' size (the drift's evaluations differ by that much between batches, e.g. TF32 or "
-                f"nondeterministic kernels), so steps were accepted at that level, and the answer is within "
+                f"states' size (the drift's evaluations differing by that much between batches, e.g. TF32 or "
+                f"nondeterministic kernels, or the scheme stalling there), so steps were accepted at that level, "
+                f"and the answer is within "
                 f"about {reached:.3g} of the sequential solve (Stats.weighted_defect_sum, {reached / tol:.1f} x "
                 f"tol). Use tol >= {reached:.2g}, or make the drift's evaluations reproducible.")
     return (f"`tol`={tol:.3g} is below what {dtype} resolves on this problem: steps were accepted at "

@@ -155,14 +155,16 @@ def test_tol_below_the_floor_warns_and_stays_parallel():
 
 def test_stalled_defects_near_the_allowance_are_a_noise_floor():
     allow = floor = 1e-6
-    assert stop_rule.stalled((3e-6, 2.5e-6, 2.4e-6), allow, floor)  # hovering within 100x the floor
-    assert not stop_rule.stalled((3e-6, 1.5e-6, 0.9e-6), allow, floor)  # converging (halves per sweep)
-    assert not stop_rule.stalled((3e-6, 2.5e-6, 1.2e-6), allow, floor)  # converging in the last sweep
-    assert not stop_rule.stalled((3e-4, 2.9e-4, 2.8e-4), allow, floor)  # hovering far above round-off
-    assert not stop_rule.stalled((3e-6, 2.5e-6, 2.4e-6), 1e-4, 1e-12)  # float64-like: a scheme's stall
-    assert not stop_rule.stalled((3e-6, 2.5e-6, 0.9e-6), 1e-6, floor)  # accepted anyway
-    assert not stop_rule.stalled((float("nan"), 2.5e-6, 2.4e-6), allow, floor)  # measured twice only
-    assert not stop_rule.stalled((3e-6, 2.5e-6, float("nan")), allow, floor)
+    assert stop_rule.STALL_SWEEPS == 3
+    assert stop_rule.stalled((3e-6, 3e-6, 2.5e-6, 2.4e-6), allow, floor)  # hovering within 100x the floor
+    assert not stop_rule.stalled((6e-6, 3e-6, 1.5e-6, 0.9e-6), allow, floor)  # converging (halves per sweep)
+    assert not stop_rule.stalled((3e-6, 3e-6, 2.5e-6, 1.2e-6), allow, floor)  # converging in the last sweep
+    assert not stop_rule.stalled((6e-6, 3e-6, 2.5e-6, 2.4e-6), allow, floor)  # converging three sweeps ago
+    assert not stop_rule.stalled((3e-4, 3e-4, 2.9e-4, 2.8e-4), allow, floor)  # hovering far above round-off
+    assert not stop_rule.stalled((3e-6, 3e-6, 2.5e-6, 2.4e-6), 1e-4, 1e-12)  # float64-like: a scheme's stall
+    assert not stop_rule.stalled((3e-6, 3e-6, 2.5e-6, 0.9e-6), 1e-6, floor)  # accepted anyway
+    assert not stop_rule.stalled((float("nan"), 3e-6, 2.5e-6, 2.4e-6), allow, floor)  # measured three times only
+    assert not stop_rule.stalled((3e-6, 2.5e-6, 2.4e-6), allow, floor)  # too short a history
 
 
 def _noisy_rotation(level):

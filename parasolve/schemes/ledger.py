@@ -38,9 +38,8 @@ class Ledger:
             self.out = torch.empty((problem.n_steps + 1, *y0.shape), dtype=y0.dtype, device=y0.device)
             self.out[0] = y0
         self._bar = problem.progress_bar(desc)
-        # each step's defects of the last two sweeps that measured it (for the stall test)
-        self._last = torch.full((problem.n_steps,), float("nan"), dtype=torch.float64)
-        self._before = self._last.clone()
+        # each step's defects in the last sweeps that measured it, oldest first (for the stall test)
+        self._seen = torch.full((stop_rule.STALL_SWEEPS, problem.n_steps), float("nan"), dtype=torch.float64)
 
     def __enter__(self) -> "Ledger":
         self._bar.__enter__()
@@ -72,14 +71,14 @@ class Ledger:
             stats.noise_floor = max(stats.noise_floor, stop_rule.STALL_MARGIN * float(defects[m] / scale[m]))
             m += problem.accept(start + m, defects[m:], scale[m:], stats, stats.noise_floor)
         steps = slice(start, start + len(defects))
-        self._before[steps], self._last[steps] = self._last[steps], defects.double()
+        self._seen[:, steps] = torch.cat([self._seen[1:, steps], defects.double()[None]])
         return m
 
     def _front_stalled(self, step: int, defect, scale) -> bool:
         """Whether the first rejected step's defect has stopped decreasing near its floor
         (:func:`parasolve.stop_rule.stalled`): the drift's evaluations are that noisy."""
         floor = float(stop_rule.floor(scale[None], self.problem.y0.dtype)[0])
-        history = (float(self._before[step]), float(self._last[step]), float(defect))
+        history = [*self._seen[:, step].tolist(), float(defect)]
         return stop_rule.stalled(history, max(float(self.thresholds[step]), floor), floor)
 
     def record(self, start: int, end: int, residual: float, advanced: int):
