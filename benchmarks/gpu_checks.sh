@@ -36,6 +36,19 @@ for method in ("auto", "picard"):
           f"gap {float((sol.ys - ref.ys).abs().max()):.2e}, defect sum {sol.stats.defect_sum:.2e}")
 ys = parasolve.odeint(f, y0, torch.linspace(0, 10, 11, dtype=torch.float64, device=dev), rtol=1e-8, atol=1e-11)
 print(f"{dev} odeint: shape {tuple(ys.shape)}, y(10) = {ys[-1].tolist()}")
+# the digits DDPM with the device's default kernels (TF32 where torch allows it) and with 16-bit
+# samples: the row check's tolerance, the measured noise floor and the gap to sequential
+from parasolve import diffusion, zoo
+den = zoo.pretrained("digits", device=dev)
+print(f"{dev} TF32 allowed: matmul {torch.backends.cuda.matmul.allow_tf32}, cudnn {torch.backends.cudnn.allow_tf32}")
+for dtype in (torch.float32, torch.float16):
+    g = torch.Generator(device=dev).manual_seed(0)
+    x_T = torch.randn((4, 1, 16, 16), generator=g, device=dev).to(dtype)
+    seq = diffusion.sample(den, (4, 1, 16, 16), steps=100, method="sequential", x_T=x_T, generator=g)
+    par = diffusion.sample(den, (4, 1, 16, 16), steps=100, window=100, x_T=x_T, noise=seq.noise)
+    print(f"{dev} digits DDPM-100 {dtype}: {par.stats.iterations} sweeps, noise floor {par.stats.noise_floor:.2g}, "
+          f"weighted defect sum {par.stats.weighted_defect_sum:.2e}, "
+          f"gap {float((par.x.float() - seq.x.float()).abs().max()):.2e}")
 PY
 rc_env=${PIPESTATUS[0]}
 timeout 200 "$py" -m pytest -q -p no:cacheprovider "${tests[@]}" 2>&1 | tee "$OUT/tests.txt"

@@ -63,5 +63,7 @@ def test_gpu_checks_script_runs_its_smoke_settings(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert (tmp_path / "summary.txt").read_text().strip() == \
         "exit codes: env/solve 0, tests 0, cost curve 0, ddpm 0"
-    assert "solve auto -> newton" in (tmp_path / "env.txt").read_text()
+    env_txt = (tmp_path / "env.txt").read_text()
+    assert "solve auto -> newton" in env_txt
+    assert "digits DDPM-100 torch.float32:" in env_txt and "digits DDPM-100 torch.float16:" in env_txt
     assert json.loads((tmp_path / "ddpm.json").read_text())["rows"]
