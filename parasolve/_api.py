@@ -61,12 +61,13 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
     _check_not_a_step(method)
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
-    window = _auto_window(window, f, y0, grid, step=step, tol=tol, vectorized=vectorized, method=method,
-                          options=options, init=init, evaluator=evaluator)
+    tuned = window == "auto"
+    window, method = _auto_window(window, method, f, y0, grid, step=step, tol=tol, vectorized=vectorized,
+                                  options=options, init=init, evaluator=evaluator)
     sol = _solve.solve(f, y0, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
                        vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
                        init=init, evaluator=evaluator, adjoint_params=adjoint_params,
-                       adjoint_options=adjoint_options)
+                       adjoint_options=adjoint_options, cost_model=not tuned)
     if isinstance(step, str) and save == "all":
         _warn_if_coarse(sol)
     return sol
@@ -130,22 +131,27 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="e
     grid = checks.check_grid(t, y0)
     checks.check_choice("step", step, {"euler"})
     noise = _solve.sde_noise(y0, grid, noise, generator)  # drawn once: the probes of "auto" share it
-    window = _auto_window(window, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
-                          method=method, options=options, init=init, evaluator=evaluator)
+    tuned = window == "auto"
+    window, method = _auto_window(window, method, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
+                                  options=options, init=init, evaluator=evaluator)
     return _solve.solve(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window, tol=tol,
                         max_iters=max_iters, vectorized=vectorized, save=save, progress=progress, throw=throw,
                         options=options, init=init, evaluator=evaluator, adjoint_params=adjoint_params,
-                        adjoint_options=adjoint_options)
+                        adjoint_options=adjoint_options, cost_model=not tuned)
 
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
                    "throw", "options", "init", "evaluator", "adjoint_params", "adjoint_options"}
 
 
-def _auto_window(window, f, y0, grid, **kwargs):
-    """``window="auto"``: measure the drift's cost curve and pick the fastest window."""
+def _auto_window(window, method, f, y0, grid, **kwargs):
+    """``window="auto"``: measure the drift's cost curve and pick the fastest window; with
+    ``method="auto"``, the sequential loop where no window is estimated to beat it."""
     if not isinstance(window, str):
-        return window
+        return window, method
     if window != "auto":
         raise ValueError(f"`window` must be a positive integer, None or 'auto'; got {window!r}.")
-    return choose_window(f, y0, grid, **kwargs).window
+    choice = choose_window(f, y0, grid, method=method, **kwargs)
+    if isinstance(method, str) and method == "auto" and choice.speedup < 1:
+        return 1, "sequential"
+    return choice.window, method

@@ -8,11 +8,12 @@ import torch
 
 from . import _checks as checks
 from .adjoint import GradientRequest
+from .costs import pays_on_grid
 from .drift import BatchedDrift
 from .errors import ConvergenceError
 from .problem import Problem
 from .schemes import resolve_scheme
-from .schemes.jacobians import auto_scheme
+from .schemes.jacobians import FULL_NEWTON_SIZE, auto_scheme, independent_rows
 from .sde import EulerMaruyama, check_noise, draw_noise
 from .solution import Solution
 from .steps import resolve_step
@@ -20,11 +21,12 @@ from .steps import resolve_step
 
 def solve(f, y0, t, *, g=None, noise=None, generator=None, method="auto", step="euler", window=None,
           tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True, options=None,
-          init=None, evaluator=None, adjoint_params=None, adjoint_options=None) -> Solution:
+          init=None, evaluator=None, adjoint_params=None, adjoint_options=None, cost_model=True) -> Solution:
     """``dy/dt = f(t, y)`` with the one-step map ``step``, or with ``g`` the SDE
     ``dy = f dt + g dW`` by Euler–Maruyama with the standard normals ``noise`` (drawn from
     ``generator`` if not given); arguments as in :func:`parasolve.solve`, ``window`` an integer
-    or ``None``."""
+    or ``None``. ``cost_model=False``: ``method="auto"`` picks among the parallel schemes only
+    (the window tuner's probes, which time the parallel scheme itself)."""
     gradients = GradientRequest(adjoint_params, adjoint_options, (f,) if g is None else (f, g))
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
@@ -43,7 +45,7 @@ def solve(f, y0, t, *, g=None, noise=None, generator=None, method="auto", step="
             raise ValueError("Gradients w.r.t. `noise` are not supported (the noise is fixed data of the "
                              "path); pass noise.detach().")
     return _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options, init,
-                gradients)
+                gradients, cost_model and evaluator is None)
 
 
 def sde_noise(y0: torch.Tensor, grid: torch.Tensor, noise, generator) -> torch.Tensor:
@@ -61,12 +63,16 @@ def sde_noise(y0: torch.Tensor, grid: torch.Tensor, noise, generator) -> torch.T
 
 
 def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,
-         init, gradients):
+         init, gradients, cost_model):
     n = grid.shape[0] - 1
     options = checks.check_options(options)
     window = n if window is None else checks.check_positive_int("window", window)
     if isinstance(method, str) and method == "auto":
-        method, options = auto_scheme(y0, step_map.multistep, options, min(window, n))
+        blocks = _blocks(drift, grid, y0, step_map, options)
+        method, options = auto_scheme(y0, step_map.multistep, options, min(window, n), blocks)
+        if cost_model and not pays_on_grid(drift, step_map, grid, y0, method, options, min(window, n)):
+            resolve_scheme(method, options)  # the options are checked all the same
+            method, options = "sequential", None
     scheme = resolve_scheme(method, options)
     problem = Problem(
         drift=drift, step=step_map, t=grid, y0=y0,
@@ -83,6 +89,19 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
     if gradients.wanted(problem):  # an autograd node whose backward solves the discrete adjoint
         return gradients.run(scheme, problem, finish)
     return finish(gradients.run_plain(scheme, problem))
+
+
+def _blocks(drift, grid, y0, step_map, options) -> int:
+    """Independent trajectories in the state's leading dimension, where knowing them changes
+    ``"auto"``'s choice (a state too large for full Jacobians whose rows are small enough):
+    :func:`~parasolve.schemes.jacobians.independent_rows`, one drift call of two points (not counted)."""
+    if options or step_map.multistep or y0.dim() < 2 or y0.numel() <= FULL_NEWTON_SIZE \
+            or y0[0].numel() > FULL_NEWTON_SIZE:
+        return 1
+    nfe, calls = drift.nfe, drift.calls
+    independent = independent_rows(drift, grid, y0.detach())
+    drift.nfe, drift.calls = nfe, calls
+    return y0.shape[0] if independent else 1
 
 
 def checked(sol: Solution, throw: bool, n: int) -> Solution:

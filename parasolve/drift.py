@@ -61,6 +61,7 @@ class BatchedDrift:
         self.nfe = 0
         self.calls = 0
         self._checked = False
+        self._vmapped = None
 
     #: Drift evaluations of the first call's row-independence check (vectorized drifts only).
     CHECK_POINTS = 2
@@ -81,6 +82,8 @@ class BatchedDrift:
                               f"({type(exc).__name__}: {exc}); evaluating time points in a loop. "
                               f"Pass vectorized=True with a batched `{self.name}` for speed.",
                               RuntimeWarning, stacklevel=4)
+        elif n == 1 and self.mode == "vmap":  # one point: the plain call, without vmap's overhead
+            out = self.evaluator(self._loop, t, y)
         else:
             out = self.evaluator(self.batched, t, y)
         if self.broadcast:
@@ -105,7 +108,11 @@ class BatchedDrift:
     @property
     def batched(self):
         """``f`` as a batched callable in the resolved mode."""
-        return {"vectorized": self.f, "vmap": torch.func.vmap(self._point), "loop": self._loop}[self.mode]
+        if self.mode == "vmap":
+            if self._vmapped is None:
+                self._vmapped = torch.func.vmap(self._point)
+            return self._vmapped
+        return self.f if self.mode == "vectorized" else self._loop
 
     def _point(self, t, y):
         return self._tensor(self.f(t, y))
@@ -156,9 +163,10 @@ class BatchedDrift:
         """A vectorized drift's rows must not depend on each other: re-evaluate ``(t[0], y[0])`` in
         a batch with a different first row and compare with row 0 of the first call."""
         z = _other_state(y[0])
+        tz = t[-1] if t.shape[0] > 1 and bool(t[-1] != t[0]) else t[0] + 1  # another time too
         token = _CHECKING.set(True)
         try:
-            got = self._spread(self.f(torch.stack([t[-1], t[0]]), torch.stack([z, y[0]])), 2)[1]
+            got = self._spread(self.f(torch.stack([tz, t[0]]), torch.stack([z, y[0]])), 2)[1]
         except Exception as exc:  # noqa: BLE001 -- the check must not turn a working solve into a failure
             warnings.warn(f"parasolve: could not check that the vectorized `{self.name}` treats the rows "
                           f"of a batch independently: a call on 2 time points raised "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._solve import solve as fixed_window_solve
+from .costs import synchronize, time_call  # noqa: F401  (re-exported: benchmarks time with them)
 from .drift import BatchedDrift
 from .evaluators.distributed import DistributedEvaluator
 
@@ -25,27 +26,6 @@ from .evaluators.distributed import DistributedEvaluator
 #: :func:`choose_window` takes the largest window whose estimated speedup is at least this
 #: fraction of the best one.
 NEAR_BEST = 0.8
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued work on ``device`` (a no-op off CUDA)."""
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_call(fn, *args, repeats: int = 5, warmup: int = 2) -> float:
-    """Median wall time in seconds of ``fn(*args)``, with the tensors' device synchronised."""
-    device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
-    for _ in range(warmup):
-        fn(*args)
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def cost_curve(f, y0: torch.Tensor, t: torch.Tensor, batches, *, vectorized: bool = False,
@@ -189,7 +169,7 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
               "evaluator": evaluator_for(kw["window"])}
         if kw.get("method") == "sequential":
             kw.pop("options", None)  # the tuned scheme's options do not apply to the baseline
-        return fixed_window_solve(f, y0, t, g=g, **kw)
+        return fixed_window_solve(f, y0, t, g=g, cost_model=False, **kw)
 
     def timed(count, **kw):
         run(1, **kw)  # warm-up: first-call checks, vmap resolution, graph capture

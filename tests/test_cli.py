@@ -38,10 +38,10 @@ def drift_file(tmp_path):
 def test_solve_prints_stats_and_saves_trajectory(drift_file, tmp_path, capsys):
     out_npy, out_csv, png = tmp_path / "traj.npy", tmp_path / "traj.csv", tmp_path / "traj.png"
     code = main(["solve", f"{drift_file}:decay", "--y0", "1,2", "--t1", "2", "--steps", "50", "--tol", "1e-10",
-                 "--window", "10", "--compare", "--save", str(out_npy), "--plot", str(png)])
+                 "--window", "10", "--method", "newton", "--compare", "--save", str(out_npy), "--plot", str(png)])
     assert code == 0
     text = capsys.readouterr().out
-    assert "sequential" in text and "newton" in text and "sweeps" in text  # auto: 2 components -> full Newton
+    assert "sequential" in text and "newton" in text and "sweeps" in text
     data = np.load(out_npy)
     assert data.shape == (51, 3)
     assert abs(data[-1, 1] - (1 - 2 / 50) ** 50) < 1e-9  # the Euler solution of y' = -y

@@ -219,7 +219,7 @@ def test_memory_does_not_grow_with_the_sweep_count():
 
     def adjoint(tol, window):
         def run():
-            sol = parasolve.solve(f, y0, t, tol=tol, window=window,
+            sol = parasolve.solve(f, y0, t, tol=tol, window=window, method="newton", options={"jacobian": "full"},
                                   adjoint_options={"method": "picard", "tol": tol, "window": 20})
             sol.y.sum().backward()
             run.sweeps = sol.stats.iterations + sol.backward.sweeps

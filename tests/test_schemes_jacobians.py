@@ -147,19 +147,21 @@ def test_auto_is_full_newton_for_small_states_and_picard_for_large():
     for size, expected in ((2, {"scheme": "newton", "scheme_options": FULL}),
                            (FULL_NEWTON_SIZE + 1, {"scheme": "picard", "scheme_options": None})):
         options = {}
-        _default_scheme(options, torch.ones(size, dtype=torch.float64))
+        _default_scheme(options, torch.ones(size, dtype=torch.float64), keep_auto=False)
         assert options == expected
     given = {"scheme_options": {"damping": 0.5}}
-    _default_scheme(given, torch.ones(2, dtype=torch.float64))
+    _default_scheme(given, torch.ones(2, dtype=torch.float64), keep_auto=True)
     assert given["scheme_options"] == {"jacobian": "full", "damping": 0.5}
     t = torch.linspace(0.0, 2.0, 3, dtype=torch.float64)
     for size in (2, FULL_NEWTON_SIZE + 1):
-        res = parasolve.odeint(lambda s, y: -y, torch.ones(size, dtype=torch.float64), t, full_output=True)
+        res = parasolve.odeint(lambda s, y: -y, torch.ones(size, dtype=torch.float64), t, full_output=True,
+                               options={"evaluator": parasolve.evaluators.local_evaluator})  # the parallel driver
         assert res.solution.method == ("newton" if size == 2 else "picard")
         assert (res.ys[:, 0] - torch.exp(-t)).abs().max() <= 1e-6
     grid = torch.linspace(0.0, 1.0, 21, dtype=torch.float64)
     for size, step, expected in ((2, "rk4", "newton"), (FULL_NEWTON_SIZE + 1, "rk4", "picard"), (2, "ab2", "picard")):
-        sol = parasolve.solve(lambda s, y: -y, torch.ones(size, dtype=torch.float64), grid, step=step)
+        sol = parasolve.solve(lambda s, y: -y, torch.ones(size, dtype=torch.float64), grid, step=step,
+                              evaluator=parasolve.evaluators.local_evaluator)  # no cost model: the rule
         seq = parasolve.solve(lambda s, y: -y, torch.ones(size, dtype=torch.float64), grid, step=step,
                               method="sequential")
         assert sol.method == expected
@@ -188,3 +190,72 @@ def test_sde_paths_with_up_front_noise_equal_sequential():
     picard = parasolve.solve_sde(f, g, y0, t, tol=1e-10, noise=noise, method="picard")
     assert float((sol.ys - seq.ys).abs().max()) <= math.exp(1.8) * sol.stats.defect_sum + 1e-13
     assert sol.stats.iterations < picard.stats.iterations / 2  # measured: 5 against 16
+
+
+# --------------------------------------------------------------------------- independent trajectories
+
+def _rowwise_net(seed=0):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)).double()
+    return lambda s, y: net(y)
+
+
+def test_block_jacobians_solve_a_batch_with_d_probes_not_b_times_d():
+    """A batch of 6 independent 2-component trajectories: ``blocks`` measures each one's 2x2 Jacobian
+    with 2 probes per step for the whole batch (3 points per step and stage, not 13) and reaches
+    the sequential answer within the tolerance bound, like the full 12x12 Jacobian."""
+    net = _rowwise_net()
+    batches = []
+
+    def f(s, y):  # vectorized: records each call's batch of time points
+        if not parasolve.drift.in_contract_check():
+            batches.append(y.shape[0])
+        return net(s, y)
+
+    y0 = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    t = torch.linspace(0.0, 4.0, 201, dtype=torch.float64)
+    with torch.no_grad():
+        seq = parasolve.solve(f, y0, t, method="sequential", step="rk4", vectorized=True)
+        batches.clear()
+        blocks = parasolve.solve(f, y0, t, method="newton", options={"jacobian": "full", "blocks": 6}, step="rk4",
+                                 tol=1e-9, vectorized=True)
+        block_batches = batches[1:]  # (the first call is the blocks check: 2 points)
+        batches.clear()
+        full = parasolve.solve(f, y0, t, method="newton", options={"jacobian": "full"}, step="rk4", tol=1e-9,
+                               vectorized=True)
+    assert blocks.converged and (blocks.ys - seq.ys).abs().max() <= 10 * 1e-9
+    assert all(b % 3 == 0 for b in block_batches) and max(block_batches) == 3 * 200  # the state and 2 probes
+    assert all(b % 13 == 0 for b in batches) and max(batches) == 13 * 200          # the state and 12 probes
+    assert blocks.stats.iterations <= full.stats.iterations + 1  # the same Newton, its blocks exact
+
+
+def test_declared_blocks_on_coupled_rows_are_refused():
+    f = _rowwise_net()
+    y0 = torch.randn(6, 2, dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+
+    def coupled(s, y):
+        return f(s, y) - y.mean(-2, keepdim=True)
+
+    with pytest.raises(ValueError, match=r"options\['blocks'\] = 6 .* couples"):
+        parasolve.solve(coupled, y0, t, method="newton", options={"jacobian": "full", "blocks": 6})
+    with pytest.raises(ValueError, match="leading dimension"):
+        parasolve.solve(f, y0, t, method="newton", options={"jacobian": "full", "blocks": 3})
+    with pytest.raises(ValueError, match="jacobian='full' only"):
+        parasolve.solve(f, y0, t, method="newton", options={"blocks": 6})
+
+
+def test_auto_finds_independent_rows_and_takes_per_trajectory_newton():
+    from parasolve.schemes.jacobians import independent_rows
+    f = _rowwise_net()
+    y0 = torch.randn(12, 2, dtype=torch.float64)  # 24 components: too many for one full Jacobian
+    t = torch.linspace(0.0, 1.0, 41, dtype=torch.float64)
+    drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device)
+    assert independent_rows(drift, t, y0)
+    assert not independent_rows(drift, t, torch.zeros(1, 2, dtype=torch.float64))  # one row: nothing to tell
+    coupled = BatchedDrift(lambda s, y: f(s, y) + y.sum(-2, keepdim=True), y0.shape, y0.dtype, y0.device)
+    assert not independent_rows(coupled, t, y0)
+    with torch.no_grad():
+        sol = parasolve.solve(f, y0, t, step="rk4", evaluator=parasolve.evaluators.local_evaluator)  # no cost model
+    sweeps = sol.stats.nfe - 2  # 2: Newton's check of the rows' independence
+    assert sol.method == "newton" and sweeps % (4 * 3) == 0 and sweeps <= sol.stats.iterations * 4 * 40 * 3

@@ -21,6 +21,7 @@ share, the same grid is solved again from there with ``tol`` tightened according
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -43,13 +44,13 @@ class Settings:
     tol: float | None = None
     defect_fraction: float = 1.0
     ratio_guess: float = 0.01
-    initial_steps: int = 2048
+    initial_steps: int = 256
     first_step: float | None = None
     safety: float = 0.9
     ifactor: float = 10.0
     dfactor: float = 0.2
     max_passes: int = 30
-    coarsen: float = 0.0
+    coarsen: float = 0.7
     max_num_steps: int = 2 ** 20
     extra: dict | None = None  # keywords forwarded to solve (adjoint_params)
 
@@ -83,6 +84,23 @@ def defect_budget(settings: Settings, est_size: torch.Tensor, scale: float, y_sc
     error estimates plus one step's error scale -- the fixed-point error then stays within the
     bound the discretisation error obeys (docs/odeint.md)."""
     return max(settings.defect_fraction * (float(est_size.sum()) + scale), roundoff_floor(y_scale, n_steps))
+
+
+def roundoff_bound(rtol, atol, y0: torch.Tensor) -> bool:
+    """Whether the error test asks for less than the fixed-point sweeps can resolve in ``y0``'s
+    dtype (one step's error scale below the ``16 eps |y|`` round-off floor of a defect): the
+    sequential stepper then stays closer to the ODE than parallel sweeps can."""
+    y = y0.detach().abs()
+    return min_scale(rtol, atol, y) < 16 * torch.finfo(y.dtype).eps * max(1.0, float(y.max()))
+
+
+def _warn_if_roundoff_bound(settings: Settings, est_size, scale, y_scale, n_steps: int) -> None:
+    if settings.tol is None and roundoff_floor(y_scale, n_steps) > settings.defect_fraction * (
+            float(est_size.sum()) + scale):
+        warnings.warn(f"odeint: in {y_scale.dtype} the parallel sweeps' defects cannot go below round-off "
+                      f"(16 eps per step), more than rtol/atol allow, so the answer may be less accurate than "
+                      f"the sequential stepper's. Use options={{'scheme': 'sequential'}} or float64.",
+                      RuntimeWarning, stacklevel=4)
 
 
 def first_tol(settings: Settings, scale: float, y_scale, n_steps: int) -> float:
@@ -146,6 +164,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         tol_next = None
         new = _next_grid(grid, ratio, t, method, settings)
         if failed == 0 and new.shape[0] - 1 > settings.coarsen * n:
+            _warn_if_roundoff_bound(settings, size, min_scale(rtol, atol, y_scale), y_scale, n)
             break  # every step passes and the grid is not far finer than it needs to be
         if failed == 0:
             stats.coarsened += 1

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 
 from .. import _checks as checks
 from .._api import solve
+from ..costs import expected_sweeps, parallel_pays, pays_on_grid
+from ..steps import STEPS
 from ..drift import BatchedDrift, local_evaluator
+from ..errors import ConvergenceError, NonFiniteError
 from ..schemes import SCHEMES
-from ..schemes.jacobians import auto_scheme
+from ..schemes.jacobians import FULL_NEWTON_SIZE, auto_scheme, independent_rows
 from . import grids
-from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, solve_adaptive
+from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, roundoff_bound, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
+from .stepper import march_fixed, single_call, solve_stepwise
 from .tableaus import EMBEDDED
 
 #: torchdiffeq's fixed-step names -> parasolve step maps (torchdiffeq's ``rk4`` is the 3/8 rule).
@@ -89,37 +94,153 @@ def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name
     counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
-    _default_scheme(options, y0)
+    stepwise = method in EMBEDDED and _stepwise(options, evaluator)
+    forced = options.get("scheme") == "sequential"
+    _default_scheme(options, y0, keep_auto=method not in EMBEDDED and evaluator is None)
     settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE}, extra=extra)
-    if method in EMBEDDED:
+    result, call = None, single_call(func, drift.mode == "vectorized", counter)
+    if stepwise:
+        first_step = settings.first_step
+        switch = None if forced else _switch_rule(drift, y0, t, EMBEDDED[method], rtol, atol, settings)
+        result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings,
+                                 name == "odeint_adjoint", switch)
+        if result is None:  # "auto" switched to parallel sweeps; if they fail, step on to the end
+            try:
+                result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
+            except (ConvergenceError, NonFiniteError):
+                settings.first_step = first_step
+                result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings,
+                                         name == "odeint_adjoint", None)
+    elif method in EMBEDDED:
         result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
     else:
-        result = _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings,
-                              {k: v for k, v in options.items() if k in _FIXED})
+        result = _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings,
+                              {k: v for k, v in options.items() if k in _FIXED}, name == "odeint_adjoint")
     return result if full_output else result.ys
 
 
-def _default_scheme(options: dict, y0: torch.Tensor) -> None:
-    """Fill in ``options["scheme"]`` when not given, as ``solve``'s ``method="auto"`` chooses
-    (:func:`parasolve.schemes.jacobians.auto_scheme`; every odeint method is a one-step map);
-    ``scheme_options`` given alone refine it."""
+def _default_scheme(options: dict, y0: torch.Tensor, keep_auto: bool) -> None:
+    """Fill in ``options["scheme"]`` when not given. With ``keep_auto`` (fixed-step methods, the
+    default evaluator) ``"auto"`` is left to ``solve``, whose cost model may pick the sequential
+    loop; otherwise it becomes the parallel scheme ``solve``'s ``method="auto"`` takes (:func:`parasolve.schemes.jacobians.auto_scheme`;
+    every odeint method is a one-step map); ``scheme_options`` given alone refine it."""
     if "scheme" not in options or options["scheme"] == "auto":
+        if keep_auto and options.get("scheme_options") is None:
+            options["scheme"] = "auto"
+            return
         options["scheme"], options["scheme_options"] = auto_scheme(y0, False, options.get("scheme_options"))
 
 
-def _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings, fixed) -> OdeintResult:
-    """A fixed-step method: one solve on the step grid, outputs interpolated as torchdiffeq does."""
+def _stepwise(options: dict, evaluator) -> bool:
+    """Whether an adaptive method starts with the sequential stepper (:mod:`.stepper`): asked for
+    with ``options["scheme"] = "sequential"`` (then it never switches), or by ``"auto"`` (the
+    default, with the default evaluator and no ``scheme_options``), which may switch to parallel
+    sweeps (:func:`_switch_rule`)."""
+    scheme = options.get("scheme", "auto")
+    if isinstance(scheme, str) and scheme == "sequential":
+        return True
+    return isinstance(scheme, str) and scheme == "auto" and evaluator is None \
+        and options.get("scheme_options") is None
+
+
+#: ``"auto"`` keeps stepping sequentially while fewer steps than this are projected to remain.
+MIN_PARALLEL_STEPS = 256
+#: ... or while the steps are limited by stability rather than accuracy (``|h lambda|`` estimated
+#: above this; the explicit pairs' limits on the negative real axis are 2-3.3): a stiff problem,
+#: whose explicit steps parallel sweeps would not make fewer.
+STIFF = 1.5
+#: ... and expects the parallel driver to take this many passes (grid refinements).
+EXPECTED_PASSES = 2
+
+
+def _switch_rule(drift, y0, t, method, rtol, atol, settings):
+    """``"auto"``'s question to the stepper: do parallel sweeps over the whole span, on a first
+    grid with the stepper's current step length, beat the sequential steps projected to remain
+    (:func:`parasolve.costs.parallel_pays`, measured on the batch that grid's window makes)?"""
+    span = float((t[-1] - t[0]).abs())
+
+    def switch(fraction, h, steps, rounds, seconds, stiffness):
+        remaining = steps * (1 - fraction) / fraction
+        if remaining < MIN_PARALLEL_STEPS or stiffness > STIFF or roundoff_bound(rtol, atol, y0):
+            return False
+        n = max(2, math.ceil(span / h))
+        window = min(n, settings.window or n)
+        blocks = y0.shape[0] if y0.numel() > FULL_NEWTON_SIZE >= y0[0].numel() and \
+            independent_rows(drift, t, y0.detach()) else 1
+        name, scheme_options = auto_scheme(y0, False, None, window, blocks)
+        points = 1 + y0.numel() // blocks if name == "newton" else 1
+        par_rounds = EXPECTED_PASSES * expected_sweeps(name, n, window) * method.stages
+        grid = torch.linspace(float(t[0]), float(t[-1]), 2, dtype=t.dtype, device=t.device)
+        if not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, seconds * remaining / steps):
+            return False
+        settings.scheme, settings.scheme_options = name, scheme_options
+        if settings.first_step is None:
+            settings.first_step = h
+        return True
+
+    return switch
+
+
+def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settings, adjoint, switch):
+    """The sequential stepper's answer (``None`` if ``switch`` stopped it); for ``odeint_adjoint``
+    under grad mode, the grid it found (with the output times added) solved again by ``solve``'s
+    sequential loop, whose gradient is the discrete adjoint's (memory independent of the steps, as
+    torchdiffeq's adjoint)."""
+    differentiable = _adjoint_wanted(adjoint, y0, t, settings)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not adjoint):
+        done = solve_stepwise(func_call, y0, t, method, rtol, atol, settings, switch)
+    if done is None:
+        return None
+    ys, grid, rejected, max_ratio = done
+    n = grid.shape[0] - 1
+    stats = OdeintStats(drift_rounds=counter.rounds, nfe=counter.nfe, accepted_steps=n, rejected_steps=rejected,
+                        passes=1)
+    sol = None
+    if differentiable:
+        grid = grids.merge(grid, t)
+        sol = solve(drift, y0, grid, method="sequential", step=method, vectorized=True, **(settings.extra or {}))
+        ys = sol.ys[grids.positions(grid, t)]
+        stats.drift_rounds, stats.nfe = counter.rounds, counter.nfe
+    stats.history.append(PassRecord(n, 0, stats.drift_rounds, stats.nfe, rejected, float("nan")))
+    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name, max_ratio=max_ratio)
+
+
+def _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings, fixed, adjoint) -> OdeintResult:
+    """A fixed-step method on its step grid, outputs interpolated as torchdiffeq does: stepped one
+    step after another with ``func`` called directly (``scheme="sequential"``, or ``"auto"`` where
+    the cost model says parallel sweeps would not pay, :func:`parasolve.costs.pays_on_grid`), else
+    one ``solve`` with the parallel scheme."""
     grid = _step_grid(drift, y0, t, fixed)
     n = grid.shape[0] - 1
-    sol = solve(drift, y0, grid, method=settings.scheme, step=FIXED[method], window=settings.window,
-                tol=first_tol(settings, min_scale(rtol, atol, y0.detach().abs()), y0.detach().abs(), n),
-                options=settings.scheme_options,
-                vectorized=True, **(settings.extra or {}))
-    ys = _interpolate(drift, grid, sol.ys, t, fixed.get("interp", "linear"))
-    stats = OdeintStats(sweeps=sol.stats.iterations, drift_rounds=counter.rounds, nfe=counter.nfe,
-                        accepted_steps=n, passes=1)
-    stats.history.append(PassRecord(n, sol.stats.iterations, counter.rounds, counter.nfe, 0, float("nan")))
+    step = STEPS[FIXED[method]]
+    scheme, scheme_options = settings.scheme, settings.scheme_options
+    if isinstance(scheme, str) and scheme == "auto":
+        window = min(settings.window or n, n)
+        scheme, scheme_options = auto_scheme(y0, False, scheme_options, window)
+        if not pays_on_grid(drift, step, grid, y0, scheme, scheme_options, window,
+                            step=lambda g, y: march_fixed(call, y, g[:2], step)):
+            scheme = "sequential"
+    sol = None
+    if isinstance(scheme, str) and scheme == "sequential" and not _adjoint_wanted(adjoint, y0, t, settings):
+        on_grid = march_fixed(call, y0, grid, step)
+    else:
+        sol = solve(drift, y0, grid, method=scheme, step=step, window=settings.window,
+                    tol=first_tol(settings, min_scale(rtol, atol, y0.detach().abs()), y0.detach().abs(), n),
+                    options=scheme_options, vectorized=True, **(settings.extra or {}))
+        on_grid = sol.ys
+    ys = _interpolate(drift, grid, on_grid, t, fixed.get("interp", "linear"))
+    sweeps = 0 if sol is None else sol.stats.iterations
+    stats = OdeintStats(sweeps=sweeps, drift_rounds=counter.rounds, nfe=counter.nfe, accepted_steps=n, passes=1)
+    stats.history.append(PassRecord(n, sweeps, counter.rounds, counter.nfe, 0, float("nan")))
     return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method)
+
+
+def _adjoint_wanted(adjoint: bool, y0, t, settings) -> bool:
+    """``odeint_adjoint`` under grad mode with something to differentiate: the gradient then comes
+    from ``solve``'s discrete adjoint, not from autograd through the steps."""
+    params = (settings.extra or {}).get("adjoint_params", ())
+    return adjoint and torch.is_grad_enabled() and (
+        y0.requires_grad or t.requires_grad or any(p.requires_grad for p in params))
 
 
 def _step_grid(drift, y0, t, fixed) -> torch.Tensor:
@@ -214,7 +335,7 @@ def _check_options(options, method: str) -> dict:
             options[key] = checks.check_positive_int(f"options[{key!r}]", options[key])
     if "window" in options and options["window"] is not None:
         options["window"] = checks.check_positive_int("options['window']", options["window"])
-    scheme = options.get("scheme", "picard")
+    scheme = options.get("scheme", "auto")
     if isinstance(scheme, str) and scheme not in SCHEMES and scheme != "auto":
         raise ValueError(f"options['scheme'] must be 'auto' or one of {sorted(SCHEMES)} (or a parasolve Scheme); "
                          f"got {scheme!r}.")

@@ -97,6 +97,18 @@ def adapt(grid: torch.Tensor, ratio: torch.Tensor, keep: torch.Tensor, order: in
     return split(grid[~drop], pieces[~drop[:-1]])
 
 
+def merge(grid: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """``grid`` with ``times`` (inside its span) added as grid points, in the grid's direction; where
+    both hold a point, the one from ``times`` is kept (its autograd history with it)."""
+    direction = 1.0 if float(grid[-1] - grid[0]) > 0 else -1.0
+    both = torch.cat([times.to(grid.dtype), grid])
+    order = torch.argsort(direction * (both - grid[0]).double().cpu(), stable=True)
+    both = both[order.to(both.device)]
+    keep = torch.ones(both.shape[0], dtype=torch.bool, device=both.device)
+    keep[1:] = both[1:] != both[:-1]
+    return both[keep]
+
+
 def positions(grid: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
     """Grid indices of ``times``, which must be grid points (the output times always are)."""
     direction = 1.0 if float(grid[-1] - grid[0]) > 0 else -1.0

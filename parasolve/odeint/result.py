@@ -46,14 +46,15 @@ class OdeintStats:
 @dataclass
 class OdeintResult:
     """``ys``: the solution at the output times ``t``, shape ``(len(t), *y0.shape)`` (what plain
-    ``odeint`` returns); ``grid``: the final step grid (it contains ``t``); ``solution``: the
-    :class:`~parasolve.Solution` of the final solve on ``grid``; ``max_ratio``: the largest error
+    ``odeint`` returns); ``grid``: the final step grid (it contains ``t``, except from the
+    sequential stepper, which interpolates); ``solution``: the :class:`~parasolve.Solution` of the
+    final solve on ``grid`` (``None`` from the sequential stepper, which solves no fixed-point problem); ``max_ratio``: the largest error
     ratio of the final grid's steps (<= 1; ``nan`` for the fixed-step methods)."""
 
     ys: torch.Tensor
     t: torch.Tensor
     grid: torch.Tensor
-    solution: Solution
+    solution: Solution | None
     stats: OdeintStats
     method: str
     max_ratio: float = float("nan")

@@ -36,8 +36,9 @@ class EmbeddedRK(StepMap):
     """
 
     def __init__(self, name: str, a: Sequence[Sequence[float]], b: Sequence[float], e: Sequence[float],
-                 c: Sequence[float], order: int):
+                 c: Sequence[float], order: int, mid: Sequence[float] | None = None):
         self.name, self.a, self.b, self.e, self.c, self.order = name, a, b, e, c, order
+        self.mid = mid  # weights of the midpoint estimate y_i + h * sum(mid_j k_j) (dense output), or None
         self.stages = len(b)
 
     def stage_values(self, drift, t, idx, y, count: int):
@@ -135,7 +136,11 @@ DOPRI5 = register_step(EmbeddedRK(
      [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
      [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656]],
     _DP_B, [b - bh for b, bh in zip(_DP_B + [0.0], _DP_BHAT)],
-    [0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0], order=5))
+    [0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0], order=5,
+    # Shampine's fourth-order continuous extension at theta = 1/2 (Math. Comp. 46, 1986); the
+    # seventh weight is the first-same-as-last stage's.
+    mid=[6025192743 / 60171106304, 0.0, 51252292925 / 130801643196, -2691868925 / 90256659456,
+         187940372067 / 3189068634112, -1776094331 / 39487288512, 11237099 / 470086768]))
 BOSH3 = register_step(EmbeddedRK(
     "bosh3", [[], [1 / 2], [0.0, 3 / 4]], [2 / 9, 1 / 3, 4 / 9],
     [2 / 9 - 7 / 24, 1 / 3 - 1 / 4, 4 / 9 - 1 / 3, -1 / 8], [0.0, 1 / 2, 3 / 4], order=3))

@@ -36,29 +36,32 @@ FULL_NEWTON_ENTRIES = 2 ** 24
 
 
 def auto_scheme(y0: torch.Tensor, multistep: bool, options: dict | None,
-                steps: int | None = None) -> tuple[str, dict | None]:
-    """``(method, options)`` that ``method="auto"`` stands for, for this state, a one-step
+                steps: int | None = None, blocks: int = 1) -> tuple[str, dict | None]:
+    """``(method, options)`` that ``method="auto"`` stands for, for this state (``blocks``
+    independent trajectories in its leading dimension, :func:`independent_rows`), a one-step
     (``multistep=False``) or multistep map and a window of ``steps`` steps (``None``: not known
-    yet); ``options`` refine the choice."""
-    d = y0.numel()
-    small = d <= FULL_NEWTON_SIZE and (steps is None or steps * d * d <= FULL_NEWTON_ENTRIES)
+    yet); ``options`` refine the choice. The size that counts is one trajectory's."""
+    d = y0.numel() // blocks
+    small = d <= FULL_NEWTON_SIZE and (steps is None or steps * blocks * d * d <= FULL_NEWTON_ENTRIES)
     if not y0.is_complex() and small and not multistep:
-        return "newton", {"jacobian": "full", **(options or {})}
+        extra = {"blocks": blocks} if blocks > 1 else {}
+        return "newton", {"jacobian": "full", **extra, **(options or {})}
     return "picard", options
 
 
 def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
-    """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, d, d)``, ``B`` ``(L, d)``)
-    by a Hillis-Steele scan: ``ceil(log2 L)`` rounds of batched matrix products."""
+    """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, *batch, d, d)``, ``B``
+    ``(L, *batch, d)``, ``u0`` ``(*batch, d)``: independent blocks in ``batch``) by a Hillis-Steele
+    scan: ``ceil(log2 L)`` rounds of batched matrix products."""
     A, B = A.clone(), B.clone()
     offset = 1
     while offset < B.shape[0]:
         A_next, B_next = A.clone(), B.clone()
         A_next[offset:] = A[offset:] @ A[:-offset]
-        B_next[offset:] = (A[offset:] @ B[:-offset, :, None])[..., 0] + B[offset:]
+        B_next[offset:] = (A[offset:] @ B[:-offset, ..., None])[..., 0] + B[offset:]
         A, B = A_next, B_next
         offset *= 2
-    return A @ u0 + B
+    return (A @ u0[..., None])[..., 0] + B
 
 
 def probe_sizes(x: torch.Tensor) -> torch.Tensor:
@@ -69,27 +72,47 @@ def probe_sizes(x: torch.Tensor) -> torch.Tensor:
     return (x + h) - x  # the step actually taken in floating point
 
 
-def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev):
+def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev, blocks: int = 1):
     """``(inc, carry, jac)`` of steps ``start .. start+n-1`` at ``ys`` (``(n, *state)``): the step
-    map's increments and their Jacobians ``jac[i] = dPhi_i/dx_i`` (``(n, D, D)``, in at least
-    single precision), from one call of the step map on the ``(D + 1) n`` states and probes."""
+    map's increments and their Jacobians ``jac[i] = dPhi_i/dx_i``, in at least single precision,
+    from one call of the step map on the ``(D + 1) n`` states and probes.
+
+    ``blocks = B > 1``: the state's leading dimension holds ``B`` independent trajectories of
+    ``D = size / B`` components each (:func:`independent_rows`), so the Jacobian is block diagonal:
+    probe ``d`` moves component ``d`` of every trajectory at once, and ``jac`` holds the blocks,
+    ``(n, B, D, D)`` -- ``D`` probes for the whole batch, not ``B * D``. Else ``jac`` is ``(n, D, D)``."""
     n, shape = ys.shape[0], ys.shape[1:]
-    x = per_step(ys)
-    d = x.shape[1]
-    h = probe_sizes(x)                                                  # (n, D)
-    # probe d moves component d of every state: (D, n, D)
-    probes = x[None] + torch.eye(d, dtype=x.dtype, device=x.device)[:, None, :] * h.T[:, :, None]
-    batch = torch.cat([ys, probes.reshape(d * n, *shape)])               # states first, then probe d = 0 ..
+    x = per_step(ys).reshape(n, blocks, -1)                              # (n, B, D)
+    d = x.shape[2]
+    h = probe_sizes(x)
+    # probe k moves component k of every trajectory of every state: (D, n, B, D)
+    probes = x[None] + torch.eye(d, dtype=x.dtype, device=x.device)[:, None, None, :] * h.permute(2, 0, 1)[..., None]
+    batch = torch.cat([ys, probes.reshape(d * n, *shape)])               # states first, then probe k = 0 ..
     idx = torch.arange(start, start + n, device=problem.t.device).repeat(d + 1)
     inc_all, carry = problem.step.increments(problem.drift, problem.t, idx, batch, prev)
     inc = inc_all[:n]
     work = work_dtype(inc.dtype)
-    base = per_step(inc).to(work)
-    moved = per_step(inc_all[n:]).to(work).reshape(d, n, d)             # [probe d, step i, component]
-    jac = ((moved - base[None]) / h.T.to(work)[:, :, None]).permute(1, 2, 0)  # (n, out, in)
+    base = per_step(inc).to(work).reshape(n, blocks, d)
+    moved = per_step(inc_all[n:]).to(work).reshape(d, n, blocks, d)     # [probe k, step i, block, component]
+    jac = ((moved - base[None]) / h.permute(2, 0, 1).to(work)[..., None]).permute(1, 2, 3, 0)  # (n, B, out, in)
     if isinstance(carry, torch.Tensor) and carry.shape[:1] == inc_all.shape[:1]:
         carry = carry[:n]
-    return inc, carry, jac
+    return inc, carry, jac if blocks > 1 else jac[:, 0]
+
+
+@torch.no_grad()
+def independent_rows(drift, t: torch.Tensor, y0: torch.Tensor) -> bool:
+    """Whether the rows of the state's leading dimension are independent trajectories for ``drift``:
+    one batched call on ``y0`` and on ``y0`` with row 0 moved (one forward-difference probe
+    size in every component) leaves every other row's drift unchanged, bit for bit. Two points in
+    one call. A coupling the probe does not excite (a dead unit) goes unseen: declare the structure
+    instead where that matters (``options={"blocks": ...}``, checked the same way)."""
+    if y0.dim() < 2 or y0.shape[0] < 2 or y0.is_complex():
+        return False
+    moved = y0.clone()
+    moved[0] = moved[0] + probe_sizes(per_step(moved[:1]))[0].reshape(moved[0].shape) * 1e3
+    out = drift(t[:1].expand(2), torch.stack([y0, moved]))
+    return bool(torch.equal(out[0, 1:], out[1, 1:])) and not torch.equal(out[0, :1], out[1, :1])
 
 
 def newton_step(window: Window, damping: float) -> torch.Tensor:
@@ -98,8 +121,9 @@ def newton_step(window: Window, damping: float) -> torch.Tensor:
     jac = window.extra[shift:]
     jac = torch.where(torch.isfinite(jac), jac, torch.zeros_like(jac))  # no derivative there: Picard's row
     x, phi = ys[shift:-1], window.inc[shift:]
-    work = jac.dtype
-    defect = per_step(ys[shift + 1:] - x - phi).to(work)
+    work, blocks = jac.dtype, jac.shape[1] if jac.dim() == 4 else None
+    lead = (blocks, -1) if blocks else (-1,)
+    defect = per_step(ys[shift + 1:] - x - phi).to(work).reshape(jac.shape[0], *lead)
     eye = torch.eye(jac.shape[-1], dtype=work, device=jac.device)
-    delta = affine_scan(eye + jac, -defect, per_step(anchor[None] - ys[shift:shift + 1]).to(work)[0])
+    delta = affine_scan(eye + jac, -defect, per_step(anchor[None] - ys[shift:shift + 1]).to(work)[0].reshape(*lead))
     return ys[shift + 1:] + (damping * delta).to(ys.dtype).reshape(ys[shift + 1:].shape)

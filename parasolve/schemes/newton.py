@@ -75,7 +75,13 @@ class Newton(SafeguardedScheme):
             ``"full"``: the whole ``D x D`` Jacobian by finite differences in the sweep's own
             batched calls (``D + 1`` points per step; one-step maps, states of at most ``max_size``
             components; :mod:`parasolve.schemes.jacobians`).
-        max_size: the largest state ``jacobian="full"`` accepts (default 64).
+        max_size: the largest state ``jacobian="full"`` accepts (default 64); with ``blocks``, the
+            largest trajectory.
+        blocks: ``jacobian="full"`` on a state whose leading dimension holds ``blocks``
+            independent trajectories (torchdiffeq's ``(batch, features)``): every trajectory's own
+            ``D x D`` Jacobian from ``D`` probes for the whole batch. Checked on the first sweep's
+            drift (a ``ValueError`` if the rows are coupled); ``method="auto"`` finds the
+            structure itself (:func:`parasolve.schemes.jacobians.independent_rows`).
         damping: step length in (0, 1] applied to the Newton correction (default 1.0).
         clip: bound on the estimated entries of ``dPhi_i/dx_i`` (default 1.0).
         safeguard: take the Picard update and forget the estimate when the residual grew
@@ -91,16 +97,23 @@ class Newton(SafeguardedScheme):
     """
 
     name = "newton"
-    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size")
+    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size", "blocks")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
-                 safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64):
+                 safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64,
+                 blocks: int = 1):
         if jacobian not in ("scalar", "diagonal", "full"):
             raise ValueError(f"`jacobian` must be 'scalar', 'diagonal' or 'full'; got {jacobian!r}.")
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
             raise ValueError(f"`max_size` must be an integer >= 1 (the largest state jacobian='full' "
                              f"accepts); got {max_size!r}.")
         self.max_size = max_size
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+            raise ValueError(f"`blocks` must be an integer >= 1 (independent trajectories in the state's leading "
+                             f"dimension); got {blocks!r}.")
+        if blocks > 1 and jacobian != "full":
+            raise ValueError(f"`blocks` = {blocks} applies to jacobian='full' only; got jacobian={jacobian!r}.")
+        self.blocks = blocks
         if prior not in ("zero", "step"):
             raise ValueError(f"`prior` must be 'zero' or 'step' (the step map's linear part); got {prior!r}.")
         self.jacobian, self.prior = jacobian, prior
@@ -109,7 +122,7 @@ class Newton(SafeguardedScheme):
         super().__init__(jacobian != "full" if safeguard is None else safeguard, growth)
 
     def points_per_step(self, y0) -> int:
-        return 1 + y0.numel() if self.jacobian == "full" else 1
+        return 1 + y0.numel() // self.blocks if self.jacobian == "full" else 1
 
     def check_step(self, step) -> None:
         if self.jacobian == "full" and step.multistep:
@@ -119,12 +132,13 @@ class Newton(SafeguardedScheme):
 
     def evaluate(self, problem, start, ys, prev):
         if self.jacobian == "full":
-            return jacobians.increments_and_jacobians(problem, start, ys, prev)
+            return jacobians.increments_and_jacobians(problem, start, ys, prev, self.blocks)
         return super().evaluate(problem, start, ys, prev)
 
     def init(self, problem) -> NewtonState:
         if self.jacobian == "full":
-            size = problem.y0.numel()
+            self._check_blocks(problem)
+            size = problem.y0.numel() // self.blocks
             if size > self.max_size or problem.y0.is_complex():
                 why = ("a complex state" if problem.y0.is_complex() else
                        f"a state of {size} components (> max_size = {self.max_size}; each step would cost "
@@ -137,6 +151,19 @@ class Newton(SafeguardedScheme):
             return NewtonState()
         y0 = problem.y0
         return NewtonState(prior=problem.step.linear_part().to(dtype=y0.dtype, device=y0.device))
+
+    def _check_blocks(self, problem) -> None:
+        """A declared ``blocks`` must be the state's leading size, and its rows independent."""
+        if self.blocks == 1:
+            return
+        y0 = problem.y0
+        if y0.dim() < 2 or y0.shape[0] != self.blocks:
+            raise ValueError(f"options['blocks'] = {self.blocks} must be the size of the state's leading dimension "
+                             f"(the independent trajectories); the state has shape {tuple(y0.shape)}.")
+        if not jacobians.independent_rows(problem.drift, problem.t, y0):
+            raise ValueError(f"options['blocks'] = {self.blocks} declares the rows of the state independent "
+                             f"trajectories, but moving row 0 changed the drift of another row (or of none): "
+                             f"the drift couples them. Remove options['blocks'].")
 
     def reset(self, state: NewtonState) -> NewtonState:
         return replace(state, last=None, newton=False)

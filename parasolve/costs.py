@@ -1,0 +1,106 @@
+"""``method="auto"``'s cost model: are parallel sweeps predicted to beat the sequential solver here?
+
+Parallel-in-time trades work for depth. The sequential solver makes ``R`` rounds of one drift
+call on one state; a parallel solve makes ``sweeps * stages`` rounds, each a call on a batch of
+``B`` states (the window's steps times the points each step evaluates). It pays only where a call
+on ``B`` states costs little more than one on a single state -- a call dominated by per-call
+overhead (a small state on a CPU, kernel launches on a GPU). :func:`parallel_pays` measures the
+batched call on the problem itself, on a ladder of batch sizes that stops at the first one already
+too dear, so a drift whose cost grows with its batch (a batch of independent trajectories, a wide
+network) is recognised after a few calls, and compares with the sequential solver's time
+(measured, or predicted from one call). The constants are conservative estimates from the
+benchmark suite (docs/pays.md).
+"""
+
+from __future__ import annotations
+
+import time
+import torch
+
+#: Sweeps ``"auto"`` expects of Newton with full Jacobians: this many, plus ``NEWTON_PER_WINDOW``
+#: for every window's worth of steps the front must cross (the suite's take 5-45, docs/pays.md).
+NEWTON_SWEEPS, NEWTON_PER_WINDOW = 12, 2
+#: ... and of Picard (and the other schemes): this many per window's worth of steps.
+PICARD_PER_WINDOW = 40
+#: A sweep costs about this many times its batched drift call (the scheme's own arithmetic: the
+#: scan, the defects, the stop rule; measured on the suite's small states).
+SWEEP_OVERHEAD = 1.5
+#: The parallel solve must be predicted at least this much faster before ``"auto"`` takes it.
+MARGIN = 1.5
+#: A sequential solve predicted to take less than this (seconds) stays sequential: measuring the
+#: batched calls (the first one resolves the batching, a few milliseconds) would cost a large
+#: share of what parallel sweeps could save.
+MIN_SEQUENTIAL_S = 0.02
+#: Batch sizes tried below the parallel batch (each stops the ladder if already too dear).
+LADDER = (8, 64, 512, 4096)
+
+
+def expected_sweeps(method: str, steps: int, window: int) -> int:
+    """The sweeps the cost model expects of ``method`` on ``steps`` steps with a sliding ``window``
+    (conservative; never more than ``steps``, which always suffice)."""
+    windows = -(-steps // window)
+    if method == "newton":
+        return min(steps, NEWTON_SWEEPS + NEWTON_PER_WINDOW * windows)
+    return min(steps, PICARD_PER_WINDOW * windows)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (a no-op off CUDA)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn, *args, repeats: int = 5, warmup: int = 2) -> float:
+    """Median wall time in seconds of ``fn(*args)``, with the tensors' device synchronised."""
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
+    for _ in range(warmup):
+        fn(*args)
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(*args)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+@torch.no_grad()
+def parallel_pays(drift, t: torch.Tensor, y0: torch.Tensor, batch: int, rounds: int, sequential_s: float) -> bool:
+    """Whether ``rounds`` parallel rounds on ``batch`` states are predicted to beat ``sequential_s``
+    seconds of the sequential solver by ``MARGIN``. ``drift`` is the batched call
+    (``drift(t (n,), y (n, *state))``); it is timed on a ladder of batch sizes up to ``batch``
+    that stops as soon as one is already too dear (two timed calls per size)."""
+    if sequential_s < MIN_SEQUENTIAL_S:
+        return False
+    budget = sequential_s / (MARGIN * SWEEP_OVERHEAD * max(rounds, 1))  # seconds one call may take
+    for m in [m for m in LADDER if m < batch] + [batch]:
+        tb = t[torch.arange(m, device=t.device) % t.shape[0]]
+        yb = y0.expand(m, *y0.shape).clone()
+        if time_call(drift, tb, yb, repeats=2, warmup=1) > budget:
+            return False
+    return True
+
+
+def pays_on_grid(drift, step_map, grid, y0, method, options, window, step=None) -> bool:
+    """The cost model on a fixed grid: the sequential loop's time predicted from one timed step
+    (``step(grid, y0)``, default ``step_map`` on ``drift`` for one state), against the expected
+    sweeps on the window's batch (its steps times the points each step evaluates). The measuring
+    calls are not counted in ``drift``'s ``nfe`` (they are no part of the solve's answer)."""
+    n = grid.shape[0] - 1
+    if window < 2:
+        return False
+    full = method == "newton" and (options or {}).get("jacobian") == "full"
+    points = 1 + y0.numel() // options.get("blocks", 1) if full else 1
+    nfe, calls = drift.nfe, drift.calls
+    y = y0.detach()
+    if step is None:
+        first = torch.zeros(1, dtype=torch.long, device=grid.device)
+
+        def step(grid, y):
+            return step_map.increments(drift, grid, first, y[None])
+    step_s = time_call(step, grid, y, repeats=3, warmup=1)
+    rounds = expected_sweeps(method, n, window) * step_map.stages
+    pays = parallel_pays(drift, grid, y, window * points, rounds, n * step_s)
+    drift.nfe, drift.calls = nfe, calls
+    return pays

@@ -1,0 +1,133 @@
+"""The sequential stepper behind ``odeint`` and the cost model behind ``"auto"`` (parasolve.costs).
+
+Oracles: torchdiffeq's own solve (accuracy, step counts), closed-form solutions and gradients,
+the dense output's order; for the cost model, drifts whose cost per batch size is set by
+``time.sleep`` (robust on a loaded machine: sleeping takes no CPU), flat or linear in the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+import torchdiffeq
+
+import parasolve
+from parasolve.odeint.tableaus import DOPRI5
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+D = torch.float64
+
+
+def vdp(t, y):
+    return torch.stack([y[..., 1], (1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0]], -1)
+
+
+def forced(t, y):
+    return torch.stack([y[..., 1], -y[..., 0] - 0.1 * y[..., 1] + torch.cos(1.3 * torch.as_tensor(t, dtype=y.dtype))],
+                       -1)
+
+
+def counted(f):
+    def g(t, y):
+        g.calls += 1
+        return f(t, y)
+    g.calls = 0
+    return g
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun"])
+@pytest.mark.parametrize("f,y0,T", [(vdp, [2.0, 0.0], 6.0), (forced, [1.0, 0.0], -8.0)], ids=["vdp", "forced-backward"])
+def test_stepper_matches_torchdiffeqs_steps_and_accuracy(method, f, y0, T):
+    y0 = torch.tensor(y0, dtype=D)
+    t = torch.linspace(0.0, T, 9, dtype=D)
+    rtol, atol = (1e-5, 1e-8) if method == "adaptive_heun" else (1e-7, 1e-9)
+    ref = torchdiffeq.odeint(f, y0, t, rtol=1e-12, atol=1e-14, method="dopri5")
+    theirs_f, ours_f = counted(f), counted(f)
+    theirs = torchdiffeq.odeint(theirs_f, y0, t, rtol=rtol, atol=atol, method=method)
+    res = parasolve.odeint(ours_f, y0, t, rtol=rtol, atol=atol, method=method, options={"scheme": "sequential"},
+                           full_output=True)
+    assert res.solution is None and res.stats.passes == 1 and res.max_ratio <= 1
+    assert res.stats.nfe == res.stats.drift_rounds == ours_f.calls  # honest: every call counted
+    # The same controller: about the same steps. torchdiffeq's adaptive_heun makes one call per step
+    # (its predictor's slope serves as the next step's first stage); ours evaluates the slope at
+    # the accepted state, as the pair's error estimate assumes: two calls per step.
+    per_step = 2 if method == "adaptive_heun" else 1
+    assert ours_f.calls <= 1.1 * per_step * theirs_f.calls + 3
+    err, their_err = float((res.ys - ref).abs().max()), float((theirs - ref).abs().max())
+    assert err <= 3 * their_err + 1e-12
+
+
+def test_dopri5_midpoint_estimate_is_fifth_order():
+    """The dense output's midpoint weights: local error O(h^5) (halving h divides it by ~32)."""
+    def f(t, y):
+        return torch.cos(t)[..., None] * y
+
+    errs = []
+    for h in (0.2, 0.1, 0.05):
+        t = torch.tensor([0.0, h], dtype=D)
+        ks, _ = DOPRI5.stage_values(lambda tt, yy: f(tt, yy), t, torch.tensor([0]), torch.ones(1, 1, dtype=D), 7)
+        ymid = 1 + h * sum(w * k[0, 0] for w, k in zip(DOPRI5.mid, ks))
+        errs.append(abs(float(ymid) - math.exp(math.sin(h / 2))))
+    assert 25 < errs[0] / errs[1] < 40 and 25 < errs[1] / errs[2] < 40
+
+
+def test_dense_output_between_steps_is_as_accurate_as_the_steps():
+    f, y0 = forced, torch.tensor([1.0, 0.0], dtype=D)
+    t = torch.linspace(0.0, 8.0, 400, dtype=D)  # far more output times than steps
+    res = parasolve.odeint(f, y0, t, rtol=1e-8, atol=1e-10, options={"scheme": "sequential"}, full_output=True)
+    assert res.stats.accepted_steps < 200
+    ref = torchdiffeq.odeint(f, y0, t, rtol=1e-12, atol=1e-14)
+    theirs = torchdiffeq.odeint(f, y0, t, rtol=1e-8, atol=1e-10)
+    assert float((res.ys - ref).abs().max()) <= 3 * float((theirs - ref).abs().max())
+
+
+def test_gradients_through_the_stepper_match_the_closed_form():
+    """``y' = a y``: ``dy(T)/da = T y(T)``, ``dy(T)/dy0 = exp(a T)``, ``dy(T)/dT = a y(T)``; by
+    autograd through the steps (``odeint``) and by the discrete adjoint (``odeint_adjoint``), and
+    a closure over a tensor that requires grad is differentiated too."""
+    a = torch.tensor(-0.7, dtype=D, requires_grad=True)
+    for odeint in (parasolve.odeint, parasolve.odeint_adjoint):
+        y0 = torch.tensor([1.3], dtype=D, requires_grad=True)
+        t = torch.tensor([0.0, 0.5, 2.0], dtype=D, requires_grad=True)
+        kwargs = {"adjoint_params": (a,)} if odeint is parasolve.odeint_adjoint else {}
+        ys = odeint(lambda s, y: a * y, y0, t, rtol=1e-10, atol=1e-12, options={"scheme": "sequential"}, **kwargs)
+        ga, gy0, gt = torch.autograd.grad(ys[-1, 0], (a, y0, t))
+        yT = float(ys[-1, 0])
+        assert abs(float(ga) - 2.0 * yT) <= 1e-6
+        assert abs(float(gy0) - math.exp(-0.7 * 2.0)) <= 1e-6
+        assert abs(float(gt[-1]) - (-0.7) * yT) <= 1e-5
+
+
+def _sleepy(per_call_s: float, per_point_s: float):
+    """``y' = -y`` whose call costs ``per_call_s + per_point_s * points`` seconds of sleep."""
+    def f(t, y):
+        time.sleep(per_call_s + per_point_s * (y.shape[0] if y.dim() > 1 else 1))
+        return -y
+    return f
+
+
+def test_auto_steps_sequentially_where_the_batch_costs_as_much_as_its_points():
+    f = _sleepy(0.0, 2e-4)  # a call on n states costs n times one: parallel sweeps cannot pay
+    y0 = torch.ones(2, dtype=D)
+    t = torch.linspace(0.0, 40.0, 3, dtype=D)
+    res = parasolve.odeint(f, y0, t, rtol=1e-6, atol=1e-9, options={"vectorized": True}, full_output=True)
+    assert res.solution is None and res.stats.sweeps == 0  # the stepper, no parallel pass
+    assert float((res.ys[-1] - torch.exp(-t[-1])).abs().max()) <= 1e-6
+    grid = torch.linspace(0.0, 2.0, 401, dtype=D)
+    assert parasolve.solve(f, y0, grid, vectorized=True).method == "sequential"
+
+
+def test_auto_goes_parallel_where_a_batch_costs_about_one_call():
+    f = _sleepy(2e-4, 0.0)  # a call costs the same for any batch: long solves pay in parallel
+    y0 = torch.tensor([1.0, 0.5], dtype=D)
+    t = torch.linspace(0.0, 60.0, 3, dtype=D)
+    res = parasolve.odeint(lambda s, y: torch.stack([y[..., 1], -y[..., 0]], -1) + 0 * f(s, y), y0, t,
+                           rtol=1e-8, atol=1e-10, options={"vectorized": True}, full_output=True)
+    assert res.solution is not None and res.stats.sweeps > 0  # switched to the parallel driver
+    exact = torch.stack([torch.cos(t) + 0.5 * torch.sin(t), -torch.sin(t) + 0.5 * torch.cos(t)], -1)
+    assert float((res.ys - exact).abs().max()) <= 1e-5
+    grid = torch.linspace(0.0, 2.0, 401, dtype=D)
+    assert parasolve.solve(f, y0, grid, vectorized=True).method == "newton"
