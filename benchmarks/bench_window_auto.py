@@ -9,8 +9,9 @@ For each problem it times the solve at the default window (``solve``: the whole 
 ``--repeats`` times each (median), after one ``window="auto"`` call (the tuner's probes and its
 solve, timed: what a user pays for one solve). Reported: the windows, their sweeps and
 evaluations, the solve times, the ratio default / picked (above 1: the pick is faster) and the
-``window="auto"`` call's time. Every solve uses the defaults otherwise (``method``, ``tol``) and, for the
-diffusion problems, the same x_T and noise.
+``window="auto"`` call's time. Every solve uses the defaults otherwise (``tol``; for the ODEs the
+scheme ``method="auto"`` takes where it goes parallel, named, since its cost model may pick the
+sequential loop for them on a CPU) and, for the diffusion problems, the same x_T and noise.
 """
 
 from __future__ import annotations
@@ -34,14 +35,20 @@ def _pendulum(t, y):
     return torch.stack([y[..., 1], -torch.sin(y[..., 0])], dim=-1)
 
 
+#: The scheme ``method="auto"`` takes for these 2-component states where it goes parallel (its cost
+#: model may pick the sequential loop instead; this benchmark compares windows of the parallel scheme).
+PARALLEL = dict(method="newton", options={"jacobian": "full"})
+
+
 def ode(name: str):
     """``(f, y0, t, kwargs, default window)`` of an ODE problem of the docs."""
     if name == "pendulum":  # the README's
         t = torch.linspace(0, 10, 2001, dtype=torch.float64)
-        return _pendulum, torch.tensor([1.0, 0.0], dtype=torch.float64), t, dict(step="rk4", tol=1e-8)
+        return _pendulum, torch.tensor([1.0, 0.0], dtype=torch.float64), t, dict(step="rk4", tol=1e-8, **PARALLEL)
     steps = int(name.split("-")[1])  # "vdp-N": Van der Pol mu = 1 on [0, 3], RK4, N steps
     p = problems.van_der_pol()
-    return p.f, p.y0, torch.linspace(p.t0, p.t1, steps + 1, dtype=torch.float64), dict(step="rk4", tol=1e-8)
+    return p.f, p.y0, torch.linspace(p.t0, p.t1, steps + 1, dtype=torch.float64), dict(step="rk4", tol=1e-8,
+                                                                                       **PARALLEL)
 
 
 DIFFUSION = {"ddpm": ("digits", "ddpm", 1000), "ddim": ("digits", "ddim", 100),

@@ -29,11 +29,14 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
         t: 1-D grid, strictly increasing or strictly decreasing; the answer is given at every point.
         method: ``"auto"`` (default): ``"newton"`` with ``options={"jacobian": "full"}`` (every
             step's whole Jacobian, measured in the sweeps' own batched calls) for a real state of
-            at most 16 components, a one-step map and a window whose Jacobians take at most
-            2**24 numbers, else ``"picard"`` (docs/schemes.md);
+            at most 16 components (per trajectory, for independent rows in the leading dimension),
+            a one-step map and a window whose Jacobians take at most 2**24 numbers, else
+            ``"picard"`` (docs/schemes.md) -- or ``"sequential"`` where the cost model predicts the
+            parallel scheme would not pay (timed on the drift; without an ``evaluator``; docs/pays.md);
             ``"picard"``, ``"sequential"``, another registered name, or a ``Scheme``.
         step: one-step map (``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``, ``"ab2"``) or a ``StepMap``.
-        window: steps updated per sweep (default: all of them); ``"auto"`` measures the drift's
+        window: steps updated per sweep (default: all of them, fewer where their live memory would
+            pass ``parasolve.costs.MEMORY_BUDGET``, 256 MiB); ``"auto"`` measures the drift's
             cost per batch size and short probe solves, and picks the fastest
             (:func:`parasolve.tuning.choose_window`). Live memory is O(window * y0.numel()).
         tol: accepted defects sum to at most ``tol``, so max|y - y_sequential| <= S * tol with S

@@ -8,7 +8,7 @@ import torch
 
 from . import _checks as checks
 from .adjoint import GradientRequest
-from .costs import pays_on_grid
+from .costs import memory_window, pays_on_grid
 from .drift import BatchedDrift
 from .errors import ConvergenceError
 from .problem import Problem
@@ -66,7 +66,8 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
          init, gradients, cost_model):
     n = grid.shape[0] - 1
     options = checks.check_options(options)
-    window = n if window is None else checks.check_positive_int("window", window)
+    default_window = window is None
+    window = n if default_window else checks.check_positive_int("window", window)
     if isinstance(method, str) and method == "auto":
         blocks = _blocks(drift, grid, y0, step_map, options)
         method, options = auto_scheme(y0, step_map.multistep, options, min(window, n), blocks)
@@ -74,6 +75,8 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
             resolve_scheme(method, options)  # the options are checked all the same
             method, options = "sequential", None
     scheme = resolve_scheme(method, options)
+    if default_window:  # all steps, within the memory budget
+        window = memory_window(n, y0, step_map.stages, scheme.points_per_step(y0))
     problem = Problem(
         drift=drift, step=step_map, t=grid, y0=y0,
         tol=checks.check_tol(tol, y0.dtype),

@@ -31,6 +31,9 @@ MARGIN = 1.5
 #: batched calls (the first one resolves the batching, a few milliseconds) would cost a large
 #: share of what parallel sweeps could save.
 MIN_SEQUENTIAL_S = 0.02
+#: Live memory the default window of a parallel solve may take (bytes): the window's states,
+#: increments and stage values, probes included. ``window=`` overrides it.
+MEMORY_BUDGET = 256 * 2 ** 20
 #: Batch sizes tried below the parallel batch (each stops the ladder if already too dear).
 LADDER = (8, 64, 512, 4096)
 
@@ -42,6 +45,17 @@ def expected_sweeps(method: str, steps: int, window: int) -> int:
     if method == "newton":
         return min(steps, NEWTON_SWEEPS + NEWTON_PER_WINDOW * windows)
     return min(steps, PICARD_PER_WINDOW * windows)
+
+
+def memory_window(steps: int, y0: torch.Tensor, stages: int, points: int) -> int:
+    """The default window: all ``steps``, or fewer where their live memory would pass
+    ``MEMORY_BUDGET`` -- per step ``points`` evaluated states (probes included) with ``stages``
+    stage values each, three trajectory-sized buffers, and a full Jacobian's ``(points - 1)^2``
+    numbers in float64 where ``points > 1``; doubled for the temporaries (the scan's copies)."""
+    size, item = y0.numel(), y0.element_size()
+    per_step = item * size * (points * (stages + 1) + 3) + 8 * (points - 1) ** 2 * max(1, size // max(points - 1, 1))
+    per_step *= 2
+    return max(1, min(steps, MEMORY_BUDGET // per_step))
 
 
 def synchronize(device: torch.device) -> None:

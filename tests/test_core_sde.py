@@ -34,7 +34,7 @@ def test_sequential_is_euler_maruyama_and_picard_matches_it(reverse):
     scale = float(ref.abs().max())
     assert (seq.ys - ref).abs().max() <= 1e-15 * scale * len(t)  # same arithmetic up to fused ops
     tol = 1e-9
-    par = parasolve.solve_sde(ou.f, g, ou.y0, t, noise=noise, window=25, tol=tol)
+    par = parasolve.solve_sde(ou.f, g, ou.y0, t, noise=noise, window=25, tol=tol, method="picard")
     assert par.converged and par.stats.iterations < 100
     lipschitz = ou.lipschitz + 0.3 * 20  # |g'| * |dW| / h is bounded by max|xi| / sqrt(h) terms
     assert (par.ys - ref).abs().max() <= tol * math.exp(lipschitz * 2)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import parasolve
+from parasolve.evaluators import local_evaluator  # references: the same scheme, no cost model
 from parasolve.evaluators import (CudaGraphEvaluator, DeviceEvaluator, DistributedEvaluator, EvaluatorError,
                                   FixedBatchEvaluator, Replicas, padded_rows, replicate, split_bounds)
 from parasolve.testing import CountingEvaluator
@@ -41,7 +42,7 @@ def test_padded_rows_repeats_the_last_real_row():
 def test_device_evaluator_on_several_cpu_devices_matches_local_bitwise(threads):
     ev = DeviceEvaluator(["cpu"] * 3, threads=threads)
     for step in ("euler", "heun"):
-        ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step=step)
+        ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step=step, evaluator=local_evaluator)
         got = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step=step, evaluator=ev)
         assert torch.equal(got.ys, ref.ys)
         assert (got.stats.nfe, got.stats.iterations) == (ref.stats.nfe, ref.stats.iterations)
@@ -51,7 +52,7 @@ def test_device_evaluator_on_several_cpu_devices_matches_local_bitwise(threads):
 def test_device_evaluator_sde_with_vmap_batching_matches_local_bitwise():
     noise = torch.randn(100, 2, dtype=DT, generator=torch.Generator().manual_seed(0))
     g = lambda t, y: 0.2 + 0.1 * torch.cos(y)  # noqa: E731
-    ref = parasolve.solve_sde(oscillator_point, g, Y0, T, noise=noise, window=32)
+    ref = parasolve.solve_sde(oscillator_point, g, Y0, T, noise=noise, window=32, evaluator=local_evaluator)
     got = parasolve.solve_sde(oscillator_point, g, Y0, T, noise=noise, window=32,
                               evaluator=DeviceEvaluator(["cpu", "cpu"]))
     assert torch.equal(got.ys, ref.ys) and got.stats.nfe == ref.stats.nfe
@@ -73,7 +74,7 @@ def test_replicate_copies_the_module_per_device_and_routes_by_input_device():
     meta = reps.by_device[torch.device("meta")]
     assert meta is not net and meta.scale.device.type == "meta" and net.scale.device.type == "cpu"
     with torch.no_grad():
-        ref = parasolve.solve(net, Y0, T, vectorized=True, window=20)
+        ref = parasolve.solve(net, Y0, T, vectorized=True, window=20, evaluator=local_evaluator)
         got = parasolve.solve(reps, Y0, T, vectorized=True, window=20, evaluator=DeviceEvaluator(["cpu"] * 2))
     assert torch.equal(got.ys, ref.ys)
     with pytest.raises(ValueError, match="No replica of the drift on cpu"):
@@ -98,7 +99,7 @@ def test_replicated_digits_unet_on_split_batches_matches_one_call():
 
 def test_fixed_batch_evaluator_pads_and_matches_local_bitwise():
     ev = FixedBatchEvaluator(7)
-    ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16)
+    ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, evaluator=local_evaluator)
     got = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, evaluator=ev)
     assert torch.equal(got.ys, ref.ys) and got.stats.nfe == ref.stats.nfe
     assert ev.padded_rows > 0  # 16-point windows are 7 + 7 + 2 padded to 7
@@ -112,7 +113,7 @@ def test_cuda_graph_evaluator_refuses_cpu_states():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 def test_cuda_graph_evaluator_matches_eager_on_gpu():
     y0, t = Y0.cuda(), T.cuda()
-    ref = parasolve.solve(oscillator, y0, t, vectorized=True, window=16)
+    ref = parasolve.solve(oscillator, y0, t, vectorized=True, window=16, evaluator=local_evaluator)
     ev = CudaGraphEvaluator(16)
     got = parasolve.solve(oscillator, y0, t, vectorized=True, window=16, evaluator=ev)
     assert torch.equal(got.ys, ref.ys)
@@ -130,7 +131,7 @@ def test_device_evaluator_on_two_gpus_matches_one():
     devices = ["cuda:0", "cuda:1"]
     y0, t = Y0.cuda(), T.cuda()
     with torch.no_grad():
-        ref = parasolve.solve(net, y0, t, vectorized=True, window=32)
+        ref = parasolve.solve(net, y0, t, vectorized=True, window=32, evaluator=local_evaluator)
         got = parasolve.solve(replicate(net, devices), y0, t, vectorized=True, window=32,
                               evaluator=DeviceEvaluator(devices))
     assert torch.equal(got.ys, ref.ys)
@@ -151,7 +152,7 @@ def test_choose_window_probes_are_exact_when_they_converge():
     const = lambda t, y: torch.ones_like(y)  # noqa: E731  Picard is exact after two sweeps
     choice = choose_window(const, Y0, T[:33], vectorized=True, candidates=[8, 32], probe_sweeps=4)
     full = next(e for e in choice.table if e.window == 32)
-    assert full.sweeps == parasolve.solve(const, Y0, T[:33], vectorized=True).stats.iterations == 2
+    assert full.sweeps == parasolve.solve(const, Y0, T[:33], vectorized=True, evaluator=local_evaluator).stats.iterations == 2
     assert choice.window in (8, 32) and choice.speedup == max(e.speedup for e in choice.table)
 
 
@@ -217,7 +218,7 @@ def test_device_evaluator_times_out_naming_the_hung_device():
 def test_device_evaluator_runs_each_chunk_through_inner(per_device):
     inners = [CountingEvaluator() for _ in range(3)]
     ev = DeviceEvaluator(["cpu"] * 3, inner=inners if per_device else inners[0])
-    ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step="heun")
+    ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step="heun", evaluator=local_evaluator)
     got = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, step="heun", evaluator=ev)
     assert torch.equal(got.ys, ref.ys)
     used = inners if per_device else inners[:1]
@@ -231,7 +232,7 @@ def test_distributed_evaluator_runs_the_rank_slice_through_inner(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         inner = CountingEvaluator()
-        ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16)
+        ref = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16, evaluator=local_evaluator)
         got = parasolve.solve(oscillator, Y0, T, vectorized=True, window=16,
                               evaluator=DistributedEvaluator(timeout=30.0, inner=inner))
         assert torch.equal(got.ys, ref.ys) and inner.rows == got.stats.nfe and inner.calls == got.stats.drift_calls

@@ -43,7 +43,7 @@ def counted(f):
 def test_stepper_matches_torchdiffeqs_steps_and_accuracy(method, f, y0, T):
     y0 = torch.tensor(y0, dtype=D)
     t = torch.linspace(0.0, T, 9, dtype=D)
-    rtol, atol = (1e-5, 1e-8) if method == "adaptive_heun" else (1e-7, 1e-9)
+    rtol, atol = (1e-4, 1e-7) if method == "adaptive_heun" else (1e-7, 1e-9)
     ref = torchdiffeq.odeint(f, y0, t, rtol=1e-12, atol=1e-14, method="dopri5")
     theirs_f, ours_f = counted(f), counted(f)
     theirs = torchdiffeq.odeint(theirs_f, y0, t, rtol=rtol, atol=atol, method=method)
@@ -131,3 +131,34 @@ def test_auto_goes_parallel_where_a_batch_costs_about_one_call():
     assert float((res.ys - exact).abs().max()) <= 1e-5
     grid = torch.linspace(0.0, 2.0, 401, dtype=D)
     assert parasolve.solve(f, y0, grid, vectorized=True).method == "newton"
+
+
+def test_the_default_window_stays_within_the_memory_budget(monkeypatch):
+    import parasolve.costs as costs
+    y0 = torch.ones(4, dtype=D)
+    t = torch.linspace(0.0, 1.0, 201, dtype=D)
+    per_step = 2 * (8 * 4 * (1 * (1 + 1) + 3))  # picard: one point per step, euler: one stage
+    monkeypatch.setattr(costs, "MEMORY_BUDGET", 50 * per_step)
+    assert costs.memory_window(200, y0, 1, 1) == 50
+    sol = parasolve.solve(lambda s, y: -y, y0, t, method="picard", tol=1e-10)
+    seq = parasolve.solve(lambda s, y: -y, y0, t, method="sequential")
+    assert sol.stats.window == 50 and sol.converged and (sol.ys - seq.ys).abs().max() <= 1e-9
+    assert parasolve.solve(lambda s, y: -y, y0, t, method="picard", window=200).stats.window == 200  # window= wins
+
+
+def test_float32_at_torchdiffeqs_defaults_is_as_accurate_as_torchdiffeq():
+    """torchdiffeq's spiral demo in float32 at its default rtol 1e-7 / atol 1e-9: below what
+    parallel sweeps can resolve in float32, so "auto" keeps stepping (error within 3x
+    torchdiffeq's); the parallel driver forced there says why it may be less accurate."""
+    A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]])
+
+    def f(t, y):
+        return (y ** 3) @ A
+
+    y0, t = torch.tensor([[2.0, 0.0]]), torch.linspace(0.0, 10.0, 200)
+    ref = torchdiffeq.odeint(lambda s, y: (y ** 3) @ A.double(), y0.double(), t.double(), rtol=1e-10, atol=1e-12)
+    ours = parasolve.odeint(f, y0, t)
+    theirs = torchdiffeq.odeint(f, y0, t)
+    assert float((ours.double() - ref).abs().max()) <= 3 * float((theirs.double() - ref).abs().max())
+    with pytest.warns(RuntimeWarning, match="round-off"):
+        parasolve.odeint(f, y0, t, options={"scheme": "newton", "scheme_options": {"jacobian": "full"}})

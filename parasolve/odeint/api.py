@@ -57,9 +57,14 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
             ``max_passes``, ``max_num_steps``, ``vectorized``, ``evaluator``).
         full_output: return an :class:`OdeintResult` (answer, final grid, stats) instead of the tensor.
 
+    By default (``options["scheme"] = "auto"``) the steps are taken one after another, as
+    torchdiffeq takes them, until a cost model measured on ``func`` predicts that parallel sweeps
+    pay (docs/odeint.md, "Sequential or parallel").
+
     With grad mode on, the answer is differentiable w.r.t. ``y0``, ``t`` and the parameters of an
-    ``nn.Module`` ``func`` by the discrete adjoint of the final grid's solve (docs/gradients.md), as
-    with :func:`odeint_adjoint`; no graph of the sweeps is kept.
+    ``nn.Module`` ``func``: through the sequential steps by autograd (as torchdiffeq's
+    ``odeint``), through a parallel solve by the discrete adjoint of the final grid's solve
+    (docs/gradients.md), as with :func:`odeint_adjoint`; no graph of the sweeps is kept.
     """
     return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint", _module_params(func))
 
