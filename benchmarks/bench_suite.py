@@ -22,6 +22,7 @@ the gradient). torchode is optional (``pip install torchode``, benchmark-only).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -45,22 +46,18 @@ class RunTimeout(Exception):
     pass
 
 
-def _alarm(signum, frame):
-    raise RunTimeout
-
-
-def _timed(run, limit: float, device: str):
-    """``(answer, cpu_s, wall_s)`` of one call, stopped by ``RunTimeout`` after ``limit`` s."""
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, limit)
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Raise ``RunTimeout`` in the body after ``seconds`` of wall time (SIGALRM, main thread)."""
+    def alarm(signum, frame):
+        raise RunTimeout
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        c0, w0 = time.process_time(), time.perf_counter()
-        out = run()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return out, time.process_time() - c0, time.perf_counter() - w0
+        yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _prime(device: str) -> None:
@@ -80,6 +77,53 @@ def _to(problem, device):
     return problem
 
 
+def _failure(exc: Exception, args) -> str:
+    if isinstance(exc, RunTimeout):
+        return f"timeout > {args.run_timeout:g} s"
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _first_call(name, row, problem, args) -> dict:
+    """Solver ``name``'s state for the row after its first call (memory measured on it)."""
+    if not solvers.available(name):
+        return {"status": "not installed"}
+    counter = solvers.Counter(problem.y0.numel())
+    info = {}
+    run = solvers.make_run(name, row, problem, solvers.counted(problem.f, counter), args.force, info)
+    s = {"run": run, "counter": counter, "info": info, "cpu": [], "wall": [], "status": "ok"}
+    try:
+        with _deadline(args.run_timeout):
+            c0, w0 = time.process_time(), time.perf_counter()
+            s["answer"], s["mem_mb"] = solvers.peak_extra_memory(run, args.device)
+            s["first_cpu"], s["first_wall"] = time.process_time() - c0, time.perf_counter() - w0
+    except Exception as exc:  # a solver that fails is a result: the row says how
+        s["status"] = _failure(exc, args)
+        return s
+    s["calls"], s["points"] = counter.calls, counter.points
+    if s["first_wall"] > args.slow:  # too slow to repeat: timed by its first call
+        s["cpu"], s["wall"] = [s["first_cpu"]], [s["first_wall"]]
+    return s
+
+
+def _timed_run(s, args) -> None:
+    """One timed run of a solver: CPU and wall time, its counts and answer."""
+    s["counter"].reset()
+    try:
+        with _deadline(args.run_timeout):
+            c0, w0 = time.process_time(), time.perf_counter()
+            s["answer"] = s["run"]()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    except Exception as exc:
+        s["status"] = _failure(exc, args)
+        return
+    s["cpu"].append(cpu)
+    s["wall"].append(wall)
+    s["calls"], s["points"] = s["counter"].calls, s["counter"].points
+
+
 def measure_row(row, args) -> dict:
     """Everything the report needs about one row (runs in the worker process)."""
     torch.set_num_threads(1)
@@ -92,52 +136,14 @@ def measure_row(row, args) -> dict:
     out["ref_s"] = time.perf_counter() - t0
     problem = _to(problem, args.device)
     _prime(args.device)
-    state = {}
-    for name in solvers.NAMES:
-        if not solvers.available(name):
-            state[name] = {"status": "not installed"}
-            continue
-        counter = solvers.Counter(problem.y0.numel())
-        f = solvers.counted(problem.f, counter)
-        info = {}
-        run = solvers.make_run(name, row, problem, f, args.force, info)
-        s = state[name] = {"run": run, "counter": counter, "info": info, "cpu": [], "wall": [], "status": "ok"}
-        try:
-            signal.signal(signal.SIGALRM, _alarm)
-            signal.setitimer(signal.ITIMER_REAL, args.run_timeout)
-            try:
-                w0 = time.perf_counter()
-                c0 = time.process_time()
-                answer, s["mem_mb"] = solvers.peak_extra_memory(run, args.device)
-                s["first_cpu"], s["first_wall"] = time.process_time() - c0, time.perf_counter() - w0
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except RunTimeout:
-            s["status"] = f"timeout > {args.run_timeout:g} s"
-            continue
-        except Exception as exc:  # a solver that fails is a result: the row says how
-            s["status"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
-            continue
-        s["answer"], s["calls"], s["points"] = answer, counter.calls, counter.points
-        if s["first_wall"] > args.slow:
-            s["cpu"], s["wall"] = [s["first_cpu"]], [s["first_wall"]]
+    state = {name: _first_call(name, row, problem, args) for name in solvers.NAMES}
     timed = [n for n in solvers.NAMES if state[n]["status"] == "ok" and not state[n]["cpu"]]
-    for rep in range(args.repeats):
-        for name in timed[rep % max(len(timed), 1):] + timed[:rep % max(len(timed), 1)]:
-            s = state[name]
-            if s["status"] != "ok":
-                continue
-            s["counter"].reset()
-            try:
-                s["answer"], cpu, wall = _timed(s["run"], args.run_timeout, args.device)
-            except RunTimeout:
-                s["status"] = f"timeout > {args.run_timeout:g} s"
-                continue
-            s["cpu"].append(cpu)
-            s["wall"].append(wall)
-            s["calls"], s["points"] = s["counter"].calls, s["counter"].points
-    for name in solvers.NAMES:
-        s = state[name]
+    for rep in range(args.repeats):  # interleaved, the order rotated every repeat
+        k = rep % max(len(timed), 1)
+        for name in timed[k:] + timed[:k]:
+            if state[name]["status"] == "ok":
+                _timed_run(state[name], args)
+    for name, s in state.items():
         out[f"{name}_status"] = s["status"]
         if s["status"] != "ok":
             continue
@@ -147,12 +153,13 @@ def measure_row(row, args) -> dict:
             "first_wall_s": s["first_wall"], "calls": s["calls"], "points": s["points"],
             "err": float((answer - truth).abs().max()), "mem_mb": s["mem_mb"],
             "stats": s["info"].get("stats", "")}.items()})
+    base = state["torchdiffeq"]
     for name in ("parasolve", "torchode"):
-        a, b = state[name], state["torchdiffeq"]
-        if a["status"] == "ok" and b["status"] == "ok":
-            pairs = [x / y for x, y in zip(a["cpu"], b["cpu"])] if len(a["cpu"]) == len(b["cpu"]) else []
+        s = state[name]
+        if s["status"] == "ok" and base["status"] == "ok":
+            pairs = [a / b for a, b in zip(s["cpu"], base["cpu"])] if len(s["cpu"]) == len(base["cpu"]) else []
             out[f"{name}_cpu_ratio"] = (statistics.median(pairs) if pairs
-                                        else statistics.median(a["cpu"]) / statistics.median(b["cpu"]))
+                                        else statistics.median(s["cpu"]) / statistics.median(base["cpu"]))
     out["load_after"] = os.getloadavg()[0]
     return out
 

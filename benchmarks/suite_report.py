@@ -102,7 +102,7 @@ def write_csv(results, path, force=None) -> None:
 
 
 def _g(x, fmt=".2g") -> str:
-    if x is None or x == "":
+    if x is None or x == "" or (isinstance(x, float) and x != x):
         return "–"
     return format(x, fmt) if isinstance(x, float) else str(x)
 
@@ -164,16 +164,11 @@ def write_markdown(results, header, args, path) -> None:
         rounds = " / ".join(_cell(r, s, "calls", "d") for s in SOLVERS)
         mem = " / ".join(_cell(r, s, "mem_mb", ".1f") for s in SOLVERS)
         ratio = _g(r.get("parasolve_cpu_ratio"), ".3g")
-        lines.append(f"| {r['row']} | {_cell(r, 'parasolve', 'cpu_s', '.3g')} | {_cell(r, 'torchdiffeq', 'cpu_s', '.3g')} "
-                     f"| {_cell(r, 'torchode', 'cpu_s', '.3g')} | {ratio} / {r['time_target']:g} "
-                     f"| {_g(r.get('torchode_cpu_ratio'), '.3g')} | {_g(r['evals_ratio'], '.3g')} | {rounds} "
-                     f"| {_cell(r, 'parasolve', 'err', '.1e')} | {_cell(r, 'torchdiffeq', 'err', '.1e')} "
-                     f"| {_cell(r, 'torchode', 'err', '.1e')} | {mem} | **{r['misses']}** |" if r["misses"] else
-                     f"| {r['row']} | {_cell(r, 'parasolve', 'cpu_s', '.3g')} | {_cell(r, 'torchdiffeq', 'cpu_s', '.3g')} "
-                     f"| {_cell(r, 'torchode', 'cpu_s', '.3g')} | {ratio} / {r['time_target']:g} "
-                     f"| {_g(r.get('torchode_cpu_ratio'), '.3g')} | {_g(r['evals_ratio'], '.3g')} | {rounds} "
-                     f"| {_cell(r, 'parasolve', 'err', '.1e')} | {_cell(r, 'torchdiffeq', 'err', '.1e')} "
-                     f"| {_cell(r, 'torchode', 'err', '.1e')} | {mem} | |")
+        flagged = f"**{r['misses']}**" if r["misses"] else ""
+        cells = [r["row"], *(_cell(r, s, "cpu_s", ".3g") for s in SOLVERS), f"{ratio} / {r['time_target']:g}",
+                 _g(r.get("torchode_cpu_ratio"), ".3g"), _g(r["evals_ratio"], ".3g"), rounds,
+                 *(_cell(r, s, "err", ".1e") for s in SOLVERS), mem, flagged]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Details: wall times (median), timed runs n, the first call's wall time, parasolve's own "
               "stats, failures, 1-minute load before → after the row.", "",
               "| row | wall s ps / td / to | n ps / td / to | first call wall s ps / td / to | parasolve stats "

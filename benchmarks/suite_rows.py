@@ -8,8 +8,8 @@ or ``(B, D)`` works for all three solvers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

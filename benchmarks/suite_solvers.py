@@ -177,7 +177,7 @@ def _trim() -> None:
 
 def _status_kb(key: str) -> int:
     with open("/proc/self/status") as fh:
-        return int(re.search(rf"^{key}:\s+(\d+)", fh.read(), re.M).group(1))
+        return int(re.search(rf"^{key}:\s+(\d+)", fh.read(), re.MULTILINE).group(1))
 
 
 def rss_peak_supported() -> bool:

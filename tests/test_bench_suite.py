@@ -1,8 +1,10 @@
 """Smoke test of benchmarks/bench_suite.py (issue 22's evidence harness) and its measuring pieces."""
 
+import argparse
 import csv
 import math
 import pathlib
+import runpy
 import subprocess
 import sys
 
@@ -13,7 +15,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import suite_report  # noqa: E402
+import suite_rows  # noqa: E402
 import suite_solvers  # noqa: E402
+
+BENCH = ROOT / "benchmarks" / "bench_suite.py"
 
 
 def test_counter_reads_the_batch_inside_vmap():
@@ -42,6 +47,18 @@ def test_peak_extra_memory_sees_a_torch_allocation():
     out, mib = suite_solvers.peak_extra_memory(run, "cpu")
     assert out == 5e6
     assert 36 < mib < 60
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_solve_past_the_run_timeout_is_a_marked_failure():
+    """Every solver stopped after 1 ms: the row names the timeout and counts as parasolve's miss."""
+    measure_row = runpy.run_path(str(BENCH), run_name="bench_suite")["measure_row"]
+    row = next(r for r in suite_rows.all_rows() if r.name == "vdp-mu1-rtol1e-05")
+    args = argparse.Namespace(device="cpu", force=None, run_timeout=1e-3, slow=30.0, repeats=1)
+    out = measure_row(row, args)
+    assert out["parasolve_status"] == out["torchdiffeq_status"] == "timeout > 0.001 s"
+    assert "parasolve_cpu_s" not in out and "parasolve_cpu_ratio" not in out
+    assert suite_report.misses(out, None) == ["parasolve fails (torchdiffeq too)"]
 
 
 def test_quick_rows_write_csv_and_markdown(tmp_path):
