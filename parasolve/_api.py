@@ -42,8 +42,9 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
         max_iters: sweep limit (default ``len(t) - 1``, which always suffices).
         save: ``"all"`` (every grid point) or ``"last"`` (only the end point).
         progress: show a tqdm bar.
-        throw: raise :class:`ConvergenceError` when ``max_iters`` stops the solve; with
-            ``False`` return the partial solution with ``converged=False``.
+        throw: raise :class:`ConvergenceError` when ``max_iters`` stops the solve and
+            :class:`NonFiniteError` when the drift produces NaN or Inf; with ``False`` return the
+            partial solution instead (``converged=False``, ``status`` ``MAX_ITERS`` or ``NON_FINITE``).
         options: scheme-specific settings, passed to the scheme's constructor.
         init: initial guess of the whole trajectory, shape ``(len(t), *y0.shape)`` (a warm start,
             e.g. a coarse solve or a neighbouring trajectory); default: every point at ``y0``.

@@ -33,7 +33,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .drift import local_evaluator
-from .errors import ConvergenceError
+from .errors import ConvergenceError, ParasolveError
 from .schemes.base import per_step
 from .schemes.jacobians import affine_scan  # noqa: F401  (re-exported: the scan both directions use)
 from .solution import SweepRecord
@@ -70,7 +70,7 @@ class BackwardStats:
     history: list[SweepRecord] = field(default_factory=list)
 
 
-class AdjointError(ValueError):
+class AdjointError(ParasolveError, ValueError):
     """A gradient was asked of a solve in a way the adjoint cannot provide (the message says why)."""
 
 

@@ -146,11 +146,12 @@ class Problem:
             f"The drift produced NaN or Inf at step {index} (t={time:.6g}); check {what} near that "
             f"time or use a finer grid `t`.", index=index, time=time)
 
-    def solution(self, ys: torch.Tensor, status: Status, stats: Stats, method: str) -> Solution:
+    def solution(self, ys: torch.Tensor, status: Status, stats: Stats, method: str, failure=None) -> Solution:
         stats.nfe = self.drift.nfe
         stats.drift_calls = self.drift.calls
-        if stats.weighted_defect_sum > self.tol * (1 + stop_rule.FLOOR_SLACK):
+        if failure is None and stats.weighted_defect_sum > self.tol * (1 + stop_rule.FLOOR_SLACK):
             warnings.warn(stop_rule.floor_warning(self.tol, stats.weighted_defect_sum, self.y0.dtype,
                                                   stats.noise_floor), stacklevel=4)
         ts = self.t if self.save == "all" else self.t[-1:]
-        return Solution(ts=ts, ys=ys, status=status, stats=stats, method=method, step=self.step.name)
+        return Solution(ts=ts, ys=ys, status=status, stats=stats, method=method, step=self.step.name,
+                        failure=failure)

@@ -19,6 +19,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from ..errors import ParasolveError
+
 __all__ = ["Evaluator", "local_evaluator", "EvaluatorError", "DistributedEvaluatorError"]
 
 
@@ -34,7 +36,7 @@ def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return fn(t, y)
 
 
-class EvaluatorError(RuntimeError):
+class EvaluatorError(ParasolveError, RuntimeError):
     """An evaluator could not produce the batch of drift values (a worker failed, timed out, ...)."""
 
 
