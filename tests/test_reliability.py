@@ -60,3 +60,24 @@ def test_throw_false_returns_non_finite_status(method):
     assert torch.isfinite(sol.ys[:6]).all()  # the accepted part is kept
     ref = solve(lambda t, y: -y * torch.sqrt(0.5 - t), y0, t[:6], method="sequential")
     torch.testing.assert_close(sol.ys[:6], ref.ys, rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------ devices this torch cannot use
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch that cannot use CUDA")
+
+
+@no_cuda
+def test_device_evaluator_on_cuda_without_cuda_is_a_typed_error():
+    from parasolve.evaluators import DeviceEvaluator
+    with pytest.raises(ValueError, match=r"`devices\[1\]`: 'cuda' is not available") as info:
+        DeviceEvaluator(["cpu", "cuda"])
+    assert isinstance(info.value, parasolve.ParasolveError)
+
+
+@no_cuda
+def test_bench_on_cuda_without_cuda_is_one_line(capsys):
+    from parasolve.apps.cli import main
+    assert main(["bench", "gpu_cost_curve", "--device", "cuda", "--batches", "1", "--repeats", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`--device`: 'cuda' is not available" in err and "Traceback" not in err
