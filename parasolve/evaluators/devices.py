@@ -47,7 +47,7 @@ def as_device(device, name: str = "device") -> torch.device:
     try:
         dev = torch.device(device)
     except (TypeError, RuntimeError) as exc:
-        raise ParasolveValueError(f"`{name}`: not a device: {device!r} ({exc}); use e.g. 'cpu', 'cuda:0' or "
+        raise ParasolveValueError(f"Not a device: {device!r} in `{name}` ({exc}); use e.g. 'cpu', 'cuda:0' or "
                                   f"torch.device.") from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
