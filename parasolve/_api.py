@@ -25,7 +25,9 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
     Args:
         f: drift ``f(t, y)`` (torchdiffeq convention); with ``vectorized=True`` it takes ``t`` of
             shape ``(n,)`` and ``y`` of shape ``(n, *y0.shape)``.
-        y0: initial state, a floating tensor of any shape.
+        y0: initial state, a floating tensor of any shape. A 16-bit ``y0`` (float16, bfloat16) is
+            solved with float32 states, ``f`` still called in 16 bits (as ``diffusion.sample``
+            does; 16 bits cannot resolve a step's defect); ``ys`` is returned in y0's dtype.
         t: 1-D grid, strictly increasing or strictly decreasing; the answer is given at every point.
         method: ``"auto"`` (default): ``"newton"`` with ``options={"jacobian": "full"}`` (every
             step's whole Jacobian, measured in the sweeps' own batched calls) for a real state of
@@ -61,6 +63,9 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
     _check_not_a_step(method)
     y0 = checks.check_y0(y0)
+    given = y0.dtype
+    if isinstance(step, str):  # (a StepMap object may be built for y0's dtype: it is left to it)
+        (f,), y0, init, tol = _widen(given, (f,), y0, init, tol)
     grid = checks.check_grid(t, y0)
     window = _auto_window(window, f, y0, grid, step=step, tol=tol, vectorized=vectorized, method=method,
                           options=options, init=init, evaluator=evaluator)
@@ -70,6 +75,48 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
                        adjoint_options=adjoint_options)
     if isinstance(step, str) and save == "all":
         _warn_if_coarse(sol)
+    return _narrow(sol, given)
+
+
+#: 16-bit state dtypes and the dtype their states are solved in.
+_WIDER = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.complex32: torch.complex64}
+
+
+class _Wide16(torch.nn.Module):
+    """``f`` evaluated in its 16-bit dtype on states kept in a wider one (an ``nn.Module``, so that
+    ``f``'s parameters stay the default ``adjoint_params``). ``compute_dtype`` tells the drift's
+    row check which precision the rows are computed in."""
+
+    def __init__(self, f, dtype: torch.dtype, wide: torch.dtype):
+        super().__init__()
+        self.f, self.compute_dtype, self.wide = f, dtype, wide
+        self.__name__ = getattr(f, "__name__", type(f).__name__)
+
+    def forward(self, t, y):
+        out = self.f(t.to(self.compute_dtype.to_real() if t.is_floating_point() else t.dtype), y.to(self.compute_dtype))
+        return out.to(self.wide) if isinstance(out, torch.Tensor) and out.dtype == self.compute_dtype else out
+
+
+def _widen(given, fs, y0, init, tol):
+    """16-bit ``y0`` (and a built-in step map): the solve keeps its states in float32
+    (``complex64``), the drift still computing in 16 bits, as ``diffusion.sample`` does: a defect must be resolvable in the
+    state's dtype, and 16 bits cannot resolve one below 8 ulps of the state per step (bfloat16's
+    floor exceeds a whole step of y' = -y on 20 steps, so the initial guess passed as converged).
+    ``tol`` keeps the 16-bit default (1e-2)."""
+    wide = _WIDER.get(given)
+    if wide is None:
+        return fs, y0, init, tol
+    if isinstance(init, torch.Tensor) and init.dtype == given:
+        init = init.to(wide)
+    fs = tuple(_Wide16(f, given, wide) if callable(f) else f for f in fs)
+    return fs, y0.to(wide), init, checks.default_tol(given) if tol is None else tol
+
+
+def _narrow(sol, given):
+    """The solution of a widened solve in the caller's dtype (differentiably)."""
+    if sol.ys.dtype != given:
+        sol.ys = sol.ys.to(given)
+        sol.ts = sol.ts.to(given.to_real())
     return sol
 
 
@@ -128,15 +175,19 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="e
     """
     checks.check_unknown("solve_sde", unknown, _SOLVE_KEYWORDS | {"noise", "generator"})
     y0 = checks.check_y0(y0)
+    given = y0.dtype
+    (f, g), y0, init, tol = _widen(given, (f, g), y0, init, tol)
+    if isinstance(noise, torch.Tensor) and noise.dtype == given and y0.dtype != given:
+        noise = noise.to(y0.dtype)
     grid = checks.check_grid(t, y0)
     checks.check_choice("step", step, {"euler"})
     noise = _solve.sde_noise(y0, grid, noise, generator)  # drawn once: the probes of "auto" share it
     window = _auto_window(window, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
                           method=method, options=options, init=init, evaluator=evaluator)
-    return _solve.solve(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window, tol=tol,
-                        max_iters=max_iters, vectorized=vectorized, save=save, progress=progress, throw=throw,
-                        options=options, init=init, evaluator=evaluator, adjoint_params=adjoint_params,
-                        adjoint_options=adjoint_options)
+    return _narrow(_solve.solve(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window, tol=tol,
+                                max_iters=max_iters, vectorized=vectorized, save=save, progress=progress,
+                                throw=throw, options=options, init=init, evaluator=evaluator,
+                                adjoint_params=adjoint_params, adjoint_options=adjoint_options), given)
 
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",

@@ -83,7 +83,7 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
     try:
         if gradients.wanted(problem):  # an autograd node whose backward solves the discrete adjoint
             return gradients.run(scheme, problem, finish)
-        return finish(gradients.run_plain(scheme, problem))
+        return gradients.run_plain(scheme, problem, finish)
     except NonFiniteError as error:  # throw=False: the partial result, status NON_FINITE
         if throw or error.solution is None:
             raise

@@ -94,18 +94,28 @@ class GradientRequest:
         return torch.is_grad_enabled() and (problem.y0.requires_grad or problem.t.requires_grad
                                             or any(p.requires_grad for p in self.params))
 
-    def run_plain(self, scheme, problem):
-        """A solve nothing asked to differentiate: no graph; a drift using tensors that require grad is refused."""
+    def run_plain(self, scheme, problem, finish):
+        """A solve of which nothing visible asks for gradients. Grad mode on and no explicit
+        ``adjoint_params``: the sweeps run recording, and if the result requires grad (the drift
+        closes over tensors that require grad) it becomes the differentiable solve w.r.t. those
+        tensors, as torchdiffeq's ``odeint`` differentiates them by autograd."""
         if self.explicit or not torch.is_grad_enabled():
             with torch.no_grad():
-                return scheme.run(problem)
+                return finish(scheme.run(problem))
         sol = scheme.run(problem)
-        if sol.ys.requires_grad:  # the sweeps were recorded: `f` uses tensors that require grad
-            raise _hidden_error(callable_names(problem.step), _leaves(sol.ys))
-        return sol
+        if not sol.ys.requires_grad:
+            return finish(sol)
+        hidden = _leaves(sol.ys)  # the sweeps were recorded: differentiate w.r.t. these instead
+        sol.ys = sol.ys.detach()
+        return self.run(scheme, problem, finish, hidden=hidden, done=sol if problem.save == "all" else None)
 
-    def run(self, scheme, problem, finish):
-        """The solve as an autograd node: forward without a graph, backward by the discrete adjoint."""
+    def run(self, scheme, problem, finish, hidden=None, done=None):
+        """The solve as an autograd node: forward without a graph, backward by the discrete adjoint.
+
+        Without explicit ``adjoint_params``, the tensors requiring grad that the drift closes over
+        are differentiated too: ``hidden`` if the caller found them, else those that one
+        evaluation of the first step (at ``y0``, not counted in the stats) depends on. ``done``:
+        the forward solve's result if it ran already (``save="all"``)."""
         if self.options["method"] == "scan":
             _scan_supported(problem, self.options["max_dense"], explicit=True)
         if problem.step.multistep and self.options["checkpoint"] is not None:
@@ -114,7 +124,11 @@ class GradientRequest:
                                f"only, so the segments cannot be recomputed side by side; drop 'checkpoint' "
                                f"to keep the whole trajectory.")
         params = [p for p in self.params if p.requires_grad]
-        job = _Job(scheme, problem, params, self.options, finish, check_hidden=not self.explicit)
+        if not self.explicit:
+            known = {id(p) for p in params}
+            found = _probe_hidden(problem, params) if hidden is None else hidden
+            params += [v for v in found if id(v) not in known and not known.add(id(v))]
+        job = _Job(scheme, problem, params, self.options, finish, check_hidden=not self.explicit, done=done)
         out = _SolveFunction.apply(job, problem.y0, problem.t, *params)
         sol, job.solution = job.solution, None  # no cycle: a dropped solution is freed at once
         sol.ys = out
@@ -174,6 +188,21 @@ def _hidden_error(what, hidden):
                         f"pass them as `adjoint_params=` (adjoint_params=() differentiates w.r.t. y0 and t only).")
 
 
+def _probe_hidden(problem, params):
+    """The leaf tensors requiring grad, other than ``params``, ``y0`` and ``t``, that the first step's
+    increment at ``y0`` depends on (one evaluation of the step map, left out of the drift's counts)."""
+    drift = problem.drift
+    nfe, calls = drift.nfe, drift.calls
+    try:
+        lin = _Linearization(problem, problem.y0.detach()[None], 0, 1, params, problem.t.requires_grad)
+    except AdjointError:  # an evaluator that drops the graph: the backward says so, if it is run
+        return []
+    finally:
+        drift.nfe, drift.calls = nfe, calls
+    known = {id(v) for v in lin.inputs} | {id(problem.y0), id(problem.t)}
+    return [v for v in _leaves(lin.inc) if id(v) not in known]
+
+
 def _leaves(out):
     """The leaf tensors requiring grad that ``out`` was computed from."""
     if not isinstance(out, torch.Tensor) or out.grad_fn is None:
@@ -208,8 +237,9 @@ def _scan_supported(problem, max_dense, explicit) -> bool:
 class _Job:
     """A solve's forward run and its backward: what the autograd node holds between them."""
 
-    def __init__(self, scheme, problem, params, options, finish, check_hidden):
+    def __init__(self, scheme, problem, params, options, finish, check_hidden, done=None):
         self.scheme, self.params, self.options, self.finish = scheme, params, options, finish
+        self.done = done
         self.check_hidden = check_hidden
         self.save = problem.save
         self.problem = dataclasses.replace(problem, save="all", y0=problem.y0.detach(), t=problem.t.detach(),
@@ -220,7 +250,7 @@ class _Job:
         self.placeholder = None  # a `prev` of the carry's shape, for multistep windows not starting at 0
 
     def forward(self):
-        sol = self.finish(self.scheme.run(self.problem))
+        sol, self.done = self.finish(self.done or self.scheme.run(self.problem)), None
         self.converged = sol.converged
         self.solution = sol
         return sol.ys

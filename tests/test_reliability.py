@@ -81,3 +81,48 @@ def test_bench_on_cuda_without_cuda_is_one_line(capsys):
     assert main(["bench", "gpu_cost_curve", "--device", "cuda", "--batches", "1", "--repeats", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "`--device`: 'cuda' is not available" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ 16-bit states
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_solve_keeps_float32_states(dtype):
+    y0, t = torch.tensor([1.0], dtype=dtype), torch.linspace(0, 1, 21, dtype=torch.float64)
+    seq = solve(lambda t, y: -y, y0, t, method="sequential")
+    sol = solve(lambda t, y: -y, y0, t)
+    exact = 0.95 ** 20  # Euler on y' = -y, 20 steps, in exact arithmetic: 0.3585
+    assert sol.converged and sol.stats.iterations > 1 and sol.ys.dtype == dtype
+    assert abs(float(seq.y) - exact) < 4e-3 and abs(float(sol.y) - exact) < 1e-2  # tol=1e-2, S <= 1
+    # a 16-bit model (weights in bfloat16) is still called in its own dtype, and differentiable
+    lin = torch.nn.Linear(2, 2).to(dtype)
+    y0 = torch.tensor([1.0, 0.5], dtype=dtype, requires_grad=True)
+    sol = solve(lambda t, y: -y + 0.1 * lin(y), y0, torch.linspace(0, 1, 11))
+    sol.y.sum().backward()
+    assert y0.grad.dtype == dtype and torch.isfinite(y0.grad).all()
+
+
+# ------------------------------------------------------------------ closures over tensors requiring grad
+
+def _torchdiffeq_grads(w, y0, t, loss):
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    w_ref = w.detach().clone().requires_grad_(True)
+    y_ref = y0.detach().clone().requires_grad_(y0.requires_grad)
+    ys = torchdiffeq.odeint(lambda t, y: -w_ref * y, y_ref, t, method="euler")
+    inputs = [w_ref] + ([y_ref] if y0.requires_grad else [])
+    return torch.autograd.grad(loss(ys), inputs)
+
+
+@pytest.mark.parametrize("y0_grad", [False, True])
+@pytest.mark.parametrize("save", ["all", "last"])
+def test_drift_closing_over_tensors_that_require_grad_is_differentiated(y0_grad, save):
+    t = torch.linspace(0, 1, 9, dtype=torch.float64)
+    w = torch.tensor([0.7, 1.3], dtype=torch.float64, requires_grad=True)
+    y0 = torch.tensor([1.0, -0.5], dtype=torch.float64, requires_grad=y0_grad)
+
+    def loss(ys):
+        return (ys[-1] ** 2).sum()
+
+    sol = solve(lambda t, y: -w * y, y0, t, save=save)
+    got = torch.autograd.grad(loss(sol.ys), [w] + ([y0] if y0_grad else []))
+    for g, want in zip(got, _torchdiffeq_grads(w, y0, t, loss)):  # Euler on the same grid: the same discrete problem
+        torch.testing.assert_close(g, want, rtol=1e-6, atol=1e-9)
