@@ -7,12 +7,12 @@ imports this module.
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 
 from . import _checks as checks
 from . import _solve
+from .errors import warn
 from .solution import Solution
 from .tuning import choose_window
 
@@ -65,7 +65,7 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
     y0 = checks.check_y0(y0)
     given = y0.dtype
     if isinstance(step, str):  # (a StepMap object may be built for y0's dtype: it is left to it)
-        (f,), y0, init, tol = _widen(given, (f,), y0, init, tol)
+        (f,), y0, init, tol = _widen(given, (f,), y0, t, init, tol)
     grid = checks.check_grid(t, y0)
     window = _auto_window(window, f, y0, grid, step=step, tol=tol, vectorized=vectorized, method=method,
                           options=options, init=init, evaluator=evaluator)
@@ -73,7 +73,7 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
                        vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
                        init=init, evaluator=evaluator, adjoint_params=adjoint_params,
                        adjoint_options=adjoint_options)
-    if isinstance(step, str) and save == "all":
+    if isinstance(step, str) and save == "all" and sol.converged:  # (an unfinished iterate is no answer)
         _warn_if_coarse(sol)
     return _narrow(sol, given)
 
@@ -97,7 +97,7 @@ class _Wide16(torch.nn.Module):
         return out.to(self.wide) if isinstance(out, torch.Tensor) and out.dtype == self.compute_dtype else out
 
 
-def _widen(given, fs, y0, init, tol):
+def _widen(given, fs, y0, t, init, tol):
     """16-bit ``y0`` (and a built-in step map): the solve keeps its states in float32
     (``complex64``), the drift still computing in 16 bits, as ``diffusion.sample`` does: a defect must be resolvable in the
     state's dtype, and 16 bits cannot resolve one below 8 ulps of the state per step (bfloat16's
@@ -106,6 +106,7 @@ def _widen(given, fs, y0, init, tol):
     wide = _WIDER.get(given)
     if wide is None:
         return fs, y0, init, tol
+    checks.check_grid(t, y0)  # the drift sees the times in y0's dtype: they must fit it
     if isinstance(init, torch.Tensor) and init.dtype == given:
         init = init.to(wide)
     fs = tuple(_Wide16(f, given, wide) if callable(f) else f for f in fs)
@@ -138,7 +139,9 @@ def _warn_if_coarse(sol) -> None:
     """Warn when the answer looks like a grid far coarser than the drift's time scale: a single
     step that moves the state by more than ten times its initial size, or consecutive increments that turn
     back on themselves (an explicit step beyond its stability limit, an aliased oscillation) while
-    moving the state by more than a tenth of its size."""
+    moving the state by more than a tenth of its size: by more than 1.5 times the larger of the two,
+    or reversing while they grow (the sawtooth of an unstable explicit step, e.g. Euler with
+    h * 50 = 5 on y' = -50 y, whose increments grow 4x per step and turn by only 1.25x)."""
     flat = sol.ys.detach().reshape(sol.ys.shape[0], -1)
     inc = flat[1:] - flat[:-1]
     size = float(flat.abs().max())
@@ -149,14 +152,16 @@ def _warn_if_coarse(sol) -> None:
     else:
         turn = (inc[1:] - inc[:-1]).abs().amax(1) / torch.maximum(step[1:], step[:-1]).clamp(min=1e-300)
         big = torch.maximum(step[1:], step[:-1]) > 0.1 * size
-        hits = torch.nonzero((turn > 1.5) & big).reshape(-1)
+        reverses = (inc[1:] * inc[:-1].conj()).real.sum(1) < 0
+        growing = reverses & (step[1:] > 1.5 * step[:-1])
+        hits = torch.nonzero(((turn > 1.5) | growing) & big).reshape(-1)
         bad, where = len(hits) > 0, int(hits[0]) if len(hits) else 0
     if bad:
-        warnings.warn(f"parasolve.solve: near step {where} (t={float(sol.ts[where]):.4g}) the grid t looks far "
+        warn(f"parasolve.solve: near step {where} (t={float(sol.ts[where]):.4g}) the grid t looks far "
                       f"coarser than the drift's time scale (a step moves the state by "
                       f"{float(step[where]):.3g} at state size {size:.3g}). solve() returns the discrete "
                       f"problem's answer on exactly this grid; for the ODE's solution to a tolerance use "
-                      f"parasolve.odeint(f, y0, t, rtol=..., atol=...).", UserWarning, stacklevel=3)
+                      f"parasolve.odeint(f, y0, t, rtol=..., atol=...).")
 
 
 def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="euler", window=None,
@@ -176,7 +181,7 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="e
     checks.check_unknown("solve_sde", unknown, _SOLVE_KEYWORDS | {"noise", "generator"})
     y0 = checks.check_y0(y0)
     given = y0.dtype
-    (f, g), y0, init, tol = _widen(given, (f, g), y0, init, tol)
+    (f, g), y0, init, tol = _widen(given, (f, g), y0, t, init, tol)
     if isinstance(noise, torch.Tensor) and noise.dtype == given and y0.dtype != given:
         noise = noise.to(y0.dtype)
     grid = checks.check_grid(t, y0)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextvars
 import numbers
-import warnings
 from typing import Callable
 
 import torch
 
+from .errors import warn
 from .evaluators.protocol import EvaluatorError, local_evaluator
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -77,10 +77,10 @@ class BatchedDrift:
             except Exception as exc:  # vmap does not support every op: fall back once, say so once.
                 self.mode = "loop"
                 out = self.evaluator(self._loop, t, y)  # a drift that fails here too raises its own error
-                warnings.warn(f"parasolve: `{self.name}` could not be batched with torch.func.vmap "
+                warn(f"parasolve: `{self.name}` could not be batched with torch.func.vmap "
                               f"({type(exc).__name__}: {exc}); evaluating time points in a loop. "
                               f"Pass vectorized=True with a batched `{self.name}` for speed.",
-                              RuntimeWarning, stacklevel=4)
+                              RuntimeWarning)
         else:
             out = self.evaluator(self.batched, t, y)
         if self.broadcast:
@@ -160,9 +160,9 @@ class BatchedDrift:
         try:
             got = self._spread(self.f(torch.stack([t[-1], t[0]]), torch.stack([z, y[0]])), 2)[1]
         except Exception as exc:  # noqa: BLE001 -- the check must not turn a working solve into a failure
-            warnings.warn(f"parasolve: could not check that the vectorized `{self.name}` treats the rows "
+            warn(f"parasolve: could not check that the vectorized `{self.name}` treats the rows "
                           f"of a batch independently: a call on 2 time points raised "
-                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=4)
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning)
             return
         finally:
             _CHECKING.reset(token)

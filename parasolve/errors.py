@@ -9,6 +9,10 @@ never reaches the caller and must not be caught by ``except Exception``.)
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 
 class ParasolveError(Exception):
     """Base class of the errors parasolve raises (its subclasses also derive from a built-in error)."""
@@ -55,3 +59,17 @@ class UnsupportedStepError(ParasolveError, ValueError):
         super().__init__(message)
         self.scheme = scheme
         self.step = step
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside parasolve (and outside torch,
+    whose autograd machinery runs parasolve's forward and backward passes): the user's line."""
+    skip = [_PACKAGE] + [os.path.dirname(m.__file__) + os.sep for m in (sys.modules.get("torch"),)
+                         if m is not None and getattr(m, "__file__", None)]
+    frame, level = sys._getframe(1), 2  # level 2: warn()'s caller
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(tuple(skip)):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import warnings
 
 import pytest
 import torch
@@ -126,3 +127,40 @@ def test_drift_closing_over_tensors_that_require_grad_is_differentiated(y0_grad,
     got = torch.autograd.grad(loss(sol.ys), [w] + ([y0] if y0_grad else []))
     for g, want in zip(got, _torchdiffeq_grads(w, y0, t, loss)):  # Euler on the same grid: the same discrete problem
         torch.testing.assert_close(g, want, rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------------------------------ the floor warning's bound and its line
+
+def test_floor_warning_states_the_proven_bound_at_the_callers_line():
+    """Float32 at tol=1e-9 (below the floor) on y' = diag(1, -1) y: the answer is 3.3x the defect sum
+    from the sequential solve, which the old warning called the distance; S x the sum bounds it."""
+    from theory.tolerance import stability_constant_linear
+    A = torch.tensor([[1.0, 0.0], [0.0, -1.0]])
+    t, y0 = torch.linspace(0, 3, 101, dtype=torch.float64), torch.ones(2)
+    with pytest.warns(UserWarning, match="resolves on this problem") as record:
+        sol = solve(lambda t, y: A @ y, y0, t, tol=1e-9, method="picard", window=16)
+    seq = solve(lambda t, y: A @ y, y0, t, method="sequential")
+    gap = float((sol.ys - seq.ys).abs().max())
+    reached = sol.stats.defect_sum
+    S = stability_constant_linear(A.double().numpy(), sol.ts.double().numpy())
+    message = str(record[0].message)
+    assert gap > reached and gap <= S * reached  # (the first is why "within about {reached}" was wrong)
+    assert f"within S x {reached:.3g} of the sequential solve" in message and "within about" not in message
+    assert record[0].filename == __file__  # the user's line, not parasolve's
+    with pytest.warns(UserWarning, match="resolves on this problem") as record:  # through the adjoint's node
+        solve(lambda t, y: A @ y, y0.clone().requires_grad_(), t, tol=1e-9, method="picard", window=16)
+    assert record[0].filename == __file__
+
+
+# ------------------------------------------------------------------ the coarse-grid warning on a blow-up
+
+def test_coarse_grid_warning_fires_on_an_unstable_explicit_step():
+    y0 = torch.tensor([1.0], dtype=torch.float64)
+    with pytest.warns(UserWarning, match="coarser than the drift's time scale") as record:
+        sol = solve(lambda t, y: -50 * y, y0, torch.linspace(0, 1, 11, dtype=torch.float64))
+    assert abs(float(sol.y)) == 4.0 ** 10 and record[0].filename == __file__  # Euler's (1 - 5)^10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # stable grids, a damped sawtooth, true growth: no warning
+        solve(lambda t, y: -50 * y, y0, torch.linspace(0, 1, 201, dtype=torch.float64))
+        solve(lambda t, y: -50 * y, y0, torch.linspace(0, 1, 41, dtype=torch.float64))
+        solve(lambda t, y: 5 * y, y0, torch.linspace(0, 1, 11, dtype=torch.float64))
