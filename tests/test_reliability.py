@@ -164,3 +164,22 @@ def test_coarse_grid_warning_fires_on_an_unstable_explicit_step():
         solve(lambda t, y: -50 * y, y0, torch.linspace(0, 1, 201, dtype=torch.float64))
         solve(lambda t, y: -50 * y, y0, torch.linspace(0, 1, 41, dtype=torch.float64))
         solve(lambda t, y: 5 * y, y0, torch.linspace(0, 1, 11, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------ odeint's cubic interpolation in t
+
+@pytest.mark.parametrize("method,step_size", [("rk4", 0.1), ("euler", 0.05)])
+def test_odeint_cubic_interp_is_differentiable_in_the_output_times(method, step_size):
+    """y' = -0.8 y, t = [0, .5, 1.2, 2] (0.5 a step-grid point): d y(t1)/d(t0, t1) = (0.8, -0.8) y(t1),
+    as torchdiffeq's autograd and the closed form give."""
+    torchdiffeq = pytest.importorskip("torchdiffeq")
+    grads = []
+    for odeint in (parasolve.odeint, torchdiffeq.odeint):
+        t = torch.tensor([0, 0.5, 1.2, 2], dtype=torch.float64, requires_grad=True)
+        ys = odeint(lambda t, y: -0.8 * y, torch.ones(1, dtype=torch.float64), t, method=method,
+                    options={"step_size": step_size, "interp": "cubic"})
+        grads.append(torch.autograd.grad(ys.sum() + ys[1].sum(), t)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-7)  # (the forward solve: tol 1e-7)
+    y1 = torch.exp(torch.tensor(-0.4, dtype=torch.float64))
+    closed = torch.autograd.grad(ys[1].sum(), t)[0]  # torchdiffeq's, for y(t1) alone
+    torch.testing.assert_close(closed[:2], torch.stack([0.8 * y1, -0.8 * y1]), rtol=1e-2, atol=0)
