@@ -178,7 +178,7 @@ def test_odeint_cubic_interp_is_differentiable_in_the_output_times(method, step_
         t = torch.tensor([0, 0.5, 1.2, 2], dtype=torch.float64, requires_grad=True)
         ys = odeint(lambda t, y: -0.8 * y, torch.ones(1, dtype=torch.float64), t, method=method,
                     options={"step_size": step_size, "interp": "cubic"})
-        grads.append(torch.autograd.grad(ys.sum() + ys[1].sum(), t)[0])
+        grads.append(torch.autograd.grad(ys.sum() + ys[1].sum(), t, retain_graph=True)[0])
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-7)  # (the forward solve: tol 1e-7)
     y1 = torch.exp(torch.tensor(-0.4, dtype=torch.float64))
     closed = torch.autograd.grad(ys[1].sum(), t)[0]  # torchdiffeq's, for y(t1) alone
