@@ -118,6 +118,7 @@ class GradientRequest:
         the forward solve's result if it ran already (``save="all"``)."""
         if self.options["method"] == "scan":
             _scan_supported(problem, self.options["max_dense"], explicit=True)
+        _check_deep_carry(problem, self.options)
         if problem.step.multistep and self.options["checkpoint"] is not None:
             raise AdjointError(f"adjoint_options['checkpoint'] is not supported for the multistep step map "
                                f"{problem.step.name!r}: a multistep map reads `prev` along consecutive steps "
@@ -219,6 +220,27 @@ def _leaves(out):
     return leaves
 
 
+def _deep_carry(problem) -> bool:
+    """Whether a multistep map's carry reaches back more than one state (UniPC of order >= 2): the
+    linearisation is then exact only over the whole grid at once (a window's lead step would
+    need the states before it), so the adjoint is Picard with one window of every step."""
+    return problem.step.multistep and problem.step.carry_depth > 1
+
+
+def _check_deep_carry(problem, options) -> None:
+    if not _deep_carry(problem):
+        return
+    n, depth, name = problem.n_steps, problem.step.carry_depth, problem.step.name
+    if options["method"] == "scan":
+        raise AdjointError(f"adjoint_options['method']='scan' is not available for {name!r}: its steps use the "
+                           f"{depth} states before them (a multistep carry deeper than one step, which the scan's "
+                           f"two-step recurrence does not hold); use 'auto' or 'picard'.")
+    if options["window"] is not None and options["window"] < n:
+        raise AdjointError(f"adjoint_options['window']={options['window']} is not available for {name!r}: its steps "
+                           f"use the {depth} states before them, so the adjoint is linearised over all {n} steps "
+                           f"at once; drop 'window' (or pass {n}).")
+
+
 def _scan_supported(problem, max_dense, explicit) -> bool:
     size = problem.y0.numel()
     reason = None
@@ -282,6 +304,8 @@ class _Job:
         tol = problem.tol if opts["tol"] is None else float(opts["tol"])
         window = min(n, problem.window if opts["window"] is None else opts["window"])
         method = opts["method"]
+        if _deep_carry(problem):  # exact only over the whole grid (see _deep_carry)
+            method, window = "picard", n
         if method == "auto":
             method = "scan" if _scan_supported(problem, opts["max_dense"], explicit=False) else "picard"
         stats.__dict__.update(BackwardStats(method=method, calls=stats.calls + 1, window=window, tol=tol).__dict__)

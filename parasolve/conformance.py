@@ -200,7 +200,7 @@ def check_step_map(step: StepMap, *, t: torch.Tensor | None = None, y0: torch.Te
 
 
 def _check_declarations(step, fail):
-    for attr, kind in (("order", int), ("stages", int)):
+    for attr, kind in (("order", int), ("stages", int), ("carry_depth", int)):
         value = getattr(step, attr, None)
         if isinstance(value, bool) or not isinstance(value, kind) or value < 1:
             fail(8, "declarations", f"`{attr}` must be an integer >= 1; got {value!r}")
