@@ -206,3 +206,20 @@ def test_unipc_gradients_are_exact(order):
     for options, name in (({"method": "scan"}, "'method'"), ({"window": 3}, "'window'")):
         with pytest.raises(parasolve.AdjointError, match=name):
             diffusion.sample(den, shape, sampler="unipc", steps=steps, x_T=x_T, adjoint_options=options)
+
+
+# ------------------------------------------------------------------ SD3 skip-layer guidance
+
+def test_sd3_skip_layer_guidance_is_refused_not_dropped(tmp_path):
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    import tiny_pipelines as tiny
+    from parasolve import diffusion
+    pipe = tiny.stable_diffusion_3(str(tmp_path), FlowMatchEulerDiscreteScheduler(shift=3.0))
+    pipe.set_progress_bar_config(disable=True)
+    assert "skip_guidance_layers" in inspect.signature(pipe.__call__).parameters  # the installed diffusers has it
+    with pytest.raises(NotImplementedError, match=r"skip_guidance_layers=\[0\]"):
+        diffusion.parallelize(pipe, method="sequential")(prompt="a cat", num_inference_steps=4, guidance_scale=5.0,
+                                                         skip_guidance_layers=[0], output_type="latent")

@@ -9,7 +9,7 @@ pipeline's latents with the scheduler's full schedule, the recorded conditioning
 pipeline's guidance. The model, scheduler and pipeline are restored afterwards.
 
 Supported: ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline`` (classifier-free guidance
-with ``guidance_rescale``), ``StableDiffusion3Pipeline`` (without skip-layer guidance) and
+with ``guidance_rescale``), ``StableDiffusion3Pipeline`` (without skip-layer guidance: refused) and
 ``FluxPipeline`` (distilled guidance, and true CFG with a negative prompt), with any scheduler
 :func:`~parasolve.diffusion.from_diffusers` supports.
 """
@@ -68,6 +68,7 @@ class ParallelPipeline:
     def __call__(self, *args, **kwargs):
         bound = self.__signature__.bind(*args, **kwargs)
         bound.apply_defaults()
+        _refuse_arguments(bound.arguments)
         run = _Run(self, bound.arguments)
         with run.installed():
             out = self.pipe(*args, **kwargs)
@@ -289,13 +290,22 @@ def _merge(batched: dict, static: dict) -> dict:
     return out
 
 
+def _refuse_arguments(arguments: dict) -> None:
+    """Refuse, before the pipeline runs, call arguments whose effect the recorded first step cannot
+    show: SD3's skip-layer guidance adds a denoiser call only in the steps between
+    ``skip_layer_guidance_start`` and ``_stop`` (never in the first, the one recorded), so it
+    would be dropped silently (diffusers 0.42 keeps it in a local variable, not on the pipeline)."""
+    layers = arguments.get("skip_guidance_layers")
+    if layers is not None:
+        raise NotImplementedError(f"skip_guidance_layers={layers!r} (StableDiffusion3Pipeline's skip-layer "
+                                  f"guidance) is not supported by parallelize; drop it, or call the pipeline "
+                                  f"itself for it.")
+
+
 def _refuse_unsupported(pipe, schedule):
     if schedule.get("timesteps") is not None:
         raise NotImplementedError("Custom `timesteps` are not supported by parallelize; pass num_inference_steps "
                                   "(or sigmas for a flow scheduler).")
-    if getattr(pipe, "_skip_guidance_layers", None):
-        raise NotImplementedError("StableDiffusion3Pipeline's skip-layer guidance is not supported by parallelize; "
-                                  "drop skip_guidance_layers.")
     if getattr(pipe, "_denoising_end", None) is not None:
         raise NotImplementedError("`denoising_end` (an ensemble of expert denoisers) is not supported by parallelize.")
 
