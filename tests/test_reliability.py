@@ -223,3 +223,24 @@ def test_sd3_skip_layer_guidance_is_refused_not_dropped(tmp_path):
     with pytest.raises(NotImplementedError, match=r"skip_guidance_layers=\[0\]"):
         diffusion.parallelize(pipe, method="sequential")(prompt="a cat", num_inference_steps=4, guidance_scale=5.0,
                                                          skip_guidance_layers=[0], output_type="latent")
+
+
+# ------------------------------------------------------------------ the first call's row check inside the evaluator
+
+def test_device_evaluator_timeout_covers_the_first_call_row_check():
+    import time
+
+    from parasolve.drift import in_contract_check
+    from parasolve.evaluators import DeviceEvaluator, EvaluatorError
+    seen = []
+
+    def f(t, y):  # vectorized; hangs in the row check only
+        seen.append(in_contract_check())
+        if in_contract_check():
+            time.sleep(2.0)
+        return -y
+    start = time.monotonic()
+    with pytest.raises(EvaluatorError, match="timeout"):
+        solve(f, torch.ones(2), torch.linspace(0, 1, 5), vectorized=True,
+              evaluator=DeviceEvaluator(["cpu"], timeout=0.3))
+    assert time.monotonic() - start < 1.5 and seen == [False, True]  # (the check knows it is one)

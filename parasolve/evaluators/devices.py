@@ -23,6 +23,7 @@ one evaluator)::
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import math
 import queue
@@ -92,8 +93,10 @@ class _Worker:
         threading.Thread(target=self._loop, name=name, daemon=True).start()
 
     def submit(self, fn, *args) -> Future:
+        """Run ``fn(*args)`` in the worker, in a copy of the caller's context variables (e.g.
+        :func:`parasolve.drift.in_contract_check`)."""
         future: Future = Future()
-        self._jobs.put((future, fn, args))
+        self._jobs.put((future, contextvars.copy_context(), fn, args))
         return future
 
     def stop(self) -> None:
@@ -102,9 +105,9 @@ class _Worker:
 
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
-            future, fn, args = job
+            future, context, fn, args = job
             try:
-                future.set_result(fn(*args))
+                future.set_result(context.run(fn, *args))
             except BaseException as exc:  # handed to the caller by future.result()
                 future.set_exception(exc)
 

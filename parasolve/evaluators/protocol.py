@@ -15,6 +15,7 @@ returns as ``fn(t, y)``. Rules every evaluator keeps:
 
 from __future__ import annotations
 
+import contextvars
 from typing import Callable, Protocol
 
 import torch
@@ -29,6 +30,16 @@ class Evaluator(Protocol):
 
     def __call__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], t: torch.Tensor,
                  y: torch.Tensor) -> torch.Tensor: ...
+
+
+_CHECKING = contextvars.ContextVar("parasolve_contract_check", default=False)
+
+
+def in_contract_check() -> bool:
+    """True while the drift is being called by the first call's row check, not by the solve
+    (what :class:`parasolve.testing.CountingDrift` and the evaluators' counters leave out; the
+    check runs through the evaluator, so that its timeout covers it)."""
+    return _CHECKING.get()
 
 
 def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
