@@ -12,6 +12,7 @@ import torch
 
 from . import _checks as checks
 from . import _solve
+from ._widen import narrow as _narrow, widen as _widen
 from .errors import warn
 from .solution import Solution
 from .tuning import choose_window
@@ -76,49 +77,6 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
     if isinstance(step, str) and save == "all" and sol.converged:  # (an unfinished iterate is no answer)
         _warn_if_coarse(sol)
     return _narrow(sol, given)
-
-
-#: 16-bit state dtypes and the dtype their states are solved in.
-_WIDER = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.complex32: torch.complex64}
-
-
-class _Wide16(torch.nn.Module):
-    """``f`` evaluated in its 16-bit dtype on states kept in a wider one (an ``nn.Module``, so that
-    ``f``'s parameters stay the default ``adjoint_params``). ``compute_dtype`` tells the drift's
-    row check which precision the rows are computed in."""
-
-    def __init__(self, f, dtype: torch.dtype, wide: torch.dtype):
-        super().__init__()
-        self.f, self.compute_dtype, self.wide = f, dtype, wide
-        self.__name__ = getattr(f, "__name__", type(f).__name__)
-
-    def forward(self, t, y):
-        out = self.f(t.to(self.compute_dtype.to_real() if t.is_floating_point() else t.dtype), y.to(self.compute_dtype))
-        return out.to(self.wide) if isinstance(out, torch.Tensor) and out.dtype == self.compute_dtype else out
-
-
-def _widen(given, fs, y0, t, init, tol):
-    """16-bit ``y0`` (and a built-in step map): the solve keeps its states in float32
-    (``complex64``), the drift still computing in 16 bits, as ``diffusion.sample`` does: a defect must be resolvable in the
-    state's dtype, and 16 bits cannot resolve one below 8 ulps of the state per step (bfloat16's
-    floor exceeds a whole step of y' = -y on 20 steps, so the initial guess passed as converged).
-    ``tol`` keeps the 16-bit default (1e-2)."""
-    wide = _WIDER.get(given)
-    if wide is None:
-        return fs, y0, init, tol
-    checks.check_grid(t, y0)  # the drift sees the times in y0's dtype: they must fit it
-    if isinstance(init, torch.Tensor) and init.dtype == given:
-        init = init.to(wide)
-    fs = tuple(_Wide16(f, given, wide) if callable(f) else f for f in fs)
-    return fs, y0.to(wide), init, checks.default_tol(given) if tol is None else tol
-
-
-def _narrow(sol, given):
-    """The solution of a widened solve in the caller's dtype (differentiably)."""
-    if sol.ys.dtype != given:
-        sol.ys = sol.ys.to(given)
-        sol.ts = sol.ts.to(given.to_real())
-    return sol
 
 
 def _check_not_a_step(method) -> None:

@@ -89,17 +89,28 @@ def test_bench_on_cuda_without_cuda_is_one_line(capsys):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_16_bit_solve_keeps_float32_states(dtype):
     y0, t = torch.tensor([1.0], dtype=dtype), torch.linspace(0, 1, 21, dtype=torch.float64)
-    seq = solve(lambda t, y: -y, y0, t, method="sequential")
-    sol = solve(lambda t, y: -y, y0, t)
-    exact = 0.95 ** 20  # Euler on y' = -y, 20 steps, in exact arithmetic: 0.3585
-    assert sol.converged and sol.stats.iterations > 1 and sol.ys.dtype == dtype
+    seen = []
+
+    def f(t, y):
+        seen.append(y.dtype)
+        return -y
+    seq = solve(f, y0, t, method="sequential")
+    sol = solve(f, y0, t)
+    exact = 0.95 ** 20  # Euler on y' = -y, 20 steps: 0.3585 (bfloat16 states: y == 1 after 1 sweep)
+    assert sol.converged and sol.stats.iterations > 1 and sol.ys.dtype == dtype and set(seen) == {torch.float32}
     assert abs(float(seq.y) - exact) < 4e-3 and abs(float(sol.y) - exact) < 1e-2  # tol=1e-2, S <= 1
-    # a 16-bit model (weights in bfloat16) is still called in its own dtype, and differentiable
-    lin = torch.nn.Linear(2, 2).to(dtype)
-    y0 = torch.tensor([1.0, 0.5], dtype=dtype, requires_grad=True)
-    sol = solve(lambda t, y: -y + 0.1 * lin(y), y0, torch.linspace(0, 1, 11))
-    sol.y.sum().backward()
-    assert y0.grad.dtype == dtype and torch.isfinite(y0.grad).all()
+
+    class Model(torch.nn.Module):  # 16-bit weights: called in their dtype, and differentiable
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2).to(dtype)
+
+        def forward(self, t, y):
+            assert y.dtype == dtype
+            return -y + 0.1 * self.lin(y)
+    model, y0 = Model(), torch.tensor([1.0, 0.5], dtype=dtype, requires_grad=True)
+    solve(model, y0, torch.linspace(0, 1, 11)).y.sum().backward()
+    assert y0.grad.dtype == dtype and torch.isfinite(y0.grad).all() and model.lin.weight.grad is not None
 
 
 # ------------------------------------------------------------------ closures over tensors requiring grad
