@@ -223,7 +223,9 @@ def test_unipc_gradients_are_exact(order):
 
 # ------------------------------------------------------------------ SD3 skip-layer guidance
 
-def test_sd3_skip_layer_guidance_is_refused_not_dropped(tmp_path):
+def test_sd3_skip_layer_guidance_is_applied(tmp_path):
+    """parallelize(pipe, method="sequential") reproduces pipe(..., skip_guidance_layers=[0]); it used
+    to equal the run without it (the guidance was dropped)."""
     pytest.importorskip("diffusers")
     pytest.importorskip("transformers")
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -233,9 +235,17 @@ def test_sd3_skip_layer_guidance_is_refused_not_dropped(tmp_path):
     pipe = tiny.stable_diffusion_3(str(tmp_path), FlowMatchEulerDiscreteScheduler(shift=3.0))
     pipe.set_progress_bar_config(disable=True)
     assert "skip_guidance_layers" in inspect.signature(pipe.__call__).parameters  # the installed diffusers has it
-    with pytest.raises(NotImplementedError, match=r"skip_guidance_layers=\[0\]"):
-        diffusion.parallelize(pipe, method="sequential")(prompt="a cat", num_inference_steps=4, guidance_scale=5.0,
-                                                         skip_guidance_layers=[0], output_type="latent")
+    args = dict(prompt=["a cat", "a dog"], num_inference_steps=6, guidance_scale=5.0, output_type="latent")
+
+    def run(call, **kw):
+        return call(generator=torch.Generator().manual_seed(0), **args, **kw).images
+    ref, plain = run(pipe, skip_guidance_layers=[0]), run(pipe)
+    assert float((ref - plain).abs().max()) > 1e-3  # it changes the answer (at step 1 of 6)
+    got = run(diffusion.parallelize(pipe, method="sequential"), skip_guidance_layers=[0])
+    assert float((got - ref).abs().max()) <= 2e-5 * max(1.0, float(ref.abs().max()))
+    parallel = diffusion.parallelize(pipe, window=3, tol=1e-4)
+    got = run(parallel, skip_guidance_layers=[0])
+    assert float((got - ref).abs().max()) <= 3 * parallel.stats.defect_sum + 2e-5 * max(1.0, float(ref.abs().max()))
 
 
 # ------------------------------------------------------------------ the first call's row check inside the evaluator
