@@ -33,4 +33,7 @@ def digits_unet(device: torch.device):
 
 
 def default_device(name: str | None) -> torch.device:
-    return torch.device(name) if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``--device`` checked (a ValueError naming it where torch cannot use it), or the default."""
+    from parasolve.evaluators.devices import as_device
+
+    return as_device(name, "--device") if name else torch.device("cuda" if torch.cuda.is_available() else "cpu")

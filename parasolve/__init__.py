@@ -2,7 +2,7 @@
 
 from ._api import solve, solve_sde
 from .adjoint import AdjointError, BackwardStats
-from .errors import ConvergenceError, NonFiniteError, UnsupportedStepError
+from .errors import ConvergenceError, NonFiniteError, ParasolveError, UnsupportedStepError
 from .schemes import SCHEMES, Scheme, register_scheme
 from .solution import Solution, Stats, Status, SweepRecord
 from .steps import STEPS, StepMap, register_step
@@ -12,5 +12,5 @@ from . import problems  # noqa: E402  (analytic test problems: parasolve.problem
 __version__ = "0.1.0"
 
 __all__ = ["solve", "solve_sde", "odeint", "odeint_adjoint", "Solution", "Stats", "Status", "SweepRecord",
-           "ConvergenceError", "NonFiniteError", "UnsupportedStepError", "AdjointError", "BackwardStats", "SCHEMES",
+           "ParasolveError", "ConvergenceError", "NonFiniteError", "UnsupportedStepError", "AdjointError", "BackwardStats", "SCHEMES",
            "Scheme", "register_scheme", "STEPS", "StepMap", "register_step"]

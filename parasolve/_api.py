@@ -7,12 +7,13 @@ imports this module.
 
 from __future__ import annotations
 
-import warnings
 
 import torch
 
 from . import _checks as checks
 from . import _solve
+from ._widen import narrow as _narrow, widen as _widen
+from .errors import warn
 from .solution import Solution
 from .tuning import choose_window
 
@@ -25,7 +26,9 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
     Args:
         f: drift ``f(t, y)`` (torchdiffeq convention); with ``vectorized=True`` it takes ``t`` of
             shape ``(n,)`` and ``y`` of shape ``(n, *y0.shape)``.
-        y0: initial state, a floating tensor of any shape.
+        y0: initial state, a floating tensor of any shape. A 16-bit ``y0`` (float16, bfloat16) is
+            solved with float32 states, ``f`` still called in 16 bits (as ``diffusion.sample``
+            does; 16 bits cannot resolve a step's defect); ``ys`` is returned in y0's dtype.
         t: 1-D grid, strictly increasing or strictly decreasing; the answer is given at every point.
         method: ``"auto"`` (default): ``"newton"`` with ``options={"jacobian": "full"}`` (every
             step's whole Jacobian, measured in the sweeps' own batched calls) for a real state of
@@ -45,8 +48,9 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
         max_iters: sweep limit (default ``len(t) - 1``, which always suffices).
         save: ``"all"`` (every grid point) or ``"last"`` (only the end point).
         progress: show a tqdm bar.
-        throw: raise :class:`ConvergenceError` when ``max_iters`` stops the solve; with
-            ``False`` return the partial solution with ``converged=False``.
+        throw: raise :class:`ConvergenceError` when ``max_iters`` stops the solve and
+            :class:`NonFiniteError` when the drift produces NaN or Inf; with ``False`` return the
+            partial solution instead (``converged=False``, ``status`` ``MAX_ITERS`` or ``NON_FINITE``).
         options: scheme-specific settings, passed to the scheme's constructor.
         init: initial guess of the whole trajectory, shape ``(len(t), *y0.shape)`` (a warm start,
             e.g. a coarse solve or a neighbouring trajectory); default: every point at ``y0``.
@@ -63,6 +67,9 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
     _check_not_a_step(method)
     y0 = checks.check_y0(y0)
+    given = y0.dtype
+    if isinstance(step, str):  # (a StepMap object may be built for y0's dtype: it is left to it)
+        (f,), y0, init, tol = _widen(given, (f,), y0, t, init, tol)
     grid = checks.check_grid(t, y0)
     tuned = window == "auto"
     window, method = _auto_window(window, method, f, y0, grid, step=step, tol=tol, vectorized=vectorized,
@@ -71,9 +78,9 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
                        vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
                        init=init, evaluator=evaluator, adjoint_params=adjoint_params,
                        adjoint_options=adjoint_options, cost_model=not tuned)
-    if isinstance(step, str) and save == "all":
+    if isinstance(step, str) and save == "all" and sol.converged:  # (an unfinished iterate is no answer)
         _warn_if_coarse(sol)
-    return sol
+    return _narrow(sol, given)
 
 
 def _check_not_a_step(method) -> None:
@@ -94,7 +101,9 @@ def _warn_if_coarse(sol) -> None:
     """Warn when the answer looks like a grid far coarser than the drift's time scale: a single
     step that moves the state by more than ten times its initial size, or consecutive increments that turn
     back on themselves (an explicit step beyond its stability limit, an aliased oscillation) while
-    moving the state by more than a tenth of its size."""
+    moving the state by more than a tenth of its size: by more than 1.5 times the larger of the two,
+    or reversing while they grow (the sawtooth of an unstable explicit step, e.g. Euler with
+    h * 50 = 5 on y' = -50 y, whose increments grow 4x per step and turn by only 1.25x)."""
     flat = sol.ys.detach().reshape(sol.ys.shape[0], -1)
     inc = flat[1:] - flat[:-1]
     size = float(flat.abs().max())
@@ -105,14 +114,16 @@ def _warn_if_coarse(sol) -> None:
     else:
         turn = (inc[1:] - inc[:-1]).abs().amax(1) / torch.maximum(step[1:], step[:-1]).clamp(min=1e-300)
         big = torch.maximum(step[1:], step[:-1]) > 0.1 * size
-        hits = torch.nonzero((turn > 1.5) & big).reshape(-1)
+        reverses = (inc[1:] * inc[:-1].conj()).real.sum(1) < 0
+        growing = reverses & (step[1:] > 1.5 * step[:-1])
+        hits = torch.nonzero(((turn > 1.5) | growing) & big).reshape(-1)
         bad, where = len(hits) > 0, int(hits[0]) if len(hits) else 0
     if bad:
-        warnings.warn(f"parasolve.solve: near step {where} (t={float(sol.ts[where]):.4g}) the grid t looks far "
+        warn(f"parasolve.solve: near step {where} (t={float(sol.ts[where]):.4g}) the grid t looks far "
                       f"coarser than the drift's time scale (a step moves the state by "
                       f"{float(step[where]):.3g} at state size {size:.3g}). solve() returns the discrete "
                       f"problem's answer on exactly this grid; for the ODE's solution to a tolerance use "
-                      f"parasolve.odeint(f, y0, t, rtol=..., atol=...).", UserWarning, stacklevel=3)
+                      f"parasolve.odeint(f, y0, t, rtol=..., atol=...).")
 
 
 def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="euler", window=None,
@@ -131,16 +142,21 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="e
     """
     checks.check_unknown("solve_sde", unknown, _SOLVE_KEYWORDS | {"noise", "generator"})
     y0 = checks.check_y0(y0)
+    given = y0.dtype
+    (f, g), y0, init, tol = _widen(given, (f, g), y0, t, init, tol)
+    if isinstance(noise, torch.Tensor) and noise.dtype == given and y0.dtype != given:
+        noise = noise.to(y0.dtype)
     grid = checks.check_grid(t, y0)
     checks.check_choice("step", step, {"euler"})
     noise = _solve.sde_noise(y0, grid, noise, generator)  # drawn once: the probes of "auto" share it
     tuned = window == "auto"
     window, method = _auto_window(window, method, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
                                   options=options, init=init, evaluator=evaluator)
-    return _solve.solve(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window, tol=tol,
-                        max_iters=max_iters, vectorized=vectorized, save=save, progress=progress, throw=throw,
-                        options=options, init=init, evaluator=evaluator, adjoint_params=adjoint_params,
-                        adjoint_options=adjoint_options, cost_model=not tuned)
+    return _narrow(_solve.solve(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window, tol=tol,
+                                max_iters=max_iters, vectorized=vectorized, save=save, progress=progress,
+                                throw=throw, options=options, init=init, evaluator=evaluator,
+                                adjoint_params=adjoint_params, adjoint_options=adjoint_options,
+                                cost_model=not tuned), given)
 
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",

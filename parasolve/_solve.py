@@ -10,7 +10,7 @@ from . import _checks as checks
 from .adjoint import GradientRequest
 from .costs import memory_window, pays_on_grid
 from .drift import BatchedDrift
-from .errors import ConvergenceError
+from .errors import ConvergenceError, NonFiniteError
 from .problem import Problem
 from .schemes import resolve_scheme
 from .schemes.jacobians import FULL_NEWTON_SIZE, auto_scheme, independent_rows
@@ -89,9 +89,14 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
     def finish(sol):
         return checked(sol, throw, n)
 
-    if gradients.wanted(problem):  # an autograd node whose backward solves the discrete adjoint
-        return gradients.run(scheme, problem, finish)
-    return finish(gradients.run_plain(scheme, problem))
+    try:
+        if gradients.wanted(problem):  # an autograd node whose backward solves the discrete adjoint
+            return gradients.run(scheme, problem, finish)
+        return gradients.run_plain(scheme, problem, finish)
+    except NonFiniteError as error:  # throw=False: the partial result, status NON_FINITE
+        if throw or error.solution is None:
+            raise
+        return error.solution
 
 
 def _blocks(drift, grid, y0, step_map, options) -> int:
@@ -108,7 +113,10 @@ def _blocks(drift, grid, y0, step_map, options) -> int:
 
 
 def checked(sol: Solution, throw: bool, n: int) -> Solution:
-    """``sol``, or with ``throw`` a :class:`ConvergenceError` if it did not converge (``n`` steps)."""
+    """``sol``, or with ``throw`` a :class:`ConvergenceError` if it did not converge (``n`` steps)
+    (its :class:`NonFiniteError` if the drift produced NaN or Inf)."""
+    if throw and sol.failure is not None:
+        raise sol.failure
     if throw and not sol.converged:
         raise ConvergenceError(f"{sol.method}: {sol.message} (stopped after {sol.stats.iterations} "
                                f"sweeps with {n} steps)", solution=sol)

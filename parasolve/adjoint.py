@@ -33,7 +33,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .drift import local_evaluator
-from .errors import ConvergenceError
+from .errors import ConvergenceError, ParasolveError
 from .schemes.base import per_step
 from .schemes.jacobians import affine_scan  # noqa: F401  (re-exported: the scan both directions use)
 from .solution import SweepRecord
@@ -70,7 +70,7 @@ class BackwardStats:
     history: list[SweepRecord] = field(default_factory=list)
 
 
-class AdjointError(ValueError):
+class AdjointError(ParasolveError, ValueError):
     """A gradient was asked of a solve in a way the adjoint cannot provide (the message says why)."""
 
 
@@ -94,27 +94,42 @@ class GradientRequest:
         return torch.is_grad_enabled() and (problem.y0.requires_grad or problem.t.requires_grad
                                             or any(p.requires_grad for p in self.params))
 
-    def run_plain(self, scheme, problem):
-        """A solve nothing asked to differentiate: no graph; a drift using tensors that require grad is refused."""
+    def run_plain(self, scheme, problem, finish):
+        """A solve of which nothing visible asks for gradients. Grad mode on and no explicit
+        ``adjoint_params``: the sweeps run recording, and if the result requires grad (the drift
+        closes over tensors that require grad) it becomes the differentiable solve w.r.t. those
+        tensors, as torchdiffeq's ``odeint`` differentiates them by autograd."""
         if self.explicit or not torch.is_grad_enabled():
             with torch.no_grad():
-                return scheme.run(problem)
+                return finish(scheme.run(problem))
         sol = scheme.run(problem)
-        if sol.ys.requires_grad:  # the sweeps were recorded: `f` uses tensors that require grad
-            raise _hidden_error(callable_names(problem.step), _leaves(sol.ys))
-        return sol
+        if not sol.ys.requires_grad:
+            return finish(sol)
+        hidden = _leaves(sol.ys)  # the sweeps were recorded: differentiate w.r.t. these instead
+        sol.ys = sol.ys.detach()
+        return self.run(scheme, problem, finish, hidden=hidden, done=sol if problem.save == "all" else None)
 
-    def run(self, scheme, problem, finish):
-        """The solve as an autograd node: forward without a graph, backward by the discrete adjoint."""
+    def run(self, scheme, problem, finish, hidden=None, done=None):
+        """The solve as an autograd node: forward without a graph, backward by the discrete adjoint.
+
+        Without explicit ``adjoint_params``, the tensors requiring grad that the drift closes over
+        are differentiated too: ``hidden`` if the caller found them, else those that one
+        evaluation of the first step (at ``y0``, not counted in the stats) depends on. ``done``:
+        the forward solve's result if it ran already (``save="all"``)."""
         if self.options["method"] == "scan":
             _scan_supported(problem, self.options["max_dense"], explicit=True)
+        _check_deep_carry(problem, self.options)
         if problem.step.multistep and self.options["checkpoint"] is not None:
             raise AdjointError(f"adjoint_options['checkpoint'] is not supported for the multistep step map "
                                f"{problem.step.name!r}: a multistep map reads `prev` along consecutive steps "
                                f"only, so the segments cannot be recomputed side by side; drop 'checkpoint' "
                                f"to keep the whole trajectory.")
         params = [p for p in self.params if p.requires_grad]
-        job = _Job(scheme, problem, params, self.options, finish, check_hidden=not self.explicit)
+        if not self.explicit:
+            known = {id(p) for p in params}
+            found = _probe_hidden(problem, params) if hidden is None else hidden
+            params += [v for v in found if id(v) not in known and not known.add(id(v))]
+        job = _Job(scheme, problem, params, self.options, finish, check_hidden=not self.explicit, done=done)
         out = _SolveFunction.apply(job, problem.y0, problem.t, *params)
         sol, job.solution = job.solution, None  # no cycle: a dropped solution is freed at once
         sol.ys = out
@@ -174,6 +189,21 @@ def _hidden_error(what, hidden):
                         f"pass them as `adjoint_params=` (adjoint_params=() differentiates w.r.t. y0 and t only).")
 
 
+def _probe_hidden(problem, params):
+    """The leaf tensors requiring grad, other than ``params``, ``y0`` and ``t``, that the first step's
+    increment at ``y0`` depends on (one evaluation of the step map, left out of the drift's counts)."""
+    drift = problem.drift
+    nfe, calls = drift.nfe, drift.calls
+    try:
+        lin = _Linearization(problem, problem.y0.detach()[None], 0, 1, params, problem.t.requires_grad)
+    except AdjointError:  # an evaluator that drops the graph: the backward says so, if it is run
+        return []
+    finally:
+        drift.nfe, drift.calls = nfe, calls
+    known = {id(v) for v in lin.inputs} | {id(problem.y0), id(problem.t)}
+    return [v for v in _leaves(lin.inc) if id(v) not in known]
+
+
 def _leaves(out):
     """The leaf tensors requiring grad that ``out`` was computed from."""
     if not isinstance(out, torch.Tensor) or out.grad_fn is None:
@@ -188,6 +218,27 @@ def _leaves(out):
             leaves.append(fn.variable)
         stack.extend(nxt for nxt, _ in fn.next_functions)
     return leaves
+
+
+def _deep_carry(problem) -> bool:
+    """Whether a multistep map's carry reaches back more than one state (UniPC of order >= 2): the
+    linearisation is then exact only over the whole grid at once (a window's lead step would
+    need the states before it), so the adjoint is Picard with one window of every step."""
+    return problem.step.multistep and problem.step.carry_depth > 1
+
+
+def _check_deep_carry(problem, options) -> None:
+    if not _deep_carry(problem):
+        return
+    n, depth, name = problem.n_steps, problem.step.carry_depth, problem.step.name
+    if options["method"] == "scan":
+        raise AdjointError(f"adjoint_options['method']='scan' is not available for {name!r}: its steps use the "
+                           f"{depth} states before them (a multistep carry deeper than one step, which the scan's "
+                           f"two-step recurrence does not hold); use 'auto' or 'picard'.")
+    if options["window"] is not None and options["window"] < n:
+        raise AdjointError(f"adjoint_options['window']={options['window']} is not available for {name!r}: its steps "
+                           f"use the {depth} states before them, so the adjoint is linearised over all {n} steps "
+                           f"at once; drop 'window' (or pass {n}).")
 
 
 def _scan_supported(problem, max_dense, explicit) -> bool:
@@ -208,8 +259,9 @@ def _scan_supported(problem, max_dense, explicit) -> bool:
 class _Job:
     """A solve's forward run and its backward: what the autograd node holds between them."""
 
-    def __init__(self, scheme, problem, params, options, finish, check_hidden):
+    def __init__(self, scheme, problem, params, options, finish, check_hidden, done=None):
         self.scheme, self.params, self.options, self.finish = scheme, params, options, finish
+        self.done = done
         self.check_hidden = check_hidden
         self.save = problem.save
         self.problem = dataclasses.replace(problem, save="all", y0=problem.y0.detach(), t=problem.t.detach(),
@@ -220,7 +272,7 @@ class _Job:
         self.placeholder = None  # a `prev` of the carry's shape, for multistep windows not starting at 0
 
     def forward(self):
-        sol = self.finish(self.scheme.run(self.problem))
+        sol, self.done = self.finish(self.done or self.scheme.run(self.problem)), None
         self.converged = sol.converged
         self.solution = sol
         return sol.ys
@@ -252,6 +304,8 @@ class _Job:
         tol = problem.tol if opts["tol"] is None else float(opts["tol"])
         window = min(n, problem.window if opts["window"] is None else opts["window"])
         method = opts["method"]
+        if _deep_carry(problem):  # exact only over the whole grid (see _deep_carry)
+            method, window = "picard", n
         if method == "auto":
             method = "scan" if _scan_supported(problem, opts["max_dense"], explicit=False) else "picard"
         stats.__dict__.update(BackwardStats(method=method, calls=stats.calls + 1, window=window, tol=tol).__dict__)

@@ -9,30 +9,22 @@ instead of converging to a wrong answer: the output's type, shape, dtype and dev
 drift left its input ``y`` unchanged (tensor version counter); and, for ``vectorized=True``, that
 each row of the output depends only on its own ``(t[i], y[i])`` -- one extra call on two points,
 ``(t[-1], z)`` and ``(t[0], y[0])`` with ``z != y[0]``, whose second row must equal the first
-call's row 0 (``CHECK_POINTS`` evaluations in one call, not counted in the stats; a drift can
-tell it apart with :func:`in_contract_check`). Later calls skip all of it.
+call's row 0 (``CHECK_POINTS`` evaluations in one call through the evaluator, not counted in the
+stats; a drift can tell it apart with :func:`in_contract_check`). Later calls skip all of it.
 """
 
 from __future__ import annotations
 
-import contextvars
 import numbers
-import warnings
 from typing import Callable
 
 import torch
 
-from .evaluators.protocol import EvaluatorError, local_evaluator
+from .errors import warn
+from .evaluators.protocol import _CHECKING, EvaluatorError, in_contract_check, local_evaluator  # noqa: F401
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-_CHECKING = contextvars.ContextVar("parasolve_contract_check", default=False)
-
-
-def in_contract_check() -> bool:
-    """True while the drift is being called by the first call's row check, not by the solve
-    (what :class:`parasolve.testing.CountingDrift` leaves out of its counts)."""
-    return _CHECKING.get()
 
 
 class BatchedDrift:
@@ -78,10 +70,10 @@ class BatchedDrift:
             except Exception as exc:  # vmap does not support every op: fall back once, say so once.
                 self.mode = "loop"
                 out = self.evaluator(self._loop, t, y)  # a drift that fails here too raises its own error
-                warnings.warn(f"parasolve: `{self.name}` could not be batched with torch.func.vmap "
+                warn(f"parasolve: `{self.name}` could not be batched with torch.func.vmap "
                               f"({type(exc).__name__}: {exc}); evaluating time points in a loop. "
                               f"Pass vectorized=True with a batched `{self.name}` for speed.",
-                              RuntimeWarning, stacklevel=4)
+                              RuntimeWarning)
         elif n == 1 and self.mode == "vmap":  # one point: the plain call, without vmap's overhead
             out = self.evaluator(self._loop, t, y)
         else:
@@ -165,12 +157,14 @@ class BatchedDrift:
         z = _other_state(y[0])
         tz = t[-1] if t.shape[0] > 1 and bool(t[-1] != t[0]) else t[0] + 1  # another time too
         token = _CHECKING.set(True)
-        try:
-            got = self._spread(self.f(torch.stack([tz, t[0]]), torch.stack([z, y[0]])), 2)[1]
+        try:  # through the evaluator, as every call: its timeout (a DeviceEvaluator's) covers this one too
+            got = self._spread(self.evaluator(self.f, torch.stack([tz, t[0]]), torch.stack([z, y[0]])), 2)[1]
+        except EvaluatorError:  # the evaluator failed (a hang, a dead worker): never a mere warning
+            raise
         except Exception as exc:  # noqa: BLE001 -- the check must not turn a working solve into a failure
-            warnings.warn(f"parasolve: could not check that the vectorized `{self.name}` treats the rows "
+            warn(f"parasolve: could not check that the vectorized `{self.name}` treats the rows "
                           f"of a batch independently: a call on 2 time points raised "
-                          f"{type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=4)
+                          f"{type(exc).__name__}: {exc}", RuntimeWarning)
             return
         finally:
             _CHECKING.reset(token)

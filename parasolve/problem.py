@@ -3,14 +3,13 @@ bookkeeping a scheme keeps while solving it is :class:`parasolve.schemes.Ledger`
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
 from .drift import BatchedDrift
-from .errors import NonFiniteError
+from .errors import NonFiniteError, warn
 from .solution import Solution, Stats, Status
 from . import stop_rule
 from .steps import StepMap, callable_names
@@ -146,11 +145,12 @@ class Problem:
             f"The drift produced NaN or Inf at step {index} (t={time:.6g}); check {what} near that "
             f"time or use a finer grid `t`.", index=index, time=time)
 
-    def solution(self, ys: torch.Tensor, status: Status, stats: Stats, method: str) -> Solution:
+    def solution(self, ys: torch.Tensor, status: Status, stats: Stats, method: str, failure=None) -> Solution:
         stats.nfe = self.drift.nfe
         stats.drift_calls = self.drift.calls
-        if stats.weighted_defect_sum > self.tol * (1 + stop_rule.FLOOR_SLACK):
-            warnings.warn(stop_rule.floor_warning(self.tol, stats.weighted_defect_sum, self.y0.dtype,
-                                                  stats.noise_floor), stacklevel=4)
+        if failure is None and stats.weighted_defect_sum > self.tol * (1 + stop_rule.FLOOR_SLACK):
+            warn(stop_rule.floor_warning(self.tol, stats.weighted_defect_sum, self.y0.dtype,
+                                         stats.noise_floor, declared=self._carry()))
         ts = self.t if self.save == "all" else self.t[-1:]
-        return Solution(ts=ts, ys=ys, status=status, stats=stats, method=method, step=self.step.name)
+        return Solution(ts=ts, ys=ys, status=status, stats=stats, method=method, step=self.step.name,
+                        failure=failure)

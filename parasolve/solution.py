@@ -13,11 +13,15 @@ class Status(enum.Enum):
 
     SUCCESS = "success"
     MAX_ITERS = "max_iters"
+    NON_FINITE = "non_finite"
 
     @property
     def message(self) -> str:
         if self is Status.SUCCESS:
             return "Every step met the tolerance."
+        if self is Status.NON_FINITE:
+            return ("The drift produced NaN or Inf (Solution.failure says at which step); the states from "
+                    "there on are not a solution. Check the drift near that time or use a finer grid `t`.")
         return ("The sweep limit was reached before every step met the tolerance. "
                 "Increase `max_iters` (at most len(t) - 1 sweeps are ever needed), "
                 "loosen `tol`, or enlarge `window`.")
@@ -87,6 +91,8 @@ class Solution:
     ``ts``: the grid (``save="all"``) or its last point (``save="last"``); ``ys``: the states at
     ``ts`` with shape ``(len(ts), *y0.shape)``. ``backward``: for a differentiable solve, the
     :class:`~parasolve.adjoint.BackwardStats` of its last backward pass (else ``None``).
+    ``failure``: with ``status`` ``NON_FINITE`` (``throw=False``), the
+    :class:`~parasolve.NonFiniteError` that ``throw=True`` raises (its ``index`` and ``time``).
     """
 
     ts: torch.Tensor
@@ -96,6 +102,7 @@ class Solution:
     method: str
     step: str
     backward: object = None
+    failure: Exception | None = None
 
     @property
     def converged(self) -> bool:

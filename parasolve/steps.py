@@ -73,7 +73,7 @@ class StepMap:
     7. **Linear part.** ``linear_part()`` returns per-step scalars ``c_i`` (a tensor of shape
        ``(N,)`` on the CPU) with ``dPhi_i/dx_i ~= c_i I`` when the map declares ``linear``, and
        ``None`` otherwise; it needs no other call first (no ``prepare``).
-    8. **Declarations.** The capabilities below have the stated types (``order``, ``stages``:
+    8. **Declarations.** The capabilities below have the stated types (``order``, ``stages``, ``carry_depth``:
        integers >= 1; the flags: bools; ``callables``: a non-empty tuple of names).
 
     Declared capabilities (class or instance attributes; schemes read these, never the type):
@@ -83,7 +83,9 @@ class StepMap:
     noise; ``ode_rhs``: the drift is the right-hand side of the ODE that ``Phi`` discretises (so a
     scheme may integrate it as an ODE instead: parareal's ``fine="odeint"``, a step-map coarse
     propagator); ``linear``: declares a :meth:`linear_part` (rule 7); ``callables``: the user's
-    callables the drift evaluates, named when they produce NaN/Inf.
+    callables the drift evaluates, named when they produce NaN/Inf; ``carry_depth``: how many
+    states a multistep map's carry depends on (``x_i .. x_{i-carry_depth+1}``: 1 for AB2, the
+    number of past predictions for UniPC), which the adjoint must linearise together.
     """
 
     name: str = ""
@@ -94,6 +96,7 @@ class StepMap:
     ode_rhs: bool = True
     linear: bool = False
     callables: tuple[str, ...] = ("f",)
+    carry_depth: int = 1
 
     def increments(self, drift, t, idx, y, prev=None) -> Increments:
         raise NotImplementedError

@@ -139,15 +139,27 @@ def stalled(history, allowance: float, floor_: float) -> bool:
     return allowance < now <= STALL_RANGE * floor_ and steady
 
 
-def floor_warning(tol: float, reached: float, dtype: torch.dtype, noise: float = 0.0) -> str:
+def floor_warning(tol: float, reached: float, dtype: torch.dtype, noise: float = 0.0, declared: bool = False) -> str:
+    """The warning of a solve whose accepted defects, weighted, sum to ``reached > tol``: why, and
+    the distance to the sequential solve it proves. ``declared``: the step map declares gains, so
+    ``reached`` is the gain-weighted sum, a bound up to the gain model's error; else it is the
+    plain sum, and the bound is ``S * reached`` with ``S`` the discrete stability constant."""
     if noise > 0:
-        return (f"`tol`={tol:.3g} was not reached: the defects stopped decreasing at about {noise:.2g} of the "
-                f"states' size (the drift's evaluations differing by that much between batches, e.g. TF32 or "
-                f"nondeterministic kernels, or the scheme stalling there), so steps were accepted at that level, "
-                f"and the answer is within "
-                f"about {reached:.3g} of the sequential solve (Stats.weighted_defect_sum, {reached / tol:.1f} x "
-                f"tol). Use tol >= {reached:.2g}, or make the drift's evaluations reproducible.")
-    return (f"`tol`={tol:.3g} is below what {dtype} resolves on this problem: steps were accepted at "
-            f"the floating-point floor, and the answer is within about {reached:.3g} of the sequential "
-            f"solve (Stats.weighted_defect_sum, {reached / tol:.1f} x tol). Use tol >= {reached:.2g} "
-            f"or a wider dtype.")
+        why = (f"`tol`={tol:.3g} was not reached: the defects stopped decreasing at about {noise:.2g} of the "
+               f"states' size (the drift's evaluations differing by that much between batches, e.g. TF32 or "
+               f"nondeterministic kernels, or the scheme stalling there), so steps were accepted at that level")
+        fix = f"Use tol >= {reached:.2g}, or make the drift's evaluations reproducible."
+    else:
+        why = (f"`tol`={tol:.3g} is below what {dtype} resolves on this problem: steps were accepted at the "
+               f"floating-point floor")
+        fix = f"Use tol >= {reached:.2g} or a wider dtype."
+    if declared:
+        bound = (f"the answer is within about {reached:.3g} of the sequential solve (Stats.weighted_defect_sum, "
+                 f"{reached / tol:.1f} x tol: the defects weighted by the step map's gain estimates, a bound "
+                 f"up to their error; docs/tolerance.md)")
+    else:
+        bound = (f"the answer is within S x {reached:.3g} of the sequential solve (Stats.defect_sum, "
+                 f"{reached / tol:.1f} x tol), where S, the discrete problem's stability constant (the largest "
+                 f"norm of a product of consecutive step Jacobians), is about 1 for a contracting drift and "
+                 f"up to exp(L |T|) for one with Lipschitz constant L (docs/tolerance.md)")
+    return f"{why}, and {bound}. {fix}"

@@ -85,8 +85,8 @@ def test_mutating_g_is_refused():
 def test_float16_times_that_overflow_name_t():
     with pytest.raises(ValueError, match="`t` does not fit y0's dtype torch.float16"):
         parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float16), [0.0, 1e5])
-    with pytest.raises(ValueError, match="`t` does not fit"):  # finite times, overflowing step
-        parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float16), [-6e4, 6e4])
+    # (finite times whose step overflows float16 are fine: 16-bit states are solved in float32)
+    assert parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float16), [-6e4, 6e4], tol=1.0).converged
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -76,7 +76,8 @@ def _worker(rank, port, scenario, outdir):
 
         def f(t, y):
             calls[0] += 1
-            # f's 4th call is the solve's third drift call (the first call's row check calls f once more)
+            # f's 4th call is the evaluator's 4th (the first call's row check runs through the evaluator
+            # too, as its second call, so that the timeout covers it): the solve's third drift call
             if scenario == "solve" and rank == 0 and calls[0] == 4:
                 time.sleep(60)  # a worker stuck in its drift at the third call
             return oscillator(t, y)
@@ -145,9 +146,9 @@ def test_two_gloo_ranks_give_the_single_process_bits_and_name_a_hung_rank(tmp_pa
     assert results[0]["auto_window"] == results[1]["auto_window"] >= 1
     example = results[0]["example"]  # examples/distributed_solve.py in the same group
     assert example["world"] == WORLD and example["ode_same_bits"] and example["sde_same_bits"]
-    hung = results[1]  # rank 0 sleeps in its third drift call: rank 1 names it within the timeout
-    assert hung["ranks"] == [0] and hung["call"] == 3
-    assert "rank(s) [0] of 2 did not reach drift call #3 (dead, hung, or slower than the 3 s timeout)" in hung["error"]
+    hung = results[1]  # rank 0 sleeps in the evaluator's 4th call: rank 1 names it within the timeout
+    assert hung["ranks"] == [0] and hung["call"] == 4
+    assert "rank(s) [0] of 2 did not reach drift call #4 (dead, hung, or slower than the 3 s timeout)" in hung["error"]
     assert 3.0 <= hung["elapsed"] < 3.0 + 1.0 + 3.0  # timeout + grace + slack
 
 

@@ -240,6 +240,8 @@ def _solve(args):
             start = time.perf_counter()
             try:
                 sol = parasolve.solve(_guarded(f, raised), y0, t, method=method, **options)
+                if sol.failure is not None:  # NaN/Inf: an error, not a partial result to tabulate
+                    raise sol.failure
             except Exception as exc:
                 if _from_drift(exc, raised):
                     raise CommandError(f"the drift raised {type(exc).__name__}: {exc}{_where(exc, f)}") from None

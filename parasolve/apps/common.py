@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import ParasolveError
 
-class CommandError(Exception):
+
+class CommandError(ParasolveError):
     """A user-facing problem with the command line: printed as one line, exit status 2."""
 
 

@@ -74,6 +74,8 @@ def merge(sols: list[Solution], calls: int) -> Solution:
                   weighted_defect_sum=max(p.weighted_defect_sum for p in per),
                   fallbacks=sum(p.fallbacks for p in per), noise_floor=max(p.noise_floor for p in per),
                   history=per[slowest].history, per_sample=per)
-    status = Status.SUCCESS if all(s.converged for s in sols) else Status.MAX_ITERS
+    failure = next((s.failure for s in sols if s.failure is not None), None)
+    status = (Status.NON_FINITE if failure is not None else Status.SUCCESS if all(s.converged for s in sols)
+              else Status.MAX_ITERS)
     return Solution(ts=sols[0].ts, ys=torch.cat([s.ys for s in sols], dim=1), status=status, stats=stats,
-                    method=sols[0].method, step=sols[0].step)
+                    method=sols[0].method, step=sols[0].step, failure=failure)

@@ -9,7 +9,7 @@ pipeline's latents with the scheduler's full schedule, the recorded conditioning
 pipeline's guidance. The model, scheduler and pipeline are restored afterwards.
 
 Supported: ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline`` (classifier-free guidance
-with ``guidance_rescale``), ``StableDiffusion3Pipeline`` (without skip-layer guidance) and
+with ``guidance_rescale``), ``StableDiffusion3Pipeline`` (with skip-layer guidance) and
 ``FluxPipeline`` (distilled guidance, and true CFG with a negative prompt), with any scheduler
 :func:`~parasolve.diffusion.from_diffusers` supports.
 """
@@ -160,15 +160,17 @@ class _Run:
         ac = None if sampler == "flow-euler" else scheduler.alphas_cumprod
         model = self.w.model
         flux = type(pipe).__name__ == "FluxPipeline"  # its transformer takes timestep / 1000
+        steps = int(self.schedule.get("num_inference_steps") or len(self.schedule["sigmas"]))
+        guide = self.skip_layer_guidance(calls, steps)
 
         def denoise(x, t, cond):
             outs = [c.run(model, x, t, cond[str(j)], flux) for j, c in enumerate(calls)]
-            return combine(outs)
+            out = combine(outs)
+            return out if guide is None else guide(x, t, cond["0"], outs[0], out)
 
         param = next(model.parameters())
         den = Denoiser(denoise, ac, prediction_type=prediction, config=cfg, conditional=True, device=latents.device,
                        dtype=param.dtype, name=f"{type(pipe).__name__} + {type(scheduler).__name__}", sampler=sampler)
-        steps = int(self.schedule.get("num_inference_steps") or len(self.schedule["sigmas"]))
         schedule = {k: self.schedule.get(k) for k in ("sigmas", "mu") if self.schedule.get(k) is not None}
         if not cfg.get("use_dynamic_shifting"):
             schedule.pop("mu", None)  # FluxPipeline passes mu to any scheduler; diffusers ignores it there
@@ -209,6 +211,32 @@ class _Run:
                 out = rescale_noise_cfg(out, c, guidance_rescale=rescale)
             return out
         return cfg
+
+    def skip_layer_guidance(self, calls, steps):
+        """SD3's skip-layer guidance as ``guide(x, t, grouped, pair, out)`` (``pair``: the CFG call's
+        ``(uncond, cond)`` outputs, ``out`` their guided combination; ``None`` when not asked
+        for, or without classifier-free guidance, where diffusers skips it too): for rows whose
+        step index ``i`` has ``steps * start < i < steps * stop``, one more denoiser call on the
+        latents with the conditional embeddings and ``skip_layers``, and
+        ``out + (cond - skipped) * skip_layer_guidance_scale`` (the pipeline's loop, row by row)."""
+        args = self.arguments
+        layers = args.get("skip_guidance_layers")
+        if layers is None or len(calls) != 1 or calls[0].k != 2:
+            return None
+        scale = float(args["skip_layer_guidance_scale"])
+        lo, hi = steps * float(args["skip_layer_guidance_start"]), steps * float(args["skip_layer_guidance_stop"])
+        call, model, full = calls[0], self.w.model, self.full_timesteps.double()
+
+        def guide(x, t, grouped, pair, out):
+            index = (full.to(t.device)[None] - t.double()[:, None]).abs().argmin(1)  # the loop's i per row
+            rows = torch.nonzero((index > lo) & (index < hi)).reshape(-1)
+            if rows.numel() == 0:
+                return out
+            kw = _merge(_pick(grouped, rows, 1), call.static)  # the conditional half of the CFG batch
+            skipped = model(**{call.first: x[rows], "timestep": t[rows], **kw, "return_dict": False,
+                               "skip_layers": list(layers)})[0]
+            return out.index_add(0, rows, (pair[1][rows] - skipped) * scale)
+        return guide
 
     def _check_timesteps(self, den, sampler, steps, schedule):
         ts, _ = samplers.build(den, sampler, steps, **schedule)
@@ -282,6 +310,11 @@ def _ungroup(grouped: dict, k: int, m: int) -> dict:
     return out
 
 
+def _pick(grouped: dict, rows: torch.Tensor, j: int) -> dict:
+    """Rows ``rows`` of copy ``j`` of grouped keywords ``(m, k, ...)``."""
+    return {key: _pick(v, rows, j) if isinstance(v, dict) else v[rows, j] for key, v in grouped.items()}
+
+
 def _merge(batched: dict, static: dict) -> dict:
     out = dict(static)
     for key, v in batched.items():
@@ -293,9 +326,6 @@ def _refuse_unsupported(pipe, schedule):
     if schedule.get("timesteps") is not None:
         raise NotImplementedError("Custom `timesteps` are not supported by parallelize; pass num_inference_steps "
                                   "(or sigmas for a flow scheduler).")
-    if getattr(pipe, "_skip_guidance_layers", None):
-        raise NotImplementedError("StableDiffusion3Pipeline's skip-layer guidance is not supported by parallelize; "
-                                  "drop skip_guidance_layers.")
     if getattr(pipe, "_denoising_end", None) is not None:
         raise NotImplementedError("`denoising_end` (an ensemble of expert denoisers) is not supported by parallelize.")
 

@@ -56,6 +56,7 @@ class UniPCStep(StepMap):
         self.settings = settings
         self.tables = tables
         self.depth = tables["W"].shape[1] - 1  # past predictions a step may use
+        self.carry_depth = self.depth  # the carry (x0_i .. x0_{i-K+1}) depends on the last K states
         self.noise = None
         self._dev = {}
 

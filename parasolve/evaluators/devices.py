@@ -23,6 +23,7 @@ one evaluator)::
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import math
 import queue
@@ -36,17 +37,32 @@ from typing import Callable, Sequence
 import torch
 
 from .chunks import split_bounds
+from ..errors import ParasolveValueError
 from .protocol import EvaluatorError, local_evaluator
 
 
-def as_device(device) -> torch.device:
-    """``device`` as a :class:`torch.device` with an explicit index for CUDA (``"cuda"`` -> current)."""
+def as_device(device, name: str = "device") -> torch.device:
+    """``device`` as a :class:`torch.device` with an explicit index for CUDA (``"cuda"`` -> current);
+    a device this torch cannot use (CUDA on a CPU-only build, a missing GPU) is a ``ValueError``
+    naming the argument ``name``."""
     try:
         dev = torch.device(device)
     except (TypeError, RuntimeError) as exc:
-        raise ValueError(f"Not a device: {device!r} ({exc}); use e.g. 'cpu', 'cuda:0' or torch.device.") from None
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", torch.cuda.current_device())
+        raise ParasolveValueError(f"Not a device: {device!r} in `{name}` ({exc}); use e.g. 'cpu', 'cuda:0' or "
+                                  f"torch.device.") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = ("this torch was built without CUDA" if torch.version.cuda is None
+                   else "torch sees no CUDA device")
+            raise ParasolveValueError(f"`{name}`: {device!r} is not available: {why} "
+                                      f"(torch {torch.__version__}); use 'cpu', or install a CUDA build of "
+                                      f"torch on a machine with a GPU.")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        elif dev.index >= count:
+            raise ParasolveValueError(f"`{name}`: {device!r} is not available: torch sees {count} CUDA "
+                                      f"device(s), cuda:0 .. cuda:{count - 1}.")
     return dev
 
 
@@ -55,7 +71,7 @@ def _devices(devices, name: str = "devices") -> list[torch.device]:
         raise TypeError(f"`{name}` must be a list of devices such as ['cuda:0', 'cuda:1']; got {devices!r}.")
     if len(devices) == 0:
         raise ValueError(f"`{name}` must name at least one device; got an empty list.")
-    return [as_device(d) for d in devices]
+    return [as_device(d, f"{name}[{k}]") for k, d in enumerate(devices)]
 
 
 def _on(device: torch.device):
@@ -77,8 +93,10 @@ class _Worker:
         threading.Thread(target=self._loop, name=name, daemon=True).start()
 
     def submit(self, fn, *args) -> Future:
+        """Run ``fn(*args)`` in the worker, in a copy of the caller's context variables (e.g.
+        :func:`parasolve.drift.in_contract_check`)."""
         future: Future = Future()
-        self._jobs.put((future, fn, args))
+        self._jobs.put((future, contextvars.copy_context(), fn, args))
         return future
 
     def stop(self) -> None:
@@ -87,9 +105,9 @@ class _Worker:
 
     def _loop(self) -> None:
         while (job := self._jobs.get()) is not None:
-            future, fn, args = job
+            future, context, fn, args = job
             try:
-                future.set_result(fn(*args))
+                future.set_result(context.run(fn, *args))
             except BaseException as exc:  # handed to the caller by future.result()
                 future.set_exception(exc)
 

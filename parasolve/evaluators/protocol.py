@@ -15,9 +15,12 @@ returns as ``fn(t, y)``. Rules every evaluator keeps:
 
 from __future__ import annotations
 
+import contextvars
 from typing import Callable, Protocol
 
 import torch
+
+from ..errors import ParasolveError
 
 __all__ = ["Evaluator", "local_evaluator", "EvaluatorError", "DistributedEvaluatorError"]
 
@@ -29,12 +32,22 @@ class Evaluator(Protocol):
                  y: torch.Tensor) -> torch.Tensor: ...
 
 
+_CHECKING = contextvars.ContextVar("parasolve_contract_check", default=False)
+
+
+def in_contract_check() -> bool:
+    """True while the drift is being called by the first call's row check, not by the solve
+    (what :class:`parasolve.testing.CountingDrift` and the evaluators' counters leave out; the
+    check runs through the evaluator, so that its timeout covers it)."""
+    return _CHECKING.get()
+
+
 def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The default evaluator: the whole batch in one call on the state's device."""
     return fn(t, y)
 
 
-class EvaluatorError(RuntimeError):
+class EvaluatorError(ParasolveError, RuntimeError):
     """An evaluator could not produce the batch of drift values (a worker failed, timed out, ...)."""
 
 

@@ -123,7 +123,8 @@ def positions(grid: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
 def hermite(grid: torch.Tensor, ys: torch.Tensor, f0: torch.Tensor, f1: torch.Tensor,
             times: torch.Tensor) -> torch.Tensor:
     """Cubic Hermite interpolant of the trajectory ``ys`` on ``grid`` (slopes ``f0``/``f1`` at each
-    step's start and end) at ``times``; grid points are returned exactly."""
+    step's start and end) at ``times``; grid points are returned exactly, with the interpolant's
+    derivative w.r.t. the time (the slope there) and the grid (minus it), as torchdiffeq's."""
     direction = 1.0 if float(grid[-1] - grid[0]) > 0 else -1.0
     s = direction * (grid - grid[0]).double().cpu()
     q = direction * (times - grid[0]).double().cpu()
@@ -136,5 +137,8 @@ def hermite(grid: torch.Tensor, ys: torch.Tensor, f0: torch.Tensor, f1: torch.Te
            + (-2 * th ** 3 + 3 * th ** 2) * ys[i + 1] + (th ** 3 - th ** 2) * hb * f1[i])
     exact = torch.searchsorted(s, q)
     hit = (exact < s.shape[0]) & (s[exact.clamp(max=s.shape[0] - 1)] == q)
-    out[hit.to(ys.device)] = ys[exact[hit]]
+    k = exact[hit].to(ys.device)
+    slope = torch.cat([f0, f1[-1:]])[k]
+    lag = (times[hit.to(times.device)] - grid[k]).to(ys.dtype).reshape(shape)  # zero, differentiable
+    out[hit.to(ys.device)] = ys[k] + (lag * slope - (lag * slope).detach())
     return out

@@ -30,6 +30,7 @@ class Ledger:
 
     def __init__(self, problem: Problem, window: int, desc: str):
         self.problem = problem
+        self._method = desc
         self.thresholds = problem.thresholds()
         self.stats = Stats(window=window)
         y0 = problem.y0
@@ -93,9 +94,13 @@ class Ledger:
 
     def fail_at(self, index: int):
         """Raise :class:`~parasolve.NonFiniteError` for step ``index`` unless it is negative
-        (no failure). Schemes call it only for failures that start from an accepted state."""
+        (no failure), with the partial result (status ``NON_FINITE``; ``throw=False`` returns it).
+        Schemes call it only for failures that start from an accepted state."""
         if index >= 0:
-            raise self.problem.non_finite(index)
+            error = self.problem.non_finite(index)
+            ys = self.out if self.out is not None else torch.full_like(self.problem.y0, float("nan"))[None]
+            error.solution = self.problem.solution(ys, Status.NON_FINITE, self.stats, self._method, error)
+            raise error
 
     def save(self, first: int, states: torch.Tensor):
         """Write ``states`` as points ``first, first+1, ..`` of the trajectory (``save="all"``)."""
