@@ -14,21 +14,25 @@ from ..schemes.jacobians import auto_scheme
 from . import grids
 from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
+from .jumps import check_jumps, solve_segments
 from .tableaus import EMBEDDED
+from .tuples import Packing, unpack
 
 #: torchdiffeq's fixed-step names -> parasolve step maps (torchdiffeq's ``rk4`` is the 3/8 rule).
 FIXED = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "heun3": "heun3", "rk4": "rk38"}
 METHODS = sorted(EMBEDDED) + sorted(FIXED)
 
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
-_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps"}
+_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps",
+             "jump_t"}
 _FIXED = {"step_size", "grid_points", "grid_constructor", "interp"}
+_COMMON = {"norm"}  # accepted by every method; the fixed-step ones have no error test (as torchdiffeq)
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
           "explicit_adams": None, "implicit_adams": None, "fixed_adams": None, "scipy_solver": None}
 
 
-def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, full_output=False,
-           **unknown):
+def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, event_fn=None,
+           full_output=False, **unknown):
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and return ``y`` at the times ``t``.
 
     torchdiffeq's signature and meaning: ``t`` holds the output times (increasing or decreasing,
@@ -42,30 +46,76 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
 
     Args:
         func: drift ``func(t, y)``; batched with vmap unless ``options["vectorized"]``.
-        y0: initial state, a floating tensor of any shape.
+        y0: initial state, a floating tensor of any shape, or a tuple of them (then ``func``
+            takes and returns tuples and so does the answer, as in torchdiffeq).
         t: output times, a 1-D strictly monotone tensor (or sequence).
-        rtol, atol: relative and absolute tolerances (numbers or tensors broadcasting to y0).
+        rtol, atol: relative and absolute tolerances (numbers or tensors broadcasting to y0;
+            for a tuple ``y0`` numbers or one number per part).
         method: see above.
-        options: torchdiffeq's options (``first_step``, ``safety``, ``ifactor``, ``dfactor``;
-            ``step_size``, ``grid_points``, ``grid_constructor``, ``interp``) and parasolve's
-            (``scheme``, ``scheme_options``, ``window``, ``tol``, ``defect_fraction``,
-            ``max_passes``, ``max_num_steps``, ``vectorized``, ``evaluator``).
+        options: torchdiffeq's options (``first_step``, ``safety``, ``ifactor``, ``dfactor``,
+            ``norm``, ``jump_t``; ``step_size``, ``grid_points``, ``grid_constructor``, ``interp``)
+            and parasolve's (``scheme``, ``scheme_options``, ``window``, ``tol``,
+            ``defect_fraction``, ``max_passes``, ``max_num_steps``, ``vectorized``, ``evaluator``).
+        event_fn: as torchdiffeq's ``odeint(..., event_fn=)``: solve from ``t[0]`` (``len(t) ==
+            2``, ``t[1]`` gives only the direction) until ``event_fn(t, y)`` crosses zero and
+            return ``(event_t, solution)``; see :func:`odeint_event`.
         full_output: return an :class:`OdeintResult` (answer, final grid, stats) instead of the tensor.
 
     With grad mode on, the answer is differentiable w.r.t. ``y0``, ``t`` and the parameters of an
     ``nn.Module`` ``func`` by the discrete adjoint of the final grid's solve (docs/gradients.md), as
     with :func:`odeint_adjoint`; no graph of the sweeps is kept.
     """
+    if event_fn is not None:
+        return _event_call(func, y0, t, event_fn, dict(rtol=rtol, atol=atol, method=method, options=options,
+                                                       **unknown), odeint)
     return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint", _module_params(func))
 
 
-def odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *,
+def odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, event_fn=None,
+                   adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None,
                    adjoint_params=None, full_output=False, **unknown):
-    """:func:`odeint` with torchdiffeq's ``odeint_adjoint`` signature: ``adjoint_params`` (the
-    tensors to differentiate, default ``func.parameters()`` for a module) are forwarded to
-    ``parasolve.solve(..., adjoint_params=...)`` on every solve, whose gradients the answer carries."""
-    extra = _module_params(func) if adjoint_params is None else {"adjoint_params": tuple(adjoint_params)}
+    """:func:`odeint` with torchdiffeq's ``odeint_adjoint`` signature. The gradient is the same:
+    the discrete adjoint of the forward solve on its own final grid, solved parallel in time, so
+    the backward has no grid or error test of its own. What torchdiffeq's keywords mean here
+    (:func:`parasolve.odeint.compat.adjoint_settings`, docs/odeint.md#gradients):
+
+    - ``adjoint_params``: the tensors to differentiate (default ``func.parameters()`` for a module);
+    - ``adjoint_rtol``: the backward fixed-point solve's tolerance, relative to the cotangents
+      (``adjoint_options["tol"]``: accepted adjoint defects sum to at most it times ``sum max|dL/dy_i|``);
+    - ``adjoint_atol``: accepted; the backward has no absolute tolerance (its defects are measured
+      against the cotangents), so it changes nothing;
+    - ``adjoint_method``: ``None`` or ``method`` itself (the backward transposes the forward's own
+      steps); any other refuses;
+    - ``adjoint_options``: ``parasolve.adjoint.ADJOINT_OPTIONS`` keys (``method``, ``tol``, ...) and
+      torchdiffeq's ``norm`` (e.g. ``"seminorm"``), accepted without effect: no error test runs backward.
+    """
+    from .compat import adjoint_settings
+    extra = _module_params(func) if adjoint_params is None else {"adjoint_params": _params_tuple(adjoint_params)}
+    extra.update(adjoint_settings(method, adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options))
+    if event_fn is not None:
+        return _event_call(func, y0, t, event_fn, dict(rtol=rtol, atol=atol, method=method, options=options,
+                                                       adjoint_params=adjoint_params, **unknown), odeint_adjoint)
     return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint_adjoint", extra)
+
+
+def _params_tuple(adjoint_params) -> tuple:
+    try:
+        return tuple(adjoint_params)
+    except TypeError:
+        raise TypeError(f"`adjoint_params` must be an iterable of tensors (e.g. model.parameters()); got "
+                        f"{type(adjoint_params).__name__}.") from None
+
+
+def _event_call(func, y0, t, event_fn, kwargs, interface):
+    """torchdiffeq's ``odeint(..., event_fn=)``: ``t`` gives the start and the direction."""
+    from .events import odeint_event
+    if isinstance(t, (list, tuple)):
+        t = torch.as_tensor(t, dtype=torch.float64)
+    if not isinstance(t, torch.Tensor) or t.shape != (2,):
+        raise ValueError(f"With `event_fn`, `t` must hold 2 times (the start, and a second one giving the "
+                         f"direction); got {t!r}. Or call parasolve.odeint_event(func, y0, t0, event_fn=...).")
+    return odeint_event(func, y0, t[0], event_fn=event_fn, reverse_time=bool(t[1] < t[0]),
+                        odeint_interface=interface, **kwargs)
 
 
 def _module_params(func) -> dict:
@@ -75,28 +125,44 @@ def _module_params(func) -> dict:
 
 
 def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name, extra):
-    checks.check_unknown(name, unknown, {"rtol", "atol", "method", "options", "full_output"}
-                         | ({"adjoint_params"} if name == "odeint_adjoint" else set()))
-    if isinstance(y0, tuple):
-        raise TypeError(f"{name}: tuple states are not supported; pass one tensor (torch.cat the "
-                        f"flattened parts and split them inside func).")
+    checks.check_unknown(name, unknown, {"rtol", "atol", "method", "options", "full_output", "event_fn"}
+                         | ({"adjoint_params", "adjoint_rtol", "adjoint_atol", "adjoint_method", "adjoint_options"}
+                            if name == "odeint_adjoint" else set()))
+    packing = None
+    if isinstance(y0, (tuple, list)):  # torchdiffeq's tuple states: one flat vector for the solve
+        packing = Packing(tuple(y0))
+        func, y0 = packing.func(func), packing.flat(y0)
+        rtol, atol = packing.tolerance("rtol", rtol), packing.tolerance("atol", atol)
     y0 = checks.check_y0(y0)
     t = checks.check_grid(t, y0)
     method = _check_method(method)
     options = _check_options(options, method)
+    if packing is not None:
+        options["norm"] = packing.norm(options.get("norm"))
     rtol, atol = _check_tolerances(rtol, atol, y0)
+    jumps = options.pop("jump_t", None)
+    if jumps is not None:
+        result = solve_segments(lambda f, y, ts: _run(f, y, ts, rtol, atol, method, dict(options), extra),
+                                func, y0, t, jumps)
+    else:
+        result = _run(func, y0, t, rtol, atol, method, options, extra)
+    if packing is not None:
+        result.ys = unpack(result.ys, packing)
+    return result if full_output else result.ys
+
+
+def _run(func, y0, t, rtol, atol, method, options, extra) -> OdeintResult:
+    """One solve of validated arguments on ``[t[0], t[-1]]``."""
     evaluator = options.pop("evaluator", None)
     counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
     _default_scheme(options, y0)
-    settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE}, extra=extra)
+    settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE | _COMMON}, extra=extra)
     if method in EMBEDDED:
-        result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
-    else:
-        result = _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings,
-                              {k: v for k, v in options.items() if k in _FIXED})
-    return result if full_output else result.ys
+        return solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
+    return _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings,
+                        {k: v for k, v in options.items() if k in _FIXED})
 
 
 def _default_scheme(options: dict, y0: torch.Tensor) -> None:
@@ -186,7 +252,7 @@ def _check_options(options, method: str) -> dict:
     if not isinstance(options, dict):
         raise TypeError(f"`options` must be a dict or None; got {type(options).__name__}.")
     options = dict(options)
-    allowed = _PARALLEL | (_ADAPTIVE if method in EMBEDDED else _FIXED)
+    allowed = _PARALLEL | _COMMON | (_ADAPTIVE if method in EMBEDDED else _FIXED)
     bad = sorted(set(options) - allowed)
     if bad:
         other = _FIXED if method in EMBEDDED else _ADAPTIVE
@@ -228,6 +294,10 @@ def _check_options(options, method: str) -> dict:
     for k in ("step_size", "grid_points", "grid_constructor"):
         if options.get(k, 0) is None:
             del options[k]
+    if options.get("norm") is not None and not callable(options["norm"]):
+        raise TypeError(f"options['norm'] must be callable as norm(scaled_error) -> 0-d tensor; got {options['norm']!r}.")
+    if "jump_t" in options and options["jump_t"] is not None:
+        options["jump_t"] = check_jumps(options["jump_t"])
     if "grid_constructor" in options and not callable(options["grid_constructor"]):
         raise TypeError("options['grid_constructor'] must be callable as grid_constructor(func, y0, t).")
     return options
