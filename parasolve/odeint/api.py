@@ -14,6 +14,7 @@ from ..schemes.jacobians import auto_scheme
 from . import grids
 from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
+from .events import find_event
 from .jumps import check_jumps, solve_segments
 from .tableaus import EMBEDDED
 from .tuples import Packing, unpack
@@ -98,6 +99,28 @@ def odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=N
     return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint_adjoint", extra)
 
 
+def odeint_event(func, y0, t0, *, event_fn, reverse_time=False, odeint_interface=None, horizon=1.0,
+                 max_windows=40, **kwargs):
+    """Solve ``dy/dt = func(t, y)`` from ``y(t0) = y0`` until ``event_fn(t, y)`` crosses zero.
+
+    torchdiffeq's ``odeint_event``: returns ``(event_t, solution)``, ``solution`` of shape
+    ``(2, *y0.shape)`` holding ``y0`` and the state at ``event_t`` (tuples of them for a tuple
+    ``y0``); ``reverse_time`` solves towards decreasing time; ``kwargs`` (``rtol``, ``atol``,
+    ``method``, ``options``, ``adjoint_*``) go to ``odeint_interface`` (:func:`odeint`, the
+    default, or :func:`odeint_adjoint`). Both outputs are differentiable w.r.t. ``y0``, ``t0``,
+    the parameters the solve differentiates and tensors ``event_fn`` uses
+    (:mod:`parasolve.odeint.events` says how the event is found).
+
+    parasolve's own: ``horizon``, the first search window's length (doubled for each next one);
+    ``max_windows``: how many windows to search before raising ``ConvergenceError``.
+    """
+    interface = odeint if odeint_interface is None else odeint_interface
+    if interface not in (odeint, odeint_adjoint):
+        raise TypeError(f"`odeint_interface` must be parasolve.odeint or parasolve.odeint_adjoint; got "
+                        f"{interface!r} (parasolve finds events on its own solves).")
+    return find_event(interface, func, y0, t0, event_fn, reverse_time, horizon, max_windows, **kwargs)
+
+
 def _params_tuple(adjoint_params) -> tuple:
     try:
         return tuple(adjoint_params)
@@ -108,7 +131,6 @@ def _params_tuple(adjoint_params) -> tuple:
 
 def _event_call(func, y0, t, event_fn, kwargs, interface):
     """torchdiffeq's ``odeint(..., event_fn=)``: ``t`` gives the start and the direction."""
-    from .events import odeint_event
     if isinstance(t, (list, tuple)):
         t = torch.as_tensor(t, dtype=torch.float64)
     if not isinstance(t, torch.Tensor) or t.shape != (2,):

@@ -24,27 +24,10 @@ from . import grids
 from .tuples import Packing
 
 
-def odeint_event(func, y0, t0, *, event_fn, reverse_time=False, odeint_interface=None, horizon=1.0,
-                 max_windows=40, **kwargs):
-    """Solve ``dy/dt = func(t, y)`` from ``y(t0) = y0`` until ``event_fn(t, y)`` crosses zero.
-
-    torchdiffeq's ``odeint_event``: returns ``(event_t, solution)``, ``solution`` of shape
-    ``(2, *y0.shape)`` holding ``y0`` and the state at ``event_t`` (tuples of them for a tuple
-    ``y0``); ``reverse_time`` solves towards decreasing time; ``kwargs`` (``rtol``, ``atol``,
-    ``method``, ``options``, ``adjoint_*``) go to ``odeint_interface`` (:func:`~parasolve.odeint.api.odeint`,
-    the default, or :func:`~parasolve.odeint.api.odeint_adjoint`). Both outputs are differentiable w.r.t.
-    ``y0``, ``t0`` and the parameters the solve differentiates (and tensors ``event_fn`` uses).
-
-    parasolve's own: ``horizon``, the first window's length (doubled for each next one);
-    ``max_windows``: how many windows to search before raising :class:`ConvergenceError`.
-    The event time is the bisected root of the final grid's Hermite interpolant (to round-off),
-    so it carries the solve's error, as torchdiffeq's carries its interpolant's.
-    """
-    from .api import odeint, odeint_adjoint
-    interface = odeint if odeint_interface is None else odeint_interface
-    if interface not in (odeint, odeint_adjoint):
-        raise TypeError(f"`odeint_interface` must be parasolve.odeint or parasolve.odeint_adjoint; got "
-                        f"{interface!r} (parasolve finds events on its own solves).")
+def find_event(interface, func, y0, t0, event_fn, reverse_time=False, horizon=1.0, max_windows=40, **kwargs):
+    """:func:`~parasolve.odeint.api.odeint_event` with its ``odeint_interface`` resolved: the search
+    (module docstring); ``interface(func, y0, t, full_output=..., **kwargs)`` is one of parasolve's
+    ``odeint``/``odeint_adjoint``."""
     if not callable(event_fn):
         raise TypeError(f"`event_fn` must be callable as event_fn(t, y); got {event_fn!r}.")
     for name, value, low in (("horizon", horizon, 0), ("max_windows", max_windows, 1)):
