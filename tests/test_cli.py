@@ -1,5 +1,6 @@
 """The `parasolve` command: solve a user's drift file, clear one-line errors, demo."""
 
+import re
 import subprocess
 import sys
 
@@ -147,6 +148,9 @@ def test_demo_fast_in_process(tmp_path, capsys):
     for row in ("sequential", "picard window=100", "picard window=200", "DDPM sequential", "DDPM picard window=64"):
         assert row in text
     assert "sweeps" in text and "evals" in text and "max|x - x_seq|" in text and "unavailable" not in text
+    speedups = [float(w[:-1]) for line in text.splitlines() for w in line.split() if re.fullmatch(r"\d+\.\dx", w)]
+    assert len(speedups) == 5  # a slower parallel run is explained, and only then
+    assert ("A speed-up below 1x is expected on a CPU" in text) == (min(speedups) < 1)
 
 
 def test_module_spec_imports_from_the_working_directory(tmp_path, monkeypatch, capsys):

@@ -156,7 +156,9 @@ def test_documented_code_runs(page, tmp_path, monkeypatch):
 PAGES = {"index.html": "article h1",  # page -> what must be on it (scrolled into view for the shot)
          "api/solve/index.html": "[id='parasolve.solve']",
          "reproduce/index.html": "article img",
-         "architecture/index.html": "div.mermaid"}  # pre.mermaid until drawn by the site's own mermaid
+         "architecture/index.html": "div.mermaid",  # pre.mermaid until drawn by the site's own mermaid
+         "odeint/index.html": "article pre",  # long code lines: wrapped, not cut
+         "install/index.html": "article pre"}
 
 
 def test_pages_render_in_chromium(site, tmp_path):
@@ -175,9 +177,11 @@ def test_chromium_check_reports_broken_pages(tmp_path):
     browser = _load("browser")
     (tmp_path / "index.html").write_text(
         "<html><head><title>t</title><link rel='icon' href='data:,'></head><body><h1>x</h1>"
-        "<img src='no-such.png'><script>console.error('boom'); undefined_name();</script></body></html>")
+        "<img src='no-such.png'><script>console.error('boom'); undefined_name();</script>"
+        "<pre><code style='display:block;overflow:auto;width:200px'>" + "wide_line " * 60 + "</code></pre></body></html>")
     ok, missing = browser.check_pages(tmp_path, ["index.html", "gone.html"], settle=0.2)
     text = "\n".join(ok.problems)
     assert "broken image" in text and "no-such.png" in text, text
     assert "console.error: boom" in text and "undefined_name" in text, text
+    assert "code block cut at 1280 px" in text and "wide_line" in text, text
     assert any("HTTP 404" in p and "gone.html" in p for p in missing.problems), missing.problems
