@@ -260,3 +260,15 @@ def test_docs_build_says_what_is_missing_up_front(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
     assert f'{fake} lacks the docs tooling; run: {fake} -m pip install -e ".[docs]"' in run.stderr
+
+
+def test_more_threads_than_one_come_with_the_wait_policy_hint(monkeypatch):
+    from parasolve.apps.common import use_threads
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        assert "OMP_WAIT_POLICY=PASSIVE" in use_threads(2) and "OMP_WAIT_POLICY" not in use_threads(1)
+        monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+        assert "OMP_WAIT_POLICY" not in use_threads(2)
+    finally:
+        torch.set_num_threads(before)

@@ -174,7 +174,7 @@ _IMAGES = """JSON.stringify({
   images: document.images.length,
   broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
   cut: Array.from(document.querySelectorAll("pre > code")).filter(c => c.scrollWidth > c.clientWidth + 1)
-    .map(c => c.textContent.split("\n").reduce((a, b) => (b.length > a.length ? b : a), "").slice(0, 60)),
+    .map(c => c.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "").slice(0, 60)),
 })"""
 
 
