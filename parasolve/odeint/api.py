@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import torch
 
@@ -181,10 +182,13 @@ def _run(func, y0, t, rtol, atol, method, options, extra) -> OdeintResult:
                          name="func", evaluator=counter)
     _default_scheme(options, y0)
     settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE | _COMMON}, extra=extra)
-    if method in EMBEDDED:
-        return solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
-    return _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings,
-                        {k: v for k, v in options.items() if k in _FIXED})
+    with warnings.catch_warnings():  # times that require grad are read as host numbers for the grid
+        # arithmetic on purpose (the grid is not differentiated, as in torchdiffeq): no warning for that
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+        if method in EMBEDDED:
+            return solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
+        return _solve_fixed(drift, counter, y0, t, method, rtol, atol, settings,
+                            {k: v for k, v in options.items() if k in _FIXED})
 
 
 def _default_scheme(options: dict, y0: torch.Tensor) -> None:
