@@ -198,6 +198,17 @@ def test_event_with_several_outputs_and_a_tuple_state():
     assert isinstance(ours[1], tuple) and ours[1][0].shape == theirs[1][0].shape == (2, 1)
 
 
+def test_fixed_step_event_matches_torchdiffeq():
+    kwargs = dict(event_fn=hits_floor, method="rk4", options={"step_size": 0.01})
+    y0, t0 = torch.tensor([0.0, 5.0], dtype=D), torch.tensor(0.0, dtype=D)
+    te, _ = parasolve.odeint_event(ball, y0, t0, **kwargs)
+    te_r, _ = torchdiffeq.odeint_event(ball, y0, t0, **kwargs)
+    exact = (5.0 + math.sqrt(25.0 + 2 * 9.81)) / 9.81
+    # rk4 is exact on a parabola; torchdiffeq bisects its linear interpolant (error O(h^2)), parasolve
+    # the cubic Hermite one (exact here) and solves up to the root
+    assert abs(float(te_r) - exact) < 1e-5 and abs(float(te) - exact) < 1e-8
+
+
 def test_odeint_with_event_fn_is_odeint_event():
     t = torch.tensor([0.0, 1.0], dtype=D)
     te, sol = parasolve.odeint(ball, torch.tensor([0.0, 5.0], dtype=D), t, event_fn=hits_floor, rtol=1e-9, atol=1e-11)
@@ -211,6 +222,9 @@ def test_event_search_has_a_limit_and_typed_errors():
     with pytest.raises(parasolve.ConvergenceError, match="max_windows"):
         parasolve.odeint_event(lambda t, y: 0 * y, torch.ones(1, dtype=D), torch.tensor(0.0, dtype=D),
                                event_fn=never, max_windows=2)
+    with pytest.raises(ValueError, match="step_size"):
+        parasolve.odeint_event(ball, torch.ones(2, dtype=D), torch.tensor(0.0, dtype=D), event_fn=hits_floor,
+                               method="rk4")
     with pytest.raises(TypeError, match="odeint_interface"):
         parasolve.odeint_event(ball, torch.ones(2, dtype=D), torch.tensor(0.0, dtype=D), event_fn=hits_floor,
                                odeint_interface=torchdiffeq.odeint)

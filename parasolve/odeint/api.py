@@ -119,6 +119,10 @@ def odeint_event(func, y0, t0, *, event_fn, reverse_time=False, odeint_interface
     if interface not in (odeint, odeint_adjoint):
         raise TypeError(f"`odeint_interface` must be parasolve.odeint or parasolve.odeint_adjoint; got "
                         f"{interface!r} (parasolve finds events on its own solves).")
+    options = kwargs.get("options")
+    if kwargs.get("method") in FIXED and (not isinstance(options, dict) or options.get("step_size") is None):
+        raise ValueError(f"odeint_event with the fixed-step method {kwargs['method']!r} needs options['step_size'] "
+                         f"(as torchdiffeq does): without it each search window would be a single step.")
     return find_event(interface, func, y0, t0, event_fn, reverse_time, horizon, max_windows, **kwargs)
 
 
