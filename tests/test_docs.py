@@ -143,12 +143,43 @@ def test_the_marked_subset_is_not_empty():
 
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_documented_code_runs(page, tmp_path, monkeypatch):
-    """A page's marked blocks run in order in one namespace, as a reader would paste them."""
+def test_documented_code_runs(page, tmp_path, monkeypatch, capsys):
+    """A page's marked blocks run in order in one namespace, as a reader would paste them, and
+    print what their comments say they print (``print(x)  # 33 75888: ...``)."""
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
     for line, code in runnable_blocks(page):
+        capsys.readouterr()
         exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
+        check_printed_comments(code, capsys.readouterr().out, f"{page.name}:{line}")
+
+
+_TOKEN = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?|[A-Za-z_]\w*")
+
+
+def check_printed_comments(code: str, out: str, where: str) -> None:
+    """Each ``print(...)  # EXPECTED[: or , remark]`` line of a block printed EXPECTED: its words
+    appear in the printed line and its numbers equal the printed ones to the digits written.
+    Checked where every print call prints one line (no loops)."""
+    prints = [ln for ln in code.splitlines() if ln.lstrip().startswith("print(")]
+    outputs = out.splitlines()
+    if len(prints) != len(outputs):
+        return
+    for source, printed in zip(prints, outputs):
+        if "#" not in source:
+            continue
+        expected = re.split(r"[:,]\s", source.split("#", 1)[1].strip(), maxsplit=1)[0]
+        got = _TOKEN.findall(printed)
+        numbers = [g for g in got if g[0].isdigit() or g[0] in "+-"]
+        for token in _TOKEN.findall(expected):
+            if not (token[0].isdigit() or token[0] in "+-"):
+                assert token in got, f"{where}: the comment says {expected!r}, the code printed {printed!r}"
+                continue
+            assert numbers, f"{where}: the comment says {expected!r}, the code printed {printed!r}"
+            value = numbers.pop(0)
+            digits = len(token.split("e")[0].split(".")[1]) if "." in token else None
+            shown = f"{float(value):.{digits}e}" if digits is not None and "e" in token else value
+            assert shown == token, f"{where}: the comment says {expected!r}, the code printed {printed!r}"
 
 
 # --------------------------------------------------------------------------- in a browser
