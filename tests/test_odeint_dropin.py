@@ -273,3 +273,18 @@ def test_adjoint_keywords_refuse_what_the_discrete_adjoint_cannot_mean(kwargs, e
     with pytest.raises(exc) as info:
         parasolve.odeint_adjoint(_Decay(), torch.ones(1, dtype=D), torch.tensor([0.0, 1.0], dtype=D), **kwargs)
     assert words in str(info.value)
+
+
+def test_odeint_adjoint_with_event_fn_keeps_its_adjoint_keywords():
+    """A generator of parameters is read once and reaches the event search; adjoint_rtol still applies."""
+    f = _Decay()
+    event = lambda t, y: y[0] - 0.5  # noqa: E731   y = e^{a t}: the event at t = ln(0.5) / a
+    te, _ = parasolve.odeint_adjoint(f, torch.ones(1, dtype=D), torch.tensor([0.0, 1.0], dtype=D), event_fn=event,
+                                     rtol=1e-9, atol=1e-11, adjoint_params=f.parameters(), adjoint_rtol=1e-9)
+    te.backward()
+    a = float(f.a)
+    assert float(te) == pytest.approx(math.log(0.5) / a, rel=1e-8)
+    assert float(f.a.grad) == pytest.approx(-math.log(0.5) / a ** 2, rel=1e-6)
+    with pytest.raises(ValueError, match="adjoint_method"):
+        parasolve.odeint_adjoint(f, torch.ones(1, dtype=D), torch.tensor([0.0, 1.0], dtype=D), event_fn=event,
+                                 adjoint_method="euler")

@@ -15,6 +15,7 @@ from ..schemes.jacobians import auto_scheme
 from . import grids
 from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
+from .compat import adjoint_settings
 from .events import find_event
 from .jumps import check_jumps, solve_segments
 from .tableaus import EMBEDDED
@@ -91,12 +92,14 @@ def odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=N
     - ``adjoint_options``: ``parasolve.adjoint.ADJOINT_OPTIONS`` keys (``method``, ``tol``, ...) and
       torchdiffeq's ``norm`` (e.g. ``"seminorm"``), accepted without effect: no error test runs backward.
     """
-    from .compat import adjoint_settings
-    extra = _module_params(func) if adjoint_params is None else {"adjoint_params": _params_tuple(adjoint_params)}
+    params = None if adjoint_params is None else _params_tuple(adjoint_params)
+    extra = _module_params(func) if params is None else {"adjoint_params": params}
     extra.update(adjoint_settings(method, adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options))
     if event_fn is not None:
-        return _event_call(func, y0, t, event_fn, dict(rtol=rtol, atol=atol, method=method, options=options,
-                                                       adjoint_params=adjoint_params, **unknown), odeint_adjoint)
+        return _event_call(func, y0, t, event_fn, dict(
+            rtol=rtol, atol=atol, method=method, options=options, adjoint_params=params, adjoint_rtol=adjoint_rtol,
+            adjoint_atol=adjoint_atol, adjoint_method=adjoint_method, adjoint_options=adjoint_options, **unknown),
+            odeint_adjoint)
     return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint_adjoint", extra)
 
 
