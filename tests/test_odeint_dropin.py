@@ -209,6 +209,14 @@ def test_fixed_step_event_matches_torchdiffeq():
     assert abs(float(te_r) - exact) < 1e-5 and abs(float(te) - exact) < 1e-8
 
 
+def test_event_with_a_vectorized_func():
+    batched = lambda t, y: torch.stack([y[:, 1], -9.81 + 0 * y[:, 1]], -1)  # noqa: E731  (n,) times, (n, 2) states
+    te, sol = parasolve.odeint_event(batched, torch.tensor([0.0, 5.0], dtype=D), torch.tensor(0.0, dtype=D),
+                                     event_fn=hits_floor, rtol=1e-9, atol=1e-11, options={"vectorized": True})
+    assert float(te) == pytest.approx((5.0 + math.sqrt(25.0 + 2 * 9.81)) / 9.81, abs=1e-8)
+    assert float(sol[-1, 0]) == pytest.approx(-1.0, abs=1e-7)
+
+
 def test_odeint_with_event_fn_is_odeint_event():
     t = torch.tensor([0.0, 1.0], dtype=D)
     te, sol = parasolve.odeint(ball, torch.tensor([0.0, 5.0], dtype=D), t, event_fn=hits_floor, rtol=1e-9, atol=1e-11)

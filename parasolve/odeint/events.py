@@ -54,6 +54,10 @@ def find_event(interface, func, y0, t0, event_fn, reverse_time=False, horizon=1.
         at_start = float(comb(t0, y_flat)) == 0
     if at_start:
         return t0, _unpack(torch.stack([y_flat, y_flat]), packing)
+    if (kwargs.get("options") or {}).get("vectorized"):  # func takes batches: one point as a batch of one
+        f_point = lambda t, y: f(t.reshape(1), y[None])[0]  # noqa: E731
+    else:
+        f_point = f
     a, y_a, length = t0, y_flat, float(horizon)
     for _ in range(int(max_windows)):
         b = a.detach() + direction * length
@@ -66,9 +70,9 @@ def find_event(interface, func, y0, t0, event_fn, reverse_time=False, horizon=1.
         hit = torch.nonzero(~(c > 0)).reshape(-1)
         if len(hit):
             j = int(hit[0])
-            te = _bisect(comb, f, grid[j - 1:j + 1], ys[j - 1:j + 1])
+            te = _bisect(comb, f_point, grid[j - 1:j + 1], ys[j - 1:j + 1])
             state = interface(f, y_a, torch.stack([a, te]), **kwargs)[-1]
-            event_t, state = _reroute(comb, f, te, state)
+            event_t, state = _reroute(comb, f_point, te, state)
             return event_t, _unpack(torch.stack([y_flat, state]), packing)
         a, y_a, length = b.to(a.dtype), res.ys[-1], 2 * length
     raise ConvergenceError(f"odeint_event: no sign change of event_fn within {max_windows} windows (up to "
