@@ -2,6 +2,12 @@
 
     python examples/diffusion_digits.py            # DDPM-1000 and DDIM-100, 4 samples
     python examples/diffusion_digits.py --fast     # DDPM-50 and DDIM-20, 1 sample
+    python examples/diffusion_digits.py --threads 2
+
+One torch thread by default, as the `parasolve` commands: with more threads on a busy machine the
+sequential run's small calls slow down far more than the parallel run's batched ones, which
+inverts the comparison (docs/reproduce.md#threads). On a CPU the parallel runs are expected to
+be slower than the sequential ones.
 """
 
 import argparse
@@ -12,8 +18,9 @@ import torch
 from parasolve import diffusion, zoo
 
 
-def main(fast: bool = False):
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+def main(fast: bool = False, threads: int = 1):
+    torch.set_num_threads(threads)
+    print(f"torch threads: {threads}")
     den = zoo.pretrained("digits")
     shape = (1, 1, 16, 16) if fast else (4, 1, 16, 16)
     runs = []
@@ -34,4 +41,6 @@ def main(fast: bool = False):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true")
-    main(parser.parse_args().fast)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    args = parser.parse_args()
+    main(args.fast, args.threads)

@@ -1,5 +1,6 @@
 """The `parasolve` command: solve a user's drift file, clear one-line errors, demo."""
 
+import re
 import subprocess
 import sys
 
@@ -147,6 +148,9 @@ def test_demo_fast_in_process(tmp_path, capsys):
     for row in ("sequential", "picard window=100", "picard window=200", "DDPM sequential", "DDPM picard window=64"):
         assert row in text
     assert "sweeps" in text and "evals" in text and "max|x - x_seq|" in text and "unavailable" not in text
+    speedups = [float(w[:-1]) for line in text.splitlines() for w in line.split() if re.fullmatch(r"\d+\.\dx", w)]
+    assert len(speedups) == 5  # a slower parallel run is explained, and only then
+    assert ("A speed-up below 1x is expected on a CPU" in text) == (min(speedups) < 1)
 
 
 def test_module_spec_imports_from_the_working_directory(tmp_path, monkeypatch, capsys):
@@ -158,3 +162,43 @@ def test_module_spec_imports_from_the_working_directory(tmp_path, monkeypatch, c
     assert main(["solve", "cwd_broken_mod:f", "--y0", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "parasolve solve: error: importing 'cwd_broken_mod' failed: RuntimeError: bad import"
+
+
+def test_solve_prints_the_end_state_and_the_window_auto_chose(drift_file, capsys):
+    assert main(["solve", f"{drift_file}:decay", "--y0", "1,2", "--t1", "2", "--steps", "40", "--window", "auto",
+                 "--tol", "1e-12", "--step", "rk4"]) == 0
+    out = capsys.readouterr().out
+    window = int(next(line for line in out.splitlines() if line.startswith("--window auto chose")).split()[3])
+    assert 1 <= window <= 40
+    end = next(line for line in out.splitlines() if line.startswith("y(t1=2) = ["))
+    values = [float(v) for v in end.split("[")[1].rstrip("]").split(",")]
+    assert values == pytest.approx([np.exp(-2.0), 2 * np.exp(-2.0)], rel=1e-6)  # rk4, 40 steps: y0 e^-t
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--y0", "-1,0"], "must be attached with '=', e.g. --y0=-1,0"),
+    (["--y0", "1", "--method", "rk4"], "valid: auto, anderson, newton"),
+    (["--y0", "1", "--device", "cuda:7"], "--device 'cuda:7'"),
+    (["--y0", "1", "--device", "gpu"], "is not a torch device"),
+])
+def test_solve_flag_errors_say_the_fix(drift_file, capsys, args, message):
+    with pytest.raises(SystemExit) if args[1] == "-1,0" else _no_exit():
+        assert main(["solve", f"{drift_file}:decay", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_solve_negative_y0_attached_and_warnings_in_flag_spelling(drift_file, capsys):
+    assert main(["solve", f"{drift_file}:decay", "--y0=-1,0", "--steps", "200", "--method", "picard",
+                 "--max-iters", "2"]) == 1
+    captured = capsys.readouterr()
+    assert "y(t1=1) = [-" in captured.out
+    assert "--max-iters" in captured.err and "max_iters" not in captured.err and "len(t)" not in captured.err
+
+
+class _no_exit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

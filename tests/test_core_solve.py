@@ -86,6 +86,35 @@ def test_first_k_steps_exact_after_k_sweeps():
         assert (par.ys[k + 2:] - seq.ys[k + 2:]).abs().max() > 1e-6  # the rest is not yet converged
 
 
+def _alternating_grid(n: int, t1: float, reverse: bool) -> torch.Tensor:
+    """``n`` steps alternating between lengths ``a`` and ``2a`` (the step ratio never tends to 1)."""
+    h = torch.tensor([1.0 if i % 2 == 0 else 2.0 for i in range(n)], dtype=torch.float64)
+    t = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(h, 0)]) * (t1 / float(h.sum()))
+    return t1 - t if reverse else t
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_ab2_keeps_order_two_on_a_non_uniform_grid(reverse):
+    """Variable-step AB2 is second order on any grid of bounded step ratio. A step map that used
+    the uniform weights (3/2, -1/2) would make an O(h^2) local error where consecutive steps
+    differ by a factor 2, i.e. first order: the measured slope tells them apart. The parallel
+    solve (windows smaller than the grid, so the carry crosses windows) is the same discrete
+    solution."""
+    f = lambda t, y: torch.cos(t) * y  # noqa: E731   y = y0 exp(sin t - sin t0)
+    y0, t1 = torch.tensor([1.0, -0.5], dtype=torch.float64), 2.0
+    errors = []
+    for n in (40, 80, 160, 320):
+        t = _alternating_grid(n, t1, reverse)
+        seq = parasolve.solve(f, y0, t, step="ab2", method="sequential")
+        exact = y0 * torch.exp(torch.sin(t[-1]) - torch.sin(t[0]))
+        errors.append(float((seq.ys[-1] - exact).abs().max()))
+        if n == 80:
+            par = parasolve.solve(f, y0, t, step="ab2", method="picard", window=16, tol=1e-13)
+            assert float((par.ys - seq.ys).abs().max()) < 1e-11
+    slopes = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+    assert all(1.8 < s < 2.3 for s in slopes), slopes
+
+
 @pytest.mark.parametrize("step", ["euler", "heun", "rk4", "ab2"])
 @pytest.mark.parametrize("window", [None, 1, 7])
 def test_nfe_and_iterations_are_counted_exactly(step, window):

@@ -143,12 +143,43 @@ def test_the_marked_subset_is_not_empty():
 
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_documented_code_runs(page, tmp_path, monkeypatch):
-    """A page's marked blocks run in order in one namespace, as a reader would paste them."""
+def test_documented_code_runs(page, tmp_path, monkeypatch, capsys):
+    """A page's marked blocks run in order in one namespace, as a reader would paste them, and
+    print what their comments say they print (``print(x)  # 33 75888: ...``)."""
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
     for line, code in runnable_blocks(page):
+        capsys.readouterr()
         exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
+        check_printed_comments(code, capsys.readouterr().out, f"{page.name}:{line}")
+
+
+_TOKEN = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?|[A-Za-z_]\w*")
+
+
+def check_printed_comments(code: str, out: str, where: str) -> None:
+    """Each ``print(...)  # EXPECTED[: or , remark]`` line of a block printed EXPECTED: its words
+    appear in the printed line and its numbers equal the printed ones to the digits written.
+    Checked where every print call prints one line (no loops)."""
+    prints = [ln for ln in code.splitlines() if ln.lstrip().startswith("print(")]
+    outputs = out.splitlines()
+    if len(prints) != len(outputs):
+        return
+    for source, printed in zip(prints, outputs):
+        if "#" not in source:
+            continue
+        expected = re.split(r"[:,]\s", source.split("#", 1)[1].strip(), maxsplit=1)[0]
+        got = _TOKEN.findall(printed)
+        numbers = [g for g in got if g[0].isdigit() or g[0] in "+-"]
+        for token in _TOKEN.findall(expected):
+            if not (token[0].isdigit() or token[0] in "+-"):
+                assert token in got, f"{where}: the comment says {expected!r}, the code printed {printed!r}"
+                continue
+            assert numbers, f"{where}: the comment says {expected!r}, the code printed {printed!r}"
+            value = numbers.pop(0)
+            digits = len(token.split("e")[0].split(".")[1]) if "." in token else None
+            shown = f"{float(value):.{digits}e}" if digits is not None and "e" in token else value
+            assert shown == token, f"{where}: the comment says {expected!r}, the code printed {printed!r}"
 
 
 # --------------------------------------------------------------------------- in a browser
@@ -156,7 +187,9 @@ def test_documented_code_runs(page, tmp_path, monkeypatch):
 PAGES = {"index.html": "article h1",  # page -> what must be on it (scrolled into view for the shot)
          "api/solve/index.html": "[id='parasolve.solve']",
          "reproduce/index.html": "article img",
-         "architecture/index.html": "div.mermaid"}  # pre.mermaid until drawn by the site's own mermaid
+         "architecture/index.html": "div.mermaid",  # pre.mermaid until drawn by the site's own mermaid
+         "odeint/index.html": "article pre",  # long code lines: wrapped, not cut
+         "install/index.html": "article pre"}
 
 
 def test_pages_render_in_chromium(site, tmp_path):
@@ -175,9 +208,11 @@ def test_chromium_check_reports_broken_pages(tmp_path):
     browser = _load("browser")
     (tmp_path / "index.html").write_text(
         "<html><head><title>t</title><link rel='icon' href='data:,'></head><body><h1>x</h1>"
-        "<img src='no-such.png'><script>console.error('boom'); undefined_name();</script></body></html>")
+        "<img src='no-such.png'><script>console.error('boom'); undefined_name();</script>"
+        "<pre><code style='display:block;overflow:auto;width:200px'>" + "wide_line " * 60 + "</code></pre></body></html>")
     ok, missing = browser.check_pages(tmp_path, ["index.html", "gone.html"], settle=0.2)
     text = "\n".join(ok.problems)
     assert "broken image" in text and "no-such.png" in text, text
     assert "console.error: boom" in text and "undefined_name" in text, text
+    assert "code block cut at 1280 px" in text and "wide_line" in text, text
     assert any("HTTP 404" in p and "gone.html" in p for p in missing.problems), missing.problems

@@ -214,3 +214,61 @@ def test_ci_setup_skips_the_install_only_when_the_venv_is_current(tmp_path, curr
         assert not (tmp_path / "installing").exists()
     else:  # no stamp (a clean clone, or an edited pyproject.toml): the full setup runs
         assert proc.returncode == 3 and (tmp_path / "installing").exists()
+
+
+_LIGHT = """
+import sys
+from importlib.abc import MetaPathFinder
+
+BLOCKED = {"diffusers", "transformers", "mkdocs", "material", "mkdocstrings", "sklearn", "hypothesis", "sympy"}
+
+class Absent(MetaPathFinder):  # the light install: none of the extras is there
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not installed (light install)")
+        return None
+
+sys.meta_path.insert(0, Absent())
+import torch
+from parasolve.apps import cli, demo  # what `parasolve demo` imports
+from parasolve import diffusion, zoo
+den = zoo.pretrained("digits")
+out = diffusion.sample(den, (1, 1, 16, 16), steps=5, method="sequential", generator=torch.Generator().manual_seed(0))
+assert out.x.shape == (1, 1, 16, 16)
+print("light ok")
+"""
+
+
+def test_the_demo_runs_on_the_light_install(tmp_path):
+    """docs/install.md's light path: the demo's modules, the shipped model and a sample need none of
+    the extras (test_cli runs the demo itself)."""
+    import subprocess
+    run = subprocess.run([sys.executable, "-c", _LIGHT], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0 and "light ok" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    core = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert not any(name in core for name in ("diffusers", "transformers", "mkdocs", "pytest"))
+
+
+def test_docs_build_says_what_is_missing_up_front(tmp_path):
+    import subprocess
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexit 1\n")  # a Python without the docs tooling
+    fake.chmod(0o755)
+    run = subprocess.run(["bash", str(ROOT / "docs" / "build.sh")], env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake)},
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert f'{fake} lacks the docs tooling; run: {fake} -m pip install -e ".[docs]"' in run.stderr
+
+
+def test_more_threads_than_one_come_with_the_wait_policy_hint(monkeypatch):
+    from parasolve.apps.common import use_threads
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        assert "OMP_WAIT_POLICY=PASSIVE" in use_threads(2) and "OMP_WAIT_POLICY" not in use_threads(1)
+        monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+        assert "OMP_WAIT_POLICY" not in use_threads(2)
+    finally:
+        torch.set_num_threads(before)

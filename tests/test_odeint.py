@@ -253,11 +253,6 @@ def test_bad_arguments_get_typed_errors_naming_them(kwargs, exc, words):
     assert words in str(info.value)
 
 
-def test_tuple_state_is_refused_with_the_fix():
-    with pytest.raises(TypeError, match="torch.cat"):
-        parasolve.odeint(vdp, (torch.zeros(2, dtype=D),), torch.tensor([0.0, 1.0], dtype=D))
-
-
 def test_refinement_limit_is_reported():
     with pytest.raises(parasolve.ConvergenceError, match="max_num_steps"):
         parasolve.odeint(vdp, torch.tensor([2.0, 0.0], dtype=D), torch.tensor([0.0, 6.0], dtype=D), rtol=1e-12,

@@ -239,9 +239,28 @@ def test_schemes_describe_themselves():
 
 
 def test_newton_step_prior_changes_nothing_for_maps_that_declare_no_linear_part():
+    """prior='step' against prior='zero' (the default is 'step', so the default alone proves
+    nothing): equal, bit for bit, for euler (no linear part); and, so that the comparison can
+    fail, different for a map declaring its exact linear part (Newton then starts exact)."""
     problem = problems.logistic()
     t = problem.grid(200)
-    plain = parasolve.solve(problem.f, problem.y0, t, method="newton", vectorized=True)
-    prior = parasolve.solve(problem.f, problem.y0, t, method="newton", options={"prior": "step"}, vectorized=True)
+    runs = {prior: parasolve.solve(problem.f, problem.y0, t, method="newton", vectorized=True,
+                                   options={"prior": prior, "jacobian": "scalar"}) for prior in ("step", "zero")}
     assert parasolve.STEPS["euler"].linear_part() is None
-    assert torch.equal(plain.ys, prior.ys) and plain.stats.iterations == prior.stats.iterations
+    assert torch.equal(runs["step"].ys, runs["zero"].ys)
+    assert runs["step"].stats.iterations == runs["zero"].stats.iterations
+
+    rate, n = -3.0, 200
+    grid = torch.linspace(0.0, 2.0, n + 1, dtype=torch.float64)
+
+    class LinearEuler(type(parasolve.STEPS["euler"])):
+        linear = True
+
+        def linear_part(self):
+            return torch.full((n,), rate * 2.0 / n, dtype=torch.float64)  # dPhi_i/dx = rate h
+
+    step = LinearEuler("euler", [[]], [1.0], [0.0], order=1)
+    sweeps = {prior: parasolve.solve(lambda s, y: rate * y, torch.ones(2, dtype=torch.float64), grid, step=step,
+                                     method="newton", options={"prior": prior, "jacobian": "scalar"},
+                                     tol=1e-12).stats.iterations for prior in ("step", "zero")}
+    assert sweeps["step"] < sweeps["zero"]

@@ -5,7 +5,8 @@
 Serves the site over HTTP on localhost (the search worker does not run from ``file://``),
 drives Debian's ``chromium`` through the DevTools protocol on a pipe (``--remote-debugging-pipe``:
 no websocket client, no extra dependency), and for each page collects console errors, uncaught
-exceptions, failed or >= 400 loads and images that did not decode, then takes a screenshot.
+exceptions, failed or >= 400 loads, images that did not decode and code blocks wider than the
+window's column (cut, to be scrolled sideways), then takes a screenshot.
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ _IMAGES = """JSON.stringify({
   title: document.title,
   images: document.images.length,
   broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+  cut: Array.from(document.querySelectorAll("pre > code")).filter(c => c.scrollWidth > c.clientWidth + 1)
+    .map(c => c.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), "").slice(0, 60)),
 })"""
 
 
@@ -236,6 +239,7 @@ def _check(browser: _DevTools, base: str, path: str, out: Path | None, settle: f
                                     returnByValue=True)["result"]["value"])
     report.title, report.images = state["title"], state["images"]
     report.problems += [f"broken image: {src}" for src in state["broken"]]
+    report.problems += [f"code block cut at {WIDTH} px (scrolls sideways): {line!r}" for line in state["cut"]]
     if selector:
         found = browser.call("Runtime.evaluate", session, returnByValue=True, expression=(
             f"(e => (e && (e.scrollIntoView({{block: 'center'}}), true)) || false)"

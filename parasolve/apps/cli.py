@@ -25,7 +25,12 @@ class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (no usage dump)."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+        hint = ""
+        flag = re.match(r"argument (--[\w-]+): expected one argument", message)
+        if flag:  # e.g. --y0 -1,0: argparse takes the value for a flag; attached with '=' it is a value
+            example = "-1,0" if flag.group(1) == "--y0" else "-1"
+            hint = f"; a value starting with '-' must be attached with '=', e.g. {flag.group(1)}={example}"
+        self.exit(2, f"{self.prog}: error: {one_line(message)}{hint} (see {self.prog} --help)\n")
 
 
 def main(argv=None) -> int:
@@ -63,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                               "--window 100 --compare --save traj.csv --plot traj.png")
     s.add_argument("drift", metavar="MODULE:FUNCTION",
                    help="e.g. mydrift.py:f or package.module:f; f(t, y) -> dy/dt")
-    s.add_argument("--y0", required=True, help="initial state, comma-separated numbers, e.g. 1,0")
+    s.add_argument("--y0", required=True, help="initial state, comma-separated numbers, e.g. 1,0 "
+                                               "(a negative first value attached: --y0=-1,0)")
     s.add_argument("--t0", type=float, default=0.0, help="start time (default: %(default)s)")
     s.add_argument("--t1", type=float, default=1.0, help="end time (default: %(default)s)")
     s.add_argument("--steps", type=int, default=100, help="number of uniform grid steps (default: %(default)s)")
@@ -80,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--progress", action="store_true", help="show a progress bar")
     s.add_argument("--vectorized", action="store_true", help="f takes t (n,) and y (n, d)")
     s.add_argument("--float32", action="store_true", help="solve in float32 (default float64)")
+    s.add_argument("--device", default="cpu", help="torch device of the state and grid, e.g. cpu, cuda, cuda:1 "
+                                                   "(default: %(default)s)")
     s.add_argument("--compare", action="store_true", help="also solve sequentially and print both")
     s.add_argument("--save", metavar="FILE", help="write the trajectory (.npy or .csv: t, y...)")
     s.add_argument("--plot", metavar="PNG", help="plot the trajectory to an image (.png, .pdf, .svg, ...)")
@@ -156,6 +164,19 @@ def _parse_state(text: str, dtype) -> torch.Tensor:
         raise CommandError(f"--y0 {text!r} must be comma-separated numbers, e.g. 1,0") from None
 
 
+def _check_device(text: str) -> torch.device:
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise CommandError(f"--device {text!r} is not a torch device; e.g. cpu, cuda, cuda:1") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {text!r}: this torch has no usable CUDA device "
+                           f"(torch {torch.__version__}, torch.cuda.is_available() is False); use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise CommandError(f"--device {text!r}: there are {torch.cuda.device_count()} CUDA devices")
+    return device
+
+
 def _plot_suffixes():
     from matplotlib.backend_bases import FigureCanvasBase
     kinds = set(FigureCanvasBase.get_supported_filetypes())
@@ -201,14 +222,16 @@ def _where(exc, f) -> str:
 
 #: solve()'s parameters as the flags of ``parasolve solve`` (for its error messages).
 _FLAGS = {"max_iters": "--max-iters", "window": "--window", "tol": "--tol", "method": "--method",
-          "step": "--step", "y0": "--y0", "t": "--t0/--t1/--steps"}
+          "step": "--step", "y0": "--y0", "t": "--t0/--t1/--steps", "vectorized": "--vectorized",
+          "progress": "--progress"}
 
 
-def _as_flags(message: str, spec: str) -> str:
-    """``message`` of solve() in the command's terms: `max_iters` -> --max-iters, `f` -> the drift."""
+def _as_flags(message: str, spec: str | None = None) -> str:
+    """``message`` of solve() in the command's terms: `max_iters` -> --max-iters, and with ``spec``
+    `f` -> the drift."""
     message = re.sub(r"`(\w+)`", lambda m: _FLAGS.get(m.group(1), m.group(0)), message)
-    message = message.replace("vectorized=True", "--vectorized")
-    return message.replace("`f`", f"the drift {spec!r}")
+    message = message.replace("vectorized=True", "--vectorized").replace("len(t) - 1", "--steps")
+    return message if spec is None else message.replace("`f`", f"the drift {spec!r}")
 
 
 def _solve(args):
@@ -222,12 +245,15 @@ def _solve(args):
         check_output_file("--save", args.save, (".npy", ".csv"))
     if args.plot:
         check_output_file("--plot", args.plot, _plot_suffixes(), "a format matplotlib writes")
+    if args.method != "auto" and args.method not in parasolve.SCHEMES:
+        raise CommandError(f"Unknown --method {args.method!r}; valid: auto, {', '.join(sorted(parasolve.SCHEMES))}")
+    device = _check_device(args.device)
     print(use_threads(args.threads))
     f = load_callable(args.drift)
     _check_signature(args.drift, f)
     dtype = torch.float32 if args.float32 else torch.float64
-    y0 = _parse_state(args.y0, dtype)
-    t = torch.linspace(args.t0, args.t1, args.steps + 1, dtype=dtype)
+    y0 = _parse_state(args.y0, dtype).to(device)
+    t = torch.linspace(args.t0, args.t1, args.steps + 1, dtype=dtype, device=device)
     raised: list = []
     kw = dict(step=args.step, window=args.window, tol=args.tol, max_iters=args.max_iters,
               vectorized=args.vectorized, progress=args.progress, throw=False)
@@ -250,12 +276,16 @@ def _solve(args):
                 raise
             results.append((method, sol, time.perf_counter() - start))
     for message in dict.fromkeys(one_line(w.message) for w in caught):
-        print(f"parasolve solve: warning: {message}", file=sys.stderr)
+        print(f"parasolve solve: warning: {_as_flags(message)}", file=sys.stderr)
     ref = results[0][1] if len(results) > 1 else None  # a gap only against a sequential run
     print(format_table([_row(m, s, w, ref) for m, s, w in results]))
     sol = results[-1][1]
+    if args.window == "auto":
+        print(f"--window auto chose {sol.stats.window} steps per sweep (of {args.steps})")
+    end = ", ".join(f"{v:.10g}" for v in sol.ys[-1].reshape(-1).cpu().double().tolist())
+    print(f"y(t1={args.t1:g}) = [{end}]")
     if not sol.converged:
-        print(f"parasolve solve: warning: {one_line(sol.message)}", file=sys.stderr)
+        print(f"parasolve solve: warning: {_as_flags(one_line(sol.message))}", file=sys.stderr)
     if args.save:
         save_trajectory(args.save, sol.ts, sol.ys)
         print(f"trajectory written to {args.save}")

@@ -62,7 +62,11 @@ def use_threads(threads: int) -> str:
         raise CommandError(f"--threads must be an integer >= 1; got {threads!r}")
     torch.set_num_threads(threads)
     cores = os.cpu_count() or 1
-    return (f"torch threads: {threads} of {cores} cores (--threads N to change)")
+    line = f"torch threads: {threads} of {cores} cores (--threads N to change)"
+    if threads > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        line += ("; on a busy machine start with OMP_WAIT_POLICY=PASSIVE, or waiting threads spin and "
+                 "steal the cores (docs/reproduce.md#threads)")
+    return line
 
 
 def format_table(rows) -> str:

@@ -123,5 +123,17 @@ def run_demo(out: Path, fast: bool = False) -> None:
         print(format_table(digits[0]) + "\n")
     except (ImportError, FileNotFoundError) as exc:  # a package installed without its weights
         print(f"(digits model unavailable: {exc})\n")
+    speedups = [float(r["speed-up"].rstrip("x")) for r in rows + (digits[0] if digits else [])]
+    if min(speedups) < 1:
+        print(CPU_NOTE)
     _plot(out, ode_sol, digits)
     print(f"PNGs written to {out}/")
+
+
+#: What the demo's speed-up column means on the machine it runs on (the demo runs on the CPU).
+CPU_NOTE = ("A speed-up below 1x is expected on a CPU for a neural-network drift like the digits model: a "
+            "parallel sweep evaluates it at many time points, and a CPU takes about as long for a batch of N "
+            "as for N single calls, so the extra evaluations cost time (the toy ODE's drift is so cheap that "
+            "Python's per-call overhead dominates, and batching pays even here). The sweeps column is the "
+            "sequential depth; it turns into wall time where a batched call costs about as much as one "
+            "(a GPU: docs/pays.md).")

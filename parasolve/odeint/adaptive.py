@@ -53,6 +53,7 @@ class Settings:
     coarsen: float = 0.7
     max_num_steps: int = 2 ** 20
     extra: dict | None = None  # keywords forwarded to solve (adjoint_params)
+    norm: object = None  # options["norm"]: the error test's norm of one step's scaled error
 
 
 class CountingEvaluator:
@@ -118,7 +119,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
     stats = OdeintStats()
     spacing = settings.first_step
     if spacing is None:
-        h0 = grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol)
+        h0 = grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol, settings.norm)
         spacing = max(h0 if math.isfinite(h0) else 0.0, float((t[-1] - t[0]).abs()) / settings.initial_steps)
     grid = grids.uniform_grid(t, spacing, settings.max_num_steps)
     # Before any trajectory is known, the smallest error scale is atol's (|y0|'s when atol is 0).
@@ -131,7 +132,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
                 f"test ({stats.history[-1].failed} of {stats.history[-1].steps} still fail); raise "
                 f"options['max_passes'], loosen rtol/atol, or check the drift for a singularity.", solution=sol)
         n = grid.shape[0] - 1
-        rec = ErrorEstimate(method, rtol, atol, n, y0)
+        rec = ErrorEstimate(method, rtol, atol, n, y0, settings.norm)
         rounds, nfe = counter.rounds, counter.nfe
         try:
             sol = solve(drift, y0, grid, method=settings.scheme, step=rec, window=settings.window,

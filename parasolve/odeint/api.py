@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import torch
 
@@ -18,22 +19,28 @@ from ..schemes.jacobians import FULL_NEWTON_SIZE, auto_scheme, independent_rows
 from . import grids
 from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, roundoff_bound, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
+from .compat import adjoint_settings
+from .events import find_event
+from .jumps import check_jumps, solve_segments
 from .stepper import march_fixed, single_call, solve_stepwise
 from .tableaus import EMBEDDED
+from .tuples import Packing, unpack
 
 #: torchdiffeq's fixed-step names -> parasolve step maps (torchdiffeq's ``rk4`` is the 3/8 rule).
 FIXED = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "heun3": "heun3", "rk4": "rk38"}
 METHODS = sorted(EMBEDDED) + sorted(FIXED)
 
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
-_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps"}
+_ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps",
+             "jump_t"}
 _FIXED = {"step_size", "grid_points", "grid_constructor", "interp"}
+_COMMON = {"norm"}  # accepted by every method; the fixed-step ones have no error test (as torchdiffeq)
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
           "explicit_adams": None, "implicit_adams": None, "fixed_adams": None, "scipy_solver": None}
 
 
-def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, full_output=False,
-           **unknown):
+def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, event_fn=None,
+           full_output=False, **unknown):
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and return ``y`` at the times ``t``.
 
     torchdiffeq's signature and meaning: ``t`` holds the output times (increasing or decreasing,
@@ -47,14 +54,19 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
 
     Args:
         func: drift ``func(t, y)``; batched with vmap unless ``options["vectorized"]``.
-        y0: initial state, a floating tensor of any shape.
+        y0: initial state, a floating tensor of any shape, or a tuple of them (then ``func``
+            takes and returns tuples and so does the answer, as in torchdiffeq).
         t: output times, a 1-D strictly monotone tensor (or sequence).
-        rtol, atol: relative and absolute tolerances (numbers or tensors broadcasting to y0).
+        rtol, atol: relative and absolute tolerances (numbers or tensors broadcasting to y0;
+            for a tuple ``y0`` numbers or one number per part).
         method: see above.
-        options: torchdiffeq's options (``first_step``, ``safety``, ``ifactor``, ``dfactor``;
-            ``step_size``, ``grid_points``, ``grid_constructor``, ``interp``) and parasolve's
-            (``scheme``, ``scheme_options``, ``window``, ``tol``, ``defect_fraction``,
-            ``max_passes``, ``max_num_steps``, ``vectorized``, ``evaluator``).
+        options: torchdiffeq's options (``first_step``, ``safety``, ``ifactor``, ``dfactor``,
+            ``norm``, ``jump_t``; ``step_size``, ``grid_points``, ``grid_constructor``, ``interp``)
+            and parasolve's (``scheme``, ``scheme_options``, ``window``, ``tol``,
+            ``defect_fraction``, ``max_passes``, ``max_num_steps``, ``vectorized``, ``evaluator``).
+        event_fn: as torchdiffeq's ``odeint(..., event_fn=)``: solve from ``t[0]`` (``len(t) ==
+            2``, ``t[1]`` gives only the direction) until ``event_fn(t, y)`` crosses zero and
+            return ``(event_t, solution)``; see :func:`odeint_event`.
         full_output: return an :class:`OdeintResult` (answer, final grid, stats) instead of the tensor.
 
     By default (``options["scheme"] = "auto"``) the steps are taken one after another, as
@@ -66,16 +78,84 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
     ``odeint``), through a parallel solve by the discrete adjoint of the final grid's solve
     (docs/gradients.md), as with :func:`odeint_adjoint`; no graph of the sweeps is kept.
     """
+    if event_fn is not None:
+        return _event_call(func, y0, t, event_fn, dict(rtol=rtol, atol=atol, method=method, options=options,
+                                                       **unknown), odeint)
     return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint", _module_params(func))
 
 
-def odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *,
+def odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, event_fn=None,
+                   adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None,
                    adjoint_params=None, full_output=False, **unknown):
-    """:func:`odeint` with torchdiffeq's ``odeint_adjoint`` signature: ``adjoint_params`` (the
-    tensors to differentiate, default ``func.parameters()`` for a module) are forwarded to
-    ``parasolve.solve(..., adjoint_params=...)`` on every solve, whose gradients the answer carries."""
-    extra = _module_params(func) if adjoint_params is None else {"adjoint_params": tuple(adjoint_params)}
+    """:func:`odeint` with torchdiffeq's ``odeint_adjoint`` signature. The gradient is the same:
+    the discrete adjoint of the forward solve on its own final grid, solved parallel in time, so
+    the backward has no grid or error test of its own. What torchdiffeq's keywords mean here
+    (:func:`parasolve.odeint.compat.adjoint_settings`, docs/odeint.md#gradients):
+
+    - ``adjoint_params``: the tensors to differentiate (default ``func.parameters()`` for a module);
+    - ``adjoint_rtol``: the backward fixed-point solve's tolerance, relative to the cotangents
+      (``adjoint_options["tol"]``: accepted adjoint defects sum to at most it times ``sum max|dL/dy_i|``);
+    - ``adjoint_atol``: accepted; the backward has no absolute tolerance (its defects are measured
+      against the cotangents), so it changes nothing;
+    - ``adjoint_method``: ``None`` or ``method`` itself (the backward transposes the forward's own
+      steps); any other refuses;
+    - ``adjoint_options``: ``parasolve.adjoint.ADJOINT_OPTIONS`` keys (``method``, ``tol``, ...) and
+      torchdiffeq's ``norm`` (e.g. ``"seminorm"``), accepted without effect: no error test runs backward.
+    """
+    params = None if adjoint_params is None else _params_tuple(adjoint_params)
+    extra = _module_params(func) if params is None else {"adjoint_params": params}
+    extra.update(adjoint_settings(method, adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options))
+    if event_fn is not None:
+        return _event_call(func, y0, t, event_fn, dict(
+            rtol=rtol, atol=atol, method=method, options=options, adjoint_params=params, adjoint_rtol=adjoint_rtol,
+            adjoint_atol=adjoint_atol, adjoint_method=adjoint_method, adjoint_options=adjoint_options, **unknown),
+            odeint_adjoint)
     return _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, "odeint_adjoint", extra)
+
+
+def odeint_event(func, y0, t0, *, event_fn, reverse_time=False, odeint_interface=None, horizon=1.0,
+                 max_windows=40, **kwargs):
+    """Solve ``dy/dt = func(t, y)`` from ``y(t0) = y0`` until ``event_fn(t, y)`` crosses zero.
+
+    torchdiffeq's ``odeint_event``: returns ``(event_t, solution)``, ``solution`` of shape
+    ``(2, *y0.shape)`` holding ``y0`` and the state at ``event_t`` (tuples of them for a tuple
+    ``y0``); ``reverse_time`` solves towards decreasing time; ``kwargs`` (``rtol``, ``atol``,
+    ``method``, ``options``, ``adjoint_*``) go to ``odeint_interface`` (:func:`odeint`, the
+    default, or :func:`odeint_adjoint`). Both outputs are differentiable w.r.t. ``y0``, ``t0``,
+    the parameters the solve differentiates and tensors ``event_fn`` uses
+    (:mod:`parasolve.odeint.events` says how the event is found).
+
+    parasolve's own: ``horizon``, the first search window's length (doubled for each next one);
+    ``max_windows``: how many windows to search before raising ``ConvergenceError``.
+    """
+    interface = odeint if odeint_interface is None else odeint_interface
+    if interface not in (odeint, odeint_adjoint):
+        raise TypeError(f"`odeint_interface` must be parasolve.odeint or parasolve.odeint_adjoint; got "
+                        f"{interface!r} (parasolve finds events on its own solves).")
+    options = kwargs.get("options")
+    if kwargs.get("method") in FIXED and (not isinstance(options, dict) or options.get("step_size") is None):
+        raise ValueError(f"odeint_event with the fixed-step method {kwargs['method']!r} needs options['step_size'] "
+                         f"(as torchdiffeq does): without it each search window would be a single step.")
+    return find_event(interface, func, y0, t0, event_fn, reverse_time, horizon, max_windows, **kwargs)
+
+
+def _params_tuple(adjoint_params) -> tuple:
+    try:
+        return tuple(adjoint_params)
+    except TypeError:
+        raise TypeError(f"`adjoint_params` must be an iterable of tensors (e.g. model.parameters()); got "
+                        f"{type(adjoint_params).__name__}.") from None
+
+
+def _event_call(func, y0, t, event_fn, kwargs, interface):
+    """torchdiffeq's ``odeint(..., event_fn=)``: ``t`` gives the start and the direction."""
+    if isinstance(t, (list, tuple)):
+        t = torch.as_tensor(t, dtype=torch.float64)
+    if not isinstance(t, torch.Tensor) or t.shape != (2,):
+        raise ValueError(f"With `event_fn`, `t` must hold 2 times (the start, and a second one giving the "
+                         f"direction); got {t!r}. Or call parasolve.odeint_event(func, y0, t0, event_fn=...).")
+    return odeint_event(func, y0, t[0], event_fn=event_fn, reverse_time=bool(t[1] < t[0]),
+                        odeint_interface=interface, **kwargs)
 
 
 def _module_params(func) -> dict:
@@ -85,16 +165,35 @@ def _module_params(func) -> dict:
 
 
 def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name, extra):
-    checks.check_unknown(name, unknown, {"rtol", "atol", "method", "options", "full_output"}
-                         | ({"adjoint_params"} if name == "odeint_adjoint" else set()))
-    if isinstance(y0, tuple):
-        raise TypeError(f"{name}: tuple states are not supported; pass one tensor (torch.cat the "
-                        f"flattened parts and split them inside func).")
+    checks.check_unknown(name, unknown, {"rtol", "atol", "method", "options", "full_output", "event_fn"}
+                         | ({"adjoint_params", "adjoint_rtol", "adjoint_atol", "adjoint_method", "adjoint_options"}
+                            if name == "odeint_adjoint" else set()))
+    packing = None
+    if isinstance(y0, (tuple, list)):  # torchdiffeq's tuple states: one flat vector for the solve
+        packing = Packing(tuple(y0))
+        func, y0 = packing.func(func), packing.flat(y0)
+        rtol, atol = packing.tolerance("rtol", rtol), packing.tolerance("atol", atol)
     y0 = checks.check_y0(y0)
     t = checks.check_grid(t, y0)
     method = _check_method(method)
     options = _check_options(options, method)
+    if packing is not None:
+        options["norm"] = packing.norm(options.get("norm"))
     rtol, atol = _check_tolerances(rtol, atol, y0)
+    adjoint = name == "odeint_adjoint"
+    jumps = options.pop("jump_t", None)
+    if jumps is not None:
+        result = solve_segments(lambda f, y, ts: _run(f, y, ts, rtol, atol, method, dict(options), extra, adjoint),
+                                func, y0, t, jumps)
+    else:
+        result = _run(func, y0, t, rtol, atol, method, options, extra, adjoint)
+    if packing is not None:
+        result.ys = unpack(result.ys, packing)
+    return result if full_output else result.ys
+
+
+def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool) -> OdeintResult:
+    """One solve of validated arguments on ``[t[0], t[-1]]``."""
     evaluator = options.pop("evaluator", None)
     counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
@@ -102,26 +201,36 @@ def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name
     stepwise = method in EMBEDDED and _stepwise(options, evaluator)
     forced = options.get("scheme") == "sequential"
     _default_scheme(options, y0, keep_auto=method not in EMBEDDED and evaluator is None)
-    settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE}, extra=extra)
-    result, call = None, single_call(func, drift.mode == "vectorized", counter)
+    settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE | _COMMON}, extra=extra)
+    with warnings.catch_warnings():  # times that require grad are read as host numbers for the grid
+        # arithmetic on purpose (the grid is not differentiated, as in torchdiffeq): no warning for that
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+        return _choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, settings, stepwise,
+                                 forced, evaluator, adjoint)
+
+
+def _choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, settings, stepwise, forced,
+                      evaluator, adjoint) -> OdeintResult:
+    """The sequential stepper (which ``"auto"`` may switch to parallel sweeps), the parallel driver,
+    or a fixed-step method."""
+    call = single_call(func, drift.mode == "vectorized", counter)
     if stepwise:
         first_step = settings.first_step
         switch = None if forced else _switch_rule(drift, y0, t, EMBEDDED[method], rtol, atol, settings)
-        result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings,
-                                 name == "odeint_adjoint", switch)
+        result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings, adjoint,
+                                 switch)
         if result is None:  # "auto" switched to parallel sweeps; if they fail, step on to the end
             try:
                 result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
             except (ConvergenceError, NonFiniteError):
                 settings.first_step = first_step
                 result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings,
-                                         name == "odeint_adjoint", None)
-    elif method in EMBEDDED:
-        result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
-    else:
-        result = _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings,
-                              {k: v for k, v in options.items() if k in _FIXED}, name == "odeint_adjoint")
-    return result if full_output else result.ys
+                                         adjoint, None)
+        return result
+    if method in EMBEDDED:
+        return solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
+    return _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings,
+                        {k: v for k, v in options.items() if k in _FIXED}, adjoint)
 
 
 def _default_scheme(options: dict, y0: torch.Tensor, keep_auto: bool) -> None:
@@ -196,7 +305,7 @@ def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settin
         done = solve_stepwise(func_call, y0, t, method, rtol, atol, settings, switch)
     if done is None:
         return None
-    ys, grid, rejected, max_ratio = done
+    ys, grid, rejected, max_ratio, states = done
     n = grid.shape[0] - 1
     stats = OdeintStats(drift_rounds=counter.rounds, nfe=counter.nfe, accepted_steps=n, rejected_steps=rejected,
                         passes=1)
@@ -204,10 +313,11 @@ def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settin
     if differentiable:
         grid = grids.merge(grid, t)
         sol = solve(drift, y0, grid, method="sequential", step=method, vectorized=True, **(settings.extra or {}))
-        ys = sol.ys[grids.positions(grid, t)]
+        ys, states = sol.ys[grids.positions(grid, t)], sol.ys
         stats.drift_rounds, stats.nfe = counter.rounds, counter.nfe
     stats.history.append(PassRecord(n, 0, stats.drift_rounds, stats.nfe, rejected, float("nan")))
-    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name, max_ratio=max_ratio)
+    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name, max_ratio=max_ratio,
+                        states=states)
 
 
 def _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings, fixed, adjoint) -> OdeintResult:
@@ -237,7 +347,7 @@ def _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings, fixe
     sweeps = 0 if sol is None else sol.stats.iterations
     stats = OdeintStats(sweeps=sweeps, drift_rounds=counter.rounds, nfe=counter.nfe, accepted_steps=n, passes=1)
     stats.history.append(PassRecord(n, sweeps, counter.rounds, counter.nfe, 0, float("nan")))
-    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method)
+    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method, states=on_grid)
 
 
 def _adjoint_wanted(adjoint: bool, y0, t, settings) -> bool:
@@ -312,7 +422,7 @@ def _check_options(options, method: str) -> dict:
     if not isinstance(options, dict):
         raise TypeError(f"`options` must be a dict or None; got {type(options).__name__}.")
     options = dict(options)
-    allowed = _PARALLEL | (_ADAPTIVE if method in EMBEDDED else _FIXED)
+    allowed = _PARALLEL | _COMMON | (_ADAPTIVE if method in EMBEDDED else _FIXED)
     bad = sorted(set(options) - allowed)
     if bad:
         other = _FIXED if method in EMBEDDED else _ADAPTIVE
@@ -354,6 +464,10 @@ def _check_options(options, method: str) -> dict:
     for k in ("step_size", "grid_points", "grid_constructor"):
         if options.get(k, 0) is None:
             del options[k]
+    if options.get("norm") is not None and not callable(options["norm"]):
+        raise TypeError(f"options['norm'] must be callable as norm(scaled_error) -> 0-d tensor; got {options['norm']!r}.")
+    if "jump_t" in options and options["jump_t"] is not None:
+        options["jump_t"] = check_jumps(options["jump_t"])
     if "grid_constructor" in options and not callable(options["grid_constructor"]):
         raise TypeError("options['grid_constructor'] must be callable as grid_constructor(func, y0, t).")
     return options

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import torch
 
+from .tableaus import apply_norm
+
 
 @torch.no_grad()
-def initial_step(drift, t0, y0, direction: float, order: int, rtol, atol) -> float:
+def initial_step(drift, t0, y0, direction: float, order: int, rtol, atol, norm=None) -> float:
     """Hairer, Nørsett & Wanner's starting step (Solving ODEs I, II.4), as torchdiffeq picks it.
 
     Two batched drift rounds (``f(t0, y0)`` and one Euler-probed slope change); returns ``|h0|``.
     """
     f0 = drift(t0.reshape(1), y0[None])[0]
-    d0 = float(_scaled_rms(y0, y0, rtol, atol))
-    d1 = float(_scaled_rms(f0, y0, rtol, atol))
+    d0 = float(_scaled_rms(y0, y0, rtol, atol, norm))
+    d1 = float(_scaled_rms(f0, y0, rtol, atol, norm))
     h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
     y1 = y0 + direction * h0 * f0
     f1 = drift((t0 + direction * h0).reshape(1), y1[None])[0]
-    d2 = float(_scaled_rms(f1 - f0, y0, rtol, atol)) / h0
+    d2 = float(_scaled_rms(f1 - f0, y0, rtol, atol, norm)) / h0
     if d1 <= 1e-15 and d2 <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)
     else:
@@ -29,8 +31,9 @@ def initial_step(drift, t0, y0, direction: float, order: int, rtol, atol) -> flo
     return min(100 * h0, h1)
 
 
-def _scaled_rms(x, y0, rtol, atol) -> torch.Tensor:
-    return (x / (atol + rtol * y0.abs())).abs().pow(2).mean().sqrt()
+def _scaled_rms(x, y0, rtol, atol, norm=None) -> torch.Tensor:
+    scaled = x / (atol + rtol * y0.abs())
+    return scaled.abs().pow(2).mean().sqrt() if norm is None else apply_norm(norm, scaled[None])[0]
 
 
 def uniform_grid(t: torch.Tensor, spacing: float, max_steps: int) -> torch.Tensor:

@@ -49,7 +49,8 @@ class OdeintResult:
     ``odeint`` returns); ``grid``: the final step grid (it contains ``t``, except from the
     sequential stepper, which interpolates); ``solution``: the :class:`~parasolve.Solution` of the
     final solve on ``grid`` (``None`` from the sequential stepper, which solves no fixed-point problem); ``max_ratio``: the largest error
-    ratio of the final grid's steps (<= 1; ``nan`` for the fixed-step methods)."""
+    ratio of the final grid's steps (<= 1; ``nan`` for the fixed-step methods); ``states``: the
+    solution on ``grid``."""
 
     ys: torch.Tensor
     t: torch.Tensor
@@ -58,6 +59,11 @@ class OdeintResult:
     stats: OdeintStats
     method: str
     max_ratio: float = float("nan")
+    states: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.states is None and self.solution is not None:
+            self.states = self.solution.ys
 
     def __repr__(self) -> str:
         s = self.stats

@@ -51,9 +51,9 @@ FIRST_CHECK = 32
 
 def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, rtol, atol, settings,
                    switch=None):
-    """``(ys, grid, rejected, max_ratio)``: the solution at the output times ``t``, the accepted
-    steps' grid, the count of rejected steps and the largest accepted error ratio; or ``None`` when
-    ``switch`` says so.
+    """``(ys, grid, rejected, max_ratio, states)``: the solution at the output times ``t``, the
+    accepted steps' grid, the count of rejected steps, the largest accepted error ratio and the
+    states on the grid; or ``None`` when ``switch`` says so.
 
     ``settings``: the driver's :class:`~parasolve.odeint.adaptive.Settings` (``first_step``,
     ``safety``, ``ifactor``, ``dfactor``, ``max_num_steps``). ``switch(fraction, h, steps, rounds,
@@ -69,12 +69,12 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
     h = settings.first_step
     if h is None:
         h = grids.initial_step(lambda tb, yb: call(tb[0], yb[0])[None], t0, y0.detach(), direction,
-                               method.order - 1, rtol, atol)
+                               method.order - 1, rtol, atol, settings.norm)
     b = [(j, bj) for j, bj in enumerate(method.b) if bj]
     e = [(j, ej) for j, ej in enumerate(method.e) if ej]
     fsal = len(method.e) > len(method.b)
     mid = getattr(method, "mid", None)
-    out = [y0]
+    out, states = [y0], [y0]
     next_out = 1
     s, y, steps, rejected = 0.0, y0, [0.0], 0
     tiny = 4 * torch.finfo(t.dtype).eps * max(1.0, span)
@@ -101,7 +101,8 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
             ks.append(f1)
         err = hs * sum(ej * ks[j] for j, ej in e)
         with torch.no_grad():
-            ratio = float(rms_ratio(err[None].detach(), y[None].detach(), y1[None].detach(), rtol, atol)[0])
+            ratio = float(rms_ratio(err[None].detach(), y[None].detach(), y1[None].detach(), rtol, atol,
+                                    settings.norm)[0])
         if ratio <= 1:
             worst = max(worst, ratio)
             s_new = span if last else s + h
@@ -112,6 +113,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
                 next_out += 1
             s, y, f0 = s_new, y1, f1
             steps.append(s)
+            states.append(y)
             if switch is not None and len(steps) - 1 == check and s < span:
                 check *= 4
                 with torch.no_grad():  # Hairer's stiffness estimate |h| * |df| / |dy| over the last stage
@@ -133,7 +135,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
         h = h * _factor(ratio, method.order, settings)
     grid = t0 + direction * torch.tensor(steps, dtype=torch.float64).to(t.dtype)
     grid[-1] = t_end
-    return torch.stack(out), grid.detach(), rejected, worst
+    return torch.stack(out), grid.detach(), rejected, worst, torch.stack(states)
 
 
 def _factor(ratio: float, order: int, settings) -> float:

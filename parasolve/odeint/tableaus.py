@@ -20,10 +20,26 @@ import torch
 from ..steps import ExplicitRK, Increments, StepMap, _bshape, register_step
 
 
-def rms_ratio(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol, atol) -> torch.Tensor:
-    """torchdiffeq's error ratio per step: ``RMS(err / (atol + rtol * max(|y0|, |y1|)))``, shape ``(n,)``."""
-    scale = atol + rtol * torch.maximum(y0.abs(), y1.abs())
-    return (err / scale).abs().pow(2).reshape(err.shape[0], -1).mean(1).sqrt()
+def rms_ratio(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol, atol, norm=None) -> torch.Tensor:
+    """torchdiffeq's error ratio per step: ``norm(err / (atol + rtol * max(|y0|, |y1|)))``, shape
+    ``(n,)``; ``norm`` is the RMS unless a callable of one step's scaled error is given
+    (``options["norm"]``), batched over the steps with vmap where it allows, else step by step."""
+    scaled = err / (atol + rtol * torch.maximum(y0.abs(), y1.abs()))
+    if norm is None:
+        return scaled.abs().pow(2).reshape(err.shape[0], -1).mean(1).sqrt()
+    return apply_norm(norm, scaled)
+
+
+def apply_norm(norm, x: torch.Tensor) -> torch.Tensor:
+    """``|norm(x[i])|`` for every row ``i`` of ``x``, shape ``(len(x),)``."""
+    try:
+        out = torch.vmap(norm)(x)
+    except Exception:  # a norm vmap cannot batch (.item(), Python control flow): one call per row
+        out = torch.stack([torch.as_tensor(norm(row)) for row in x])
+    if out.shape != (x.shape[0],):
+        raise ValueError(f"options['norm'] must return one number per call (a 0-d tensor); got shape "
+                         f"{tuple(out.shape[1:])}.")
+    return out.abs()
 
 
 class EmbeddedRK(StepMap):
@@ -74,11 +90,11 @@ class ErrorEstimate(StepMap):
     (the end point's drift) instead of a seventh stage per sweep. The windowed schemes evaluate
     each step last at its accepted state, so after a solve the records describe the solution;
     :meth:`finish` re-measures any that do not (e.g. under another scheme). The error ratio is
-    torchdiffeq's: ``RMS(err / (atol + rtol * max(|y_i|, |y_i + Phi_i|)))``, a pass when <= 1.
+    torchdiffeq's: ``RMS(err / (atol + rtol * max(|y_i|, |y_i + Phi_i|)))`` (or ``norm``), a pass when <= 1.
     """
 
-    def __init__(self, method: EmbeddedRK, rtol, atol, n_steps: int, like: torch.Tensor):
-        self.method, self.rtol, self.atol = method, rtol, atol
+    def __init__(self, method: EmbeddedRK, rtol, atol, n_steps: int, like: torch.Tensor, norm=None):
+        self.method, self.rtol, self.atol, self.norm = method, rtol, atol, norm
         self.name, self.order, self.stages = method.name, method.order, method.stages
         shape = (n_steps, *like.shape)
         self.at = torch.full(shape, float("nan"), dtype=like.dtype, device=like.device)
@@ -110,7 +126,7 @@ class ErrorEstimate(StepMap):
             h = (t[1:] - t[:-1]).reshape(-1, *([1] * (ys.dim() - 1)))
             err = err + (self.method.e[-1] * h) * f1
         size = err.reshape(err.shape[0], -1).abs().amax(1).double().cpu()
-        return rms_ratio(err, self.at, self.end, self.rtol, self.atol).double().cpu(), size, f1
+        return rms_ratio(err, self.at, self.end, self.rtol, self.atol, self.norm).double().cpu(), size, f1
 
 
 def _first_occurrences(idx: torch.Tensor) -> torch.Tensor:
