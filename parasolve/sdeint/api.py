@@ -140,7 +140,8 @@ def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, 
         step = cls(fns, incs, method_options)
         x0 = _initial(step, fns, state, grid, extra_solver_state)
         scheme, auto = (init_scheme, {}) if init_scheme else choose_scheme(parallel, drift, step, x0, grid)
-        sol = _run(drift, step, x0, grid, scheme, parallel.get("window"), parallel.get("tol"),
+        window = parallel.get("window") or (auto.get("window") if scheme != "sequential" else None)
+        sol = _run(drift, step, x0, grid, scheme, window, parallel.get("tol"),
                    parallel.get("max_iters"), "all", False, True, parallel.get("scheme_options"), None,
                    gradients)
         return step, sol, scheme, auto

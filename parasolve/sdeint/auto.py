@@ -1,15 +1,24 @@
 """``options["scheme"] = "auto"`` (the default): run the sequential loop unless measurements on
 this SDE say that a parallel sweep pays.
 
-A Picard sweep over ``w`` steps costs about one batched call of ``w`` points per stage,
-``tau(w)``; the sequential solve ``N`` calls of one point, ``N tau(1)``. The sweep only pays when
-batching gains: ``r(b) = b tau(1) / tau(b)`` well above 1. On a CPU, a neural SDE with a batch of
-paths already fills the cores at one time point, ``r`` stays near 1 and the sequential loop is
-chosen after three one-step calls and two four-point calls (a few steps' worth of work). Where
-``r`` is large (small states, accelerators), a probe of ``PROBE_SWEEPS`` parallel sweeps is timed
-and :func:`parasolve.tuning.estimate_speedups` extrapolates the sweeps it would need; the parallel
-scheme is taken only if its estimated speedup is at least ``MIN_SPEEDUP``. The probe's drift
-calls are not counted in the solve's stats (they are in ``stats.auto``).
+A Picard sweep over a window of ``w`` steps costs about one batched call of ``w`` points per stage,
+``tau(w)``; the sequential solve ``N`` calls of one point, ``N tau(1)``. A sweep only pays when
+batching gains: ``r(b) = b tau(1) / tau(b)`` well above 1. The measurements, cheapest first, each
+taken only if the one before leaves room for a win and its own cost stays within a few per cent
+of the sequential solve's estimate ``N tau(1)``:
+
+1. ``tau(1)``: three one-step calls of the step map; grids under ``MIN_STEPS`` steps stop here.
+2. ``tau(4)``: two four-point calls. On a CPU a neural SDE with a batch of paths already fills
+   the cores at one time point and ``r(4) < MIN_GAIN``: sequential.
+3. ``tau(w)`` for the probe window ``w = min(N, options["window"] or WINDOW)`` (one call, taken
+   only if ``w tau(1) / r(4)``, its cost at the gain of step 2, is within ``BUDGET N tau(1)``).
+4. ``PROBE_SWEEPS`` Picard sweeps with that window (only if they cost at most ``BUDGET N tau(1)``),
+   extrapolated by :func:`parasolve.tuning.estimate_speedups`; the parallel scheme (with that
+   window) is taken if its estimated speedup is at least ``MIN_SPEEDUP``.
+
+So the measurements cost at most a few per cent of the sequential solve plus seven one-step
+calls' worth, and the parallel scheme is chosen only on a measured estimate. The probes' drift
+calls are not counted in the solve's stats (``stats.auto`` holds the measurements).
 """
 
 from __future__ import annotations
@@ -24,6 +33,10 @@ from ..tuning import Probe, estimate_speedups, synchronize
 MIN_STEPS = 64
 #: Batching gain at 4 points below which the sequential loop is taken at once.
 MIN_GAIN = 2.5
+#: The probe window when ``options["window"]`` is not given.
+WINDOW = 64
+#: Each measurement beyond ``tau(1)`` and ``tau(4)`` may cost this fraction of ``N tau(1)``.
+BUDGET = 0.03
 PROBE_SWEEPS = 4
 MIN_SPEEDUP = 1.3
 #: The parallel scheme ``"auto"`` tries when batching gains.
@@ -31,7 +44,8 @@ PARALLEL = "picard"
 
 
 def choose_scheme(parallel: dict, drift, step, x0, grid):
-    """``(scheme, measurements)`` for ``options["scheme"]`` (default ``"auto"``)."""
+    """``(scheme, measurements)`` for ``options["scheme"]`` (default ``"auto"``); the measurements
+    hold the ``window`` to use when a parallel scheme is chosen."""
     scheme = parallel.get("scheme", "auto")
     if scheme != "auto":
         return scheme, {}
@@ -40,27 +54,40 @@ def choose_scheme(parallel: dict, drift, step, x0, grid):
         return "sequential", {"reason": f"{n} < {MIN_STEPS} steps"}
     calls, nfe, gcounts = drift.calls, drift.nfe, _g_counts(step)
     try:
-        tau1 = _time(step, drift, grid, x0, 1, repeats=3)
-        tau4 = _time(step, drift, grid, x0, 4, repeats=2)
-        gain = 4 * tau1 / tau4
-        info = {"tau1_s": tau1, "tau4_s": tau4, "gain4": gain}
-        if gain < MIN_GAIN:
-            return "sequential", {**info, "reason": f"batching gain {gain:.2f} < {MIN_GAIN} at 4 points"}
-        window = min(n, parallel.get("window") or n)
-        start = time.perf_counter()
-        sol = _probe_solve(parallel, drift, step, x0, grid, window)
-        synchronize(x0.device)
-        wall = time.perf_counter() - start
-        advanced = sum(rec.accepted for rec in sol.stats.history)
-        est = estimate_speedups(n, tau1, [Probe(window, sol.stats.iterations, advanced, sol.converged, wall)])[0]
-        info.update(probe_sweeps=sol.stats.iterations, probe_advanced=advanced, est_sweeps=est.sweeps,
-                    est_speedup=est.speedup)
-        if est.speedup >= MIN_SPEEDUP:
-            return PARALLEL, {**info, "reason": f"estimated speedup {est.speedup:.2f}"}
-        return "sequential", {**info, "reason": f"estimated speedup {est.speedup:.2f} < {MIN_SPEEDUP}"}
+        return _measure(parallel, drift, step, x0, grid, n)
     finally:  # the probes are not part of the solve's counts
         drift.calls, drift.nfe = calls, nfe
         _set_g_counts(step, gcounts)
+
+
+def _measure(parallel, drift, step, x0, grid, n):
+    tau1 = _time(step, drift, grid, x0, 1, repeats=3)
+    tau4 = _time(step, drift, grid, x0, 4, repeats=2)
+    gain = 4 * tau1 / tau4
+    info = {"tau1_s": tau1, "tau4_s": tau4, "gain4": gain}
+    if gain < MIN_GAIN:
+        return "sequential", {**info, "reason": f"batching gain {gain:.2f} < {MIN_GAIN} at 4 points"}
+    budget = BUDGET * n * tau1
+    window = min(n, parallel.get("window") or WINDOW)
+    if window * tau1 / gain > budget:
+        return "sequential", {**info, "reason": f"measuring a {window}-step window would cost more than "
+                                                f"{BUDGET:.0%} of the sequential solve"}
+    tau_w = _time(step, drift, grid, x0, window, repeats=1)
+    info.update(window=window, tau_window_s=tau_w, gain_window=window * tau1 / tau_w)
+    if PROBE_SWEEPS * tau_w > budget:
+        return "sequential", {**info, "reason": f"{PROBE_SWEEPS} probe sweeps would cost more than "
+                                                f"{BUDGET:.0%} of the sequential solve"}
+    start = time.perf_counter()
+    sol = _probe_solve(parallel, drift, step, x0, grid, window)
+    synchronize(x0.device)
+    wall = time.perf_counter() - start
+    advanced = sum(rec.accepted for rec in sol.stats.history)
+    est = estimate_speedups(n, tau1, [Probe(window, sol.stats.iterations, advanced, sol.converged, wall)])[0]
+    info.update(probe_sweeps=sol.stats.iterations, probe_advanced=advanced, est_sweeps=est.sweeps,
+                est_speedup=est.speedup)
+    if est.speedup >= MIN_SPEEDUP:
+        return PARALLEL, {**info, "reason": f"estimated speedup {est.speedup:.2f}"}
+    return "sequential", {**info, "reason": f"estimated speedup {est.speedup:.2f} < {MIN_SPEEDUP}"}
 
 
 def _time(step, drift, grid, x0, b, repeats):
