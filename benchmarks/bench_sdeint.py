@@ -94,18 +94,29 @@ def run_case(sde, batch, n, repeats):
 
 
 def table(rows):
-    lines = ["| B | N | torchsde s (cpu) | seq. rounds torchsde (f calls) / parasolve | parasolve seq. s | default s "
-             "(scheme) | default / torchsde | picard sweeps | picard rounds | rounds / torchsde's 4N | picard s | "
-             "max diff seq. / picard |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| B | N | torchsde s | parasolve sequential s | default s (scheme) | default / torchsde, wall (CPU) | "
+             "seq. rounds: torchsde f calls / parasolve | picard sweeps | picard rounds / parasolve seq. rounds | "
+             "picard s | max diff to torchsde: seq. / picard |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        def s(name):
+            return f"{r[name + '_wall']:.3f} ({r[name + '_cpu']:.3f})"
         lines.append(
-            f"| {r['B']} | {r['N']} | {r['torchsde_wall']:.3f} ({r['torchsde_cpu']:.3f}) | "
-            f"{r['torchsde_f_calls']} / {r['sequential_rounds']} | {r['sequential_wall']:.3f} | "
-            f"{r['auto_wall']:.3f} ({r['auto_scheme']}) | {r['auto_wall'] / r['torchsde_wall']:.2f} | "
-            f"{r['picard_sweeps']} | {r['picard_rounds']} | {r['picard_rounds'] / r['sequential_rounds']:.3f} | "
-            f"{r['picard_wall']:.3f} | {r['sequential_diff']:.1e} / {r['picard_diff']:.1e} |")
+            f"| {r['B']} | {r['N']} | {s('torchsde')} | {s('sequential')} | {s('auto')} {r['auto_scheme']} | "
+            f"{r['auto_wall'] / r['torchsde_wall']:.2f} ({r['auto_cpu'] / r['torchsde_cpu']:.2f}) | "
+            f"{r['torchsde_f_calls']} / {r['sequential_rounds']} | {r['picard_sweeps']} | "
+            f"{r['picard_rounds']} / {r['sequential_rounds']} = {r['picard_rounds'] / r['sequential_rounds']:.3f} | "
+            f"{s('picard')} | {r['sequential_diff']:.1e} / {r['picard_diff']:.1e} |")
     return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        return f"{len(names)} x {names[0]}"
+    except (OSError, IndexError):
+        return platform.processor() or platform.machine()
 
 
 def main(argv=None):
@@ -126,9 +137,9 @@ def main(argv=None):
         for b in batches:
             rows.append(run_case(sde, b, n, args.repeats))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
-    text = (f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, torchsde "
+    text = (f"seconds: median wall (CPU) of {args.repeats} interleaved runs\n\nmachine: {cpu_name()}, torch {torch.__version__}, torchsde "
             f"{torchsde.__version__}, 1 torch thread; load average before {load0[0]:.2f}, after "
-            f"{os.getloadavg()[0]:.2f} (shared machine); median of {args.repeats} interleaved runs\n\n{table(rows)}\n")
+            f"{os.getloadavg()[0]:.2f} (shared machine)\n\n{table(rows)}\n")
     print(text)
     if args.out:
         with open(args.out, "w") as fh:

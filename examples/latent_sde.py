@@ -69,7 +69,7 @@ def train(solver, model, ts, xs, iters, batch, dt, options=None):
 def main(fast: bool = False):
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    iters, batch, dt = (8, 8, 0.05) if fast else (60, 32, 0.02)
+    iters, batch, dt = (4, 8, 0.1) if fast else (60, 32, 0.02)
     ts = torch.linspace(0.0, 2.0, 11, dtype=torch.float64)
     xs = data(ts, batch, torch.Generator().manual_seed(1))
     model = LatentSDE().double()

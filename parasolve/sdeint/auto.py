@@ -2,23 +2,29 @@
 this SDE say that a parallel sweep pays.
 
 A Picard sweep over a window of ``w`` steps costs about one batched call of ``w`` points per stage,
-``tau(w)``; the sequential solve ``N`` calls of one point, ``N tau(1)``. A sweep only pays when
-batching gains: ``r(b) = b tau(1) / tau(b)`` well above 1. The measurements, cheapest first, each
-taken only if the one before leaves room for a win and its own cost stays within a few per cent
-of the sequential solve's estimate ``N tau(1)``:
+``tau(w)``; the sequential solve ``N`` calls of one point, ``N tau(1)``; Picard pays when
+``K(w) tau(w) < N tau(1)`` for the sweeps ``K(w)`` it needs. Measured on the SDE itself, each
+measurement within ``BUDGET`` of the sequential solve's estimate ``N tau(1)``:
 
-1. ``tau(1)``: three one-step calls of the step map; grids under ``MIN_STEPS`` steps stop here.
-2. ``tau(4)``: two four-point calls. On a CPU a neural SDE with a batch of paths already fills
-   the cores at one time point and ``r(4) < MIN_GAIN``: sequential.
-3. ``tau(w)`` for the probe window ``w = min(N, options["window"] or WINDOW)`` (one call, taken
-   only if ``w tau(1) / r(4)``, its cost at the gain of step 2, is within ``BUDGET N tau(1)``).
-4. ``PROBE_SWEEPS`` Picard sweeps with that window (only if they cost at most ``BUDGET N tau(1)``),
-   extrapolated by :func:`parasolve.tuning.estimate_speedups`; the parallel scheme (with that
-   window) is taken if its estimated speedup is at least ``MIN_SPEEDUP``.
+1. ``tau(1)``: a warm-up call, then three one-step calls of the step map. Grids under
+   ``MIN_STEPS`` steps stop here (sequential).
+2. ``tau(b/4)`` and ``tau(b)`` (the faster of two calls each), ``b`` the largest power of two with ``b <= BUDGET N`` (so each
+   call costs at most ``BUDGET N tau(1)`` even without any batching gain), fitted by
+   ``tau(w) = a + c w`` (a fixed cost per call -- vmap, Python -- and a cost per point; ``c`` is
+   not taken below a twentieth of ``tau(b) / b``) and extrapolated to the solve's window ``w``
+   (``options["window"]``, default ``N``). A predicted gain ``w tau(1) / tau(w)`` under
+   ``MIN_GAIN`` (6): sequential -- on a CPU a neural SDE with a batch of paths already fills the
+   cores at one time point, the common case.
+3. ``PROBE_SWEEPS`` Picard sweeps with window ``b``: the steps they accept give ``K(w)`` by the
+   growing-advance model of :func:`parasolve.tuning.estimate_speedups` (the ``k``-th sweep
+   accepting about ``c k`` steps). Picard with window ``w`` is taken when ``N tau(1) / (K(w)
+   tau(w))`` is at least ``MIN_SPEEDUP``, else the sequential loop.
 
-So the measurements cost at most a few per cent of the sequential solve plus seven one-step
-calls' worth, and the parallel scheme is chosen only on a measured estimate. The probes' drift
-calls are not counted in the solve's stats (``stats.auto`` holds the measurements).
+The measurements cost a few per cent of the sequential solve; the choice is an estimate, and
+``stats.auto`` (``full_output=True``) holds the numbers and the reason. On the CPU benchmark
+(docs/benchmarks/sdeint.md) it picks the sequential loop where batching does not pay. Times are
+CPU time on the CPU (robust to other processes on a shared machine), wall time on accelerators.
+The probes' drift calls are not counted in the solve's stats.
 """
 
 from __future__ import annotations
@@ -27,18 +33,18 @@ import time
 
 import torch
 
-from ..tuning import Probe, estimate_speedups, synchronize
+from ..tuning import Probe, _with_growing_advance, synchronize
 
 #: Grids shorter than this are solved sequentially (no parallel sweep could repay the probes).
 MIN_STEPS = 64
-#: Batching gain at 4 points below which the sequential loop is taken at once.
-MIN_GAIN = 2.5
-#: The probe window when ``options["window"]`` is not given.
-WINDOW = 64
-#: Each measurement beyond ``tau(1)`` and ``tau(4)`` may cost this fraction of ``N tau(1)``.
+#: Predicted batching gain at the solve's window below which the sequential loop is taken: a
+#: Picard solve needs ``PROBE_SWEEPS`` sweeps or more on all but the easiest problems, so a gain
+#: under ``MIN_SPEEDUP * PROBE_SWEEPS`` cannot reach ``MIN_SPEEDUP``.
+MIN_GAIN = 6.0
+#: Each measurement beyond ``tau(1)`` may cost this fraction of ``N tau(1)``.
 BUDGET = 0.03
 PROBE_SWEEPS = 4
-MIN_SPEEDUP = 1.3
+MIN_SPEEDUP = 1.5
 #: The parallel scheme ``"auto"`` tries when batching gains.
 PARALLEL = "picard"
 
@@ -61,46 +67,51 @@ def choose_scheme(parallel: dict, drift, step, x0, grid):
 
 
 def _measure(parallel, drift, step, x0, grid, n):
-    tau1 = _time(step, drift, grid, x0, 1, repeats=3)
-    tau4 = _time(step, drift, grid, x0, 4, repeats=2)
-    gain = 4 * tau1 / tau4
-    info = {"tau1_s": tau1, "tau4_s": tau4, "gain4": gain}
+    clock = _clock(x0.device)
+    _time(step, drift, grid, x0, 1, 1, clock)  # warm-up: the drift's first-call checks
+    tau1 = _time(step, drift, grid, x0, 1, 3, clock)
+    b = 2 ** int(BUDGET * n).bit_length() // 2
+    w = min(n, parallel.get("window") or n)
+    info = {"tau1_s": tau1}
+    if b < 8:
+        return "sequential", {**info, "reason": f"no probe batch of >= 8 steps fits {BUDGET:.0%} of {n} steps"}
+    tau_q, tau_b = _time(step, drift, grid, x0, b // 4, 2, clock), _time(step, drift, grid, x0, b, 2, clock)
+    c = max((tau_b - tau_q) / (b - b // 4), tau_b / b / 20)
+    a = max(tau_b - c * b, 0.0)
+    tau_w = a + c * w
+    gain = w * tau1 / tau_w
+    info.update(probe_batch=b, tau_probe_s=tau_b, window=w, tau_window_s=tau_w, gain=gain)
     if gain < MIN_GAIN:
-        return "sequential", {**info, "reason": f"batching gain {gain:.2f} < {MIN_GAIN} at 4 points"}
-    budget = BUDGET * n * tau1
-    window = min(n, parallel.get("window") or WINDOW)
-    if window * tau1 / gain > budget:
-        return "sequential", {**info, "reason": f"measuring a {window}-step window would cost more than "
-                                                f"{BUDGET:.0%} of the sequential solve"}
-    tau_w = _time(step, drift, grid, x0, window, repeats=1)
-    info.update(window=window, tau_window_s=tau_w, gain_window=window * tau1 / tau_w)
-    if PROBE_SWEEPS * tau_w > budget:
+        return "sequential", {**info, "reason": f"predicted batching gain {gain:.2f} < {MIN_GAIN} at {w} points"}
+    if PROBE_SWEEPS * tau_b > BUDGET * n * tau1:
         return "sequential", {**info, "reason": f"{PROBE_SWEEPS} probe sweeps would cost more than "
                                                 f"{BUDGET:.0%} of the sequential solve"}
-    start = time.perf_counter()
-    sol = _probe_solve(parallel, drift, step, x0, grid, window)
-    synchronize(x0.device)
-    wall = time.perf_counter() - start
-    advanced = sum(rec.accepted for rec in sol.stats.history)
-    est = estimate_speedups(n, tau1, [Probe(window, sol.stats.iterations, advanced, sol.converged, wall)])[0]
-    info.update(probe_sweeps=sol.stats.iterations, probe_advanced=advanced, est_sweeps=est.sweeps,
-                est_speedup=est.speedup)
-    if est.speedup >= MIN_SPEEDUP:
-        return PARALLEL, {**info, "reason": f"estimated speedup {est.speedup:.2f}"}
-    return "sequential", {**info, "reason": f"estimated speedup {est.speedup:.2f} < {MIN_SPEEDUP}"}
+    sol = _probe_solve(parallel, drift, step, x0, grid, b)
+    done, advanced = sol.stats.iterations, sum(rec.accepted for rec in sol.stats.history)
+    probe = Probe(w, done, advanced, sol.converged and b >= n, 0.0)
+    sweeps = done if probe.converged else max(done, _with_growing_advance(probe, n, max(done, 1)))
+    speedup = n * tau1 / (sweeps * tau_w)
+    info.update(probe_sweeps=done, probe_advanced=advanced, est_sweeps=sweeps, est_speedup=speedup)
+    if speedup >= MIN_SPEEDUP:
+        return PARALLEL, {**info, "reason": f"estimated speedup {speedup:.2f} with window {w}"}
+    return "sequential", {**info, "reason": f"estimated speedup {speedup:.2f} < {MIN_SPEEDUP}"}
 
 
-def _time(step, drift, grid, x0, b, repeats):
+def _clock(device):
+    return time.process_time if torch.device(device).type == "cpu" else time.perf_counter
+
+
+def _time(step, drift, grid, x0, b, repeats, clock):
     idx = torch.arange(min(b, grid.shape[0] - 1), device=grid.device)
     y = x0.expand(idx.shape[0], *x0.shape)
     times = []
     with torch.no_grad():
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = clock()
             step.increments(drift, grid, idx, y)
             synchronize(x0.device)
-            times.append(time.perf_counter() - start)
-    return min(times) if b > 1 else sorted(times)[len(times) // 2]
+            times.append(clock() - start)
+    return sorted(times)[len(times) // 2] if repeats > 2 else min(times)  # min: robust to load spikes
 
 
 def _probe_solve(parallel, drift, step, x0, grid, window):
