@@ -99,7 +99,7 @@ def table(rows):
              "picard s | max diff to torchsde: seq. / picard |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        def s(name):
+        def s(name, r=r):
             return f"{r[name + '_wall']:.3f} ({r[name + '_cpu']:.3f})"
         lines.append(
             f"| {r['B']} | {r['N']} | {s('torchsde')} | {s('sequential')} | {s('auto')} {r['auto_scheme']} | "

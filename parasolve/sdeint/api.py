@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from . import brownian
 from .adaptive import solve_adaptive
 from .auto import choose_scheme
 from .functions import NOISE_TYPES, SDE_TYPES, SDEFunctions, TimeBatched
-from .methods import ReversibleHeun, default_method, select, strong_order
+from .methods import ReversibleHeun, default_method, select
 
 #: ``options`` keys: parasolve's parallel settings, then torchsde's method options.
 PARALLEL_OPTIONS = {"scheme", "scheme_options", "window", "tol", "max_iters", "evaluator"}
@@ -231,7 +232,7 @@ def _positive(name, value, zero=False):
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a real number; got {type(value).__name__}.")
-    if not (value >= 0 if zero else value > 0) or value != value or value == float("inf"):
+    if not math.isfinite(value) or not (value >= 0 if zero else value > 0):
         raise ValueError(f"`{name}` must be finite and {'>=' if zero else '>'} 0; got {value}.")
     return float(value)
 

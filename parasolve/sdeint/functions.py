@@ -144,7 +144,7 @@ def _renamed(sde, names):
     view = _Renamed(sde)
     for key, attr in names.items():
         if not callable(getattr(sde, attr, None)):
-            raise ValueError(f"names[{key!r}] = {attr!r}, but `sde` has no method {attr!r}.")
+            raise TypeError(f"names[{key!r}] = {attr!r}, but `sde` has no method {attr!r}.")
         setattr(view, _RENAMABLE[key], getattr(sde, attr))
     return view
 
@@ -157,6 +157,3 @@ class _Renamed:
         for name in ("f", "g", "h", "g_prod", "f_and_g"):
             if callable(getattr(sde, name, None)):
                 setattr(self, name, getattr(sde, name))
-
-    def parameters(self):
-        return self.base.parameters() if isinstance(self.base, torch.nn.Module) else iter(())

@@ -45,7 +45,8 @@ def _b(x, y):
 
 class SDEStep(StepMap):
     """A stochastic step map of an SDE: ``fns`` (:class:`~parasolve.sdeint.functions.SDEFunctions`)
-    and the Brownian increments ``bm`` (:class:`~parasolve.sdeint.brownian.Increments`)."""
+    and the Brownian increments ``bm`` (:class:`~parasolve.sdeint.brownian.Increments`).
+    ``strong_order``: see :func:`strong_order` (some depend on the noise type)."""
 
     stochastic, ode_rhs = True, False
     callables = ("f", "g")
@@ -285,12 +286,10 @@ def select(method, sde_type: str, noise_type: str, levy_area: str) -> type[SDESt
     return METHODS[method]
 
 
-def strong_order(step: SDEStep) -> float:
-    """The declared strong order of ``step`` for its noise type (torchsde's table)."""
-    noise = step.noise_type
-    if step.name in ("euler", "reversible_heun"):
-        return 1.0 if noise == "additive" else 0.5
-    if step.name in ("euler_heun", "heun", "midpoint"):
-        return 0.5 if noise == "general" else 1.0
-    return step.strong_order
-
+def strong_order(method: str, noise_type: str) -> float:
+    """The strong order of ``method`` for ``noise_type`` (torchsde's table; docs/sde.md)."""
+    if method in ("euler", "reversible_heun"):
+        return 1.0 if noise_type == "additive" else 0.5
+    if method in ("euler_heun", "heun", "midpoint"):
+        return 0.5 if noise_type == "general" else 1.0
+    return METHODS[method].strong_order
