@@ -271,3 +271,16 @@ def test_sdeint_adjoint_needs_parameters_of_a_plain_object():
     out = parasolve.sdeint_adjoint(Plain(), y0.requires_grad_(True), [0.0, 0.1], adjoint_params=(), dt=0.05, method="euler")
     (grad,) = torch.autograd.grad(out[-1].sum(), y0)
     assert math.isclose(float(grad[0, 0]), 0.95 ** 2, rel_tol=1e-12)  # d/dy0 of two Euler steps of y' = -y
+
+
+@pytest.mark.parametrize("kind", ["BrownianPath", "BrownianTree"])
+def test_other_brownian_motions(kind):
+    """torchsde's BrownianPath and BrownianTree, queried on the same path by both libraries."""
+    sde, y0, ts = problem("diagonal", "ito")
+    w0 = torch.zeros(4, 3, dtype=torch.float64)
+    bm = torchsde.BrownianPath(t0=0.0, w0=w0) if kind == "BrownianPath" else \
+        torchsde.BrownianTree(t0=0.0, w0=w0, t1=0.5, entropy=3)
+    with torch.no_grad():
+        ref = torchsde.sdeint(sde, y0, ts, bm=bm, method="milstein", dt=0.05)
+        out = parasolve.sdeint(sde, y0, ts, bm=bm, method="milstein", dt=0.05, options={"scheme": "sequential"})
+    assert float((out - ref).abs().max()) <= 1e-13
