@@ -90,6 +90,7 @@ def run_case(sde, batch, n, repeats):
         row[f"{name}_sweeps"] = res.stats.sweeps
         row[f"{name}_scheme"] = res.stats.scheme
         row[f"{name}_diff"] = float((res.ys - ref).abs().max())
+    row["auto_reason"] = out["auto"][0].stats.auto.get("reason", "")
     return row
 
 
@@ -107,7 +108,8 @@ def table(rows):
             f"{r['torchsde_f_calls']} / {r['sequential_rounds']} | {r['picard_sweeps']} | "
             f"{r['picard_rounds']} / {r['sequential_rounds']} = {r['picard_rounds'] / r['sequential_rounds']:.3f} | "
             f"{s('picard')} | {r['sequential_diff']:.1e} / {r['picard_diff']:.1e} |")
-    return "\n".join(lines)
+    reasons = [f"- B={r['B']}, N={r['N']}: default chose {r['auto_scheme']}: {r['auto_reason']}" for r in rows]
+    return "\n".join(lines + [""] + reasons)
 
 
 def cpu_name() -> str:
@@ -136,7 +138,7 @@ def main(argv=None):
     for n in steps:
         for b in batches:
             rows.append(run_case(sde, b, n, args.repeats))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+            print(table(rows[-1:]).splitlines()[-3], flush=True)
     text = (f"seconds: median wall (CPU) of {args.repeats} interleaved runs\n\nmachine: {cpu_name()}, torch {torch.__version__}, torchsde "
             f"{torchsde.__version__}, 1 torch thread; load average before {load0[0]:.2f}, after "
             f"{os.getloadavg()[0]:.2f} (shared machine)\n\n{table(rows)}\n")

@@ -8,15 +8,15 @@ measurement within ``BUDGET`` of the sequential solve's estimate ``N tau(1)``:
 
 1. ``tau(1)``: a warm-up call, then three one-step calls of the step map. Grids under
    ``MIN_STEPS`` steps stop here (sequential).
-2. ``tau(b/4)`` and ``tau(b)`` (the faster of two calls each), ``b`` the largest power of two with ``b <= BUDGET N`` (so each
-   call costs at most ``BUDGET N tau(1)`` even without any batching gain), fitted by
-   ``tau(w) = a + c w`` (a fixed cost per call -- vmap, Python -- and a cost per point; ``c`` is
-   not taken below a twentieth of ``tau(b) / b``) and extrapolated to the solve's window ``w``
-   (``options["window"]``, default ``N``). A predicted gain ``w tau(1) / tau(w)`` under
-   ``MIN_GAIN`` (6): sequential -- on a CPU a neural SDE with a batch of paths already fills the
-   cores at one time point, the common case.
-3. ``PROBE_SWEEPS`` Picard sweeps with window ``b``: the steps they accept give ``K(w)`` by the
-   growing-advance model of :func:`parasolve.tuning.estimate_speedups` (the ``k``-th sweep
+2. ``tau(b)`` for ``b = 4, 16, 64, ...`` up to the solve's window ``w`` (``options["window"]``,
+   default ``N``), while the next call -- at most four times the last, or ``b tau(1)`` -- fits in
+   ``BUDGET N tau(1)``; the last two are fitted by ``tau(w) = a + c w`` (a fixed cost per call --
+   vmap, Python -- and a cost per point; ``c`` not taken below a twentieth of ``tau(b) / b``) and
+   extrapolated to ``w``. A predicted gain ``w tau(1) / tau(w)`` under ``MIN_GAIN`` (6):
+   sequential -- on a CPU a neural SDE with a batch of paths already fills the cores at one time
+   point, the common case.
+3. ``PROBE_SWEEPS`` Picard sweeps with the last window ``b``, if they fit the same budget: the
+   steps they accept give ``K(w)`` by the growing-advance model of :func:`parasolve.tuning.estimate_speedups` (the ``k``-th sweep
    accepting about ``c k`` steps). Picard with window ``w`` is taken when ``N tau(1) / (K(w)
    tau(w))`` is at least ``MIN_SPEEDUP``, else the sequential loop.
 
@@ -41,7 +41,7 @@ MIN_STEPS = 64
 #: Picard solve needs ``PROBE_SWEEPS`` sweeps or more on all but the easiest problems, so a gain
 #: under ``MIN_SPEEDUP * PROBE_SWEEPS`` cannot reach ``MIN_SPEEDUP``.
 MIN_GAIN = 6.0
-#: Each measurement beyond ``tau(1)`` may cost this fraction of ``N tau(1)``.
+#: The batch measurements, and the probe sweeps, may each cost this fraction of ``N tau(1)``.
 BUDGET = 0.03
 PROBE_SWEEPS = 4
 MIN_SPEEDUP = 1.5
@@ -70,25 +70,30 @@ def _measure(parallel, drift, step, x0, grid, n):
     clock = _clock(x0.device)
     _time(step, drift, grid, x0, 1, 1, clock)  # warm-up: the drift's first-call checks
     tau1 = _time(step, drift, grid, x0, 1, 3, clock)
-    b = 2 ** int(BUDGET * n).bit_length() // 2
+    budget = BUDGET * n * tau1
     w = min(n, parallel.get("window") or n)
-    info = {"tau1_s": tau1}
-    if b < 8:
-        return "sequential", {**info, "reason": f"no probe batch of >= 8 steps fits {BUDGET:.0%} of {n} steps"}
-    tau_q, tau_b = _time(step, drift, grid, x0, b // 4, 2, clock), _time(step, drift, grid, x0, b, 2, clock)
-    c = max((tau_b - tau_q) / (b - b // 4), tau_b / b / 20)
-    a = max(tau_b - c * b, 0.0)
-    tau_w = a + c * w
+    info = {"tau1_s": tau1, "window": w}
+    sizes, times, spent, b = [], [], 0.0, 4
+    while b <= w and spent + (4 * times[-1] if times else b * tau1) <= budget:
+        times.append(_time(step, drift, grid, x0, b, 1, clock))
+        sizes.append(b)
+        spent += times[-1]
+        b *= 4
+    if len(sizes) < 2:
+        return "sequential", {**info, "reason": f"no two probe batches fit {BUDGET:.0%} of the sequential solve"}
+    (b0, b1), (t0, t1) = sizes[-2:], times[-2:]
+    c = max((t1 - t0) / (b1 - b0), t1 / b1 / 20)
+    tau_w = max(t1 - c * b1, 0.0) + c * w
     gain = w * tau1 / tau_w
-    info.update(probe_batch=b, tau_probe_s=tau_b, window=w, tau_window_s=tau_w, gain=gain)
+    info.update(probe_batches=sizes, probe_s=times, tau_window_s=tau_w, gain=gain)
     if gain < MIN_GAIN:
         return "sequential", {**info, "reason": f"predicted batching gain {gain:.2f} < {MIN_GAIN} at {w} points"}
-    if PROBE_SWEEPS * tau_b > BUDGET * n * tau1:
+    if PROBE_SWEEPS * t1 > budget:
         return "sequential", {**info, "reason": f"{PROBE_SWEEPS} probe sweeps would cost more than "
                                                 f"{BUDGET:.0%} of the sequential solve"}
-    sol = _probe_solve(parallel, drift, step, x0, grid, b)
+    sol = _probe_solve(parallel, drift, step, x0, grid, b1)
     done, advanced = sol.stats.iterations, sum(rec.accepted for rec in sol.stats.history)
-    probe = Probe(w, done, advanced, sol.converged and b >= n, 0.0)
+    probe = Probe(w, done, advanced, sol.converged and b1 >= n, 0.0)
     sweeps = done if probe.converged else max(done, _with_growing_advance(probe, n, max(done, 1)))
     speedup = n * tau1 / (sweeps * tau_w)
     info.update(probe_sweeps=done, probe_advanced=advanced, est_sweeps=sweeps, est_speedup=speedup)
