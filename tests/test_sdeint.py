@@ -284,3 +284,38 @@ def test_other_brownian_motions(kind):
         ref = torchsde.sdeint(sde, y0, ts, bm=bm, method="milstein", dt=0.05)
         out = parasolve.sdeint(sde, y0, ts, bm=bm, method="milstein", dt=0.05, options={"scheme": "sequential"})
     assert float((out - ref).abs().max()) <= 1e-13
+
+
+class OtherInterfaces:
+    """Held-out interfaces: renamed methods, ``f_and_g`` only, ``g_prod`` only (general noise)."""
+
+    noise_type, sde_type = "general", "ito"
+
+    def __init__(self, kind):
+        self.A = torch.tensor([[0.2, -0.5], [0.4, 0.1], [0.0, 0.3]], dtype=torch.float64)
+        if kind == "renamed":
+            self.mu, self.sigma = self._f, self._g
+        elif kind == "f_and_g":
+            self.f_and_g = lambda t, y: (self._f(t, y), self._g(t, y))
+        else:
+            self.f = self._f
+            self.g_prod = lambda t, y, v: (self._g(t, y) @ v.unsqueeze(-1)).squeeze(-1)
+
+    def _f(self, t, y):
+        return -y + torch.cos(t) * y.flip(-1)
+
+    def _g(self, t, y):
+        return torch.tanh(y)[..., None] * self.A
+
+
+@pytest.mark.parametrize("kind", ["renamed", "f_and_g", "g_prod"])
+def test_other_sde_interfaces(kind):
+    sde = OtherInterfaces(kind)
+    names = {"drift": "mu", "diffusion": "sigma"} if kind == "renamed" else None
+    y0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ts = torch.linspace(0.0, 0.5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        ref = torchsde.sdeint(sde, y0, ts, bm=make_bm("general", "euler"), method="euler", dt=0.05, names=names)
+        out = parasolve.sdeint(sde, y0, ts, bm=make_bm("general", "euler"), method="euler", dt=0.05, names=names,
+                               options={"scheme": "picard", "tol": 1e-10})
+    assert float((out - ref).abs().max()) <= 1e-9
