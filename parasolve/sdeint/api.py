@@ -82,7 +82,7 @@ def sdeint(sde, y0, ts, bm=None, method=None, dt=1e-3, adaptive=False, rtol=1e-5
     """
     checks.check_unknown("sdeint", unknown, set())
     return _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, names, logqp, extra,
-                   extra_solver_state, generator, full_output, None, None, "sdeint")
+                   extra_solver_state, generator, full_output, None, None)
 
 
 def sdeint_adjoint(sde, y0, ts, bm=None, method=None, adjoint_method=None, dt=1e-3, adaptive=False,
@@ -108,11 +108,11 @@ def sdeint_adjoint(sde, y0, ts, bm=None, method=None, adjoint_method=None, dt=1e
                         "`adjoint_params=(...)` (adjoint_params=() for gradients w.r.t. y0 only).")
     params = tuple(sde.parameters()) if adjoint_params is None else adjoint_params
     return _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, names, logqp, extra,
-                   extra_solver_state, generator, full_output, params, adjoint_options, "sdeint_adjoint")
+                   extra_solver_state, generator, full_output, params, adjoint_options)
 
 
 def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, names, logqp, extra,
-            extra_solver_state, generator, full_output, adjoint_params, adjoint_options, who):
+            extra_solver_state, generator, full_output, adjoint_params, adjoint_options):
     _check_sde(sde)
     y0, ts = _check_state(y0, ts)
     dt, rtol, atol, dt_min = (_positive(name, v, zero=name == "rtol") for name, v in
@@ -136,15 +136,17 @@ def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, 
     drift = BatchedDrift(f, state.shape, state.dtype, state.device, vectorized=True, name="f",
                          evaluator=parallel.get("evaluator"))
 
-    def solve_on(grid, init_scheme=None):
+    def solve_on(grid):
         incs = brownian.query(bm, grid, getattr(cls, "needs_U", False))
         step = cls(fns, incs, method_options)
         x0 = _initial(step, fns, state, grid, extra_solver_state)
-        scheme, auto = (init_scheme, {}) if init_scheme else choose_scheme(parallel, drift, step, x0, grid)
+        scheme, auto = choose_scheme(parallel, drift, step, x0, grid)
         window = parallel.get("window") or (auto.get("window") if scheme != "sequential" else None)
+        g_before = fns.g_counts
         sol = _run(drift, step, x0, grid, scheme, window, parallel.get("tol"),
                    parallel.get("max_iters"), "all", False, True, parallel.get("scheme_options"), None,
                    gradients)
+        auto["g_counts"] = tuple(after - before for after, before in zip(fns.g_counts, g_before))
         return step, sol, scheme, auto
 
     if adaptive:
@@ -171,7 +173,7 @@ def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, 
         extra_state = (fz[-1], gz[-1], z[-1])
         xs = y_part
     ys = brownian.interpolate(grid, xs, ts)
-    g_calls, g_nfe = fns.g_counts
+    g_calls, g_nfe = auto.pop("g_counts")
     stats = SDEStats(scheme=scheme if isinstance(scheme, str) else type(scheme).__name__,
                      sweeps=sol.stats.iterations, drift_calls=sol.stats.drift_calls, nfe=sol.stats.nfe,
                      g_calls=g_calls, g_nfe=g_nfe, steps=grid.shape[0] - 1, passes=passes, auto=auto)

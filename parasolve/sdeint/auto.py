@@ -35,6 +35,8 @@ import time
 
 import torch
 
+from .._solve import _run
+from ..adjoint import GradientRequest
 from ..tuning import Probe, _with_growing_advance, synchronize
 
 #: Grids shorter than this are solved sequentially (no parallel sweep could repay the probes).
@@ -123,9 +125,6 @@ def _time(step, drift, grid, x0, b, repeats, clock):
 
 
 def _probe_solve(parallel, drift, step, x0, grid, window):
-    from .._solve import _run
-    from ..adjoint import GradientRequest
-
     with torch.no_grad():
         return _run(drift, step, x0, grid, PARALLEL, window, parallel.get("tol"), PROBE_SWEEPS, "last", False,
                     False, parallel.get("scheme_options"), None, GradientRequest((), None, ()))
