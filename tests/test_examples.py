@@ -51,3 +51,9 @@ def test_neural_ode_example_trains_the_same_as_torchdiffeq():
     para, ode, adj = runs
     assert max(abs(a - b) for a, b in zip(para["losses"], ode["losses"])) < 1e-10  # the same discrete gradient
     assert para["losses"][-1] < para["losses"][0] and len(para["rounds"]) == 6
+
+
+def test_latent_sde_trains_like_torchsde_on_the_same_paths():
+    ref, par = load("latent_sde").main(fast=True)
+    assert len(ref) == len(par) == 4 and par[-1] < 0.5 * par[0]  # it learns
+    assert max(abs(a - b) for a, b in zip(ref, par)) <= 1e-8  # same gradients on the same paths
