@@ -7,6 +7,7 @@ from .schemes import SCHEMES, Scheme, register_scheme
 from .solution import Solution, Stats, Status, SweepRecord
 from .steps import STEPS, StepMap, register_step
 from .odeint import odeint, odeint_adjoint  # noqa: E402  (after steps: it registers heun3, rk38, dopri5, ...)
+from . import implicit  # noqa: E402,F401  (registers the implicit maps: radau5, sdirk4, ...)
 from . import problems  # noqa: E402  (analytic test problems: parasolve.problems.linear(), ...)
 
 __version__ = "0.1.0"

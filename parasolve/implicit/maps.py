@@ -1,0 +1,63 @@
+"""Implicit Runge–Kutta step maps: ``Phi_i(x_i) = Z_s``, the last stage increment of step ``i``.
+
+Every scheme can use them: each call solves the stage equations of its steps by Newton's method,
+batched over the steps (:func:`.stages.newton_stages`). ``method="newton"`` with full Jacobians
+(``solve``'s default for small states) instead solves all steps' stage equations in one Newton
+iteration over the whole trajectory (:mod:`.newton_stage`), and never calls :meth:`increments`
+but to check.
+
+Gradients: with grad mode on, the converged stages take one more Newton step with the graph
+attached, ``Z <- Z - M^-1 G(Z)`` (``M`` detached), whose derivative is the implicit function
+theorem's ``-M^-1 dG`` -- so the discrete adjoint (:mod:`parasolve.adjoint`) differentiates the
+map through a transposed linear solve, not through the Newton iterations.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..schemes.base import per_step
+from ..steps import Increments, StepMap
+from .stages import linearize, newton_stages, stage_points
+from .tableaus import Tableau
+
+
+class ImplicitRK(StepMap):
+    """An implicit, stiffly accurate Runge–Kutta method given by its :class:`~.tableaus.Tableau`.
+
+    Declares ``implicit = True``: a call makes one batched drift round per Newton iteration (of
+    ``stages * (D + 1)`` points per step still iterating: the stage values and the probes of their
+    Jacobians), so rule 4's count of calls is not fixed. ``tableau`` is read by the
+    whole-trajectory Newton and by ``odeint``'s stiff methods.
+    """
+
+    implicit = True
+
+    def __init__(self, tableau: Tableau, max_newton: int = 50):
+        self.tableau, self.max_newton = tableau, max_newton
+        self.name, self.order, self.stages = tableau.name, tableau.order, tableau.stages
+
+    def increments(self, drift, t, idx, y, prev=None) -> Increments:
+        t0 = t[idx]
+        h = t[idx + 1] - t0
+        x = per_step(y)
+        with torch.no_grad():
+            Z, M, _ = newton_stages(drift, self.tableau, t0.detach(), h.detach(), x.detach(), y.shape[1:], idx,
+                                    self.max_newton)
+        if torch.is_grad_enabled():  # one Newton step with the graph: the implicit function theorem
+            Z = graph_step(drift, self.tableau, t0, h, x, Z, M, y.shape[1:])
+        return Increments(Z[:, -1].reshape(y.shape))
+
+
+def graph_step(drift, tab, t0, h, x, Z, M, shape):
+    """``Z - M^-1 G(Z)`` with the autograd graph of ``G`` (through ``x``, ``t`` and the drift's
+    parameters) and ``M`` held fixed."""
+    n, s, d = Z.shape
+    times, points = stage_points(tab, t0, h, x, Z.detach())
+    F = drift(times, points.reshape(n * s, *shape)).reshape(n, s, d)
+    Ah = h.to(Z.dtype)[:, None, None] * tab.matrix(Z.dtype, Z.device)
+    G = Z.detach() - torch.einsum("nij,njd->nid", Ah, F)
+    return Z.detach() - torch.linalg.solve(M.detach(), G.reshape(n, s * d, 1)).reshape(n, s, d)
+
+
+__all__ = ["ImplicitRK", "graph_step", "linearize"]
