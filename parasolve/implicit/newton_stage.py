@@ -17,8 +17,9 @@ A step is accepted by the solve's stop rule (:class:`parasolve.schemes.Ledger`) 
 defect ``|x_{i+1} - x_i - Z_{i,s}| + |a_{i,s}|`` (the step equation's residual plus the stage
 Newton correction, so a first-order bound of ``|x_{i+1} - x_i - Phi_i(x_i)|``) is within its
 allowance; accepted steps are frozen, and the window slides on as the explicit schemes' does.
-Damping: an iteration that accepts no step and makes the window's residual grow is undone and
-retried with half the Newton step (down to 1/64), so the iteration also converges from a poor guess.
+Damping: an iteration that accepts no step and makes the front step's measured defect grow is
+undone and retried with half the Newton step (down to 1/64), so the iteration also converges from
+a poor guess.
 """
 
 from __future__ import annotations
@@ -53,12 +54,14 @@ def linear_guess(tab, X: torch.Tensor) -> torch.Tensor:
     return c[None, :, None] * (X[1:] - X[:-1])[:, None, :]
 
 
-def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=None, keep: bool = False):
+def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=None, keep: bool = False,
+                 stall: int | None = None):
     """Solve ``problem`` (an implicit step map's discrete problem) by the iteration above.
 
     ``stages``: a guess of every step's ``Z`` (``(N, s, D)``; default read off ``problem.init``);
-    ``accept(start, comp, scale) -> m``: replaces the stop rule (``comp``: the per-component
-    measured defects ``(w, D)``, host); ``keep``: also return a :class:`Trace`.
+    ``accept(start, comp, x_next) -> m``: replaces the stop rule (``comp``: the per-component
+    measured defects ``(w, D)``, ``x_next``: the window's states ``x_{start+1} ..``, host);
+    ``stall``: stop (unconverged) after this many iterations in a row that accept no step; ``keep``: also return a :class:`Trace`.
     Returns ``(Solution, Trace or None)``.
     """
     tab, t, y0 = problem.step.tableau, problem.t, problem.y0
@@ -76,8 +79,8 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             trace = Trace(torch.zeros(n, tab.stages, d, dtype=X.dtype, device=X.device),
                           torch.zeros(n, d, dtype=X.dtype, device=X.device),
                           torch.zeros(n, d, d, dtype=X.dtype, device=X.device))
-        fresh = False
-        while b < n and ledger.stats.iterations < problem.max_iters:
+        fresh, since = False, 0
+        while b < n and ledger.stats.iterations < problem.max_iters and (stall is None or since < stall):
             w = X.shape[0] - 1
             h = hs[b:b + w]
             times, points = stage_points(tab, t[b:b + w], h, X[:w], Z)
@@ -94,7 +97,7 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 m = ledger.accept_steps(b, e_host, scale_host)
             else:
                 ledger.stats.iterations += 1
-                m = accept(b, comp.detach().cpu(), scale_host)
+                m = accept(b, comp.detach().cpu(), X[1:].detach().cpu())
                 ledger.stats.defect_sum += float(e_host[:m].sum())
             if m < w and not torch.isfinite(e_host[m]):
                 ledger.fail_at(b + m if fresh else -1)  # blew up from a fresh start at a frozen state
@@ -102,13 +105,13 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 ledger.record(b, b + w, float("inf"), m)
                 b, X, Z = _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, None, None)
                 continue
-            fresh = False
+            fresh, since = False, 0 if m else since + 1
             ledger.record(b, b + w, float(e_host.max()), m)
             if m == w:
                 b, X, Z = _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, None, None)
                 back = None
                 continue
-            merit = float(e_host[m:].square().sum())
+            merit = float(e_host[m])  # the front step's: the one the iteration must converge first
             if back is not None and m == 0 and not merit <= back[5] and back[4] > MIN_DAMPING:
                 Xp, Zp, dXp, dZp, lam, meritp = back  # the last step made things worse: half of it
                 lam /= 2
@@ -130,6 +133,8 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             b, X, Z = _slide(problem, tab, ledger, trace, b, m, new_X, new_Z, F, J, X, Z)
         converged = b >= n
         if not converged:
+            if trace is not None:  # the open steps' last iterate, a warm start for the caller
+                trace.Z[b:b + Z.shape[0]] = Z
             ledger.save(b, X.reshape(-1, *shape))
             ledger.save_from(b + X.shape[0], X[-1].reshape(shape))
         last = X[:1].reshape(1, *shape) if converged else X[-1:].reshape(1, *shape)

@@ -64,10 +64,18 @@ def linearize(tab, h: torch.Tensor, F: torch.Tensor, J: torch.Tensor, Z: torch.T
     rhs = -G.reshape(n, s * d, 1)
     if coupled:
         rhs = torch.cat([rhs, AJ.reshape(n, s * d, s, d).sum(2)], 2)           # h (A ⊗ I) J (1 ⊗ I)
-    sol = torch.linalg.solve(M, rhs)
+    sol = safe_solve(M, rhs)
     a = sol[..., 0].reshape(n, s, d)
     B = sol[..., 1:].reshape(n, s, d, d) if coupled else None
     return G, M, a, B
+
+
+def safe_solve(M: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``M^-1 rhs`` for a batch of matrices; NaN for the singular (or non-finite) ones, which the
+    callers treat as a failed iteration, never as an answer."""
+    sol, info = torch.linalg.solve_ex(M, rhs)
+    bad = (info != 0).reshape(-1, *([1] * (rhs.dim() - 1)))
+    return torch.where(bad, torch.full_like(sol, float("nan")), sol)
 
 
 def newton_stages(drift, tab, t0, h, x, shape, idx, max_iters: int = 50):

@@ -15,10 +15,11 @@ from . import grids
 from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
 from .tableaus import EMBEDDED
+from .stiff import STIFF, STIFF_OPTIONS, StiffSettings, is_stiff, solve_stiff
 
 #: torchdiffeq's fixed-step names -> parasolve step maps (torchdiffeq's ``rk4`` is the 3/8 rule).
 FIXED = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "heun3": "heun3", "rk4": "rk38"}
-METHODS = sorted(EMBEDDED) + sorted(FIXED)
+METHODS = sorted(EMBEDDED) + sorted(FIXED) + sorted(STIFF) + ["auto"]
 
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
 _ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps"}
@@ -37,7 +38,12 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
     estimate within ``rtol``/``atol`` in torchdiffeq's norm, ``RMS(err / (atol + rtol *
     max(|y0|, |y1|)))``; the fixed-step methods (``"euler"``, ``"midpoint"``, ``"heun2"``,
     ``"heun3"``, ``"rk4"`` = the 3/8 rule) step on ``t``, ``options["step_size"]`` or
-    ``options["grid_points"]``. Unlike torchdiffeq, the grid is solved parallel in time by
+    ``options["grid_points"]``. The stiff methods ``"radau"`` (Radau IIA, order 5, as scipy's)
+    and ``"sdirk4"`` (L-stable SDIRK, order 4) keep scipy's error test, each pass solved by one
+    Newton iteration over every step's stage equations (docs/stiff.md; options ``newton_tol``,
+    ``max_newton``, ``first_step``, ``initial_steps``, ``max_passes``, ...); ``"auto"`` takes
+    ``"radau"`` where the drift is stiff at ``t[0]`` (:func:`parasolve.odeint.stiff.is_stiff`),
+    else ``"dopri5"``. Unlike torchdiffeq, the grid is solved parallel in time by
     parasolve's fixed-point schemes (docs/odeint.md), the adaptive grid refined between solves.
 
     Args:
@@ -89,6 +95,13 @@ def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name
     counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
+    if method == "auto":  # stiff at the start: Radau, else dopri5
+        method = "radau" if is_stiff(drift, t, y0) else "dopri5"
+    if method in STIFF:
+        settings = StiffSettings(**{k: v for k, v in options.items() if k in STIFF_OPTIONS - {"vectorized"}},
+                                 extra=extra)
+        result = solve_stiff(drift, counter, y0, t, method, rtol, atol, settings)
+        return result if full_output else result.ys
     _default_scheme(options, y0)
     settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE}, extra=extra)
     if method in EMBEDDED:
@@ -186,7 +199,10 @@ def _check_options(options, method: str) -> dict:
     if not isinstance(options, dict):
         raise TypeError(f"`options` must be a dict or None; got {type(options).__name__}.")
     options = dict(options)
-    allowed = _PARALLEL | (_ADAPTIVE if method in EMBEDDED else _FIXED)
+    if method == "auto":
+        allowed = STIFF_OPTIONS | _PARALLEL | _ADAPTIVE
+    else:
+        allowed = STIFF_OPTIONS if method in STIFF else _PARALLEL | (_ADAPTIVE if method in EMBEDDED else _FIXED)
     bad = sorted(set(options) - allowed)
     if bad:
         other = _FIXED if method in EMBEDDED else _ADAPTIVE
@@ -209,7 +225,9 @@ def _check_options(options, method: str) -> dict:
     for key in ("defect_fraction", "ratio_guess", "coarsen"):
         if key in options:
             options[key] = _positive(key, options[key], allow_zero=key == "coarsen")
-    for key in ("max_passes", "max_num_steps", "initial_steps"):
+    if "newton_tol" in options:
+        options["newton_tol"] = _positive("newton_tol", options["newton_tol"])
+    for key in ("max_passes", "max_num_steps", "initial_steps", "max_newton", "stall"):
         if key in options:
             options[key] = checks.check_positive_int(f"options[{key!r}]", options[key])
     if "window" in options and options["window"] is not None:
