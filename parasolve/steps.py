@@ -85,7 +85,8 @@ class StepMap:
     noise; ``ode_rhs``: the drift is the right-hand side of the ODE that ``Phi`` discretises (so a
     scheme may integrate it as an ODE instead: parareal's ``fine="odeint"``, a step-map coarse
     propagator); ``linear``: declares a :meth:`linear_part` (rule 7); ``implicit``: rule 4's iteration
-    count (and a ``tableau`` the whole-trajectory Newton reads); ``callables``: the user's
+    count, and a ``newton_solve(problem, name, damping)`` that ``method="newton"`` with full
+    Jacobians hands the whole problem to (:mod:`parasolve.implicit`); ``callables``: the user's
     callables the drift evaluates, named when they produce NaN/Inf.
     """
 

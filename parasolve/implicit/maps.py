@@ -18,6 +18,7 @@ import torch
 
 from ..schemes.base import per_step
 from ..steps import Increments, StepMap
+from .newton_stage import solve_stages
 from .stages import linearize, newton_stages, stage_points
 from .tableaus import Tableau
 
@@ -48,6 +49,11 @@ class ImplicitRK(StepMap):
             Z = graph_step(drift, self.tableau, t0, h, x, Z, M, y.shape[1:])
         return Increments(Z[:, -1].reshape(y.shape))
 
+    def newton_solve(self, problem, name: str, damping: float = 1.0):
+        """The whole discrete problem by one Newton iteration over every step's stage equations
+        (:func:`.newton_stage.solve_stages`): what ``method="newton"`` with full Jacobians runs."""
+        return solve_stages(problem, name, damping)[0]
+
 
 def graph_step(drift, tab, t0, h, x, Z, M, shape):
     """``Z - M^-1 G(Z)`` with the autograd graph of ``G`` (through ``x``, ``t`` and the drift's
@@ -56,7 +62,7 @@ def graph_step(drift, tab, t0, h, x, Z, M, shape):
     times, points = stage_points(tab, t0, h, x, Z.detach())
     F = drift(times, points.reshape(n * s, *shape)).reshape(n, s, d)
     Ah = h.to(Z.dtype)[:, None, None] * tab.matrix(Z.dtype, Z.device)
-    G = Z.detach() - torch.einsum("nij,njd->nid", Ah, F)
+    G = Z.detach() - Ah @ F
     return Z.detach() - torch.linalg.solve(M.detach(), G.reshape(n, s * d, 1)).reshape(n, s, d)
 
 

@@ -124,7 +124,7 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 eye = torch.eye(d, dtype=X.dtype, device=X.device)
             dX = affine_scan(eye + B[m:, -1], a[m:, -1] - defect[m:], torch.zeros(d, dtype=X.dtype, device=X.device))
             start = torch.cat([torch.zeros_like(dX[:1]), dX[:-1]])
-            dZ = a[m:] + torch.einsum("nspq,nq->nsp", B[m:], start)
+            dZ = a[m:] + (B[m:] @ start[:, None, :, None])[..., 0]
             lam = damping
             back = (X.clone(), Z.clone(), dX, dZ, lam, merit) if m == 0 else None
             new_X, new_Z = X.clone(), Z.clone()

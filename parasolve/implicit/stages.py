@@ -58,8 +58,8 @@ def linearize(tab, h: torch.Tensor, F: torch.Tensor, J: torch.Tensor, Z: torch.T
     (``(n, s, D, D)``), else ``None``. ``a`` has ``Z``'s shape."""
     n, s, d = Z.shape
     Ah = h.to(Z.dtype)[:, None, None] * tab.matrix(Z.dtype, Z.device)           # (n, s, s)
-    G = Z - torch.einsum("nij,njd->nid", Ah, F)
-    AJ = torch.einsum("nij,njpq->nipjq", Ah, J).reshape(n, s * d, s * d)
+    G = Z - Ah @ F
+    AJ = (Ah[:, :, None, :, None] * J.permute(0, 2, 1, 3)[:, None]).reshape(n, s * d, s * d)  # [n, i, p, j, q]
     M = torch.eye(s * d, dtype=Z.dtype, device=Z.device) - AJ
     rhs = -G.reshape(n, s * d, 1)
     if coupled:

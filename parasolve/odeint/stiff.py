@@ -108,8 +108,6 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
         stats.rejected_steps += failed
         stats.history.append(PassRecord(n, sol.stats.iterations, counter.rounds - rounds, counter.nfe - nfe, failed,
                                         float(ratio.max())))
-        import os
-        if os.environ.get("DBG"): print(n, sol.converged, sol.stats.iterations, failed, float(ratio.max()), int(ratio.argmax()), float(grid[int(ratio.argmax())]), counter.rounds)
         if failed == 0:
             break
         if front < n:  # past a stalled front the iterate means nothing: restart there from the front state

@@ -120,10 +120,9 @@ class Newton(SafeguardedScheme):
 
     def run(self, problem):
         if self.jacobian == "full" and problem.step.implicit:  # one Newton over every step's stages
-            from ..implicit.newton_stage import solve_stages
             self.check_step(problem.step)
             self.init(problem)  # the size check
-            return solve_stages(problem, self.name, self.damping)[0]
+            return problem.step.newton_solve(problem, self.name, self.damping)
         return super().run(problem)
 
     def evaluate(self, problem, start, ys, prev):
