@@ -23,6 +23,11 @@ from .stages import linearize, newton_stages, stage_points
 from .tableaus import Tableau
 
 
+#: Steps past an unconverged solve's front that :meth:`ImplicitRK.newton_solve` solves one by one
+#: to find a step whose stage equations have no solution Newton can reach (then it raises).
+PROBED = 4
+
+
 class ImplicitRK(StepMap):
     """An implicit, stiffly accurate Runge–Kutta method given by its :class:`~.tableaus.Tableau`.
 
@@ -52,7 +57,16 @@ class ImplicitRK(StepMap):
     def newton_solve(self, problem, name: str, damping: float = 1.0):
         """The whole discrete problem by one Newton iteration over every step's stage equations
         (:func:`.newton_stage.solve_stages`): what ``method="newton"`` with full Jacobians runs."""
-        return solve_stages(problem, name, damping)[0]
+        sol = solve_stages(problem, name, damping)[0]
+        if not sol.converged and sol.ys.shape[0] == problem.n_steps + 1:
+            # can the steps at the front be solved at all? If not, say where (as the sequential loop would)
+            front = sum(r.accepted for r in sol.stats.history)
+            x = sol.ys[front:front + 1]
+            with torch.no_grad():
+                for j in range(front, min(front + PROBED, problem.n_steps)):
+                    x = x + self.increments(problem.drift, problem.t, torch.tensor([j], device=problem.t.device), x)[0]
+            sol.stats.nfe, sol.stats.drift_calls = problem.drift.nfe, problem.drift.calls
+        return sol
 
 
 def graph_step(drift, tab, t0, h, x, Z, M, shape):
