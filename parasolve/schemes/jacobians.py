@@ -50,13 +50,10 @@ def auto_scheme(y0: torch.Tensor, multistep: bool, options: dict | None,
 def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
     """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, d, d)``, ``B`` ``(L, d)``)
     by a Hillis-Steele scan: ``ceil(log2 L)`` rounds of batched matrix products."""
-    A, B = A.clone(), B.clone()
     offset = 1
-    while offset < B.shape[0]:
-        A_next, B_next = A.clone(), B.clone()
-        A_next[offset:] = A[offset:] @ A[:-offset]
-        B_next[offset:] = (A[offset:] @ B[:-offset, :, None])[..., 0] + B[offset:]
-        A, B = A_next, B_next
+    while offset < B.shape[0]:  # new tensors each round (no clones): the prefixes already composed stay
+        A, B = (torch.cat([A[:offset], A[offset:] @ A[:-offset]]),
+                torch.cat([B[:offset], torch.baddbmm(B[offset:, :, None], A[offset:], B[:-offset, :, None])[..., 0]]))
         offset *= 2
     return A @ u0 + B
 
