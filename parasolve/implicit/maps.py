@@ -71,13 +71,29 @@ class ImplicitRK(StepMap):
 
 def graph_step(drift, tab, t0, h, x, Z, M, shape):
     """``Z - M^-1 G(Z)`` with the autograd graph of ``G`` (through ``x``, ``t`` and the drift's
-    parameters) and ``M`` held fixed."""
+    parameters) and ``M`` held fixed -- re-measured by autograd at the converged stages (the
+    probes' ``sqrt(eps)`` error would reach the gradient). ``Z`` itself if nothing needs a graph."""
     n, s, d = Z.shape
     times, points = stage_points(tab, t0, h, x, Z.detach())
     F = drift(times, points.reshape(n * s, *shape)).reshape(n, s, d)
+    if not F.requires_grad:
+        return Z
+    J = _autograd_jacobians(drift, times.detach(), points.detach(), shape)
+    _, M, _, _ = linearize(tab, h.detach(), F.detach(), J.reshape(n, s, d, d), Z.detach())
     Ah = h.to(Z.dtype)[:, None, None] * tab.matrix(Z.dtype, Z.device)
     G = Z.detach() - Ah @ F
-    return Z.detach() - torch.linalg.solve(M.detach(), G.reshape(n, s * d, 1)).reshape(n, s, d)
+    return Z.detach() - torch.linalg.solve(M, G.reshape(n, s * d, 1)).reshape(n, s, d)
+
+
+def _autograd_jacobians(drift, times, points, shape):
+    """The drift's Jacobians ``(k, D, D)`` at ``k`` flattened points, by ``D`` batched VJPs."""
+    k, d = points.shape
+    with torch.enable_grad():
+        p = points.clone().requires_grad_(True)
+        out = drift(times, p.reshape(k, *shape)).reshape(k, d)
+        basis = torch.eye(d, dtype=out.dtype, device=out.device)[:, None, :].expand(d, k, d)
+        rows = [torch.autograd.grad(out, p, basis[j], retain_graph=True)[0] for j in range(d)]
+    return torch.stack(rows, 1)  # [k, out, in]
 
 
 __all__ = ["ImplicitRK", "graph_step", "linearize"]
