@@ -3,7 +3,7 @@
 Every scheme can use them: each call solves the stage equations of its steps by Newton's method,
 batched over the steps (:func:`.stages.newton_stages`). ``method="newton"`` with full Jacobians
 (``solve``'s default for small states) instead solves all steps' stage equations in one Newton
-iteration over the whole trajectory (:mod:`.newton_stage`), and never calls :meth:`increments`
+iteration over the whole trajectory (:mod:`.newton_stage`), and never calls ``increments``
 but to check.
 
 Gradients: with grad mode on, the converged stages take one more Newton step with the graph

@@ -8,7 +8,7 @@ is at most ``newton_tol`` times the error test's scale ``atol + rtol |y|`` in ev
 Then every step's embedded error estimate (:mod:`parasolve.implicit.tableaus`), filtered by
 ``(I - h gamma J)^-1``, is measured in scipy's norm ``RMS(err / (atol + rtol max(|y0|, |y1|)))``;
 failed steps are cut and runs of passed steps merged by the explicit driver's controller
-(:func:`parasolve.odeint.grids.adapt`, exponent ``1 / err_order``) until every step passes.
+(``parasolve.odeint.grids.adapt``, exponent ``1 / err_order``) until every step passes.
 
 The first grid grows geometrically from the first step (Hairer's estimate) to ``|T| /
 initial_steps``: stiff problems start with a fast transient far more often than they end with one.
