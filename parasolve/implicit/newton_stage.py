@@ -130,6 +130,7 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             new_X, new_Z = X.clone(), Z.clone()
             new_X[m + 1:] += lam * dX
             new_Z[m:] += lam * dZ
+            _restart_after_blowup(new_X, new_Z, m)
             b, X, Z = _slide(problem, tab, ledger, trace, b, m, new_X, new_Z, F, J, X, Z)
         converged = b >= n
         if not converged:
@@ -139,6 +140,17 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             ledger.save_from(b + X.shape[0], X[-1].reshape(shape))
         last = X[:1].reshape(1, *shape) if converged else X[-1:].reshape(1, *shape)
         return ledger.solution(converged, last, name), trace
+
+
+def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
+    """In place: from the first open step whose new state or stages are not finite on, restart the
+    iterate from the last finite state (stages 0). A NaN left in the iterate would reach every later
+    step through the scan and stay there, so only the front would ever converge."""
+    finite = torch.isfinite(X[m + 1:]).all(1) & torch.isfinite(Z[m:]).flatten(1).all(1)
+    bad = torch.nonzero(~finite)
+    if len(bad):
+        k = m + int(bad[0])  # step k: its end state or stages went bad; x_k is finite
+        X[k + 1:], Z[k:] = X[k], 0.0
 
 
 def _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, X_meas, Z_meas):

@@ -59,11 +59,11 @@ def linearize(tab, h: torch.Tensor, F: torch.Tensor, J: torch.Tensor, Z: torch.T
     n, s, d = Z.shape
     Ah = h.to(Z.dtype)[:, None, None] * tab.matrix(Z.dtype, Z.device)           # (n, s, s)
     G = Z - Ah @ F
-    AJ = (Ah[:, :, None, :, None] * J.permute(0, 2, 1, 3)[:, None]).reshape(n, s * d, s * d)  # [n, i, p, j, q]
-    M = torch.eye(s * d, dtype=Z.dtype, device=Z.device) - AJ
+    M = (Ah[:, :, None, :, None] * J.permute(0, 2, 1, 3)[:, None]).neg_().reshape(n, s * d, s * d)  # [n, i, p, j, q]
+    M.diagonal(dim1=1, dim2=2).add_(1.0)
     rhs = -G.reshape(n, s * d, 1)
-    if coupled:
-        rhs = torch.cat([rhs, AJ.reshape(n, s * d, s, d).sum(2)], 2)           # h (A ⊗ I) J (1 ⊗ I)
+    if coupled:  # h (A ⊗ I) J (1 ⊗ I): sum_j h a_ij J_j
+        rhs = torch.cat([rhs, (Ah @ J.reshape(n, s, d * d)).reshape(n, s * d, d)], 2)
     sol = safe_solve(M, rhs)
     a = sol[..., 0].reshape(n, s, d)
     B = sol[..., 1:].reshape(n, s, d, d) if coupled else None
