@@ -54,7 +54,7 @@ class StiffSettings:
     initial_steps: int = 32
     newton_tol: float = 1e-3
     max_newton: int | None = None
-    stall: int = 5
+    stall: int = 3
     extra: dict | None = None
 
 
@@ -202,7 +202,7 @@ def _next_grid(grid, ratio, front, t, tab, settings: StiffSettings) -> torch.Ten
 
 
 #: Growth factor of the steps after a stalled front.
-RAMP = 2.0
+RAMP = 1.3
 
 
 def ramp(grid: torch.Tensor, h0: float, keep: torch.Tensor, growth: float) -> torch.Tensor:
