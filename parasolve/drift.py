@@ -105,7 +105,9 @@ class BatchedDrift:
     @property
     def batched(self):
         """``f`` as a batched callable in the resolved mode."""
-        return {"vectorized": self.f, "vmap": torch.func.vmap(self._point), "loop": self._loop}[self.mode]
+        if self.mode == "vectorized":  # (not a dict of all three: building the vmap wrapper costs every call)
+            return self.f
+        return torch.func.vmap(self._point) if self.mode == "vmap" else self._loop
 
     def _point(self, t, y):
         return self._tensor(self.f(t, y))
