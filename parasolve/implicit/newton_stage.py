@@ -31,7 +31,7 @@ import torch
 from ..schemes.base import per_step
 from ..schemes.jacobians import affine_scan
 from ..schemes.ledger import Ledger
-from .stages import linearize, stage_points, values_and_jacobians
+from .stages import linearize, newton_stages, stage_points, values_and_jacobians
 
 #: Smallest fraction of the Newton step the backtracking tries.
 MIN_DAMPING = 1 / 64
@@ -55,13 +55,16 @@ def linear_guess(tab, X: torch.Tensor) -> torch.Tensor:
 
 
 def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=None, keep: bool = False,
-                 stall: int | None = None):
+                 stall: int | None = None, exact_front: bool = True):
     """Solve ``problem`` (an implicit step map's discrete problem) by the iteration above.
 
     ``stages``: a guess of every step's ``Z`` (``(N, s, D)``; default read off ``problem.init``);
     ``accept(start, comp, x_next) -> m``: replaces the stop rule (``comp``: the per-component
     measured defects ``(w, D)``, ``x_next``: the window's states ``x_{start+1} ..``, host);
-    ``stall``: stop (unconverged) after this many iterations in a row that accept no step; ``keep``: also return a :class:`Trace`.
+    ``stall``: stop (unconverged) after this many iterations in a row that accept no step;
+    ``exact_front``: when no more sweeps are left than steps, a sweep that does not accept the front
+    step solves it on its own (:func:`.stages.newton_stages`, more rounds in that sweep), so the solve
+    ends within ``N`` sweeps as the explicit schemes' do; ``keep``: also return a :class:`Trace`.
     Returns ``(Solution, Trace or None)``.
     """
     tab, t, y0 = problem.step.tableau, problem.t, problem.y0
@@ -106,6 +109,17 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 b, X, Z = _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, None, None)
                 continue
             fresh, since = False, 0 if m else since + 1
+            shift = torch.zeros(X.shape[1], dtype=X.dtype, device=X.device)  # of the new anchor x_{b+m}
+            if exact_front and m < w and problem.max_iters - ledger.stats.iterations <= n - b - m:
+                # the sweep budget is tight: solve the front step on its own, so every sweep advances
+                j = b + m
+                Zf = newton_stages(problem.drift, tab, t[j:j + 1], hs[j:j + 1], X[m:m + 1], shape,
+                                   torch.tensor([j]))[0][0]
+                new_end = X[m] + Zf[-1]
+                shift = new_end - X[m + 1]
+                X, Z = X.clone(), Z.clone()
+                X[m + 1], Z[m] = new_end, Zf
+                m, since, back = m + 1, 0, None
             ledger.record(b, b + w, float(e_host.max()), m)
             if m == w:
                 b, X, Z = _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, None, None)
@@ -122,8 +136,8 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 continue
             if eye is None:
                 eye = torch.eye(d, dtype=X.dtype, device=X.device)
-            dX = affine_scan(eye + B[m:, -1], a[m:, -1] - defect[m:], torch.zeros(d, dtype=X.dtype, device=X.device))
-            start = torch.cat([torch.zeros_like(dX[:1]), dX[:-1]])
+            dX = affine_scan(eye + B[m:, -1], a[m:, -1] - defect[m:], shift)
+            start = torch.cat([shift[None], dX[:-1]])
             dZ = a[m:] + (B[m:] @ start[:, None, :, None])[..., 0]
             lam = damping
             back = (X.clone(), Z.clone(), dX, dZ, lam, merit) if m == 0 else None

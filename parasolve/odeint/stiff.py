@@ -94,7 +94,7 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
 
         with torch.no_grad():
             sol, trace = solve_stages(problem, f"odeint:{method}", stages=Z, accept=accept, keep=True,
-                                      stall=settings.stall)
+                                      stall=settings.stall, exact_front=False)
         X = sol.ys.detach().reshape(n + 1, d)
         front = n if sol.converged else sum(r.accepted for r in sol.stats.history)
         ratio = torch.full((n,), float("nan"), dtype=torch.float64)  # steps after a stalled front: no estimate
