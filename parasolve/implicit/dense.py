@@ -27,13 +27,10 @@ def stage_polynomial(tab, grid: torch.Tensor, X: torch.Tensor, Z: torch.Tensor, 
     i = (torch.searchsorted(s, q, right=True) - 1).clamp(0, grid.shape[0] - 2)
     theta = (q - s[i]) / (s[i + 1] - s[i])
     nodes, which = _nodes(tab)
-    # Lagrange basis at theta: (len(times), nodes)
-    diff = theta[:, None] - nodes[None, :]
-    basis = []
-    for k in range(len(nodes)):
-        others = [j for j in range(len(nodes)) if j != k]
-        basis.append(torch.prod(diff[:, others] / (nodes[k] - nodes[others]), 1))
-    L = torch.stack(basis, 1).to(X.dtype).to(X.device)                          # (m, nodes)
+    # Lagrange basis at theta, (len(times), nodes): powers of theta times the inverse Vandermonde matrix
+    powers = theta[:, None] ** torch.arange(len(nodes), dtype=theta.dtype)
+    L = (powers @ torch.linalg.inv(nodes[:, None] ** torch.arange(len(nodes), dtype=nodes.dtype))
+         ).to(X.dtype).to(X.device)
     dev = i.to(X.device)
     values = torch.cat([torch.zeros_like(X[dev])[:, None], Z[dev][:, which]], 1)  # increments at the nodes
     out = X[dev] + torch.einsum("mk,mkd->md", L, values)

@@ -160,6 +160,8 @@ def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
     """In place: from the first open step whose new state or stages are not finite on, restart the
     iterate from the last finite state (stages 0). A NaN left in the iterate would reach every later
     step through the scan and stay there, so only the front would ever converge."""
+    if bool(torch.isfinite(X[m + 1:].sum() + Z[m:].sum())):
+        return
     finite = torch.isfinite(X[m + 1:]).all(1) & torch.isfinite(Z[m:]).flatten(1).all(1)
     bad = torch.nonzero(~finite)
     if len(bad):

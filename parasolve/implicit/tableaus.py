@@ -9,6 +9,7 @@ Hairer & Wanner's codes do (Solving ODEs II, IV.8).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -35,10 +36,17 @@ class Tableau:
         return len(self.c)
 
     def matrix(self, dtype=torch.float64, device=None) -> torch.Tensor:
-        return torch.tensor(self.A, dtype=dtype, device=device)
+        return _as_tensor(self.A, dtype, device)
 
     def nodes(self, dtype=torch.float64, device=None) -> torch.Tensor:
-        return torch.tensor(self.c, dtype=dtype, device=device)
+        return _as_tensor(self.c, dtype, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _as_tensor(values: tuple, dtype, device) -> torch.Tensor:
+    """A tableau's coefficients as a tensor, built once per dtype and device (every Newton
+    iteration reads them). Callers must not modify it in place."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def _collocation(c) -> tuple:

@@ -17,6 +17,7 @@ Stiffness detection for ``method="auto"``: :func:`is_stiff`.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import torch
@@ -210,10 +211,11 @@ def ramp(grid: torch.Tensor, h0: float, keep: torch.Tensor, growth: float) -> to
     the grid's own spacing there; points in ``keep`` (output times) are kept exactly."""
     direction = 1.0 if float(grid[-1] - grid[0]) > 0 else -1.0
     s = direction * (grid - grid[0]).double().cpu()
+    sl = s.tolist()  # a list: the loop below looks up one point per step
     points, pos, h = [], 0.0, h0
     while True:
-        j = min(int(torch.searchsorted(s, torch.tensor(pos + h, dtype=torch.float64), right=True)) - 1, len(s) - 2)
-        if pos + h >= float(s[-1]) or h >= float(s[j + 1] - s[j]):
+        j = min(bisect.bisect_right(sl, pos + h) - 1, len(sl) - 2)
+        if pos + h >= sl[-1] or h >= sl[j + 1] - sl[j]:
             break
         pos += h
         points.append(pos)
