@@ -8,6 +8,7 @@ from .solution import Solution, Stats, Status, SweepRecord
 from .steps import STEPS, StepMap, register_step
 from .odeint import odeint, odeint_adjoint, odeint_event  # noqa: E402  (after steps: it registers heun3, rk38, dopri5, ...)
 from .sdeint import sdeint, sdeint_adjoint  # noqa: E402  (torchsde's calls, parallel in time)
+from . import implicit  # noqa: E402,F401  (registers the implicit maps: radau5, sdirk4, ...)
 from . import problems  # noqa: E402  (analytic test problems: parasolve.problems.linear(), ...)
 
 __version__ = "0.1.0"

@@ -166,7 +166,10 @@ def check_step_map(step: StepMap, *, t: torch.Tensor | None = None, y0: torch.Te
     if step.ode_rhs:
         _check_order(step, fail)
 
-    if counted.calls != step.stages or counted.points != step.stages * n:
+    if getattr(step, "implicit", False):  # one round per Newton iteration: at least one call
+        if counted.calls < 1:
+            fail(4, "declared stages", f"an implicit map must call the drift; it made {counted.calls} calls")
+    elif counted.calls != step.stages or counted.points != step.stages * n:
         fail(4, "declared stages", f"declares stages={step.stages}: one call of {n} steps must make "
                                    f"{step.stages} drift calls of {n} points; it made {counted.calls} calls "
                                    f"of {counted.points} points")
@@ -250,7 +253,8 @@ def _kit_problems():
 def check_scheme(scheme: Scheme, *, steps=None, n_steps: int = 24, tol: float = 1e-8) -> None:
     """Check ``scheme`` (an instance) against the :class:`~parasolve.schemes.Scheme` contract.
 
-    Runs it with every map in ``steps`` (default: every registered one, ``STEPS``) on a linear
+    Runs it with every map in ``steps`` (default: every registered explicit one in ``STEPS``; the
+    implicit maps are checked with the schemes that serve them in tests/test_implicit.py) on a linear
     and a nonlinear problem of ``n_steps`` non-uniform steps at ``tol``, whole-grid and with a
     window of 5, and checks rules 1-6: typed refusals, the answer (recomputed defects; equality
     with the sequential loop within ``S * defect_sum`` if ``scheme.discrete``), at most ``N``
@@ -264,7 +268,7 @@ def check_scheme(scheme: Scheme, *, steps=None, n_steps: int = 24, tol: float = 
     def fail(rule, title, detail):
         _fail("Scheme", rule, title, who, detail)
 
-    maps = list(STEPS.values()) if steps is None else [STEPS[s] if isinstance(s, str) else s for s in steps]
+    maps = [s for s in STEPS.values() if not getattr(s, "implicit", False)] if steps is None else [STEPS[s] if isinstance(s, str) else s for s in steps]
     t = _default_grid(n_steps) * 1.5
     accepted = []
     for step in maps:
@@ -339,7 +343,7 @@ def _check_one(scheme, step, f, y0, t, window, tol, lipschitz, case, fail):
     if stats.nfe != counted.points or stats.drift_calls != counted.calls:
         fail(4, "honest stats", f"{case}: stats say nfe={stats.nfe}, drift_calls={stats.drift_calls}; the drift "
                                 f"counted {counted.points} points in {counted.calls} calls")
-    if scheme.windowed:
+    if scheme.windowed and not getattr(step, "implicit", False):  # implicit: Newton rounds vary
         probes = scheme.points_per_step(y0)
         points = step.stages * probes * sum(r.end - r.start for r in stats.history)
         if counted.calls != stats.iterations * step.stages or counted.points != points:
@@ -347,7 +351,7 @@ def _check_one(scheme, step, f, y0, t, window, tol, lipschitz, case, fail):
                                     f"window ({probes} point(s) per step): expected "
                                     f"{stats.iterations * step.stages} calls of {points} points, "
                                     f"counted {counted.calls} of {counted.points}")
-    elif not scheme.iterative and (counted.calls != n * step.stages or counted.points != n * step.stages):
+    elif not scheme.iterative and not getattr(step, "implicit", False) and (counted.calls != n * step.stages or counted.points != n * step.stages):
         fail(4, "honest stats", f"{case}: a non-iterative scheme makes {step.stages} one-point calls per step; "
                                 f"counted {counted.calls} calls of {counted.points} points")
 

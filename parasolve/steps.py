@@ -62,7 +62,9 @@ class StepMap:
     3. **Declared order.** With ``ode_rhs``, the map is a consistent discretisation of
        ``dy/dt = drift(t, y)`` whose global error on a smooth problem is ``O(h^order)``.
     4. **Declared stages.** One call makes exactly ``stages`` batched drift calls, each over
-       the ``n`` points of the batch, and nothing else calls the drift.
+       the ``n`` points of the batch, and nothing else calls the drift. An ``implicit`` map
+       (its increments solve equations by Newton's method, :mod:`parasolve.implicit`) makes one
+       batched call per iteration instead, at least one.
     5. **Carry.** A ``multistep`` map returns ``carry`` of shape ``(n, ...)``: entry ``k`` is what
        step ``idx[k] + 1`` needs from step ``idx[k]``; ``prev`` is the previous step's carry
        (``carry[-1]`` of the batch before; ``None`` only at step 0, else a ``ValueError``). A
@@ -82,7 +84,9 @@ class StepMap:
     call (rule 4); ``multistep``: uses ``prev`` (rule 5); ``stochastic``: ``Phi`` holds pre-drawn
     noise; ``ode_rhs``: the drift is the right-hand side of the ODE that ``Phi`` discretises (so a
     scheme may integrate it as an ODE instead: parareal's ``fine="odeint"``, a step-map coarse
-    propagator); ``linear``: declares a :meth:`linear_part` (rule 7); ``callables``: the user's
+    propagator); ``linear``: declares a :meth:`linear_part` (rule 7); ``implicit``: rule 4's iteration
+    count, and a ``newton_solve(problem, name, damping)`` that ``method="newton"`` with full
+    Jacobians hands the whole problem to (:mod:`parasolve.implicit`); ``callables``: the user's
     callables the drift evaluates, named when they produce NaN/Inf; ``carry_depth``: how many
     states a multistep map's carry depends on (``x_i .. x_{i-carry_depth+1}``: 1 for AB2, the
     number of past predictions for UniPC), which the adjoint must linearise together.
@@ -95,6 +99,7 @@ class StepMap:
     stochastic: bool = False
     ode_rhs: bool = True
     linear: bool = False
+    implicit: bool = False
     callables: tuple[str, ...] = ("f",)
     carry_depth: int = 1
 

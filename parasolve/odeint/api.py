@@ -24,11 +24,12 @@ from .events import find_event
 from .jumps import check_jumps, solve_segments
 from .stepper import march_fixed, single_call, solve_stepwise
 from .tableaus import EMBEDDED
+from .stiff import STIFF, STIFF_OPTIONS, StiffSettings, is_stiff, solve_stiff
 from .tuples import Packing, unpack
 
 #: torchdiffeq's fixed-step names -> parasolve step maps (torchdiffeq's ``rk4`` is the 3/8 rule).
 FIXED = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "heun3": "heun3", "rk4": "rk38"}
-METHODS = sorted(EMBEDDED) + sorted(FIXED)
+METHODS = sorted(EMBEDDED) + sorted(FIXED) + sorted(STIFF) + ["auto"]
 
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
 _ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps",
@@ -49,7 +50,12 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
     estimate within ``rtol``/``atol`` in torchdiffeq's norm, ``RMS(err / (atol + rtol *
     max(|y0|, |y1|)))``; the fixed-step methods (``"euler"``, ``"midpoint"``, ``"heun2"``,
     ``"heun3"``, ``"rk4"`` = the 3/8 rule) step on ``t``, ``options["step_size"]`` or
-    ``options["grid_points"]``. Unlike torchdiffeq, the grid is solved parallel in time by
+    ``options["grid_points"]``. The stiff methods ``"radau"`` (Radau IIA, order 5, as scipy's)
+    and ``"sdirk4"`` (L-stable SDIRK, order 4) keep scipy's error test, each pass solved by one
+    Newton iteration over every step's stage equations (docs/stiff.md; options ``newton_tol``,
+    ``max_newton``, ``first_step``, ``initial_steps``, ``max_passes``, ...); ``"auto"`` takes
+    ``"radau"`` where the drift is stiff at ``t[0]`` (:func:`parasolve.odeint.stiff.is_stiff`),
+    else ``"dopri5"``. Unlike torchdiffeq, the grid is solved parallel in time by
     parasolve's fixed-point schemes (docs/odeint.md), the adaptive grid refined between solves.
 
     Args:
@@ -198,6 +204,12 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool) -> Odei
     counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
+    if method == "auto":  # stiff at the start: Radau, else dopri5
+        method = "radau" if is_stiff(drift, t, y0) else "dopri5"
+    if method in STIFF:
+        settings = StiffSettings(**{k: v for k, v in options.items() if k in STIFF_OPTIONS - {"vectorized"}},
+                                 extra=extra)
+        return solve_stiff(drift, counter, y0, t, method, rtol, atol, settings)
     stepwise = method in EMBEDDED and _stepwise(options, evaluator)
     forced = options.get("scheme") == "sequential"
     _default_scheme(options, y0, keep_auto=method not in EMBEDDED and evaluator is None)
@@ -262,7 +274,7 @@ MIN_PARALLEL_STEPS = 256
 #: ... or while the steps are limited by stability rather than accuracy (``|h lambda|`` estimated
 #: above this; the explicit pairs' limits on the negative real axis are 2-3.3): a stiff problem,
 #: whose explicit steps parallel sweeps would not make fewer.
-STIFF = 1.5
+STIFFNESS_LIMIT = 1.5
 #: ... and expects the parallel driver to take this many passes (grid refinements).
 EXPECTED_PASSES = 2
 
@@ -275,7 +287,7 @@ def _switch_rule(drift, y0, t, method, rtol, atol, settings):
 
     def switch(fraction, h, steps, rounds, seconds, stiffness):
         remaining = steps * (1 - fraction) / fraction
-        if remaining < MIN_PARALLEL_STEPS or stiffness > STIFF or roundoff_bound(rtol, atol, y0):
+        if remaining < MIN_PARALLEL_STEPS or stiffness > STIFFNESS_LIMIT or roundoff_bound(rtol, atol, y0):
             return False
         n = max(2, math.ceil(span / h))
         window = min(n, settings.window or n)
@@ -422,7 +434,10 @@ def _check_options(options, method: str) -> dict:
     if not isinstance(options, dict):
         raise TypeError(f"`options` must be a dict or None; got {type(options).__name__}.")
     options = dict(options)
-    allowed = _PARALLEL | _COMMON | (_ADAPTIVE if method in EMBEDDED else _FIXED)
+    if method == "auto":
+        allowed = STIFF_OPTIONS | _PARALLEL | _COMMON | _ADAPTIVE
+    else:
+        allowed = STIFF_OPTIONS if method in STIFF else _PARALLEL | _COMMON | (_ADAPTIVE if method in EMBEDDED else _FIXED)
     bad = sorted(set(options) - allowed)
     if bad:
         other = _FIXED if method in EMBEDDED else _ADAPTIVE
@@ -445,7 +460,9 @@ def _check_options(options, method: str) -> dict:
     for key in ("defect_fraction", "ratio_guess", "coarsen"):
         if key in options:
             options[key] = _positive(key, options[key], allow_zero=key == "coarsen")
-    for key in ("max_passes", "max_num_steps", "initial_steps"):
+    if "newton_tol" in options:
+        options["newton_tol"] = _positive("newton_tol", options["newton_tol"])
+    for key in ("max_passes", "max_num_steps", "initial_steps", "max_newton", "stall"):
         if key in options:
             options[key] = checks.check_positive_int(f"options[{key!r}]", options[key])
     if "window" in options and options["window"] is not None:

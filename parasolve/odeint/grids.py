@@ -84,19 +84,21 @@ def adapt(grid: torch.Tensor, ratio: torch.Tensor, keep: torch.Tensor, order: in
     failed = ~(r <= 1)
     pieces = torch.where(failed, torch.clamp(torch.ceil(h / target), min=2), torch.ones_like(h)).long()
     drop = torch.zeros(grid.shape[0], dtype=torch.bool)  # interior points removed by merging
-    keep = keep.cpu()
+    # plain lists: the scan below touches every step, and indexing tensors costs microseconds each
+    hs, targets_, fails, keeps, dropped = h.tolist(), target.tolist(), failed.tolist(), keep.cpu().tolist(), []
     i, n = 0, h.shape[0]
     while i < n:
-        if failed[i]:
+        if fails[i]:
             i += 1
             continue
-        length, limit, j = float(h[i]), float(target[i]), i + 1
-        while j < n and not failed[j] and not keep[j] and length + float(h[j]) <= min(limit, float(target[j])):
-            length += float(h[j])
-            limit = min(limit, float(target[j]))
-            drop[j] = True
+        length, limit, j = hs[i], targets_[i], i + 1
+        while j < n and not fails[j] and not keeps[j] and length + hs[j] <= min(limit, targets_[j]):
+            length += hs[j]
+            limit = min(limit, targets_[j])
+            dropped.append(j)
             j += 1
         i = j
+    drop[dropped] = True
     return split(grid[~drop], pieces[~drop[:-1]])
 
 

@@ -53,13 +53,10 @@ def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Ten
     """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, *batch, d, d)``, ``B``
     ``(L, *batch, d)``, ``u0`` ``(*batch, d)``: independent blocks in ``batch``) by a Hillis-Steele
     scan: ``ceil(log2 L)`` rounds of batched matrix products."""
-    A, B = A.clone(), B.clone()
     offset = 1
-    while offset < B.shape[0]:
-        A_next, B_next = A.clone(), B.clone()
-        A_next[offset:] = A[offset:] @ A[:-offset]
-        B_next[offset:] = (A[offset:] @ B[:-offset, ..., None])[..., 0] + B[offset:]
-        A, B = A_next, B_next
+    while offset < B.shape[0]:  # new tensors each round (no clones): the prefixes already composed stay
+        A, B = (torch.cat([A[:offset], A[offset:] @ A[:-offset]]),
+                torch.cat([B[:offset], B[offset:] + (A[offset:] @ B[:-offset, ..., None])[..., 0]]))
         offset *= 2
     return (A @ u0[..., None])[..., 0] + B
 

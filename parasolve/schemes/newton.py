@@ -74,7 +74,8 @@ class Newton(SafeguardedScheme):
         jacobian: ``"scalar"`` (default) or ``"diagonal"`` secant estimate of ``dPhi_i/dx_i``, or
             ``"full"``: the whole ``D x D`` Jacobian by finite differences in the sweep's own
             batched calls (``D + 1`` points per step; one-step maps, states of at most ``max_size``
-            components; :mod:`parasolve.schemes.jacobians`).
+            components; :mod:`parasolve.schemes.jacobians`). With an implicit step map it solves
+            every step's stage equations in the same Newton iteration (:mod:`parasolve.implicit`).
         max_size: the largest state ``jacobian="full"`` accepts (default 64); with ``blocks``, the
             largest trajectory.
         blocks: ``jacobian="full"`` on a state whose leading dimension holds ``blocks``
@@ -129,6 +130,13 @@ class Newton(SafeguardedScheme):
             raise self.refuse(step, "jacobian='full' differentiates one-step maps (a multistep map's "
                                     "increment also depends on its carry)",
                               "Use options={'jacobian': 'scalar'} (or 'diagonal'), or a one-step map.")
+
+    def run(self, problem):
+        if self.jacobian == "full" and problem.step.implicit:  # one Newton over every step's stages
+            self.check_step(problem.step)
+            self.init(problem)  # the size check
+            return problem.step.newton_solve(problem, self.name, self.damping)
+        return super().run(problem)
 
     def evaluate(self, problem, start, ys, prev):
         if self.jacobian == "full":

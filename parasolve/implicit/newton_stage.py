@@ -1,0 +1,198 @@
+"""One Newton iteration over every step's stage equations: an implicit trajectory solved parallel in time.
+
+The unknowns are the states ``x_1 .. x_N`` and every step's stage increments ``Z_i``; the
+equations are the stage equations ``G_i(x_i, Z_i) = 0`` and the step equations
+``x_{i+1} - x_i - Z_{i,s} = 0`` (:mod:`.stages`). Eliminating each step's stages by its own
+linearisation ``dZ_i = a_i + B_i dx_i`` leaves the block-bidiagonal recursion
+
+    dx_{i+1} = (I + B_{i,s}) dx_i + a_{i,s} - (x_{i+1} - x_i - Z_{i,s}),
+
+solved for the whole window by the parallel scan :func:`parasolve.schemes.jacobians.affine_scan`
+(the one ``method="newton"`` uses for explicit maps). One iteration is one batched drift round
+(the stage values and their Jacobians' probes at every step) plus batched ``sD x sD`` solves and
+the scan. ``I + B_{i,s}`` is the derivative of the exact step, so for an L-stable method the scan
+is contractive however stiff the problem.
+
+A step is accepted by the solve's stop rule (:class:`parasolve.schemes.Ledger`) when its measured
+defect ``|x_{i+1} - x_i - Z_{i,s}| + |a_{i,s}|`` (the step equation's residual plus the stage
+Newton correction, so a first-order bound of ``|x_{i+1} - x_i - Phi_i(x_i)|``) is within its
+allowance; accepted steps are frozen, and the window slides on as the explicit schemes' does.
+Damping: an iteration that accepts no step and makes the front step's measured defect grow is
+undone and retried with half the Newton step (down to 1/64), so the iteration also converges from
+a poor guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..schemes.base import per_step
+from ..schemes.jacobians import affine_scan
+from ..schemes.ledger import Ledger
+from .stages import linearize, newton_stages, stage_points, values_and_jacobians
+
+#: Smallest fraction of the Newton step the backtracking tries.
+MIN_DAMPING = 1 / 64
+
+
+@dataclass
+class Trace:
+    """What the solve leaves for ``odeint``'s error estimate (flattened states): the stages ``Z``
+    ``(N, s, D)`` and the drift and its Jacobian at each step's last stage point, ``(N, D)`` and
+    ``(N, D, D)`` (the next step's start)."""
+
+    Z: torch.Tensor
+    f_end: torch.Tensor
+    J_end: torch.Tensor
+
+
+def linear_guess(tab, X: torch.Tensor) -> torch.Tensor:
+    """Stage increments read off a trajectory guess ``X`` (``(w + 1, D)``): ``Z_j = c_j (x_{i+1} - x_i)``."""
+    c = tab.nodes(X.dtype, X.device)
+    return c[None, :, None] * (X[1:] - X[:-1])[:, None, :]
+
+
+def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=None, keep: bool = False,
+                 stall: int | None = None, exact_front: bool = True):
+    """Solve ``problem`` (an implicit step map's discrete problem) by the iteration above.
+
+    ``stages``: a guess of every step's ``Z`` (``(N, s, D)``; default read off ``problem.init``);
+    ``accept(start, comp, x_next) -> m``: replaces the stop rule (``comp``: the per-component
+    measured defects ``(w, D)``, ``x_next``: the window's states ``x_{start+1} ..``, host);
+    ``stall``: stop (unconverged) after this many iterations in a row that accept no step;
+    ``exact_front``: when no more sweeps are left than steps, a sweep that does not accept the front
+    step solves it on its own (:func:`.stages.newton_stages`, more rounds in that sweep), so the solve
+    ends within ``N`` sweeps as the explicit schemes' do; ``keep``: also return a :class:`Trace`.
+    Returns ``(Solution, Trace or None)``.
+    """
+    tab, t, y0 = problem.step.tableau, problem.t, problem.y0
+    n, p, shape = problem.n_steps, min(problem.window, problem.n_steps), y0.shape
+    hs = t[1:] - t[:-1]
+    eye = None
+    trace = None
+    b = 0
+    X = per_step(torch.cat([y0[None], problem.guess(1, p, y0)]))
+    Z = linear_guess(tab, X) if stages is None else stages[:p].clone()
+    back = None  # (X, Z, dX, dZ, lam, merit) of the last update, for backtracking
+    with Ledger(problem, p, name) as ledger:
+        if keep:
+            d = X.shape[1]
+            trace = Trace(torch.zeros(n, tab.stages, d, dtype=X.dtype, device=X.device),
+                          torch.zeros(n, d, dtype=X.dtype, device=X.device),
+                          torch.zeros(n, d, d, dtype=X.dtype, device=X.device))
+        fresh, since = False, 0
+        while b < n and ledger.stats.iterations < problem.max_iters and (stall is None or since < stall):
+            w = X.shape[0] - 1
+            h = hs[b:b + w]
+            times, points = stage_points(tab, t[b:b + w], h, X[:w], Z)
+            F, J = values_and_jacobians(problem.drift, times, points, shape)
+            s, d = tab.stages, X.shape[1]
+            F, J = F.reshape(w, s, d), J.reshape(w, s, d, d)
+            _, _, a, B = linearize(tab, h, F, J, Z, coupled=True)
+            defect = X[1:] - X[:w] - Z[:, -1]
+            comp = defect.abs() + a[:, -1].abs()
+            e = comp.amax(1)
+            scale = X[1:].abs().amax(1) + Z[:, -1].abs().amax(1)
+            e_host, scale_host = torch.stack([e, scale]).detach().cpu()
+            if accept is None:
+                m = ledger.accept_steps(b, e_host, scale_host)
+            else:
+                ledger.stats.iterations += 1
+                m = accept(b, comp.detach().cpu(), X[1:].detach().cpu())
+                ledger.stats.defect_sum += float(e_host[:m].sum())
+            if m < w and not torch.isfinite(e_host[m]):
+                ledger.fail_at(b + m if fresh else -1)  # blew up from a fresh start at a frozen state
+                X[m + 1:], Z[m:], back, fresh = X[m], 0.0, None, True
+                ledger.record(b, b + w, float("inf"), m)
+                b, X, Z = _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, None, None)
+                continue
+            fresh, since = False, 0 if m else since + 1
+            shift = torch.zeros(X.shape[1], dtype=X.dtype, device=X.device)  # of the new anchor x_{b+m}
+            if exact_front and m < w and problem.max_iters - ledger.stats.iterations <= n - b - m:
+                # the sweep budget is tight: solve the front step on its own, so every sweep advances
+                j = b + m
+                Zf = newton_stages(problem.drift, tab, t[j:j + 1], hs[j:j + 1], X[m:m + 1], shape,
+                                   torch.tensor([j]))[0][0]
+                new_end = X[m] + Zf[-1]
+                shift = new_end - X[m + 1]
+                X, Z = X.clone(), Z.clone()
+                X[m + 1], Z[m] = new_end, Zf
+                m, since, back = m + 1, 0, None
+            ledger.record(b, b + w, float(e_host.max()), m)
+            if m == w:
+                b, X, Z = _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, None, None)
+                back = None
+                continue
+            merit = float(e_host[m])  # the front step's: the one the iteration must converge first
+            if back is not None and m == 0 and not merit <= back[5] and back[4] > MIN_DAMPING:
+                Xp, Zp, dXp, dZp, lam, meritp = back  # the last step made things worse: half of it
+                lam /= 2
+                X, Z = Xp.clone(), Zp.clone()
+                X[1:] += lam * dXp
+                Z += lam * dZp
+                back = (Xp, Zp, dXp, dZp, lam, meritp)
+                continue
+            if eye is None:
+                eye = torch.eye(d, dtype=X.dtype, device=X.device)
+            dX = affine_scan(eye + B[m:, -1], a[m:, -1] - defect[m:], shift)
+            start = torch.cat([shift[None], dX[:-1]])
+            dZ = a[m:] + (B[m:] @ start[:, None, :, None])[..., 0]
+            lam = damping
+            back = (X.clone(), Z.clone(), dX, dZ, lam, merit) if m == 0 else None
+            new_X, new_Z = X.clone(), Z.clone()
+            new_X[m + 1:] += lam * dX
+            new_Z[m:] += lam * dZ
+            _restart_after_blowup(new_X, new_Z, m)
+            b, X, Z = _slide(problem, tab, ledger, trace, b, m, new_X, new_Z, F, J, X, Z)
+        converged = b >= n
+        if not converged:
+            if trace is not None:  # the open steps' last iterate, a warm start for the caller
+                trace.Z[b:b + Z.shape[0]] = Z
+            ledger.save(b, X.reshape(-1, *shape))
+            ledger.save_from(b + X.shape[0], X[-1].reshape(shape))
+        last = X[:1].reshape(1, *shape) if converged else X[-1:].reshape(1, *shape)
+        return ledger.solution(converged, last, name), trace
+
+
+def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
+    """In place: from the first open step whose new state or stages are not finite on, restart the
+    iterate from the last finite state (stages 0). A NaN left in the iterate would reach every later
+    step through the scan and stay there, so only the front would ever converge."""
+    if bool(torch.isfinite(X[m + 1:].sum() + Z[m:].sum())):
+        return
+    finite = torch.isfinite(X[m + 1:]).all(1) & torch.isfinite(Z[m:]).flatten(1).all(1)
+    bad = torch.nonzero(~finite)
+    if len(bad):
+        k = m + int(bad[0])  # step k: its end state or stages went bad; x_k is finite
+        X[k + 1:], Z[k:] = X[k], 0.0
+
+
+def _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, X_meas, Z_meas):
+    """Freeze the ``m`` accepted steps (as measured: ``X_meas``/``Z_meas`` if the iterate was
+    updated since, else ``X``/``Z``), move the window to start at step ``b + m`` and fill the slots
+    that enter it. Returns ``(b, X, Z)`` of the next window."""
+    shape, n = problem.y0.shape, problem.n_steps
+    Xm = X if X_meas is None else X_meas
+    Zm = Z if Z_meas is None else Z_meas
+    if m:
+        ledger.save(b + 1, Xm[1:m + 1].reshape(-1, *shape))
+        X[m] = Xm[m]
+        if trace is not None:
+            trace.Z[b:b + m] = Zm[:m]
+            trace.f_end[b:b + m] = F[:m, -1]
+            trace.J_end[b:b + m] = J[:m, -1]
+    b += m
+    if b >= n:
+        return b, X[m:m + 1], Z[:0]
+    p = min(problem.window, problem.n_steps)
+    rest_X, rest_Z = X[m:], Z[m:]
+    want = min(p, n - b)
+    have = rest_X.shape[0] - 1
+    if want > have:
+        fill = per_step(problem.guess(b + have + 1, want - have, rest_X[-1].reshape(shape)))
+        ext = torch.cat([rest_X[-1:], fill])
+        rest_X = torch.cat([rest_X, fill])
+        rest_Z = torch.cat([rest_Z, linear_guess(tab, ext)])
+    return b, rest_X, rest_Z
