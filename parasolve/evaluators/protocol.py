@@ -32,14 +32,8 @@ class Evaluator(Protocol):
                  y: torch.Tensor) -> torch.Tensor: ...
 
 
-_CHECKING = contextvars.ContextVar("parasolve_contract_check", default=False)
-
-
-def in_contract_check() -> bool:
-    """True while the drift is being called by the first call's row check, not by the solve
-    (what :class:`parasolve.testing.CountingDrift` and the evaluators' counters leave out; the
-    check runs through the evaluator, so that its timeout covers it)."""
-    return _CHECKING.get()
+#: True while the first call's row check runs (through the evaluator): ``parasolve.drift.in_contract_check``.
+CHECKING = contextvars.ContextVar("parasolve_contract_check", default=False)
 
 
 def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
