@@ -63,6 +63,7 @@ def test_tuple_default_norm_is_torchdiffeqs_mixed_norm():
     ((torch.zeros(1, dtype=D), torch.zeros(1, dtype=torch.float32)), oscillator, ValueError, "dtype"),
     ((torch.zeros(1, dtype=D), [0.0]), oscillator, TypeError, "y0[1]"),
     ((torch.zeros(1, dtype=D), torch.zeros(1, dtype=D)), lambda t, y: y[0], TypeError, "tuple of 2"),
+    ((torch.zeros(1, dtype=D), torch.zeros(2, dtype=D)), lambda t, y: (y[0], y[0]), ValueError, "part 1 of shape (1,)"),
 ])
 def test_tuple_state_errors_name_the_part(y0, f, exc, words):
     with pytest.raises(exc) as info:
