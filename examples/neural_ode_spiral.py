@@ -3,6 +3,7 @@ with torchdiffeq side by side.
 
     PYTHONPATH=. python examples/neural_ode_spiral.py            # 600 iterations each, PNG in docs/img/
     PYTHONPATH=. python examples/neural_ode_spiral.py --quick    # 20 iterations, no PNG (the smoke test)
+    PYTHONPATH=. python examples/neural_ode_spiral.py --quick --threads 2   # see docs/benchmarks/threads.md
 
 The set-up is ode_demo's: data ``dy/dt = y^3 A`` from ``y0 = (2, 0)`` on 1000 points of [0, 25]
 (made with torchdiffeq's dopri5), a 2-50-2 MLP on ``y^3``, RMSprop (lr 1e-3), batches of 20
@@ -141,8 +142,8 @@ def plot(runs, path):
     plt.close(fig)
 
 
-def main(quick=False, iters=None, png=None):
-    torch.set_num_threads(1)
+def main(quick=False, iters=None, png=None, threads=1):
+    torch.set_num_threads(threads)
     iters = iters or (20 if quick else 600)
     data = spiral_data()
     runs = train_all(iters, data)
@@ -165,5 +166,7 @@ if __name__ == "__main__":
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--png", default=None,
                         help="where to write the figure (default docs/img/neural_ode_spiral.png)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default %(default)s; docs/benchmarks/threads.md)")
     args = parser.parse_args()
-    main(quick=args.quick, iters=args.iters, png=args.png)
+    main(quick=args.quick, iters=args.iters, png=args.png, threads=args.threads)

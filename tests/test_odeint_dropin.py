@@ -31,6 +31,9 @@ def test_tuple_state_answers_as_torchdiffeq(method, options):
     ours = parasolve.odeint(oscillator, TUPLE_Y0, t, rtol=1e-9, atol=1e-11, method=method, options=options)
     ref = torchdiffeq.odeint(oscillator, TUPLE_Y0, t, rtol=1e-9, atol=1e-11, method=method, options=options)
     assert isinstance(ours, tuple) and len(ours) == 2
+    full = parasolve.odeint(oscillator, TUPLE_Y0, t, rtol=1e-9, atol=1e-11, method=method, options=options,
+                            full_output=True)
+    assert "ys.shape=((3, 1), (3, 1, 2))" in repr(full) and torch.equal(full.ys[1], ours[1])
     for a, b, y0 in zip(ours, ref, TUPLE_Y0):
         assert a.shape == b.shape == (3, *y0.shape)
         assert float((a - b).abs().max()) < (1e-7 if method == "dopri5" else 1e-10)
@@ -63,6 +66,7 @@ def test_tuple_default_norm_is_torchdiffeqs_mixed_norm():
     ((torch.zeros(1, dtype=D), torch.zeros(1, dtype=torch.float32)), oscillator, ValueError, "dtype"),
     ((torch.zeros(1, dtype=D), [0.0]), oscillator, TypeError, "y0[1]"),
     ((torch.zeros(1, dtype=D), torch.zeros(1, dtype=D)), lambda t, y: y[0], TypeError, "tuple of 2"),
+    ((torch.zeros(1, dtype=D), torch.zeros(2, dtype=D)), lambda t, y: (y[0], y[0]), ValueError, "part 1 of shape (1,)"),
 ])
 def test_tuple_state_errors_name_the_part(y0, f, exc, words):
     with pytest.raises(exc) as info:

@@ -46,11 +46,12 @@ class OdeintStats:
 @dataclass
 class OdeintResult:
     """``ys``: the solution at the output times ``t``, shape ``(len(t), *y0.shape)`` (what plain
-    ``odeint`` returns); ``grid``: the final step grid (it contains ``t``, except from the
-    sequential stepper, which interpolates); ``solution``: the :class:`~parasolve.Solution` of the
-    final solve on ``grid`` (``None`` from the sequential stepper, which solves no fixed-point problem); ``max_ratio``: the largest error
-    ratio of the final grid's steps (<= 1; ``nan`` for the fixed-step methods); ``states``: the
-    solution on ``grid``."""
+    ``odeint`` returns; a tuple of them for a tuple state, while ``solution`` and ``states`` hold
+    the flat one); ``grid``: the final step grid (it contains ``t``, except from the sequential
+    stepper, which interpolates); ``solution``: the :class:`~parasolve.Solution` of the final solve
+    on ``grid`` (``None`` from the sequential stepper, which solves no fixed-point problem);
+    ``max_ratio``: the largest error ratio of the final grid's steps (<= 1; ``nan`` for the
+    fixed-step methods); ``states``: the solution on ``grid``."""
 
     ys: torch.Tensor
     t: torch.Tensor
@@ -68,4 +69,9 @@ class OdeintResult:
     def __repr__(self) -> str:
         s = self.stats
         return (f"OdeintResult(method={self.method!r}, steps={s.accepted_steps}, passes={s.passes}, "
-                f"sweeps={s.sweeps}, drift_rounds={s.drift_rounds}, nfe={s.nfe}, ys.shape={tuple(self.ys.shape)})")
+                f"sweeps={s.sweeps}, drift_rounds={s.drift_rounds}, nfe={s.nfe}, ys.shape={_shapes(self.ys)})")
+
+
+def _shapes(ys):
+    """``ys``'s shape, or the shapes of its parts for a tuple state."""
+    return tuple(_shapes(y) for y in ys) if isinstance(ys, tuple) else tuple(ys.shape)

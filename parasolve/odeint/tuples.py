@@ -47,7 +47,12 @@ class Packing:
                 raise TypeError(f"`{name}` must return a tuple of {len(self.shapes)} tensors for a tuple `y0`; "
                                 f"got {type(out).__name__}{'' if not isinstance(out, (tuple, list)) else f' of {len(out)}'}.")
             batch = y.shape[:-1]
-            return torch.cat([torch.as_tensor(o).reshape(*batch, n) for o, n in zip(out, self.sizes)], -1)
+            parts = [torch.as_tensor(o) for o in out]
+            for i, (o, s) in enumerate(zip(parts, self.shapes)):  # as torchdiffeq: any shape of that size
+                if o.numel() != math.prod(batch) * math.prod(s):
+                    raise ValueError(f"`{name}` returned part {i} of shape {tuple(o.shape)} for y[{i}] of shape "
+                                     f"{tuple((*batch, *s))}; each part of dy/dt must have its part's shape.")
+            return torch.cat([o.reshape(*batch, n) for o, n in zip(parts, self.sizes)], -1)
         return flat_func
 
     def tolerance(self, name: str, value):
