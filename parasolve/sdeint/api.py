@@ -27,10 +27,11 @@ METHOD_OPTIONS = {"grad_free"}
 
 @dataclass
 class SDEStats:
-    """What a solve cost: ``sweeps`` (sequential depth: steps for the sequential scheme),
-    ``drift_calls``/``nfe`` (batched rounds and time points of ``f``), ``g_calls``/``g_nfe``
-    (of ``g`` and ``g_prod``), ``steps`` on the final grid, ``passes`` of the adaptive driver,
-    and ``scheme``, the one used (``"auto"`` resolved; ``auto`` holds its measurements)."""
+    """What the final solve cost (not the probes of ``"auto"``, not earlier adaptive passes):
+    ``sweeps`` (sequential depth: steps for the sequential scheme), ``drift_calls``/``nfe``
+    (batched rounds and time points of ``f``), ``g_calls``/``g_nfe`` (of ``g`` and ``g_prod``),
+    ``steps`` on the final grid, ``passes`` of the adaptive driver, and ``scheme``, the one used
+    (``"auto"`` resolved; ``auto`` holds its measurements and the reason)."""
 
     scheme: str = ""
     sweeps: int = 0
