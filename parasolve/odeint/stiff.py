@@ -161,7 +161,7 @@ def error_ratios(drift, tab, grid, X, trace, f00, J00, rtol, atol, shape) -> tor
     f0 = torch.cat([f00, trace.f_end[:n - 1]])
     J0 = torch.cat([J00, trace.J_end[:n - 1]])
     weights = torch.tensor(tab.err, dtype=X.dtype, device=X.device)
-    ZE = torch.einsum("j,njd->nd", weights, trace.Z[:n])
+    ZE = (weights[:, None] * trace.Z[:n]).sum(1)
     M = torch.eye(d, dtype=X.dtype, device=X.device) - (tab.gamma * h)[:, None, None] * J0
     err = safe_solve(M, (tab.err0 * h[:, None] * f0 + ZE)[..., None])[..., 0]
     scale = atol + rtol * torch.maximum(X[:-1].abs(), X[1:].abs())
