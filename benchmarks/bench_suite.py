@@ -7,6 +7,7 @@ checked per row):
     python benchmarks/bench_suite.py --quick              # four small rows (the CI smoke test)
     python benchmarks/bench_suite.py --rows mlp-B16,rk4   # rows whose name contains a pattern
     python benchmarks/bench_suite.py --force newton       # parasolve's parallel scheme forced
+    python benchmarks/bench_suite.py --force newton --force-option jacobian=full
 
 Each row runs in a fresh subprocess (one torch thread): the three solvers are primed on a toy
 problem, run once each (the warm-up: peak extra memory measured on it), then ``--repeats``
@@ -90,7 +91,7 @@ def _first_call(name, row, problem, args) -> dict:
         return {"status": "not installed"}
     counter = solvers.Counter(problem.y0.numel())
     info = {}
-    run = solvers.make_run(name, row, problem, solvers.counted(problem.f, counter), args.force, info)
+    run = solvers.make_run(name, row, problem, solvers.counted(problem.f, counter), _force(args), info)
     s = {"run": run, "counter": counter, "info": info, "cpu": [], "wall": [], "status": "ok"}
     try:
         with _deadline(args.run_timeout):
@@ -181,7 +182,25 @@ def _worker_command(row, args):
     cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--worker", row.name, "--repeats",
            str(args.repeats), "--device", args.device, "--slow", str(args.slow), "--run-timeout",
            str(args.run_timeout)]
-    return cmd + (["--force", args.force] if args.force else [])
+    if args.force:
+        cmd += ["--force", args.force] + [x for o in args.force_option for x in ("--force-option", o)]
+    return cmd
+
+
+def _force(args):
+    """``None`` or ``(scheme, scheme_options)`` from ``--force`` and ``--force-option``."""
+    if not args.force:
+        return None
+    return args.force, {k: _value(v) for k, v in (o.split("=", 1) for o in args.force_option)}
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def main(argv=None):
@@ -192,6 +211,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per solver (median; default 3)")
     parser.add_argument("--force", choices=("newton", "picard"), default=None,
                         help="parasolve's parallel scheme forced (options['scheme'] / solve's method)")
+    parser.add_argument("--force-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --force: an option of that scheme, e.g. jacobian=full (default: the scheme's own)")
     parser.add_argument("--slow", type=float, default=30.0,
                         help="a solver whose warm-up takes longer (s) is timed by that run alone")
     parser.add_argument("--run-timeout", type=float, default=300.0, help="stop one solve after this many s")
@@ -199,6 +220,10 @@ def main(argv=None):
     parser.add_argument("--name", default=None, help="file stem (default: suite, suite-force-<scheme>)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.force_option and not args.force:
+        parser.error("--force-option needs --force newton|picard")
+    if any("=" not in o for o in args.force_option):
+        parser.error(f"--force-option takes KEY=VALUE, got {args.force_option}")
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -130,8 +130,10 @@ def _cell(r, s, key, fmt):
 
 def write_markdown(results, header, args, path) -> None:
     rows = [_complete(r, args.force) for r in results]
-    forced = f", parasolve's scheme forced to `{args.force}`" if args.force else ""
-    lines = [f"# Issue 22 suite: parasolve's defaults{forced} against torchdiffeq and torchode", "",
+    opts = ", ".join(getattr(args, "force_option", []) or [])
+    who = (f"parasolve with its scheme forced to `{args.force}`" + (f" ({opts})" if opts else "")
+           if args.force else "parasolve's defaults")
+    lines = [f"# Issue 22 suite: {who} against torchdiffeq and torchode", "",
              f"`{header['command']}` — {header['date']}, commit `{header['commit']}`.", "",
              f"Machine: {header['cpu']} (device: {header['device']}), torch {header['torch']}, one torch "
              f"thread, Python {header['python']}; torchdiffeq {header['torchdiffeq']}, torchode "

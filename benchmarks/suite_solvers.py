@@ -1,8 +1,9 @@
 """The three solvers of ``bench_suite.py`` behind one call, a drift counter and a memory probe.
 
-``SOLVERS[name](row, problem, f, force)`` returns a function of no arguments that solves the
-row once and returns its answer: the states at ``problem.t`` (shape ``(len(t), *y0.shape)``) or,
-for a training row, the loss's parameter gradient.
+``make_run(name, row, problem, f, force, info)`` returns a function of no arguments that solves
+the row once and returns its answer: the states at ``problem.t`` (shape ``(len(t), *y0.shape)``)
+or, for a training row, the loss's parameter gradient. ``force``: ``None`` (parasolve's defaults)
+or ``(scheme, scheme_options)``.
 
 torchode is a benchmark-only dependency (the batch-parallel PyTorch solver the issue compares
 against): it is not in pyproject's dependencies; without it its columns say "not installed".
@@ -76,12 +77,15 @@ def counted(f, counter: Counter):
 
 
 def _forward_parasolve(row, problem, f, force, info):
+    scheme, scheme_options = force or (None, None)
     if row.kind == "fixed":  # parasolve.solve's defaults on the grid, torchdiffeq's rk4 (3/8) step
-        kwargs = {"method": force} if force else {}
+        kwargs = {"method": scheme, "options": scheme_options or None} if force else {}
         sol = parasolve.solve(f, problem.y0, problem.t, step="rk38", **kwargs)
         info["stats"] = f"sweeps={sol.stats.iterations} rounds={sol.stats.drift_calls} nfe={sol.stats.nfe}"
         return sol.ys
-    options = {"scheme": force} if force else None
+    options = None
+    if force:
+        options = {"scheme": scheme, **({"scheme_options": scheme_options} if scheme_options else {})}
     method = {} if row.steps is None else {"method": "rk4"}
     tol = {} if row.rtol is None else {"rtol": row.rtol, "atol": row.atol}
     res = parasolve.odeint(f, problem.y0, problem.t, options=options, full_output=True, **tol, **method)
@@ -149,7 +153,7 @@ def make_run(name, row, problem, f, force, info):
             with torch.no_grad():
                 return forward(row, problem, f, force, info)
         return run
-    target = train_target(problem)
+    target = train_target(problem).to(problem.y0.device)
     params = list(problem.f.parameters())
 
     def step():
