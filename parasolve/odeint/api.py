@@ -17,7 +17,7 @@ from ..errors import ConvergenceError, NonFiniteError
 from ..schemes import SCHEMES
 from ..schemes.jacobians import FULL_NEWTON_SIZE, auto_scheme, independent_rows
 from . import grids
-from .adaptive import CountingEvaluator, Settings, first_tol, min_scale, roundoff_bound, solve_adaptive
+from .adaptive import CountingEvaluator, Settings, roundoff_bound, roundoff_floor, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
 from .compat import adjoint_settings
 from .events import find_event
@@ -352,7 +352,7 @@ def _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings, fixe
         on_grid = march_fixed(call, y0, grid, step)
     else:
         sol = solve(drift, y0, grid, method=scheme, step=step, window=settings.window,
-                    tol=first_tol(settings, min_scale(rtol, atol, y0.detach().abs()), y0.detach().abs(), n),
+                    tol=settings.tol if settings.tol is not None else roundoff_floor(y0.detach().abs(), n),
                     options=scheme_options, vectorized=True, **(settings.extra or {}))
         on_grid = sol.ys
     ys = _interpolate(drift, grid, on_grid, t, fixed.get("interp", "linear"))
