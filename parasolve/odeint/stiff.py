@@ -18,6 +18,7 @@ Stiffness detection for ``method="auto"``: :func:`is_stiff`.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 import torch
@@ -138,7 +139,7 @@ def first_grid(t: torch.Tensor, h0: float, pieces: int) -> torch.Tensor:
     direction = 1.0 if float(t[-1] - t[0]) > 0 else -1.0
     span = float((t[-1] - t[0]).abs())
     hmax = span / pieces
-    h = min(max(h0, span * 1e-12), hmax)
+    h = min(max(h0, span * 1e-12), hmax) if math.isfinite(h0) else hmax
     s, points = 0.0, []
     while s + h < span * (1 - 1e-9):
         s += h
