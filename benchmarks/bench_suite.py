@@ -169,9 +169,10 @@ def _rows(args):
     rows = suite_rows.all_rows()
     if args.quick:
         rows = [r for r in rows if r.name in suite_rows.QUICK]
-    if args.rows:
+    if args.rows:  # a whole row name picks that row; any other pattern, the rows containing it
         patterns = args.rows.split(",")
-        rows = [r for r in rows if any(p in r.name for p in patterns)]
+        names = {r.name for r in rows}
+        rows = [r for r in rows if r.name in patterns or any(p in r.name for p in patterns if p not in names)]
     if not rows:
         raise SystemExit(f"--rows {args.rows!r} matches no row; the rows are: "
                          + ", ".join(r.name for r in suite_rows.all_rows()))
@@ -206,7 +207,7 @@ def _value(text: str):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(suite_rows.QUICK)}")
-    parser.add_argument("--rows", default=None, help="comma-separated substrings of row names")
+    parser.add_argument("--rows", default=None, help="comma-separated row names or substrings of them")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per solver (median; default 3)")
     parser.add_argument("--force", choices=("newton", "picard"), default=None,
