@@ -142,7 +142,7 @@ def test_multistep_maps_are_refused_with_the_fix():
 
 def test_auto_is_full_newton_for_small_states_and_picard_for_large():
     """``method="auto"`` (solve's default) and odeint's default scheme follow one rule."""
-    from parasolve.odeint.api import _default_scheme
+    from parasolve.odeint.dispatch import default_scheme as _default_scheme
     from parasolve.schemes.jacobians import FULL_NEWTON_SIZE
     for size, expected in ((2, {"scheme": "newton", "scheme_options": FULL}),
                            (FULL_NEWTON_SIZE + 1, {"scheme": "picard", "scheme_options": None})):

@@ -2,39 +2,30 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 
 import torch
 
 from .. import _checks as checks
-from .._api import solve
-from ..costs import expected_sweeps, parallel_pays, pays_on_grid
-from ..steps import STEPS
 from ..drift import BatchedDrift, local_evaluator
-from ..errors import ConvergenceError, NonFiniteError
 from ..schemes import SCHEMES
-from ..schemes.jacobians import FULL_NEWTON_SIZE, auto_scheme, independent_rows
-from . import grids
-from .adaptive import CountingEvaluator, Settings, roundoff_bound, roundoff_floor, solve_adaptive
-from .result import OdeintResult, OdeintStats, PassRecord
+from .adaptive import CountingEvaluator, Settings
 from .compat import adjoint_settings
+from .dispatch import FIXED, FIXED_OPTIONS, choose_and_solve, default_scheme, starts_stepwise
 from .events import find_event
 from .jumps import check_jumps, solve_segments
-from .stepper import march_fixed, single_call, solve_stepwise
-from .tableaus import EMBEDDED
+from .result import OdeintResult
 from .stiff import STIFF, STIFF_OPTIONS, StiffSettings, is_stiff, solve_stiff
+from .tableaus import EMBEDDED
 from .tuples import Packing, unpack
 
-#: torchdiffeq's fixed-step names -> parasolve step maps (torchdiffeq's ``rk4`` is the 3/8 rule).
-FIXED = {"euler": "euler", "midpoint": "midpoint", "heun2": "heun", "heun3": "heun3", "rk4": "rk38"}
 METHODS = sorted(EMBEDDED) + sorted(FIXED) + sorted(STIFF) + ["auto"]
 
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
 _ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps",
              "jump_t"}
-_FIXED = {"step_size", "grid_points", "grid_constructor", "interp"}
+_FIXED = FIXED_OPTIONS
 _COMMON = {"norm"}  # accepted by every method; the fixed-step ones have no error test (as torchdiffeq)
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
           "explicit_adams": None, "implicit_adams": None, "fixed_adams": None, "scipy_solver": None}
@@ -210,207 +201,15 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool) -> Odei
         settings = StiffSettings(**{k: v for k, v in options.items() if k in STIFF_OPTIONS - {"vectorized"}},
                                  extra=extra)
         return solve_stiff(drift, counter, y0, t, method, rtol, atol, settings)
-    stepwise = method in EMBEDDED and _stepwise(options, evaluator)
+    stepwise = method in EMBEDDED and starts_stepwise(options, evaluator)
     forced = options.get("scheme") == "sequential"
-    _default_scheme(options, y0, keep_auto=method not in EMBEDDED and evaluator is None)
+    default_scheme(options, y0, keep_auto=method not in EMBEDDED and evaluator is None)
     settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE | _COMMON}, extra=extra)
     with warnings.catch_warnings():  # times that require grad are read as host numbers for the grid
         # arithmetic on purpose (the grid is not differentiated, as in torchdiffeq): no warning for that
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
-        return _choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, settings, stepwise,
-                                 forced, evaluator, adjoint)
-
-
-def _choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, settings, stepwise, forced,
-                      evaluator, adjoint) -> OdeintResult:
-    """The sequential stepper (which ``"auto"`` may switch to parallel sweeps), the parallel driver,
-    or a fixed-step method."""
-    call = single_call(func, drift.mode == "vectorized", counter)
-    if stepwise:
-        first_step = settings.first_step
-        switch = None if forced else _switch_rule(drift, y0, t, EMBEDDED[method], rtol, atol, settings)
-        result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings, adjoint,
-                                 switch)
-        if result is None:  # "auto" switched to parallel sweeps; if they fail, step on to the end
-            try:
-                result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
-            except (ConvergenceError, NonFiniteError):
-                settings.first_step = first_step
-                result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings,
-                                         adjoint, None)
-        return result
-    if method in EMBEDDED:
-        return solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
-    return _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings,
-                        {k: v for k, v in options.items() if k in _FIXED}, adjoint)
-
-
-def _default_scheme(options: dict, y0: torch.Tensor, keep_auto: bool) -> None:
-    """Fill in ``options["scheme"]`` when not given. With ``keep_auto`` (fixed-step methods, the
-    default evaluator) ``"auto"`` is left to ``solve``, whose cost model may pick the sequential
-    loop; otherwise it becomes the parallel scheme ``solve``'s ``method="auto"`` takes (:func:`parasolve.schemes.jacobians.auto_scheme`;
-    every odeint method is a one-step map); ``scheme_options`` given alone refine it."""
-    if "scheme" not in options or options["scheme"] == "auto":
-        if keep_auto and options.get("scheme_options") is None:
-            options["scheme"] = "auto"
-            return
-        options["scheme"], options["scheme_options"] = auto_scheme(y0, False, options.get("scheme_options"))
-
-
-def _stepwise(options: dict, evaluator) -> bool:
-    """Whether an adaptive method starts with the sequential stepper (:mod:`.stepper`): asked for
-    with ``options["scheme"] = "sequential"`` (then it never switches), or by ``"auto"`` (the
-    default, with the default evaluator and no ``scheme_options``), which may switch to parallel
-    sweeps (:func:`_switch_rule`)."""
-    scheme = options.get("scheme", "auto")
-    if isinstance(scheme, str) and scheme == "sequential":
-        return True
-    return isinstance(scheme, str) and scheme == "auto" and evaluator is None \
-        and options.get("scheme_options") is None
-
-
-#: ``"auto"`` keeps stepping sequentially while fewer steps than this are projected to remain.
-MIN_PARALLEL_STEPS = 256
-#: ... or while the steps are limited by stability rather than accuracy (``|h lambda|`` estimated
-#: above this; the explicit pairs' limits on the negative real axis are 2-3.3): a stiff problem,
-#: whose explicit steps parallel sweeps would not make fewer.
-STIFFNESS_LIMIT = 1.5
-#: ... and expects the parallel driver to take this many passes (grid refinements).
-EXPECTED_PASSES = 2
-
-
-def _switch_rule(drift, y0, t, method, rtol, atol, settings):
-    """``"auto"``'s question to the stepper: do parallel sweeps over the whole span, on a first
-    grid with the stepper's current step length, beat the sequential steps projected to remain
-    (:func:`parasolve.costs.parallel_pays`, measured on the batch that grid's window makes)?"""
-    span = float((t[-1] - t[0]).abs())
-
-    def switch(fraction, h, steps, rounds, seconds, stiffness):
-        remaining = steps * (1 - fraction) / fraction
-        if remaining < MIN_PARALLEL_STEPS or stiffness > STIFFNESS_LIMIT or roundoff_bound(rtol, atol, y0):
-            return False
-        n = max(2, math.ceil(span / h))
-        window = min(n, settings.window or n)
-        blocks = y0.shape[0] if y0.numel() > FULL_NEWTON_SIZE >= y0[0].numel() and \
-            independent_rows(drift, t, y0.detach()) else 1
-        name, scheme_options = auto_scheme(y0, False, None, window, blocks)
-        points = 1 + y0.numel() // blocks if name == "newton" else 1
-        par_rounds = EXPECTED_PASSES * expected_sweeps(name, n, window) * method.stages
-        grid = torch.linspace(float(t[0]), float(t[-1]), 2, dtype=t.dtype, device=t.device)
-        if not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, seconds * remaining / steps):
-            return False
-        settings.scheme, settings.scheme_options = name, scheme_options
-        if settings.first_step is None:
-            settings.first_step = h
-        return True
-
-    return switch
-
-
-def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settings, adjoint, switch):
-    """The sequential stepper's answer (``None`` if ``switch`` stopped it); for ``odeint_adjoint``
-    under grad mode, the grid it found (with the output times added) solved again by ``solve``'s
-    sequential loop, whose gradient is the discrete adjoint's (memory independent of the steps, as
-    torchdiffeq's adjoint)."""
-    differentiable = _adjoint_wanted(adjoint, y0, t, settings)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not adjoint):
-        done = solve_stepwise(func_call, y0, t, method, rtol, atol, settings, switch)
-    if done is None:
-        return None
-    ys, grid, rejected, max_ratio, states = done
-    n = grid.shape[0] - 1
-    stats = OdeintStats(drift_rounds=counter.rounds, nfe=counter.nfe, accepted_steps=n, rejected_steps=rejected,
-                        passes=1)
-    sol = None
-    if differentiable:
-        grid = grids.merge(grid, t)
-        sol = solve(drift, y0, grid, method="sequential", step=method, vectorized=True, **(settings.extra or {}))
-        ys, states = sol.ys[grids.positions(grid, t)], sol.ys
-        stats.drift_rounds, stats.nfe = counter.rounds, counter.nfe
-    stats.history.append(PassRecord(n, 0, stats.drift_rounds, stats.nfe, rejected, float("nan")))
-    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name, max_ratio=max_ratio,
-                        states=states)
-
-
-def _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings, fixed, adjoint) -> OdeintResult:
-    """A fixed-step method on its step grid, outputs interpolated as torchdiffeq does: stepped one
-    step after another with ``func`` called directly (``scheme="sequential"``, or ``"auto"`` where
-    the cost model says parallel sweeps would not pay, :func:`parasolve.costs.pays_on_grid`), else
-    one ``solve`` with the parallel scheme."""
-    grid = _step_grid(drift, y0, t, fixed)
-    n = grid.shape[0] - 1
-    step = STEPS[FIXED[method]]
-    scheme, scheme_options = settings.scheme, settings.scheme_options
-    if isinstance(scheme, str) and scheme == "auto":
-        window = min(settings.window or n, n)
-        scheme, scheme_options = auto_scheme(y0, False, scheme_options, window)
-        if not pays_on_grid(drift, step, grid, y0, scheme, scheme_options, window,
-                            step=lambda g, y: march_fixed(call, y, g[:2], step)):
-            scheme = "sequential"
-    sol = None
-    if isinstance(scheme, str) and scheme == "sequential" and not _adjoint_wanted(adjoint, y0, t, settings):
-        on_grid = march_fixed(call, y0, grid, step)
-    else:
-        sol = solve(drift, y0, grid, method=scheme, step=step, window=settings.window,
-                    tol=settings.tol if settings.tol is not None else roundoff_floor(y0.detach().abs(), n),
-                    options=scheme_options, vectorized=True, **(settings.extra or {}))
-        on_grid = sol.ys
-    ys = _interpolate(drift, grid, on_grid, t, fixed.get("interp", "linear"))
-    sweeps = 0 if sol is None else sol.stats.iterations
-    stats = OdeintStats(sweeps=sweeps, drift_rounds=counter.rounds, nfe=counter.nfe, accepted_steps=n, passes=1)
-    stats.history.append(PassRecord(n, sweeps, counter.rounds, counter.nfe, 0, float("nan")))
-    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method, states=on_grid)
-
-
-def _adjoint_wanted(adjoint: bool, y0, t, settings) -> bool:
-    """``odeint_adjoint`` under grad mode with something to differentiate: the gradient then comes
-    from ``solve``'s discrete adjoint, not from autograd through the steps."""
-    params = (settings.extra or {}).get("adjoint_params", ())
-    return adjoint and torch.is_grad_enabled() and (
-        y0.requires_grad or t.requires_grad or any(p.requires_grad for p in params))
-
-
-def _step_grid(drift, y0, t, fixed) -> torch.Tensor:
-    if "step_size" in fixed:  # torchdiffeq's construction, mirrored for decreasing t
-        h = fixed["step_size"]
-        direction = 1.0 if float(t[-1] - t[0]) > 0 else -1.0
-        start, end = direction * t[0], direction * t[-1]
-        count = int(torch.ceil((end - start) / h + 1).item())
-        grid = torch.arange(0, count, dtype=t.dtype, device=t.device) * h + start
-        grid[-1] = end
-        return checks.check_grid(direction * grid, y0)
-    if "grid_constructor" in fixed:
-        grid = checks.check_grid(fixed["grid_constructor"](drift.f, y0, t), y0)
-    elif "grid_points" in fixed:
-        grid = checks.check_grid(fixed["grid_points"], y0)
-    else:
-        return t
-    if grid[0] != t[0] or grid[-1] != t[-1]:
-        raise ValueError(f"The step grid must start at t[0] = {float(t[0]):g} and end at t[-1] = "
-                         f"{float(t[-1]):g}; got [{float(grid[0]):g}, {float(grid[-1]):g}].")
-    if (grid[-1] - grid[0]) * (t[-1] - t[0]) < 0:
-        raise ValueError("The step grid must run in the direction of `t`.")
-    return grid
-
-
-def _interpolate(drift, grid, ys, t, interp) -> torch.Tensor:
-    """``ys`` on ``grid`` at the output times: exact at grid points, else linear (torchdiffeq's
-    default) or cubic Hermite with the drift at the step ends (one more batched drift round)."""
-    if grid is t:
-        return ys
-    if interp == "linear":
-        direction = 1.0 if float(grid[-1] - grid[0]) > 0 else -1.0
-        s = direction * (grid - grid[0]).double().cpu()
-        q = direction * (t - grid[0]).double().cpu()
-        i = (torch.searchsorted(s, q) - 1).clamp(0, grid.shape[0] - 2)  # the step (s_i, s_{i+1}] holding q
-        theta = ((q - s[i]) / (s[i + 1] - s[i])).to(ys.device, ys.dtype).reshape(-1, *([1] * (ys.dim() - 1)))
-        out = ys[i] + theta * (ys[i + 1] - ys[i])
-        at_end = (q == s[i + 1]).to(ys.device)
-        out[at_end] = ys[i + 1][at_end]
-        out[0] = ys[0]
-        return out
-    f = drift(grid, ys)
-    return grids.hermite(grid, ys, f[:-1], f[1:], t)
+        return choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, settings, stepwise,
+                                forced, adjoint)
 
 
 def _check_method(method) -> str:

@@ -28,7 +28,6 @@ from ..errors import ConvergenceError
 from ..implicit.dense import restage
 from ..implicit.newton_stage import solve_stages
 from ..implicit.stages import safe_solve, values_and_jacobians
-from ..implicit.tableaus import TABLEAUS
 from ..problem import Problem
 from ..steps import STEPS
 from . import grids
