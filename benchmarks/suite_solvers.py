@@ -78,15 +78,10 @@ def counted(f, counter: Counter):
 
 def _forward_parasolve(row, problem, f, force, info):
     scheme, scheme_options = force or (None, None)
-    if row.kind == "fixed":  # parasolve.solve's defaults on the grid, torchdiffeq's rk4 (3/8) step
-        kwargs = {"method": scheme, "options": scheme_options or None} if force else {}
-        sol = parasolve.solve(f, problem.y0, problem.t, step="rk38", **kwargs)
-        info["stats"] = _stats(sol.stats, iterations="sweeps", drift_calls="rounds", nfe="nfe")
-        return sol.ys
     options = None
     if force:
         options = {"scheme": scheme, **({"scheme_options": scheme_options} if scheme_options else {})}
-    method = {} if row.steps is None else {"method": "rk4"}
+    method = {} if row.steps is None else {"method": "rk4"}  # fixed grids: torchdiffeq's call, its rk4 (3/8)
     tol = {} if row.rtol is None else {"rtol": row.rtol, "atol": row.atol}
     res = parasolve.odeint(f, problem.y0, problem.t, options=options, full_output=True, **tol, **method)
     info["stats"] = _stats(res.stats, accepted_steps="steps", passes="passes", sweeps="sweeps",

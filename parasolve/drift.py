@@ -82,7 +82,7 @@ class BatchedDrift:
                               f"Pass vectorized=True with a batched `{self.name}` for speed.",
                               RuntimeWarning)
         elif n == 1 and self.mode == "vmap":  # one point: the plain call, without vmap's overhead
-            out = self.evaluator(self._loop, t, y)
+            out = self.evaluator(self._single, t, y)
         else:
             out = self.evaluator(self.batched, t, y)
         if self.broadcast:
@@ -115,6 +115,9 @@ class BatchedDrift:
 
     def _point(self, t, y):
         return self._tensor(self.f(t, y))
+
+    def _single(self, t, y):
+        return self._point(t[0], y[0])[None]
 
     def _loop(self, t, y):
         return torch.stack([self._point(t[i], y[i]) for i in range(t.shape[0])])

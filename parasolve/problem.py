@@ -41,6 +41,7 @@ class Problem:
     _cum: torch.Tensor | None = field(default=None, init=False, repr=False)
     _share: torch.Tensor | None = field(default=None, init=False, repr=False)
     _declared: bool = field(default=False, init=False, repr=False)
+    _steps: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
     def n_steps(self) -> int:
@@ -121,8 +122,9 @@ class Problem:
 
     def increments(self, start: int, ys: torch.Tensor, prev):
         """Increments of steps ``start .. start+len(ys)-1`` at states ``ys`` (one batched round per stage)."""
-        idx = torch.arange(start, start + ys.shape[0], device=self.t.device)
-        return self.step.increments(self.drift, self.t, idx, ys, prev)
+        if self._steps is None:  # every step index once (slices of it are views: no allocation per call)
+            self._steps = torch.arange(self.n_steps, device=self.t.device)
+        return self.step.increments(self.drift, self.t, self._steps[start:start + ys.shape[0]], ys, prev)
 
     def guess(self, start: int, count: int, last: torch.Tensor, hint=None) -> torch.Tensor:
         """Initial guess for states ``start .. start+count-1`` (``last``: the state before them):

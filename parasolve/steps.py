@@ -131,6 +131,8 @@ class ExplicitRK(StepMap):
         self.stages = len(b)
 
     def increments(self, drift, t, idx, y, prev=None):
+        if idx.shape[0] == 1 and y.device.type == "cpu":
+            return self._one_step(drift, t, int(idx[0]), y)
         t0 = t[idx]
         h = t[idx + 1] - t0
         hb = _bshape(h, y)
@@ -143,6 +145,21 @@ class ExplicitRK(StepMap):
             ks.append(drift(t0 + self.c[s] * h, ys))
         inc = sum(bj * k for bj, k in zip(self.b, ks) if bj)
         return Increments(hb * inc)
+
+    def _one_step(self, drift, t, i, y):
+        """One step on the CPU (the sequential loop's case): the step length as a host number,
+        which costs no device sync there and saves the per-step tensor arithmetic."""
+        t0 = t[i:i + 1]
+        h = float(t[i + 1] - t[i])
+        ks = []
+        for s in range(self.stages):
+            ys = y
+            for aj, k in zip(self.a[s], ks):
+                if aj:
+                    ys = ys + (aj * h) * k
+            ks.append(drift(t0 + self.c[s] * h if self.c[s] else t0, ys))
+        inc = sum(bj * k for bj, k in zip(self.b, ks) if bj)
+        return Increments(h * inc)
 
 
 class AdamsBashforth2(StepMap):
