@@ -14,6 +14,7 @@ benchmark suite (docs/pays.md).
 
 from __future__ import annotations
 
+import math
 import time
 import torch
 
@@ -88,11 +89,20 @@ def parallel_pays(drift, t: torch.Tensor, y0: torch.Tensor, batch: int, rounds: 
     if sequential_s < MIN_SEQUENTIAL_S:
         return False
     budget = sequential_s / (MARGIN * SWEEP_OVERHEAD * max(rounds, 1))  # seconds one call may take
+    last = None
     for m in [m for m in LADDER if m < batch] + [batch]:
         tb = t[torch.arange(m, device=t.device) % t.shape[0]]
         yb = y0.expand(m, *y0.shape).clone()
-        if time_call(drift, tb, yb, repeats=2, warmup=1) > budget:
+        cost = time_call(drift, tb, yb, repeats=2, warmup=1)
+        if cost > budget:
             return False
+        if last is not None and cost > last[1]:
+            # The curve's slope so far, extended to the whole batch: cost curves steepen with the
+            # batch, so this under-predicts -- and still too dear means no larger rung can pass.
+            slope = math.log(cost / last[1]) / math.log(m / last[0])
+            if cost * (batch / m) ** slope > budget:
+                return False
+        last = (m, cost)
     return True
 
 

@@ -154,6 +154,25 @@ def test_strong_order_on_gbm(method, sde_type):
     assert order - 0.25 <= slope <= order + 0.35, (slope, errors)
 
 
+@pytest.mark.parametrize("method,sde_type", [("euler", "ito"), ("milstein", "ito"), ("midpoint", "stratonovich")])
+def test_weak_order_on_gbm(method, sde_type):
+    """Weak order 1: the bias of the mean, E[X_N] - E[X(T)], estimated on 4096 paths as the mean of
+    X_N - X(T) on the same Brownian path (its variance is the strong error's, so the estimate's
+    noise is far below the bias at these steps); the fitted slope over dt = 2^-2 .. 2^-5 is 1."""
+    sde, T, paths = GBM(sde_type, mu=0.5, sigma=0.5), 1.0, 4096
+    bm = torchsde.BrownianInterval(0.0, T, size=(paths, 1), dtype=torch.float64, entropy=11)
+    y0 = torch.ones(paths, 1, dtype=torch.float64)
+    ts = torch.tensor([0.0, T], dtype=torch.float64)
+    exact = sde.exact(y0, bm(0.0, T), T)
+    steps = [2.0 ** -k for k in range(2, 6)]
+    with torch.no_grad():
+        bias = [abs(float((parasolve.sdeint(sde, y0, ts, bm=bm, method=method, dt=dt,
+                                            options={"scheme": "sequential"})[-1] - exact).mean()))
+                for dt in steps]
+    slope = np.polyfit(np.log(steps), np.log(bias), 1)[0]
+    assert 0.7 <= slope <= 1.4, (slope, bias)
+
+
 @pytest.mark.parametrize("method,sde_type,noise_type", [("srk", "ito", "diagonal"), ("milstein", "ito", "scalar"),
                                                         ("midpoint", "stratonovich", "general"),
                                                         ("reversible_heun", "stratonovich", "diagonal")])

@@ -167,8 +167,11 @@ def march_fixed(call, y0: torch.Tensor, grid: torch.Tensor, step) -> torch.Tenso
     ``grid`` one step after another, ``call`` on one state at a time: the states on ``grid``."""
     weights = [(j, bj) for j, bj in enumerate(step.b) if bj]
     ys, y = [y0], y0
+    host = grid.device.type == "cpu" and not grid.requires_grad  # step lengths as host numbers: cheaper
     for i in range(grid.shape[0] - 1):
         t0, h = grid[i], grid[i + 1] - grid[i]
+        if host:
+            h = float(h)
         ks = []
         for s in range(step.stages):
             yi = y
