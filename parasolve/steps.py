@@ -131,7 +131,7 @@ class ExplicitRK(StepMap):
         self.stages = len(b)
 
     def increments(self, drift, t, idx, y, prev=None):
-        if idx.shape[0] == 1 and y.device.type == "cpu":
+        if idx.shape[0] == 1 and y.device.type == "cpu" and not t.requires_grad:
             return self._one_step(drift, t, int(idx[0]), y)
         t0 = t[idx]
         h = t[idx + 1] - t0
@@ -147,8 +147,9 @@ class ExplicitRK(StepMap):
         return Increments(hb * inc)
 
     def _one_step(self, drift, t, i, y):
-        """One step on the CPU (the sequential loop's case): the step length as a host number,
-        which costs no device sync there and saves the per-step tensor arithmetic."""
+        """One step on the CPU (the sequential loop's case) of a grid not differentiated: the step
+        length as a host number, which costs no device sync there and saves the per-step tensor
+        arithmetic."""
         t0 = t[i:i + 1]
         h = float(t[i + 1] - t[i])
         ks = []
