@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+
 import torch
 
 #: Sweeps ``"auto"`` expects of Newton with full Jacobians: this many, plus ``NEWTON_PER_WINDOW``
