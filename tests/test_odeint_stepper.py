@@ -162,3 +162,29 @@ def test_float32_at_torchdiffeqs_defaults_is_as_accurate_as_torchdiffeq():
     assert float((ours.double() - ref).abs().max()) <= 3 * float((theirs.double() - ref).abs().max())
     with pytest.warns(RuntimeWarning, match="round-off"):
         parasolve.odeint(f, y0, t, options={"scheme": "newton", "scheme_options": {"jacobian": "full"}})
+
+
+def test_a_parallel_driver_past_its_time_budget_hands_back_to_the_stepper(monkeypatch):
+    """After a switch the parallel driver starts no pass past the stepper's projected time; with no
+    time at all (``PARALLEL_TIME = 0``) the stepper solves it, as ``scheme="sequential"`` would."""
+    from parasolve.odeint import dispatch
+    from parasolve.odeint.adaptive import OverBudget, Settings, solve_adaptive, CountingEvaluator
+    from parasolve.drift import BatchedDrift, local_evaluator
+    f = _sleepy(2e-4, 0.0)
+    y0, t = torch.tensor([1.0, 0.5], dtype=D), torch.linspace(0.0, 60.0, 3, dtype=D)
+
+    def rot(s, y):
+        return torch.stack([y[..., 1], -y[..., 0]], -1) + 0 * f(s, y)
+
+    counter = CountingEvaluator(local_evaluator)
+    drift = BatchedDrift(rot, y0.shape, y0.dtype, y0.device, vectorized=True, evaluator=counter)
+    with pytest.raises(OverBudget, match="projected time"):
+        solve_adaptive(drift, counter, y0, t, DOPRI5, torch.full_like(y0, 1e-8), torch.full_like(y0, 1e-10),
+                       Settings(scheme="newton", scheme_options={"jacobian": "full"}, deadline=time.perf_counter() - 1))
+    monkeypatch.setattr(dispatch, "PARALLEL_TIME", 0.0)
+    res = parasolve.odeint(rot, y0, t, rtol=1e-8, atol=1e-10, options={"vectorized": True}, full_output=True)
+    seq = parasolve.odeint(rot, y0, t, rtol=1e-8, atol=1e-10, options={"vectorized": True, "scheme": "sequential"},
+                           full_output=True)
+    assert res.solution is None and torch.equal(res.ys, seq.ys)  # the stepper's answer, bit for bit
+    # ... after a switch: the steps before it (at least 32, 6 rounds each) were taken twice
+    assert res.stats.drift_rounds >= seq.stats.drift_rounds + 32 * 6

@@ -21,6 +21,7 @@ share, the same grid is solved again from there with ``tol`` tightened according
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -54,6 +55,12 @@ class Settings:
     max_num_steps: int = 2 ** 20
     extra: dict | None = None  # keywords forwarded to solve (adjoint_params)
     norm: object = None  # options["norm"]: the error test's norm of one step's scaled error
+    deadline: float | None = None  # set by "auto"'s switch: no new pass starts after this perf_counter()
+
+
+class OverBudget(ConvergenceError):
+    """The parallel driver that ``"auto"`` switched to ran past the time the sequential stepper was
+    projected to need; ``odeint`` then finishes with the stepper."""
 
 
 class CountingEvaluator:
@@ -126,6 +133,9 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
     y_scale = torch.zeros_like(y0) if float(atol.min()) > 0 else y0.detach().abs()
     init, sol, best, tol_next = None, None, None, None
     while True:
+        if settings.deadline is not None and time.perf_counter() > settings.deadline:
+            raise OverBudget(f"odeint: the parallel sweeps ran past the sequential stepper's projected time "
+                             f"after {stats.passes} passes.", solution=sol)
         if stats.passes >= settings.max_passes:
             raise ConvergenceError(
                 f"odeint: {settings.max_passes} grid refinements did not make every step pass its error "

@@ -5,6 +5,7 @@ fixed-step method stepped or solved in parallel -- ``options["scheme"] = "auto"`
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -80,6 +81,10 @@ MIN_PARALLEL_STEPS = 256
 #: above this; the explicit pairs' limits on the negative real axis are 2-3.3): a stiff problem,
 #: whose explicit steps parallel sweeps would not make fewer.
 STIFFNESS_LIMIT = 1.5
+#: After a switch, the parallel driver starts no pass later than this times the stepper's projected
+#: remaining time; past it the stepper solves the problem after all (a bounded loss where the
+#: prediction was wrong).
+PARALLEL_TIME = 1.0
 #: ... and expects the parallel driver to take this many passes (grid refinements).
 EXPECTED_PASSES = 2
 
@@ -107,6 +112,8 @@ def _switch_rule(drift, y0, t, method, rtol, atol, settings):
         settings.scheme, settings.scheme_options = name, scheme_options
         if settings.first_step is None:
             settings.first_step = h
+        # The parallel driver starts no pass after the time the stepper was projected to need.
+        settings.deadline = time.perf_counter() + PARALLEL_TIME * seconds * remaining / steps
         return True
 
     return switch
