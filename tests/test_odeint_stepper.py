@@ -188,3 +188,21 @@ def test_a_parallel_driver_past_its_time_budget_hands_back_to_the_stepper(monkey
     assert res.solution is None and torch.equal(res.ys, seq.ys)  # the stepper's answer, bit for bit
     # ... after a switch: the steps before it (at least 32, 6 rounds each) were taken twice
     assert res.stats.drift_rounds >= seq.stats.drift_rounds + 32 * 6
+
+
+def test_fixed_step_adjoint_where_auto_picks_the_sequential_loop():
+    """A drift whose batch costs as much as its points: ``auto`` steps a fixed grid sequentially,
+    and ``odeint_adjoint`` takes the discrete adjoint of that loop (gradient of ``y' = a y``)."""
+    sleepy = _sleepy(0.0, 2e-5)
+    a = torch.tensor(-0.7, dtype=D, requires_grad=True)
+    y0 = torch.tensor([1.3], dtype=D, requires_grad=True)
+    t = torch.tensor([0.0, 2.0], dtype=D)
+
+    def f(s, y):
+        return a * y + 0 * sleepy(s, y)
+
+    ys = parasolve.odeint_adjoint(f, y0, t, method="rk4", options={"step_size": 0.01, "vectorized": True},
+                                  adjoint_params=(a,), full_output=True)
+    assert ys.solution.method == "sequential"
+    ga, gy0 = torch.autograd.grad(ys.ys[-1, 0], (a, y0))
+    assert abs(float(ga) - 2.0 * float(ys.ys[-1, 0])) <= 1e-7 and abs(float(gy0) - math.exp(-1.4)) <= 1e-8

@@ -158,7 +158,7 @@ def _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings, fixe
         scheme, scheme_options = auto_scheme(y0, False, scheme_options, window)
         if not pays_on_grid(drift, step, grid, y0, scheme, scheme_options, window,
                             step=lambda g, y: march_fixed(call, y, g[:2], step)):
-            scheme = "sequential"
+            scheme, scheme_options = "sequential", None
     sol = None
     if isinstance(scheme, str) and scheme == "sequential" and not _adjoint_wanted(adjoint, y0, t, settings):
         on_grid = march_fixed(call, y0, grid, step)
