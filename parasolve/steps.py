@@ -122,6 +122,21 @@ class StepMap:
         return f"{type(self).__name__}({self.name!r})"
 
 
+def rk_stages(call, a, c, t0, h, hb, y, count: int, known=()):
+    """The stages of an explicit Runge–Kutta tableau ``(a, c)``: ``k_s = call(t0 + c_s h, y + hb
+    sum_j a_sj k_j)`` for ``s`` from ``len(known)`` (stages given already, e.g. the last step's end
+    slope) to ``count - 1``. ``h`` scales the times, ``hb`` the states (the same number, or ``h``
+    reshaped to broadcast against ``y``). Returns the stages and the last stage's input state."""
+    ks, ys = list(known), y
+    for s in range(len(ks), count):
+        ys = y
+        for aj, k in zip(a[s], ks):
+            if aj:
+                ys = ys + (aj * hb) * k
+        ks.append(call(t0 + c[s] * h, ys))
+    return ks, ys
+
+
 class ExplicitRK(StepMap):
     """An explicit Runge–Kutta method given by its Butcher tableau ``(a, b, c)``."""
 
@@ -136,31 +151,16 @@ class ExplicitRK(StepMap):
         t0 = t[idx]
         h = t[idx + 1] - t0
         hb = _bshape(h, y)
-        ks = []
-        for s in range(self.stages):
-            ys = y
-            for aj, k in zip(self.a[s], ks):
-                if aj:
-                    ys = ys + (aj * hb) * k
-            ks.append(drift(t0 + self.c[s] * h, ys))
-        inc = sum(bj * k for bj, k in zip(self.b, ks) if bj)
-        return Increments(hb * inc)
+        ks, _ = rk_stages(drift, self.a, self.c, t0, h, hb, y, self.stages)
+        return Increments(hb * sum(bj * k for bj, k in zip(self.b, ks) if bj))
 
     def _one_step(self, drift, t, i, y):
         """One step on the CPU (the sequential loop's case) of a grid not differentiated: the step
         length as a host number, which costs no device sync there and saves the per-step tensor
         arithmetic."""
-        t0 = t[i:i + 1]
         h = float(t[i + 1] - t[i])
-        ks = []
-        for s in range(self.stages):
-            ys = y
-            for aj, k in zip(self.a[s], ks):
-                if aj:
-                    ys = ys + (aj * h) * k
-            ks.append(drift(t0 + self.c[s] * h if self.c[s] else t0, ys))
-        inc = sum(bj * k for bj, k in zip(self.b, ks) if bj)
-        return Increments(h * inc)
+        ks, _ = rk_stages(drift, self.a, self.c, t[i:i + 1], h, h, y, self.stages)
+        return Increments(h * sum(bj * k for bj, k in zip(self.b, ks) if bj))
 
 
 class AdamsBashforth2(StepMap):

@@ -55,6 +55,7 @@ class Settings:
     max_num_steps: int = 2 ** 20
     extra: dict | None = None  # keywords forwarded to solve (adjoint_params)
     norm: object = None  # options["norm"]: the error test's norm of one step's scaled error
+    keep_states: bool = True  # the sequential stepper keeps every step's state (full_output)
     deadline: float | None = None  # set by "auto"'s switch: no new pass starts after this perf_counter()
 
 

@@ -180,17 +180,19 @@ def _odeint(func, y0, t, rtol, atol, method, options, full_output, unknown, name
     adjoint = name == "odeint_adjoint"
     jumps = options.pop("jump_t", None)
     if jumps is not None:
-        result = solve_segments(lambda f, y, ts: _run(f, y, ts, rtol, atol, method, dict(options), extra, adjoint),
+        result = solve_segments(lambda f, y, ts: _run(f, y, ts, rtol, atol, method, dict(options), extra, adjoint,
+                                                      full_output),
                                 func, y0, t, jumps)
     else:
-        result = _run(func, y0, t, rtol, atol, method, options, extra, adjoint)
+        result = _run(func, y0, t, rtol, atol, method, options, extra, adjoint, full_output)
     if packing is not None:
         result.ys = unpack(result.ys, packing)
     return result if full_output else result.ys
 
 
-def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool) -> OdeintResult:
-    """One solve of validated arguments on ``[t[0], t[-1]]``."""
+def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool, keep_states: bool) -> OdeintResult:
+    """One solve of validated arguments on ``[t[0], t[-1]]`` (``keep_states``: the sequential stepper
+    keeps every step's state for :attr:`OdeintResult.states`, as ``full_output`` callers may read it)."""
     evaluator = options.pop("evaluator", None)
     counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
@@ -204,7 +206,8 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool) -> Odei
     stepwise = method in EMBEDDED and starts_stepwise(options, evaluator)
     forced = options.get("scheme") == "sequential"
     default_scheme(options, y0, keep_auto=method not in EMBEDDED and evaluator is None)
-    settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE | _COMMON}, extra=extra)
+    settings = Settings(**{k: v for k, v in options.items() if k in _PARALLEL | _ADAPTIVE | _COMMON}, extra=extra,
+                        keep_states=keep_states)
     with warnings.catch_warnings():  # times that require grad are read as host numbers for the grid
         # arithmetic on purpose (the grid is not differentiated, as in torchdiffeq): no warning for that
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")

@@ -51,7 +51,8 @@ class OdeintResult:
     stepper, which interpolates); ``solution``: the :class:`~parasolve.Solution` of the final solve
     on ``grid`` (``None`` from the sequential stepper, which solves no fixed-point problem);
     ``max_ratio``: the largest error ratio of the final grid's steps (<= 1; ``nan`` for the
-    fixed-step methods); ``states``: the solution on ``grid``."""
+    fixed-step methods); ``states``: the solution on ``grid`` (from the sequential stepper only
+    with ``full_output=True``: plain ``odeint`` keeps no trajectory)."""
 
     ys: torch.Tensor
     t: torch.Tensor

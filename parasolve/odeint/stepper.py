@@ -22,6 +22,7 @@ import time
 import torch
 
 from ..errors import ConvergenceError, NonFiniteError
+from ..steps import rk_stages
 from . import grids
 from .tableaus import EmbeddedRK, rms_ratio
 
@@ -53,7 +54,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
                    switch=None):
     """``(ys, grid, rejected, max_ratio, states)``: the solution at the output times ``t``, the
     accepted steps' grid, the count of rejected steps, the largest accepted error ratio and the
-    states on the grid; or ``None`` when ``switch`` says so.
+    states on the grid (``None`` unless ``settings.keep_states``); or ``None`` when ``switch`` says so.
 
     ``settings``: the driver's :class:`~parasolve.odeint.adaptive.Settings` (``first_step``,
     ``safety``, ``ifactor``, ``dfactor``, ``max_num_steps``). ``switch(fraction, h, steps, rounds,
@@ -74,7 +75,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
     e = [(j, ej) for j, ej in enumerate(method.e) if ej]
     fsal = len(method.e) > len(method.b)
     mid = getattr(method, "mid", None)
-    out, states = [y0], [y0]
+    out, states = [y0], [y0] if settings.keep_states else None
     next_out = 1
     s, y, steps, rejected = 0.0, y0, [0.0], 0
     tiny = 4 * torch.finfo(t.dtype).eps * max(1.0, span)
@@ -88,13 +89,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
         ta = t0 + direction * s
         last = s + h >= span - tiny
         hs = t_end - ta if last else direction * h  # the last step a tensor: gradients w.r.t. t[-1]
-        ks = [f0]
-        for i in range(1, len(method.b)):
-            yi = y
-            for aj, k in zip(method.a[i], ks):
-                if aj:
-                    yi = yi + (aj * hs) * k
-            ks.append(call(ta + method.c[i] * hs, yi))
+        ks, yi = rk_stages(call, method.a, method.c, ta, hs, hs, y, len(method.b), known=(f0,))
         y1 = y + hs * sum(bj * ks[j] for j, bj in b)
         f1 = call(t_end if last else ta + hs, y1)
         if fsal:
@@ -113,7 +108,8 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
                 next_out += 1
             s, y, f0 = s_new, y1, f1
             steps.append(s)
-            states.append(y)
+            if states is not None:
+                states.append(y)
             if switch is not None and len(steps) - 1 == check and s < span:
                 check *= 4
                 with torch.no_grad():  # Hairer's stiffness estimate |h| * |df| / |dy| over the last stage
@@ -135,7 +131,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
         h = h * _factor(ratio, method.order, settings)
     grid = t0 + direction * torch.tensor(steps, dtype=torch.float64).to(t.dtype)
     grid[-1] = t_end
-    return torch.stack(out), grid.detach(), rejected, worst, torch.stack(states)
+    return torch.stack(out), grid.detach(), rejected, worst, None if states is None else torch.stack(states)
 
 
 def _factor(ratio: float, order: int, settings) -> float:
@@ -172,13 +168,7 @@ def march_fixed(call, y0: torch.Tensor, grid: torch.Tensor, step) -> torch.Tenso
         t0, h = grid[i], grid[i + 1] - grid[i]
         if host:
             h = float(h)
-        ks = []
-        for s in range(step.stages):
-            yi = y
-            for aj, k in zip(step.a[s], ks):
-                if aj:
-                    yi = yi + (aj * h) * k
-            ks.append(call(t0 + step.c[s] * h, yi))
+        ks, _ = rk_stages(call, step.a, step.c, t0, h, h, y, step.stages)
         y = y + h * sum(bj * ks[j] for j, bj in weights)
         ys.append(y)
     return torch.stack(ys)
