@@ -33,11 +33,17 @@ MARGIN = 1.5
 #: batched calls (the first one resolves the batching, a few milliseconds) would cost a large
 #: share of what parallel sweeps could save.
 MIN_SEQUENTIAL_S = 0.02
+#: The measuring calls may take at most this share of the sequential solve's (predicted) time,
+#: the step that predicts it included; a ladder that cannot finish within it answers "does not
+#: pay" (the sequential solver is the safe choice), so ``"auto"`` costs at most about this much
+#: more than the sequential solver where it picks it.
+MEASURE_SHARE = 0.08
 #: Live memory the default window of a parallel solve may take (bytes): the window's states,
 #: increments and stage values, probes included. ``window=`` overrides it.
 MEMORY_BUDGET = 256 * 2 ** 20
-#: Batch sizes tried below the parallel batch (each stops the ladder if already too dear).
-LADDER = (8, 64, 512, 4096)
+#: The ladder of batch sizes timed: its first size (where no single-state cost is known), and the
+#: most each size may grow over the last (each stops the ladder if already too dear).
+FIRST_RUNG, RUNG_GROWTH = 8, 8
 
 
 def expected_sweeps(method: str, steps: int, window: int) -> int:
@@ -66,8 +72,10 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn, *args, repeats: int = 5, warmup: int = 2) -> float:
-    """Median wall time in seconds of ``fn(*args)``, with the tensors' device synchronised."""
+def time_call(fn, *args, repeats: int = 5, warmup: int = 2, best: bool = False) -> float:
+    """Median (``best``: least) wall time in seconds of ``fn(*args)``, with the tensors' device
+    synchronised. The least of a few runs is the estimate robust to a loaded machine (the
+    scheduler only ever adds time)."""
     device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
     for _ in range(warmup):
         fn(*args)
@@ -78,28 +86,43 @@ def time_call(fn, *args, repeats: int = 5, warmup: int = 2) -> float:
         fn(*args)
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return min(times) if best else sorted(times)[len(times) // 2]
 
 
 @torch.no_grad()
-def parallel_pays(drift, t: torch.Tensor, y0: torch.Tensor, batch: int, rounds: int, sequential_s: float) -> bool:
+def parallel_pays(drift, t: torch.Tensor, y0: torch.Tensor, batch: int, rounds: int, sequential_s: float,
+                  spent: float = 0.0, call_s: float | None = None) -> bool:
     """Whether ``rounds`` parallel rounds on ``batch`` states are predicted to beat ``sequential_s``
     seconds of the sequential solver by ``MARGIN``. ``drift`` is the batched call
-    (``drift(t (n,), y (n, *state))``); it is timed on a ladder of batch sizes up to ``batch``
-    that stops as soon as one is already too dear (two timed calls per size)."""
+    (``drift(t (n,), y (n, *state))``), timed on a ladder of batch sizes up to ``batch``, each at
+    most ``RUNG_GROWTH`` times the last. The ladder stops, answering no, at the first size already
+    too dear, and where the measuring could pass ``MEASURE_SHARE`` of ``sequential_s``
+    (``spent`` seconds of it already used by the caller's own timing): the next size is the
+    largest whose calls, priced linearly from the last size (an upper bound for affine costs), fit
+    in what is left. ``call_s``, the measured cost of a call on one state, if known, prices the
+    first size too."""
     if sequential_s < MIN_SEQUENTIAL_S:
         return False
     budget = sequential_s / (MARGIN * SWEEP_OVERHEAD * max(rounds, 1))  # seconds one call may take
-    last = None
-    for m in [m for m in LADDER if m < batch] + [batch]:
+    allowance = MEASURE_SHARE * sequential_s - spent
+    last = None if call_s is None else (1, call_s)
+    while last is None or last[0] < batch:
+        warmup = int(last is None or last[0] == 1)  # the first batched call resolves the batching
+        m = min(batch, FIRST_RUNG if last is None else RUNG_GROWTH * last[0])
+        if last is not None:
+            m = min(m, int(allowance * last[0] / ((2 + warmup) * last[1])))
+            if m < min(batch, 2 * last[0]):
+                return False  # finding out could cost more than the sequential solve may lose
         tb = t[torch.arange(m, device=t.device) % t.shape[0]]
         yb = y0.expand(m, *y0.shape).clone()
-        cost = time_call(drift, tb, yb, repeats=2, warmup=1)
+        start = time.perf_counter()
+        cost = time_call(drift, tb, yb, repeats=2, warmup=warmup, best=True)
+        allowance -= time.perf_counter() - start
         if cost > budget:
             return False
         if last is not None and cost > last[1]:
             # The curve's slope so far, extended to the whole batch: cost curves steepen with the
-            # batch, so this under-predicts -- and still too dear means no larger rung can pass.
+            # batch, so this under-predicts -- and still too dear means no larger size can pass.
             slope = math.log(cost / last[1]) / math.log(m / last[0])
             if cost * (batch / m) ** slope > budget:
                 return False
@@ -124,8 +147,10 @@ def pays_on_grid(drift, step_map, grid, y0, method, options, window, step=None) 
 
         def step(grid, y):
             return step_map.increments(drift, grid, first, y[None])
-    step_s = time_call(step, grid, y, repeats=3, warmup=1)
+    start = time.perf_counter()
+    step_s = time_call(step, grid, y, repeats=2, warmup=1, best=True)
+    spent = time.perf_counter() - start
     rounds = expected_sweeps(method, n, window) * step_map.stages
-    pays = parallel_pays(drift, grid, y, window * points, rounds, n * step_s)
+    pays = parallel_pays(drift, grid, y, window * points, rounds, n * step_s, spent, step_s / step_map.stages)
     drift.nfe, drift.calls = nfe, calls
     return pays

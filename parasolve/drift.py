@@ -10,7 +10,9 @@ drift left its input ``y`` unchanged (tensor version counter); and, for ``vector
 each row of the output depends only on its own ``(t[i], y[i])`` -- one extra call on two points,
 ``(t[-1], z)`` and ``(t[0], y[0])`` with ``z != y[0]``, whose second row must equal the first
 call's row 0 (``CHECK_POINTS`` evaluations in one call through the evaluator, not counted in the
-stats; a drift can tell it apart with :func:`in_contract_check`). Later calls skip all of it.
+stats; a drift can tell it apart with :func:`in_contract_check`). A first call at a single time
+checks the rows at that time, and the first later call at two times once more. Later calls
+skip all of it.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class BatchedDrift:
         self.nfe = 0
         self.calls = 0
         self._checked = False
+        self._times_pending = False  # the row check waits for a call at two times
         self._vmapped = None
 
     #: Drift evaluations of the first call's row-independence check (vectorized drifts only).
@@ -97,6 +100,8 @@ class BatchedDrift:
                     f"(e.g. y * 2 rather than y.mul_(2), or work on y.clone()).")
             if self.mode == "vectorized":
                 self._check_rows(t, y, out)
+        elif self._times_pending and n > 1 and bool(t[-1] != t[0]):  # the other time, once one comes
+            self._check_rows(t, y, out)
         if self.broadcast and out.shape[1:] != self.state_shape:
             lead = (1,) * (len(self.state_shape) - (out.dim() - 1))
             out = out.reshape(n, *lead, *out.shape[1:]).expand(n, *self.state_shape)
@@ -165,7 +170,12 @@ class BatchedDrift:
         """A vectorized drift's rows must not depend on each other: re-evaluate ``(t[0], y[0])`` in
         a batch with a different first row and compare with row 0 of the first call."""
         z = _other_state(y[0])
-        tz = t[-1] if t.shape[0] > 1 and bool(t[-1] != t[0]) else t[0] + 1  # another time too
+        # Another time too, from the call itself: a time off the caller's grid may be off the
+        # drift's domain (a diffusion model's timestep table). A first call at one time checks the
+        # state alone, and the first later call at two times checks again.
+        distinct = t.shape[0] > 1 and bool(t[-1] != t[0])
+        self._times_pending = not distinct
+        tz = t[-1] if distinct else t[0]
         token = _CHECKING.set(True)
         try:  # through the evaluator, as every call: its timeout (a DeviceEvaluator's) covers this one too
             got = self._spread(self.evaluator(self.f, torch.stack([tz, t[0]]), torch.stack([z, y[0]])), 2)[1]

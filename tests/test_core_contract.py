@@ -31,9 +31,14 @@ def test_single_point_drift_passed_as_vectorized_is_refused(method):
 
 
 def test_single_point_drift_using_t_as_a_scalar_is_refused():
+    """Refused at the first call that batches two times (a parallel scheme's); a solve that only
+    ever calls it at one time (the sequential loop) gets the right answer from it."""
     y0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
     with pytest.raises(ValueError, match="depends on the other points"):
-        parasolve.solve(lambda t, y: -y * t[0], y0, T, vectorized=True)
+        parasolve.solve(lambda t, y: -y * t[0], y0, T, vectorized=True, method="picard")
+    seq = parasolve.solve(lambda t, y: -y * t[0], y0, T, vectorized=True, method="sequential")
+    ref = parasolve.solve(lambda t, y: -y * t, y0, T, method="sequential")
+    assert torch.equal(seq.ys, ref.ys)
 
 
 def test_row_check_runs_once_and_accepts_correct_vectorized_drifts():

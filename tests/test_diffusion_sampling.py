@@ -1,6 +1,7 @@
 """Samplers on exact denoisers: parallel == sequential within the tol bound, prediction types,
 guidance, reproducibility and bad input."""
 
+import time
 import warnings
 
 import numpy as np
@@ -294,3 +295,35 @@ def test_16_bit_samples_are_solved_with_float32_states_and_a_16_bit_model(dtype,
     assert par.converged and par.stats.weighted_defect_sum <= 1e-3 * 1.1  # float32's default tol
     ulp = torch.finfo(dtype).eps * seq.x.float().abs().max()
     assert (par.x.float() - seq.x.float()).abs().max() <= 2 * ulp
+
+
+def _sleepy(den, per_call_s: float, per_sample_s: float):
+    """``den`` whose model call sleeps ``per_call_s + per_sample_s * batch`` (no CPU taken, so the
+    timing holds on a loaded machine)."""
+    def model(x, t, cond):
+        time.sleep(per_call_s + per_sample_s * x.shape[0])
+        return den.model(x, t, cond)
+    return diffusion.Denoiser(model, den.alphas_cumprod, prediction_type=den.prediction_type, config=den.config,
+                              device=den.device, dtype=den.dtype)
+
+
+def test_auto_samples_sequentially_where_a_batch_costs_as_much_as_its_samples():
+    den = _sleepy(diffusion.exact_denoiser(points()), 0.0, 2e-4)
+    shape, steps = (2, 6), 200
+    ref = diffusion.sample(den, shape, sampler="ddim", steps=steps, x_T=start(shape), method="sequential")
+    out = diffusion.sample(den, shape, sampler="ddim", steps=steps, x_T=start(shape), method="auto")
+    assert out.solution.method == "sequential"
+    assert out.solution.stats.nfe == steps  # the measuring calls are no part of the solve
+    assert torch.equal(out.x, ref.x)
+
+
+def test_auto_samples_in_parallel_where_a_batch_costs_about_one_call():
+    den = _sleepy(diffusion.exact_denoiser(points()), 2e-4, 0.0)
+    shape, steps = (2, 6), 1000  # long enough that measuring fits in MEASURE_SHARE of the sequential time
+    ref = diffusion.sample(den, shape, sampler="ddim", steps=steps, x_T=start(shape), method="sequential")
+    out = diffusion.sample(den, shape, sampler="ddim", steps=steps, x_T=start(shape), method="auto", window=steps,
+                           tol=1e-8)
+    assert out.solution.method == "newton" and out.solution.stats.iterations < steps
+    assert float((out.x - ref.x).abs().max()) <= 1e-8
+    with pytest.raises(TypeError, match="window"):
+        diffusion.sample(den, shape, sampler="ddim", steps=steps, method="auto", window=2.5)

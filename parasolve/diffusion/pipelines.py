@@ -43,7 +43,9 @@ def parallelize(pipe, method="picard", window=64, tol=None, *, max_iters=None, t
     with the same generator; a parallel method is within the ``tol`` bound of it (for the
     latents; the decoder is the pipeline's). ``per_sample``: as in ``sample`` -- with several
     prompts or ``num_images_per_prompt > 1``, each image's latents are solved on their own, one
-    merged denoiser call per round. ``options``: the scheme's settings.
+    merged denoiser call per round. ``method="auto"``: Newton where the cost model predicts it
+    faster than the sequential loop on this machine, else the sequential loop (as in ``sample``).
+    ``options``: the scheme's settings.
     """
     kind = type(pipe).__name__
     if kind not in PIPELINES:

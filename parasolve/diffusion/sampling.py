@@ -9,7 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import _checks as checks
 from .._api import solve
+from ..costs import pays_on_grid
+from ..drift import BatchedDrift
 from ..sde import draw_noise
 from ..solution import Solution, Stats
 from . import samplers
@@ -60,7 +63,10 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
             ``den.sampler``, the one matching the denoiser's own scheduler (``"ddpm"`` for the
             shipped models; ``"ddim"`` for ``from_diffusers(unet, DDIMScheduler(...))``).
         steps: sampling steps (at most the model's training steps), spread by ``timestep_spacing``.
-        method: ``"newton"`` (default: quasi-Newton sweeps over a window of steps, with the
+        method: ``"auto"``: ``"newton"`` where the cost model predicts it faster than the
+            sequential loop on this machine (one timed step against the window's timed batched
+            call and the expected sweeps, :mod:`parasolve.costs`), else ``"sequential"``;
+            ``"newton"`` (default: quasi-Newton sweeps over a window of steps, with the
             step's own linear part as its first Jacobian estimate; the fewest sweeps on every
             sampler measured, docs/benchmarks/paradigms-ddpm.md), ``"picard"`` (ParaDiGMS's
             iteration), ``"sequential"``, or any scheme of :func:`parasolve.solve`; all solve
@@ -144,8 +150,12 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
         init = init.to(dtype)
     scale = None if guidance_scale is None else float(guidance_scale)
     differentiable = x_T.requires_grad or adjoint_params is not None  # else inference, as in diffusers
-    lanes = _per_sample(per_sample, shape[0], method, window, evaluator, differentiable and torch.is_grad_enabled())
     with torch.set_grad_enabled(torch.is_grad_enabled() and differentiable):
+        if isinstance(method, str) and method == "auto":
+            method = _auto_method(den.drift(shape, cond, uncond, scale, integer_timesteps=step.integer_timesteps),
+                                  step, x_T, grid, window, options, evaluator)
+        lanes = _per_sample(per_sample, shape[0], method, window, evaluator,
+                            differentiable and torch.is_grad_enabled())
         if lanes:
             sol = solve_per_sample(den, step, x_T, grid, noise=noise, cond=cond, uncond=uncond, guidance_scale=scale,
                                    init=init, throw=throw, progress=progress, method=method, window=window, tol=tol,
@@ -177,6 +187,22 @@ def _state_dtype(dtype: torch.dtype, den: Denoiser) -> tuple[torch.dtype, Denois
         den = copy.copy(den)
         den.dtype = dtype
     return torch.float32, den
+
+
+def _auto_method(drift, step, x_T: torch.Tensor, grid: torch.Tensor, window, options, evaluator) -> str:
+    """What ``method="auto"`` stands for: ``"newton"`` where the cost model
+    (:func:`parasolve.costs.pays_on_grid`) predicts its sweeps over ``window`` steps beat the
+    sequential loop on this machine by its margin, else ``"sequential"``. With an ``evaluator``
+    (devices, process groups) the parallel method without measuring, so every rank decides the same;
+    with ``window="auto"`` the tuner decides (it times both)."""
+    if evaluator is not None or isinstance(window, str):
+        return "newton"
+    n = grid.shape[0] - 1
+    window = n if window is None else checks.check_positive_int("window", window)
+    batched = BatchedDrift(drift, x_T.shape, x_T.dtype, x_T.device, vectorized=True, name="model")
+    with torch.no_grad():
+        pays = pays_on_grid(batched, step, grid, x_T.detach(), "newton", dict(options or {}), min(window, n))
+    return "newton" if pays else "sequential"
 
 
 def _per_sample(per_sample, batch: int, method, window, evaluator, differentiable: bool) -> bool:

@@ -107,7 +107,8 @@ def _switch_rule(drift, y0, t, method, rtol, atol, settings):
         points = 1 + y0.numel() // blocks if name == "newton" else 1
         par_rounds = EXPECTED_PASSES * expected_sweeps(name, n, window) * method.stages
         grid = torch.linspace(float(t[0]), float(t[-1]), 2, dtype=t.dtype, device=t.device)
-        if not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, seconds * remaining / steps):
+        if not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, seconds * remaining / steps,
+                             call_s=seconds / steps / method.stages):
             return False
         settings.scheme, settings.scheme_options = name, scheme_options
         if settings.first_step is None:
