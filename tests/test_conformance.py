@@ -123,8 +123,8 @@ class ClaimsConvergence(Picard):
 
     name = "claims_convergence"
 
-    def run(self, problem):
-        sol = super().run(type(problem)(**{**problem.__dict__, "max_iters": 2}))
+    def _run(self, problem):
+        sol = super()._run(type(problem)(**{**problem.__dict__, "max_iters": 2}))
         sol.status = parasolve.Status.SUCCESS
         return sol
 
@@ -134,8 +134,8 @@ class HidesCalls(Sequential):
 
     name = "hides_calls"
 
-    def run(self, problem):
-        sol = super().run(problem)
+    def _run(self, problem):
+        sol = super()._run(problem)
         sol.stats.nfe //= 2
         return sol
 

@@ -51,10 +51,11 @@ class Scheme:
 
     The contract, numbered as :func:`parasolve.testing.check_scheme` reports it:
 
-    1. **Refusal.** ``run`` first calls :meth:`check_step`, which raises
-       :class:`~parasolve.errors.UnsupportedStepError` (a ``ValueError``) naming the scheme and
-       the step map when the scheme cannot handle the map's declared capabilities; it never
-       inspects the map's type.
+    1. **Refusal.** :meth:`check_step` raises :class:`~parasolve.errors.UnsupportedStepError` (a
+       ``ValueError``) naming the scheme and the step map when the scheme cannot handle the map's
+       declared capabilities; it never inspects the map's type. It holds by construction: the
+       public :meth:`run` calls :meth:`check_step` and then the subclass's :meth:`_run` (a subclass
+       implements ``_run``; one that overrides ``run`` is refused with a ``TypeError``).
     2. **Answer.** A converged solution of a ``discrete`` scheme is the sequential solution up
        to the tolerance's guarantee: every step of the returned trajectory has a defect
        ``max|x_{i+1} - x_i - Phi_i(x_i)|``, and these sum to at most ``stats.defect_sum <= tol``
@@ -96,9 +97,20 @@ class Scheme:
         return UnsupportedStepError(f"method={self.name!r} cannot use step map {step.name!r}: {why}. {fix}",
                                     scheme=self.name, step=step.name)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides Scheme.run; implement _run(problem) instead: run checks "
+                            f"the step map (check_step, rule 1) and then calls _run.")
+
     def run(self, problem: Problem) -> Solution:
-        """Solve ``problem`` under the contract above."""
-        raise NotImplementedError
+        """Solve ``problem`` under the contract above: :meth:`check_step` (rule 1), then :meth:`_run`."""
+        self.check_step(problem.step)
+        return self._run(problem)
+
+    def _run(self, problem: Problem) -> Solution:
+        """The scheme's own solve of ``problem``, whose step map :meth:`check_step` accepted."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _run(problem) -> Solution.")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
