@@ -130,7 +130,7 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
     given = x_T.dtype if isinstance(x_T, torch.Tensor) else (den.dtype or torch.float32)
     dtype, den = _state_dtype(given, den)
     ts, step = samplers.build(den, name, steps, eta, dtype, sigmas=sigmas, mu=mu)
-    x_T = _initial(x_T, shape, given, den.device, generator, getattr(step, "init_noise_sigma", 1.0))
+    x_T = _initial(x_T, shape, given, den.device, generator, step.init_noise_sigma)
     noise = _noise(noise, samplers.draws(name, ts, eta, step), step.stochastic, shape, given, den.device, generator,
                    name)
     x_T_given, noise_given = x_T, noise
