@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .._api import solve
+from ..schemes import Scheme
 from ..sde import draw_noise
 from ..solution import Solution, Stats
 from . import samplers
@@ -183,7 +184,8 @@ def _per_sample(per_sample, batch: int, method, window, evaluator, differentiabl
     """Whether to solve sample by sample: ``per_sample`` checked against what it needs."""
     if not isinstance(per_sample, bool):
         raise TypeError(f"`per_sample` must be True or False; got {per_sample!r}.")
-    sequential = method == "sequential" or getattr(method, "name", None) == "sequential"
+    scheme = isinstance(method, Scheme) or (isinstance(method, type) and issubclass(method, Scheme))
+    sequential = method == "sequential" or (scheme and method.name == "sequential")
     if not per_sample or batch == 1 or sequential:  # one sample / a sequential solve: nothing to gain
         return False
     for hit, what, fix in ((evaluator is not None, "`evaluator` (it runs the joint solve's drift calls; "
