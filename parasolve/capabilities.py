@@ -2,7 +2,7 @@
 
 parasolve reads these attributes, never probes for them: :class:`~parasolve.steps.StepMap` carries
 the defaults of the first three (a map that says nothing declares nothing), and the conformance kit
-(:mod:`parasolve.conformance`) checks the type and meaning of each, one rule apiece.
+(``parasolve.conformance``, exported by :mod:`parasolve.testing`) checks the type and meaning of each, one rule apiece.
 
 =====================  ===========================================  ======================================
 protocol               declared by                                  read by

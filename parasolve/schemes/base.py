@@ -54,7 +54,7 @@ class Scheme:
     1. **Refusal.** :meth:`check_step` raises :class:`~parasolve.errors.UnsupportedStepError` (a
        ``ValueError``) naming the scheme and the step map when the scheme cannot handle the map's
        declared capabilities; it never inspects the map's type. It holds by construction: the
-       public :meth:`run` calls :meth:`check_step` and then the subclass's :meth:`_run` (a subclass
+       public :meth:`run` calls :meth:`check_step` and then the subclass's ``_run`` (a subclass
        implements ``_run``; one that overrides ``run`` is refused with a ``TypeError``).
     2. **Answer.** ``status`` is ``SUCCESS`` only when every step of the returned trajectory was
        accepted by the stop rule (:mod:`parasolve.stop_rule`, through the :class:`~parasolve.schemes.Ledger`). A
@@ -115,7 +115,7 @@ class Scheme:
                             f"the step map (check_step, rule 1) and then calls _run.")
 
     def run(self, problem: Problem) -> Solution:
-        """Solve ``problem`` under the contract above: :meth:`check_step` (rule 1), then :meth:`_run`."""
+        """Solve ``problem`` under the contract above: :meth:`check_step` (rule 1), then ``_run``."""
         self.check_step(problem.step)
         return self._run(problem)
 
