@@ -81,7 +81,8 @@ def test_step_map(check):
 
 
 @pt.parametrize_with_checks([parasolve.SCHEMES[name]() for name in sorted(parasolve.SCHEMES)]
-                            + [("parareal-odeint", Parareal(fine="odeint", coarse="rk4"), dict(steps=["euler", "rk4"]))])
+                            + [("parareal-odeint", Parareal(fine="odeint", coarse="rk4"),
+                                dict(steps=["euler", "rk4"]))])
 def test_scheme(check):
     """Every registered scheme keeps each rule (1-6); parareal with odeint the ones it declares
     (it converges to glued odeint solutions, not the discrete problem: ``discrete`` is False)."""

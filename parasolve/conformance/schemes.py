@@ -25,6 +25,12 @@ def kit_problems():
             ("tanh", tanh, y0, 1.5, 1.3)]
 
 
+def _stability(step, lipschitz: float, t) -> float:
+    """``S``, bounding how much the steps amplify a defect over the grid: ``exp(L |T|)`` (the
+    exponent doubled for a multistep map, whose carry is a second state)."""
+    return math.exp((2 if step.multistep else 1) * lipschitz * float((t[-1] - t[0]).abs()))
+
+
 class SchemeCase:
     """A scheme, the maps it is run with, the grid and ``tol``; the solves rules 2-4 read are run
     on first use and kept (an exception a solve raised is kept and raised again)."""
@@ -119,7 +125,7 @@ def _answer(case, fail):
         if not stats.weighted_defect_sum <= tol * (1 + 1e-12):
             fail(f"{label}: stats.weighted_defect_sum = {stats.weighted_defect_sum:.3e} > tol = {tol:.1e}")
         ref = sequential(step, f, t, y0)
-        stability = math.exp((2 if step.multistep else 1) * lipschitz * float((t[-1] - t[0]).abs()))
+        stability = _stability(step, lipschitz, t)
         gap = float(per_step(ys - ref).abs().max())
         allowed = stability * (stats.defect_sum + slack)
         if not gap <= allowed:
@@ -180,7 +186,7 @@ def _settings(case, fail):
              "is the same for both)")
     # with gains the stop rule weighs each defect by its effect on the returned states: the two
     # answers may differ, each within S * defect_sum of the sequential one
-    stability = math.exp((2 if step.multistep else 1) * lipschitz * float((t[-1] - t[0]).abs()))
+    stability = _stability(step, lipschitz, t)
     allowed = stability * (last.stats.defect_sum + first.stats.defect_sum) + 64 * EPS64 * n
     gap = float((last.ys[0] - first.ys[-1]).abs().max())
     if not gap <= allowed:
