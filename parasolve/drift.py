@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from .capabilities import compute_dtype
 from .errors import warn
 from .evaluators.protocol import CHECKING as _CHECKING, EvaluatorError, local_evaluator
 
@@ -208,13 +209,13 @@ class BatchedDrift:
 
 def row_tolerance(out: torch.Tensor, f) -> float:
     """Relative difference of a row between two batches that the row check takes for round-off:
-    ``sqrt(eps)`` of the precision ``f`` computes in -- its ``compute_dtype`` attribute where it
-    has one (a diffusion model running in 16 bits on float32 states), TF32's for float32 on CUDA
+    ``sqrt(eps)`` of the precision ``f`` computes in -- the ``compute_dtype`` it declares
+    (:class:`parasolve.capabilities.ComputesIn`) (a diffusion model running in 16 bits on float32 states), TF32's for float32 on CUDA
     where torch allows TF32 (kernels then differ by batch size at that precision), else the
     output's dtype. Rows that depend on each other differ by far more (the check's purpose)."""
     real = out.real.dtype if out.is_complex() else out.dtype
     eps = torch.finfo(real).eps
-    compute = getattr(f, "compute_dtype", None)
+    compute = compute_dtype(f)
     if isinstance(compute, torch.dtype) and compute.is_floating_point:
         eps = max(eps, torch.finfo(compute).eps)
     tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32

@@ -133,7 +133,7 @@ class Problem:
         ``(j, x_j, Phi_j, carry_j)``); else ``last`` repeated."""
         if self.init is not None:
             return self.init[start:start + count]
-        if hint is not None and getattr(self.step, "predict_new", False):
+        if hint is not None and self.step.predict_new:
             return self.step.predict(start, count, last, hint)
         return last.expand(count, *last.shape)
 

@@ -65,18 +65,39 @@ class StepMap:
        the ``n`` points of the batch, and nothing else calls the drift. An ``implicit`` map
        (its increments solve equations by Newton's method, :mod:`parasolve.implicit`) makes one
        batched call per iteration instead, at least one.
-    5. **Carry.** A ``multistep`` map returns ``carry`` of shape ``(n, ...)``: entry ``k`` is what
-       step ``idx[k] + 1`` needs from step ``idx[k]``; ``prev`` is the previous step's carry
-       (``carry[-1]`` of the batch before; ``None`` only at step 0, else a ``ValueError``). A
-       one-step map ignores ``prev`` and returns ``carry=None`` or, if it likes, a value the
-       solver may hand to its ``predict`` (the diffusion steps return ``x0``).
+    5. **Carry.** A ``multistep`` map returns ``carry``, a tensor of shape ``(n, ...)``: entry
+       ``k`` is what step ``idx[k] + 1`` needs from step ``idx[k]``; ``prev`` is the previous
+       step's carry (``carry[-1]`` of the batch before); without ``prev`` a call that does not
+       start at step 0 raises ``ValueError`` (it never guesses). A one-step map ignores ``prev``
+       and returns ``carry=None``: schemes hand a carry only from a multistep map to the next
+       call (and to :meth:`predict`'s hint).
     6. **Deterministic.** The same arguments give the same increments (stochastic maps draw
        their noise up front).
     7. **Linear part.** ``linear_part()`` returns per-step scalars ``c_i`` (a tensor of shape
        ``(N,)`` on the CPU) with ``dPhi_i/dx_i ~= c_i I`` when the map declares ``linear``, and
-       ``None`` otherwise; it needs no other call first (no ``prepare``).
-    8. **Declarations.** The capabilities below have the stated types (``order``, ``stages``, ``carry_depth``:
-       integers >= 1; the flags: bools; ``callables``: a non-empty tuple of names).
+       ``None`` otherwise. It is a function of the map as built: it returns the same values
+       whether or not ``increments`` was called before it, and calling it changes no increment
+       (``Newton(prior="step")`` reads it before the first sweep).
+    8. **Declarations.** The capabilities below have the stated types (``order``, ``stages``,
+       ``carry_depth``: integers >= 1; the flags: bools; ``callables``: a non-empty tuple of names).
+
+    Rules 9-13 are the optional capabilities, declared as the protocols of
+    :mod:`parasolve.capabilities` (the defaults below declare none of them):
+
+    9. **Gains** (:class:`~parasolve.capabilities.DeclaresGains`). ``gains()`` returns ``None``
+       or finite per-step gains of shape ``(N,)`` or ``(K, N)`` (or a pair ``(p, q)`` of those for
+       a two-step error recursion), which the stop rule turns into defect weights.
+    10. **Predict** (:class:`~parasolve.capabilities.Predicts`). ``predict_new`` is a bool; where
+        it is on, ``predict(start, count, last, hint)`` returns ``count`` states of ``last``'s
+        shape and dtype without calling the drift, and a one-step map's guess of ``x_{j+1}`` from
+        ``x_j`` and the hint of step ``j`` is ``x_j + Phi_j(x_j)``.
+    11. **Implicit** (:class:`~parasolve.capabilities.SolvesImplicitly`). ``implicit`` is a bool;
+        where it is on, the map implements ``newton_solve`` (and rule 4 counts Newton rounds).
+    12. **Sampler step** (:class:`~parasolve.capabilities.SamplerStep`, the diffusion samplers):
+        a map with any of ``integer_timesteps``, ``init_noise_sigma``, ``prepare`` has all three,
+        a bool, a positive finite float, and a ``prepare(dtype, device, noise)`` returning the map.
+    13. **Compute dtype** (:class:`~parasolve.capabilities.ComputesIn`, of the drift, not the
+        map). A drift's ``compute_dtype``, where it has one, is ``None`` or a floating dtype.
 
     Declared capabilities (class or instance attributes; schemes read these, never the type):
 
@@ -85,8 +106,9 @@ class StepMap:
     noise; ``ode_rhs``: the drift is the right-hand side of the ODE that ``Phi`` discretises (so a
     scheme may integrate it as an ODE instead: parareal's ``fine="odeint"``, a step-map coarse
     propagator); ``linear``: declares a :meth:`linear_part` (rule 7); ``implicit``: rule 4's iteration
-    count, and a ``newton_solve(problem, name, damping)`` that ``method="newton"`` with full
-    Jacobians hands the whole problem to (:mod:`parasolve.implicit`); ``callables``: the user's
+    count, and a :meth:`newton_solve` that ``method="newton"`` with full Jacobians hands the whole
+    problem to (rule 11, :mod:`parasolve.implicit`); ``predict_new``: :meth:`predict` fills a
+    window's new slots (rule 10); ``callables``: the user's
     callables the drift evaluates, named when they produce NaN/Inf; ``carry_depth``: how many
     states a multistep map's carry depends on (``x_i .. x_{i-carry_depth+1}``: 1 for AB2, the
     number of past predictions for UniPC), which the adjoint must linearise together.
@@ -100,6 +122,7 @@ class StepMap:
     ode_rhs: bool = True
     linear: bool = False
     implicit: bool = False
+    predict_new: bool = False
     callables: tuple[str, ...] = ("f",)
     carry_depth: int = 1
 
@@ -115,8 +138,19 @@ class StepMap:
         """Per-step estimates ``g_i`` of ``||d(x + Phi_i(x))/dx||`` (host array ``(N,)``, or
         ``(K, N)``: one row per model of the drift, the worst counting), or ``None`` (the
         default: unknown). The stop rule (:mod:`parasolve.stop_rule`) divides each step's share
-        of ``tol`` by the product of the later steps' gains."""
+        of ``tol`` by the product of the later steps' gains (rule 9)."""
         return None
+
+    def predict(self, start: int, count: int, last: torch.Tensor, hint) -> torch.Tensor:
+        """Guesses of states ``start .. start+count-1`` from ``last`` and a sweep's latest step
+        ``hint = (j, x_j, Phi_j, carry_j)``, no drift calls (rule 10); read only where
+        ``predict_new`` is on, so the default has none."""
+        raise NotImplementedError(f"{type(self).__name__} declares no predict (predict_new=False).")
+
+    def newton_solve(self, problem, name: str, damping: float = 1.0):
+        """The whole discrete ``problem`` by one Newton iteration over every step's equations
+        (rule 11); read only where ``implicit`` is on, so the default has none."""
+        raise NotImplementedError(f"{type(self).__name__} is not implicit; it has no newton_solve.")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -41,11 +41,12 @@ import math
 import torch
 
 import parasolve
-from parasolve.conformance import CountingDrift, CountingEvaluator, check_scheme, check_step_map
+from parasolve.conformance import (CountingDrift, CountingEvaluator, check_scheme, check_step_map,
+                                   parametrize_with_checks, scheme_checks, step_map_checks)
 from parasolve.schemes import Picard
 from parasolve.schemes.base import per_step
 
-__all__ = ["check_step_map", "check_scheme", "CountingDrift", "CountingEvaluator", "LinearDrift", "TanhDrift", "linear_drifts", "tanh_drifts", "drifts", "grids", "windows",
+__all__ = ["check_step_map", "check_scheme", "step_map_checks", "scheme_checks", "parametrize_with_checks", "CountingDrift", "CountingEvaluator", "LinearDrift", "TanhDrift", "linear_drifts", "tanh_drifts", "drifts", "grids", "windows",
            "tolerances", "states", "sequential", "PlainPicard", "picard_iterate", "roundoff", "max_error",
            "assert_matches_sequential", "assert_within_bound", "assert_exact_prefix"]
 

@@ -1,39 +1,25 @@
-"""The conformance kit (parasolve.testing.check_step_map / check_scheme): every registered step
-map and scheme passes it, read from the registries; the maps outside the registries (SDE, the
-diffusion samplers) pass it on their own problems; and it catches deliberately broken ones,
-naming the broken rule."""
+"""The conformance kit (parasolve.testing.check_step_map / check_scheme and their per-rule checks):
+every registered step map and scheme passes it, read from the registries, one pytest test per
+(map or scheme, rule); the maps outside the registries (SDE, the diffusion samplers) pass it on their
+own problems; and it catches deliberately broken ones, naming exactly the rules they break."""
 
+import numpy as np
 import pytest
 import torch
 
 import parasolve
 from parasolve import diffusion, testing as pt
+from parasolve.conformance import failures, scheme_checks, step_map_checks
 from parasolve.diffusion import samplers
 from parasolve.drift import BatchedDrift
-from parasolve.schemes import Parareal, Picard, Sequential, Update
+from parasolve.schemes import Parareal, Picard, Scheme, Sequential, Update
 from parasolve.sde import EulerMaruyama
 from parasolve.steps import ExplicitRK, Increments, StepMap
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("name", sorted(parasolve.STEPS))
-def test_every_registered_step_map_keeps_the_contract(name):
-    pt.check_step_map(parasolve.STEPS[name])
-
-
-@pytest.mark.parametrize("name", sorted(parasolve.SCHEMES))
-def test_every_registered_scheme_keeps_the_contract(name):
-    pt.check_scheme(parasolve.SCHEMES[name]())
-
-
-def test_parareal_with_odeint_keeps_the_contract_it_declares():
-    scheme = Parareal(fine="odeint", coarse="rk4")
-    assert not scheme.discrete  # converges to glued odeint solutions, not the discrete problem
-    pt.check_scheme(scheme, steps=["euler", "rk4"])
-
-
-def test_euler_maruyama_keeps_the_contract():
+def _euler_maruyama():
     y0 = torch.tensor([0.5, -1.0], dtype=torch.float64)
     t = torch.linspace(0, 1, 11, dtype=torch.float64)
     g = BatchedDrift(lambda t, y: 0.3 + 0.1 * torch.sin(y), y0.shape, y0.dtype, y0.device, vectorized=True,
@@ -41,21 +27,76 @@ def test_euler_maruyama_keeps_the_contract():
     noise = torch.randn(10, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     step = EulerMaruyama(g, noise)
     assert step.stochastic and not step.ode_rhs and step.callables == ("f", "g")
-    pt.check_step_map(step, t=t, y0=y0)
+    return "euler-maruyama", step, dict(t=t, y0=y0)
 
 
-@pytest.mark.parametrize("name,eta", [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.5), ("dpmsolver++", 0.0),
-                                      ("sde-dpmsolver++", 0.0)])
-def test_diffusion_step_maps_keep_the_contract(name, eta):
-    den = diffusion.exact_denoiser(torch.rand(8, 4, generator=torch.Generator().manual_seed(0),
-                                              dtype=torch.float64) * 2 - 1)
+def _on_its_grid(label, den, name, eta=0.0):
+    """A diffusion sampler's map with the problem it is built for: its grid, a (2, 4) sample, the model."""
     ts, step = samplers.build(den, name, 12, eta, torch.float64)
-    assert step.linear_part().shape == (12,)  # rule 7 holds before prepare()
+    assert step.linear == (step.linear_part() is not None)  # rule 7 holds before prepare()
     shape = (2, 4)
     step.prepare(torch.float64, torch.device("cpu"), torch.randn(12, *shape, dtype=torch.float64))
     t = torch.from_numpy(ts.astype("float64"))
     t = torch.cat([t, t[-1:] - 1])
-    pt.check_step_map(step, t=t, y0=torch.randn(shape, dtype=torch.float64), drift=den.drift(shape))
+    drift = den.drift(shape, integer_timesteps=step.integer_timesteps)
+    return label, step, dict(t=t, y0=torch.randn(shape, dtype=torch.float64), drift=drift)
+
+
+def _ddpm_family():
+    den = diffusion.exact_denoiser(torch.rand(8, 4, generator=torch.Generator().manual_seed(0),
+                                              dtype=torch.float64) * 2 - 1)
+    return [_on_its_grid(f"{name}-eta{eta}", den, name, eta) for name, eta in
+            [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 0.5), ("dpmsolver++", 0.0), ("sde-dpmsolver++", 0.0)]]
+
+
+def _sigma_space(name, config):
+    """The Euler-family, Heun, UniPC and flow samplers on a closed-form denoiser (a flow model: the
+    exact x0 of the same data turned into a velocity)."""
+    data = torch.rand(8, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    if name == "flow-euler":
+        exact = diffusion.exact_denoiser(data, prediction_type="sample")
+
+        def velocity(x, t, cond):  # a smooth velocity field: x minus the data's x0 at t = 0, over sigma
+            sigma = (t / 1000).reshape(-1, *([1] * (x.dim() - 1)))
+            return (x - exact.model(x, torch.zeros_like(t).long(), cond)) / sigma
+        den = diffusion.Denoiser(velocity, None, prediction_type="flow_prediction", config=config, sampler=name)
+    else:
+        exact = diffusion.exact_denoiser(data, prediction_type="epsilon")
+        den = diffusion.Denoiser(lambda x, t, cond: exact.model(x, t.round().long(), cond), exact.alphas_cumprod,
+                                 prediction_type="epsilon", config=config, sampler=name)
+    label = "-".join([name, *(f"{k}={v}" for k, v in config.items())])
+    return _on_its_grid(label, den, name)
+
+
+SIGMA_SPACE = [("euler", {}), ("euler", dict(use_karras_sigmas=True)), ("euler-ancestral", {}), ("heun", {}),
+               ("unipc", {}), ("unipc", dict(solver_order=3)), ("flow-euler", {}),
+               ("flow-euler", dict(stochastic_sampling=True))]
+
+
+@pt.parametrize_with_checks([parasolve.STEPS[name] for name in sorted(parasolve.STEPS)] + [_euler_maruyama()]
+                            + _ddpm_family() + [_sigma_space(name, config) for name, config in SIGMA_SPACE])
+def test_step_map(check):
+    """Every registered map, Euler-Maruyama and the diffusion samplers keep each rule (1-13)."""
+    check()
+
+
+@pt.parametrize_with_checks([parasolve.SCHEMES[name]() for name in sorted(parasolve.SCHEMES)]
+                            + [("parareal-odeint", Parareal(fine="odeint", coarse="rk4"),
+                                dict(steps=["euler", "rk4"]))])
+def test_scheme(check):
+    """Every registered scheme keeps each rule (1-6); parareal with odeint the ones it declares
+    (it converges to glued odeint solutions, not the discrete problem: ``discrete`` is False)."""
+    check()
+
+
+def test_the_rule_ids_are_the_pytest_ids():
+    ids = [rule for rule, _ in step_map_checks(parasolve.STEPS["rk4"])]
+    assert ids == ["rule8-declarations", "rule1-increments", "rule2-batched-one-at-a-time", "rule3-declared-order",
+                   "rule4-declared-stages", "rule5-carry", "rule6-deterministic", "rule7-linear-part", "rule9-gains",
+                   "rule10-predict", "rule11-implicit", "rule12-sampler-step", "rule13-compute-dtype"]
+    assert [rule for rule, _ in scheme_checks(Picard())] == [
+        "rule1-refusal", "rule2-answer", "rule3-sweeps", "rule4-honest-stats", "rule5-settings", "rule6-bad-input"]
+    assert not Parareal(fine="odeint").discrete
 
 
 def test_a_scheme_refuses_a_map_it_cannot_handle_naming_both():
@@ -117,14 +158,87 @@ def test_the_kit_catches_bad_declarations():
         pt.check_step_map(step)
 
 
+class BrokenThreeWays(StepMap):
+    """Forward Euler that calls the drift twice for one declared stage (rule 4), hands a carry from
+    a one-step map (rule 5) and names its callables as a string (rule 8); nothing else is wrong."""
+
+    name, order, stages, callables = "broken_three_ways", 1, 1, "f"
+
+    def increments(self, drift, t, idx, y, prev=None):
+        drift(t[idx], y)
+        f = drift(t[idx], y)
+        return Increments((t[idx + 1] - t[idx]).reshape(-1, *([1] * (y.dim() - 1))) * f, f)
+
+
+def test_a_broken_step_map_fails_exactly_the_rules_it_breaks():
+    broken = failures(step_map_checks(BrokenThreeWays()))
+    assert [rule for rule, _ in broken] == ["rule8-declarations", "rule4-declared-stages", "rule5-carry"]
+    for rule, error in broken:  # each failure names its own rule and the map
+        number = rule.split("-")[0][4:]
+        assert str(error).startswith(f"rule {number} (") and "broken_three_ways" in str(error)
+    with pytest.raises(AssertionError, match=r"^rule 8 \(declarations\).*callables.*\n\(also broken: "
+                                             r"rule4-declared-stages, rule5-carry\)$"):
+        pt.check_step_map(BrokenThreeWays())
+
+
+class PredictsBadly(ExplicitRK):
+    """Euler declaring predict_new with a guess that ignores the step it is told (the last state again)."""
+
+    predict_new = True
+
+    def predict(self, start, count, last, hint):
+        return last.expand(count, *last.shape).clone()
+
+
+class PredictsNothing(ExplicitRK):
+    predict_new = True
+
+
+class ImplicitWithoutNewton(ExplicitRK):
+    implicit = True
+
+
+class HalfASampler(ExplicitRK):
+    init_noise_sigma = 1.0  # but no integer_timesteps, no prepare
+
+
+class GainsOfAnotherGrid(ExplicitRK):
+    def gains(self):
+        return np.full(5, 0.9)
+
+
+def _euler(cls):
+    return cls(cls.__name__.lower(), [[]], [1.0], [0.0], order=1)
+
+
+def _f16_drift(t, y):
+    return torch.tanh(y)
+
+
+_f16_drift.compute_dtype = "float16"  # a string, not a torch.dtype
+
+
+@pytest.mark.parametrize("step,drift,rule", [
+    (_euler(GainsOfAnotherGrid), None, "rule9-gains"),
+    (_euler(PredictsBadly), None, "rule10-predict"),
+    (_euler(PredictsNothing), None, "rule10-predict"),
+    (_euler(ImplicitWithoutNewton), None, "rule11-implicit"),
+    (_euler(HalfASampler), None, "rule12-sampler-step"),
+    (parasolve.STEPS["euler"], _f16_drift, "rule13-compute-dtype"),
+], ids=lambda v: v if isinstance(v, str) else getattr(v, "name", None))
+def test_the_kit_checks_each_declared_capability(step, drift, rule):
+    """A map (or drift) that gets one optional capability wrong fails that capability's rule only."""
+    assert [r for r, _ in failures(step_map_checks(step, drift=drift))] == [rule]
+
+
 # ---------------------------------------------------------------------------- broken schemes
 class ClaimsConvergence(Picard):
     """Stops after two sweeps and reports success."""
 
     name = "claims_convergence"
 
-    def run(self, problem):
-        sol = super().run(type(problem)(**{**problem.__dict__, "max_iters": 2}))
+    def _run(self, problem):
+        sol = super()._run(type(problem)(**{**problem.__dict__, "max_iters": 2}))
         sol.status = parasolve.Status.SUCCESS
         return sol
 
@@ -134,8 +248,8 @@ class HidesCalls(Sequential):
 
     name = "hides_calls"
 
-    def run(self, problem):
-        sol = super().run(problem)
+    def _run(self, problem):
+        sol = super()._run(problem)
         sol.stats.nfe //= 2
         return sol
 
@@ -177,6 +291,67 @@ def test_the_kit_catches_a_broken_scheme(scheme, rule):
         pt.check_scheme(scheme)
 
 
+class HidesCallsTakesAnything(HidesCalls):
+    """Under-reports its evaluations (rule 4) and swallows unknown options (rule 6)."""
+
+    name = "hides_calls_takes_anything"
+
+    def __init__(self, **ignored):
+        pass
+
+
+def test_a_broken_scheme_fails_exactly_the_rules_it_breaks():
+    broken = failures(scheme_checks(HidesCallsTakesAnything(), steps=["euler", "ab2"]))
+    assert [rule for rule, _ in broken] == ["rule4-honest-stats", "rule6-bad-input"]
+
+
+def test_run_checks_the_step_map_before_the_scheme_runs():
+    """Rule 1 by construction: Scheme.run calls check_step, then _run; overriding run is refused."""
+    ran = []
+
+    class NoMultistep(Sequential):
+        name = "no_multistep"
+
+        def check_step(self, step):
+            if step.multistep:
+                raise self.refuse(step, "it is multistep", "Use a one-step map.")
+
+        def _run(self, problem):
+            ran.append(problem.step.name)
+            return super()._run(problem)
+
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    with pytest.raises(parasolve.UnsupportedStepError, match="no_multistep.*'ab2'"):
+        parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float64), t, method=NoMultistep(), step="ab2")
+    assert ran == []
+    parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float64), t, method=NoMultistep(), step="euler")
+    assert ran == ["euler"]
+    with pytest.raises(TypeError, match="OwnRun overrides Scheme.run; implement _run"):
+        class OwnRun(Scheme):
+            def run(self, problem):
+                return None
+
+
+def test_a_map_with_gains_succeeds_on_the_weighted_sum():
+    """Scheme rule 2 bounds the gain-weighted defects, not the plain ones: for y' = -5 y with Euler's
+    exact gains 1 - 5 h_i (save="last"), a SUCCESS has defect_sum above tol, the weighted sum and
+    the final state's distance to the sequential one within it."""
+    t = torch.linspace(0, 3, 61, dtype=torch.float64) ** 1.2
+
+    class GainedEuler(ExplicitRK):
+        def gains(self):
+            return (1 - 5 * (t[1:] - t[:-1])).numpy()
+
+    step = GainedEuler("gained_euler", [[]], [1.0], [0.0], order=1)
+    y0, tol = torch.ones(3, dtype=torch.float64), 1e-4
+    sol = parasolve.solve(lambda t, y: -5 * y, y0, t, step=step, method="picard", save="last", tol=tol)
+    ref = parasolve.solve(lambda t, y: -5 * y, y0, t, step=step, method="sequential", save="last")
+    assert sol.status is parasolve.Status.SUCCESS
+    assert sol.stats.defect_sum > tol >= sol.stats.weighted_defect_sum
+    assert float((sol.ys - ref.ys).abs().max()) <= sol.stats.weighted_defect_sum
+    pt.check_scheme(Picard(), steps=[GainedEuler("gained_euler", [[]], [1.0], [0.0], order=1)], n_steps=60)
+
+
 def test_the_kit_rejects_what_is_not_a_step_map_or_a_scheme():
     with pytest.raises(TypeError, match="StepMap"):
         pt.check_step_map("euler")
@@ -199,31 +374,3 @@ def test_the_extending_page_examples_pass_the_kit():
     finally:
         parasolve.STEPS.pop("ralston", None)
         parasolve.SCHEMES.pop("half_step_picard", None)
-
-
-@pytest.mark.parametrize("name,config", [("euler", {}), ("euler", dict(use_karras_sigmas=True)), ("euler-ancestral", {}),
-                                         ("heun", {}), ("unipc", {}), ("unipc", dict(solver_order=3)),
-                                         ("flow-euler", {}), ("flow-euler", dict(stochastic_sampling=True))])
-def test_sigma_space_step_maps_keep_the_contract(name, config):
-    """The Euler-family, Heun, UniPC and flow samplers on a closed-form denoiser (a flow model:
-    the exact x0 of the same data turned into a velocity)."""
-    data = torch.rand(8, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
-    if name == "flow-euler":
-        exact = diffusion.exact_denoiser(data, prediction_type="sample")
-
-        def velocity(x, t, cond):  # a smooth velocity field: x minus the data's x0 at t = 0, over sigma
-            sigma = (t / 1000).reshape(-1, *([1] * (x.dim() - 1)))
-            return (x - exact.model(x, torch.zeros_like(t).long(), cond)) / sigma
-        den = diffusion.Denoiser(velocity, None, prediction_type="flow_prediction", config=config, sampler=name)
-    else:
-        exact = diffusion.exact_denoiser(data, prediction_type="epsilon")
-        den = diffusion.Denoiser(lambda x, t, cond: exact.model(x, t.round().long(), cond), exact.alphas_cumprod,
-                                 prediction_type="epsilon", config=config, sampler=name)
-    ts, step = samplers.build(den, name, 12, 0.0, torch.float64)
-    assert step.linear == (step.linear_part() is not None)
-    shape = (2, 4)
-    step.prepare(torch.float64, torch.device("cpu"), torch.randn(12, *shape, dtype=torch.float64))
-    t = torch.from_numpy(ts.astype("float64"))
-    t = torch.cat([t, t[-1:] - 1])
-    pt.check_step_map(step, t=t, y0=torch.randn(shape, dtype=torch.float64),
-                      drift=den.drift(shape, integer_timesteps=step.integer_timesteps))

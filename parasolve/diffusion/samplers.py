@@ -107,6 +107,7 @@ class DiffusionStep(StepMap):
     ode_rhs, linear = False, True
     callables = ("model",)
     integer_timesteps = True  # the model is called at integer training timesteps (Denoiser.drift)
+    init_noise_sigma = 1.0  # x_T is standard normal (capabilities.SamplerStep)
     #: Slots entering a solver's window start from :meth:`predict` (frozen clean-sample
     #: prediction) instead of a copy of the last state: 12% fewer sweeps on DDPM-1000 at
     #: window 128 (docs/tolerance.md). Set to False on the class to measure without it.

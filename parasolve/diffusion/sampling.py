@@ -13,6 +13,7 @@ from .. import _checks as checks
 from .._api import solve
 from ..costs import pays_on_grid
 from ..drift import BatchedDrift
+from ..schemes import Scheme
 from ..sde import draw_noise
 from ..solution import Solution, Stats
 from . import samplers
@@ -136,7 +137,7 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
     given = x_T.dtype if isinstance(x_T, torch.Tensor) else (den.dtype or torch.float32)
     dtype, den = _state_dtype(given, den)
     ts, step = samplers.build(den, name, steps, eta, dtype, sigmas=sigmas, mu=mu)
-    x_T = _initial(x_T, shape, given, den.device, generator, getattr(step, "init_noise_sigma", 1.0))
+    x_T = _initial(x_T, shape, given, den.device, generator, step.init_noise_sigma)
     noise = _noise(noise, samplers.draws(name, ts, eta, step), step.stochastic, shape, given, den.device, generator,
                    name)
     x_T_given, noise_given = x_T, noise
@@ -209,7 +210,8 @@ def _per_sample(per_sample, batch: int, method, window, evaluator, differentiabl
     """Whether to solve sample by sample: ``per_sample`` checked against what it needs."""
     if not isinstance(per_sample, bool):
         raise TypeError(f"`per_sample` must be True or False; got {per_sample!r}.")
-    sequential = method == "sequential" or getattr(method, "name", None) == "sequential"
+    scheme = isinstance(method, Scheme) or (isinstance(method, type) and issubclass(method, Scheme))
+    sequential = method == "sequential" or (scheme and method.name == "sequential")
     if not per_sample or batch == 1 or sequential:  # one sample / a sequential solve: nothing to gain
         return False
     for hit, what, fix in ((evaluator is not None, "`evaluator` (it runs the joint solve's drift calls; "

@@ -51,14 +51,23 @@ class Scheme:
 
     The contract, numbered as :func:`parasolve.testing.check_scheme` reports it:
 
-    1. **Refusal.** ``run`` first calls :meth:`check_step`, which raises
-       :class:`~parasolve.errors.UnsupportedStepError` (a ``ValueError``) naming the scheme and
-       the step map when the scheme cannot handle the map's declared capabilities; it never
-       inspects the map's type.
-    2. **Answer.** A converged solution of a ``discrete`` scheme is the sequential solution up
-       to the tolerance's guarantee: every step of the returned trajectory has a defect
-       ``max|x_{i+1} - x_i - Phi_i(x_i)|``, and these sum to at most ``stats.defect_sum <= tol``
-       (so ``max|x - x_seq| <= S * tol``, docs/tolerance.md). ``status`` is ``SUCCESS`` only then.
+    1. **Refusal.** :meth:`check_step` raises :class:`~parasolve.errors.UnsupportedStepError` (a
+       ``ValueError``) naming the scheme and the step map when the scheme cannot handle the map's
+       declared capabilities; it never inspects the map's type. It holds by construction: the
+       public :meth:`run` calls :meth:`check_step` and then the subclass's ``_run`` (a subclass
+       implements ``_run``; one that overrides ``run`` is refused with a ``TypeError``).
+    2. **Answer.** ``status`` is ``SUCCESS`` only when every step of the returned trajectory was
+       accepted by the stop rule (:mod:`parasolve.stop_rule`, through the :class:`~parasolve.schemes.Ledger`). A
+       ``discrete`` scheme's step ``i`` then has a defect ``d_i = max|x_{i+1} - x_i - Phi_i(x_i)|``
+       whose weighted sum is within ``tol``: ``sum_i G_i d_i = stats.weighted_defect_sum <= tol``,
+       where ``G_i`` is how much the later steps amplify a defect of step ``i`` in the returned
+       states, from the map's declared ``gains()`` (``G_i = 1`` without them, and then the plain
+       ``stats.defect_sum = sum_i d_i <= tol``; with gains the plain sum may exceed ``tol``). So
+       ``max|x - x_seq| <= stats.weighted_defect_sum`` up to the gain model's error, and
+       ``<= S * stats.defect_sum`` in any case (``S``: the stability constant, docs/tolerance.md).
+       The one exception: steps accepted at the floating-point floor or at the measured noise
+       floor of the drift's evaluations may take the weighted sum above ``tol``, and the solve
+       then warns when it exceeds ``tol`` by more than ``stop_rule.FLOOR_SLACK``.
     3. **Sweeps.** ``stats.iterations <= min(len(t) - 1, max_iters)``; an iterative scheme's
        ``stats.history`` has one :class:`~parasolve.solution.SweepRecord` per iteration whose
        ``accepted`` steps add up to ``N`` when it converged.
@@ -67,8 +76,11 @@ class Scheme:
        ``[start, end)`` steps, :meth:`points_per_step` points per step in each (a non-iterative
        one ``stages`` calls of one point per step).
     5. **Settings.** ``max_iters`` stops it (status ``MAX_ITERS``, the partial answer returned),
-       ``save`` says what is returned, ``init`` is only a guess; the scheme keeps no per-solve
-       state on itself, so one instance may run many solves.
+       ``init`` is only a guess, and ``save`` says what is returned: with ``save="last"`` the end
+       point of the ``save="all"`` answer, bit for bit where the map declares no gains (with gains
+       the stop rule weighs defects by their effect on the returned states, so the two answers may
+       differ within rule 2's bound). The scheme keeps no per-solve state on itself, so one
+       instance may run many solves.
     6. **Bad input.** Options are constructor arguments, checked there: a bad one raises a
        ``ValueError``/``TypeError`` naming it.
 
@@ -96,9 +108,20 @@ class Scheme:
         return UnsupportedStepError(f"method={self.name!r} cannot use step map {step.name!r}: {why}. {fix}",
                                     scheme=self.name, step=step.name)
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "run" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides Scheme.run; implement _run(problem) instead: run checks "
+                            f"the step map (check_step, rule 1) and then calls _run.")
+
     def run(self, problem: Problem) -> Solution:
-        """Solve ``problem`` under the contract above."""
-        raise NotImplementedError
+        """Solve ``problem`` under the contract above: :meth:`check_step` (rule 1), then ``_run``."""
+        self.check_step(problem.step)
+        return self._run(problem)
+
+    def _run(self, problem: Problem) -> Solution:
+        """The scheme's own solve of ``problem``, whose step map :meth:`check_step` accepted."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _run(problem) -> Solution.")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -134,8 +134,7 @@ class WindowedScheme(Scheme):
         bad = torch.nonzero(defect[shift:] / h[shift:] > self.divergence_ratio * scale)
         return len(defect) if len(bad) == 0 else int(bad[0]) + 1
 
-    def run(self, problem: Problem) -> Solution:
-        self.check_step(problem.step)
+    def _run(self, problem: Problem) -> Solution:
         n, p = problem.n_steps, min(problem.window, problem.n_steps)
         steps = (problem.t[1:] - problem.t[:-1]).abs().double().cpu()
         state = self.init(problem)

@@ -131,12 +131,11 @@ class Newton(SafeguardedScheme):
                                     "increment also depends on its carry)",
                               "Use options={'jacobian': 'scalar'} (or 'diagonal'), or a one-step map.")
 
-    def run(self, problem):
+    def _run(self, problem):
         if self.jacobian == "full" and problem.step.implicit:  # one Newton over every step's stages
-            self.check_step(problem.step)
             self.init(problem)  # the size check
             return problem.step.newton_solve(problem, self.name, self.damping)
-        return super().run(problem)
+        return super()._run(problem)
 
     def evaluate(self, problem, start, ys, prev):
         if self.jacobian == "full":

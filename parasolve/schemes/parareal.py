@@ -134,8 +134,7 @@ class Parareal(Scheme):
                 f"fine={self.fine!r})")
 
     # ------------------------------------------------------------------ the iteration
-    def run(self, problem: Problem):
-        self.check_step(problem.step)
+    def _run(self, problem: Problem):
         n = problem.n_steps
         k_seg = self.segments if self.segments is not None else max(1, round(math.sqrt(n)))
         k_seg = min(k_seg, n, problem.window)

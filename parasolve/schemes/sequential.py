@@ -16,8 +16,7 @@ class Sequential(Scheme):
     name = "sequential"
     iterative = False
 
-    def run(self, problem: Problem):
-        self.check_step(problem.step)
+    def _run(self, problem: Problem):
         n, y = problem.n_steps, problem.y0
         steps = min(n, problem.max_iters)
         first_bad = torch.full((), -1, dtype=torch.long, device=y.device)  # no host sync per step

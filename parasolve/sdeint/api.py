@@ -138,7 +138,7 @@ def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, 
                          evaluator=parallel.get("evaluator"))
 
     def solve_on(grid):
-        incs = brownian.query(bm, grid, getattr(cls, "needs_U", False))
+        incs = brownian.query(bm, grid, cls.needs_U)
         step = cls(fns, incs, method_options)
         x0 = _initial(step, fns, state, grid, extra_solver_state)
         scheme, auto = choose_scheme(parallel, drift, step, x0, grid)
@@ -152,7 +152,7 @@ def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, 
 
     if adaptive:
         def full_steps(coarse, xs):
-            step = cls(fns, brownian.query(bm, coarse, getattr(cls, "needs_U", False)), method_options)
+            step = cls(fns, brownian.query(bm, coarse, cls.needs_U), method_options)
             if isinstance(step, ReversibleHeun):
                 step.pack(state, *_fg(fns, grid0, state))
             idx = torch.arange(coarse.shape[0] - 1, device=coarse.device)

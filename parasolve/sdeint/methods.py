@@ -51,6 +51,8 @@ class SDEStep(StepMap):
     stochastic, ode_rhs = True, False
     callables = ("f", "g")
     strong_order = 0.5
+    #: The method reads the space-time Levy area ``U`` of each Brownian increment (SRK) besides ``dW``.
+    needs_U = False
 
     def __init__(self, fns, bm, options=None):
         self.fns, self.bm, self.noise_type = fns, bm, fns.noise_type
