@@ -41,8 +41,8 @@ def ode_demo(fast: bool = False):
     rows = [_row("sequential", seq, seq_wall, seq, seq_wall)]
     par = None
     for window in (100, 200):
-        par, wall = _timed(lambda: parasolve.solve(problem.f, problem.y0, t, window=window, tol=ODE_TOL,
-                                                   vectorized=True))
+        par, wall = _timed(lambda: parasolve.solve(problem.f, problem.y0, t, method="picard", window=window,
+                                                   tol=ODE_TOL, vectorized=True))
         rows.append(_row(f"picard window={window}", par, wall, seq, seq_wall))
     return rows, par
 
