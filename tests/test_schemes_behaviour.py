@@ -209,7 +209,7 @@ def test_parareal_odeint_rejects_an_sde():
 # ---------------------------------------------------------------------------- options
 @pytest.mark.parametrize("method,options,error,name", [
     ("anderson", {"memory": 0}, ValueError, "memory"),
-    ("anderson", {"memory": 2.5}, ValueError, "memory"),
+    ("anderson", {"memory": 2.5}, TypeError, "memory"),
     ("anderson", {"regularization": -1.0}, ValueError, "regularization"),
     ("anderson", {"growth": 0.0}, ValueError, "growth"),
     ("newton", {"jacobian": "dense"}, ValueError, "jacobian"),
@@ -222,7 +222,7 @@ def test_parareal_odeint_rejects_an_sde():
     ("parareal", {"coarse": "ab2"}, ValueError, "coarse"),
     ("parareal", {"fine": "rk45"}, ValueError, "fine"),
     ("parareal", {"coarse_steps": 0}, ValueError, "coarse_steps"),
-    ("parareal", {"coarse_steps": 2.0}, ValueError, "coarse_steps"),
+    ("parareal", {"coarse_steps": 2.0}, TypeError, "coarse_steps"),
     ("parareal", {"odeint_options": [1]}, TypeError, "odeint_options"),
     ("parareal", {"odeint_options": {"rtol": 1e-6}}, ValueError, "odeint_options"),
     ("anderson", {"bogus": 1}, TypeError, "options"),

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import torch
 
+from .._checks import check_positive_int
+
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 SPACINGS = ("leading", "trailing", "linspace")
 
@@ -25,8 +27,7 @@ def alphas_cumprod(kind: str = "linear", num_train_timesteps: int = 1000, beta_s
     """
     if kind not in BETA_SCHEDULES:
         raise ValueError(f"`beta_schedule` must be one of {list(BETA_SCHEDULES)}; got {kind!r}.")
-    if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int) or num_train_timesteps < 1:
-        raise ValueError(f"`num_train_timesteps` must be a positive integer; got {num_train_timesteps!r}.")
+    check_positive_int("num_train_timesteps", num_train_timesteps)
     n = num_train_timesteps
     if kind == "linear":
         betas = torch.linspace(beta_start, beta_end, n, dtype=torch.float32)

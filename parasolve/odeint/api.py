@@ -275,8 +275,8 @@ def _check_options(options, method: str) -> dict:
                          f"got {scheme!r}.")
     if "scheme_options" in options and not isinstance(options["scheme_options"], (dict, type(None))):
         raise TypeError(f"options['scheme_options'] must be a dict; got {type(options['scheme_options']).__name__}.")
-    if "interp" in options and options["interp"] not in ("linear", "cubic"):
-        raise ValueError(f"options['interp'] must be 'linear' or 'cubic'; got {options['interp']!r}.")
+    if "interp" in options:
+        checks.check_choice("options['interp']", options["interp"], ("linear", "cubic"))
     given = [k for k in ("step_size", "grid_points", "grid_constructor") if options.get(k) is not None]
     if len(given) > 1:
         raise ValueError(f"options {given} are mutually exclusive: give one way to build the step grid.")
@@ -295,12 +295,7 @@ def _check_options(options, method: str) -> dict:
 def _positive(key, value, allow_zero=False) -> float:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"options[{key!r}] must be a real number; got {value!r}.")
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok or value != value or value == float("inf"):
-        raise ValueError(f"options[{key!r}] must be finite and {'>=' if allow_zero else '>'} 0; got {value}.")
-    return float(value)
+    return checks.check_real(f"options[{key!r}]", value, low=0.0, open_low=not allow_zero)
 
 
 def _check_tolerances(rtol, atol, y0):

@@ -50,6 +50,7 @@ import math
 
 import torch
 
+from .._checks import check_choice, check_positive_int
 from ..problem import Problem
 from ..steps import StepMap, resolve_step
 from .base import Scheme, per_step, register_scheme
@@ -94,10 +95,8 @@ class Parareal(Scheme):
 
     def __init__(self, segments: int | None = None, coarse="frozen", fine: str = "step",
                  odeint_options: dict | None = None, coarse_steps: int = 1):
-        if segments is not None and (isinstance(segments, bool) or not isinstance(segments, int) or segments < 1):
-            raise ValueError(f"`segments` must be an integer >= 1 or None; got {segments!r}.")
-        if isinstance(coarse_steps, bool) or not isinstance(coarse_steps, int) or coarse_steps < 1:
-            raise ValueError(f"`coarse_steps` must be an integer >= 1 (coarse steps per segment); got {coarse_steps!r}.")
+        check_positive_int("segments", segments, none_ok=True, fix="None picks round(sqrt(N)).")
+        check_positive_int("coarse_steps", coarse_steps, fix="It counts the coarse steps per segment.")
         if not (coarse == "frozen" or isinstance(coarse, StepMap)):
             try:
                 coarse = resolve_step(coarse)
@@ -105,8 +104,7 @@ class Parareal(Scheme):
                 raise ValueError(f"`coarse` must be 'frozen', a step name or a StepMap; got {coarse!r}.") from None
         if isinstance(coarse, StepMap) and coarse.multistep:
             raise ValueError(f"`coarse` must be a one-step map; {coarse.name!r} is multistep.")
-        if fine not in ("step", "odeint"):
-            raise ValueError(f"`fine` must be 'step' or 'odeint'; got {fine!r}.")
+        check_choice("fine", fine, ("step", "odeint"))
         if odeint_options is not None and not isinstance(odeint_options, dict):
             raise TypeError(f"`odeint_options` must be a dict of torchdiffeq.odeint keywords; got {odeint_options!r}.")
         if odeint_options and fine != "odeint":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -233,11 +231,7 @@ def _check_state(y0, ts):
 def _positive(name, value, zero=False):
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.requires_grad:
         value = float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__}.")
-    if not math.isfinite(value) or not (value >= 0 if zero else value > 0):
-        raise ValueError(f"`{name}` must be finite and {'>=' if zero else '>'} 0; got {value}.")
-    return float(value)
+    return checks.check_real(name, value, low=0.0, open_low=not zero)
 
 
 def _split_options(options):
