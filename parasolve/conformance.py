@@ -9,13 +9,13 @@ Both are exported by :mod:`parasolve.testing`; docs/extending.md shows them at w
 from __future__ import annotations
 
 import math
-import threading
 
 import torch
 
 from ._solve import solve
 from .drift import in_contract_check
 from .errors import ConvergenceError, UnsupportedStepError
+from .evaluators.counting import CountingEvaluator
 from .schemes.base import Scheme, per_step, resolve_scheme
 from .solution import Status
 from .steps import STEPS, StepMap
@@ -42,22 +42,6 @@ class CountingDrift:
 
     def reset(self):
         self.calls = self.points = 0
-
-
-class CountingEvaluator:
-    """An evaluator (``evaluator(fn, t, y) -> fn(t, y)``) that counts the ``calls`` and ``rows``
-    it evaluates, thread-safe -- e.g. the inner evaluator of a multi-device or distributed one.
-    Like the solve's stats, it leaves out the first call's row check (:func:`in_contract_check`)."""
-
-    def __init__(self):
-        self.calls, self.rows, self._lock = 0, 0, threading.Lock()
-
-    def __call__(self, fn, t, y):
-        if not in_contract_check():
-            with self._lock:
-                self.calls += 1
-                self.rows += t.shape[0]
-        return fn(t, y)
 
 
 def _fail(contract: str, rule: int, title: str, who: str, detail: str):

@@ -8,9 +8,10 @@ import warnings
 import torch
 
 from .. import _checks as checks
-from ..drift import BatchedDrift, local_evaluator
+from ..drift import BatchedDrift
 from ..schemes import SCHEMES
-from .adaptive import CountingEvaluator, Settings
+from ..evaluators.counting import CountingEvaluator
+from .adaptive import Settings
 from .compat import adjoint_settings
 from .dispatch import FIXED, FIXED_OPTIONS, choose_and_solve, default_scheme, starts_stepwise
 from .events import find_event
@@ -194,7 +195,7 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool, keep_st
     """One solve of validated arguments on ``[t[0], t[-1]]`` (``keep_states``: the sequential stepper
     keeps every step's state for :attr:`OdeintResult.states`, as ``full_output`` callers may read it)."""
     evaluator = options.pop("evaluator", None)
-    counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
+    counter = CountingEvaluator(evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
     if method == "auto":  # stiff at the start: Radau, else dopri5
