@@ -27,8 +27,8 @@ Coarse propagators (``coarse=``):
   calls of at most ``window`` points where the segment -- or, with ``init``, the whole grid -- is
   longer, so no drift call ever holds more than ``window`` points). It works for any
   step map -- SDE noise and diffusion sampler coefficients included -- since it calls the problem's
-  own map. With ``coarse_steps=k`` the segment's fine steps are split into ``k`` consecutive groups,
-  each frozen at its own start state (``k`` rounds in sequence; ``k >=`` the segment length makes
+  own map. With ``coarse_steps=k`` the segment's fine steps are split into ``k`` consecutive groups
+  (sizes within one, the longer first, as segments are), each frozen at its own start state (``k`` rounds in sequence; ``k >=`` the segment length makes
   ``G`` the fine propagator itself).
 - a step map (name or :class:`~parasolve.steps.StepMap`): ``coarse_steps`` (default 1) equal steps
   of it per segment, with ``f`` as an ODE right-hand side: a good prediction only where the map
@@ -51,6 +51,7 @@ import math
 import torch
 
 from .._checks import check_choice, check_positive_int
+from ..evaluators.chunks import split_bounds
 from ..problem import Problem
 from ..steps import StepMap, resolve_step
 from .base import Scheme, per_step, register_scheme
@@ -58,13 +59,9 @@ from .ledger import Ledger
 
 
 def segment_bounds(n_steps: int, segments: int) -> list[int]:
-    """Boundaries ``0 = n_0 < .. < n_K = N`` of ``K`` segments, the longer ones (by one step) first."""
-    base, extra = divmod(n_steps, segments)
-    lengths = [base + 1] * extra + [base] * (segments - extra)
-    bounds = [0]
-    for length in lengths:
-        bounds.append(bounds[-1] + length)
-    return bounds
+    """Boundaries ``0 = n_0 < .. < n_K = N`` of ``K`` segments, the longer ones (by one step) first
+    (:func:`~parasolve.evaluators.split_bounds`, the rule every split of parasolve follows)."""
+    return [0] + [stop for _, stop in split_bounds(n_steps, segments)]
 
 
 def _increments_within_window(problem: Problem, idx: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -198,9 +195,10 @@ class Parareal(Scheme):
                 inc, _ = self.coarse.increments(problem.drift, grid, first + r, xs, None)
                 xs = xs + inc
             return xs
+        splits = [split_bounds(bounds[j + 1] - bounds[j], k) for j in segs]
         for r in range(k):  # group r of each segment's fine steps, frozen at the group's start state
-            groups = [(row, bounds[j] + (bounds[j + 1] - bounds[j]) * r // k,
-                       bounds[j] + (bounds[j + 1] - bounds[j]) * (r + 1) // k) for row, j in enumerate(segs)]
+            groups = [(row, bounds[j] + splits[row][r][0], bounds[j] + splits[row][r][1])
+                      for row, j in enumerate(segs)]
             groups = [(row, lo, hi) for row, lo, hi in groups if hi > lo]
             if not groups:
                 continue
