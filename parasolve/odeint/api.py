@@ -226,7 +226,7 @@ def _check_method(method) -> str:
         alt = _HINTS[method]
         hint = (f" parasolve's step {method!r} is torchdiffeq's {alt!r}." if alt else
                 f" {method!r} is not offered by parasolve.odeint.")
-    elif isinstance(method, str) and method in {"picard", "sequential", "anderson", "newton", "parareal"}:
+    elif isinstance(method, str) and method in SCHEMES:
         hint = f" {method!r} is a parallel scheme: pass options={{'scheme': {method!r}}}."
     raise ValueError(f"Unknown `method` {method!r}; valid: {METHODS}.{hint}")
 
