@@ -22,16 +22,9 @@ import torch
 
 from .errors import warn
 from .evaluators.protocol import CHECKING as _CHECKING, EvaluatorError, local_evaluator
+from .evaluators.protocol import in_contract_check  # noqa: F401  (re-exported: drift authors' name for it)
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def in_contract_check() -> bool:
-    """True while the drift is being called by the first call's row check, not by the solve
-    (what :class:`parasolve.testing.CountingDrift` and the evaluators' counters leave out; the
-    check runs through the evaluator, so that its timeout covers it)."""
-    return _CHECKING.get()
-
 
 
 class BatchedDrift:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from .protocol import CHECKING, local_evaluator
+from .protocol import in_contract_check, local_evaluator
 
 
 class CountingEvaluator:
@@ -13,7 +13,7 @@ class CountingEvaluator:
     evaluator of a multi-device or distributed one, or odeint's count of its evaluations.
 
     Like the solve's stats it leaves out the first call's row check of a vectorized drift
-    (:func:`parasolve.drift.in_contract_check`), which is no part of the solve.
+    (:func:`~parasolve.evaluators.protocol.in_contract_check`), which is no part of the solve.
     ``inner``: the evaluator that does the work (default: a plain call).
     """
 
@@ -22,7 +22,7 @@ class CountingEvaluator:
         self.calls, self.rows, self._lock = 0, 0, threading.Lock()
 
     def __call__(self, fn, t, y):
-        if not CHECKING.get():
+        if not in_contract_check():
             self.count(t.shape[0])
         return self.inner(fn, t, y)
 

@@ -23,7 +23,7 @@ import torch
 
 from .._checks import check_positive_int
 from .chunks import padded_rows
-from .protocol import CHECKING, local_evaluator
+from .protocol import in_contract_check, local_evaluator
 
 _THREAD_LOCAL = ({"capture_error_mode": "thread_local"}
                  if "capture_error_mode" in inspect.signature(torch.cuda.graph.__init__).parameters else {})
@@ -46,7 +46,7 @@ class FixedBatchEvaluator:
         outs = []
         for a in range(0, n, size):
             b = min(a + size, n)
-            self.padded_rows += 0 if CHECKING.get() else size - (b - a)  # the solve's padding
+            self.padded_rows += 0 if in_contract_check() else size - (b - a)  # the solve's padding
             out = self._one(fn, padded_rows(t, a, b, size), padded_rows(y, a, b, size))
             outs.append(out[:b - a])
         return outs[0] if len(outs) == 1 else torch.cat(outs)
