@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_real
+from .._checks import check_choice, check_real
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow_prediction")
 
@@ -46,8 +46,7 @@ class Denoiser:
                  sampler: str = "ddpm", unbatched=()):
         if not callable(model):
             raise TypeError(f"`model` must be callable as model(x, t, cond); got {type(model).__name__}.")
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"`prediction_type` must be one of {list(PREDICTION_TYPES)}; got {prediction_type!r}.")
+        check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
         if alphas_cumprod is None:
             if prediction_type != "flow_prediction":
                 raise ValueError("`alphas_cumprod` is required (it is optional only for prediction_type='flow_prediction').")

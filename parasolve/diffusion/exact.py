@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import check_choice, check_tensor
 from ..errors import ParasolveValueError
 from .denoiser import PREDICTION_TYPES, Denoiser
 from .schedules import alphas_cumprod as make_schedule
@@ -44,8 +44,7 @@ class GaussianMixtureDenoiser:
         self.labels = None if labels is None else torch.as_tensor(labels, device=means.device).long()
         if self.labels is not None and self.labels.shape != (k,):
             raise ValueError(f"`labels` must have shape ({k},), one per component; got {tuple(self.labels.shape)}.")
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"`prediction_type` must be one of {list(PREDICTION_TYPES)}; got {prediction_type!r}.")
+        check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
         self.alphas_cumprod = alphas_cumprod.to(means.device)
         self.prediction_type = prediction_type
 

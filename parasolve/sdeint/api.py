@@ -208,8 +208,7 @@ def _check_sde(sde):
     for attr, valid in (("noise_type", NOISE_TYPES), ("sde_type", SDE_TYPES)):
         if not hasattr(sde, attr):
             raise TypeError(f"`sde` has no attribute `{attr}`; set it to one of {list(valid)} (torchsde's convention).")
-        if getattr(sde, attr) not in valid:
-            raise ValueError(f"sde.{attr} must be one of {list(valid)}; got {getattr(sde, attr)!r}.")
+        checks.check_choice(f"sde.{attr}", getattr(sde, attr), valid, fix="torchsde's names.")
 
 
 def _check_state(y0, ts):
