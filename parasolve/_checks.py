@@ -22,7 +22,7 @@ def check_y0(y0) -> torch.Tensor:
         raise ParasolveTypeError(f"`y0` must have a floating or complex dtype; got {y0.dtype}. Use y0.double() or y0.float().")
     if y0.numel() == 0:
         raise ParasolveValueError(f"`y0` has no elements (shape {tuple(y0.shape)}); there is nothing to solve. "
-                         f"Pass a state with at least one entry.")
+                                  f"Pass a state with at least one entry.")
     if not torch.isfinite(y0).all():
         raise ParasolveValueError("`y0` contains NaN or Inf; pass a finite initial state.")
     return y0
@@ -48,16 +48,16 @@ def check_grid(t, y0: torch.Tensor) -> torch.Tensor:
     if not (torch.isfinite(cast).all() and torch.isfinite(dt).all()):
         big = float(grid.abs().max())
         raise ParasolveValueError(f"`t` does not fit y0's dtype {real}: its times (up to |t| = {big:g}) or steps "
-                         f"overflow to Inf after the cast (largest finite {real} value: "
-                         f"{torch.finfo(real).max:g}). Rescale time, or solve in a wider dtype "
-                         f"(e.g. y0.float()).")
+                                  f"overflow to Inf after the cast (largest finite {real} value: "
+                                  f"{torch.finfo(real).max:g}). Rescale time, or solve in a wider dtype "
+                                  f"(e.g. y0.float()).")
     grid = cast
     if not ((dt > 0).all() or (dt < 0).all()):
         where = int(torch.nonzero(dt == 0)[0]) if (dt == 0).any() else None
         detail = (f"t[{where}] == t[{where + 1}] == {float(grid[where]):g} (repeated value)"
                   if where is not None else "it changes direction")
         raise ParasolveValueError(f"`t` must be strictly increasing or strictly decreasing; {detail}. "
-                         f"Sort it and drop duplicates (in {real} precision).")
+                                  f"Sort it and drop duplicates (in {real} precision).")
     return grid
 
 
@@ -117,14 +117,14 @@ def check_options(options) -> dict:
         return {}
     if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
         raise ParasolveTypeError(f"`options` must be a dict of the scheme's keyword settings, e.g. "
-                        f"options={{'segments': 8}} for method='parareal', or None; got {options!r}.")
+                                 f"options={{'segments': 8}} for method='parareal', or None; got {options!r}.")
     return dict(options)
 
 
 def check_unknown(func: str, unknown: dict, valid) -> None:
     if unknown:
         raise ParasolveTypeError(f"{func}() got unknown keyword argument(s) {sorted(unknown)}; "
-                        f"valid keywords: {sorted(valid)}. Scheme-specific settings go in `options`.")
+                                 f"valid keywords: {sorted(valid)}. Scheme-specific settings go in `options`.")
 
 
 def check_init(init, y0: torch.Tensor, n_steps: int) -> torch.Tensor:
