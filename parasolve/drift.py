@@ -10,7 +10,7 @@ drift left its input ``y`` unchanged (tensor version counter); and, for ``vector
 each row of the output depends only on its own ``(t[i], y[i])`` -- one extra call on two points,
 ``(t[-1], z)`` and ``(t[0], y[0])`` with ``z != y[0]``, whose second row must equal the first
 call's row 0 (``CHECK_POINTS`` evaluations in one call through the evaluator, not counted in the
-stats; a drift can tell it apart with :func:`in_contract_check`). Later calls skip all of it.
+stats; a drift can tell it apart with :func:`~parasolve.evaluators.in_contract_check`). Later calls skip all of it.
 """
 
 from __future__ import annotations

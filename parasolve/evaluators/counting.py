@@ -13,7 +13,7 @@ class CountingEvaluator:
     evaluator of a multi-device or distributed one, or odeint's count of its evaluations.
 
     Like the solve's stats it leaves out the first call's row check of a vectorized drift
-    (:func:`~parasolve.evaluators.protocol.in_contract_check`), which is no part of the solve.
+    (:func:`~parasolve.evaluators.in_contract_check`), which is no part of the solve.
     ``inner``: the evaluator that does the work (default: a plain call).
     """
 

@@ -94,7 +94,7 @@ class _Worker:
 
     def submit(self, fn, *args) -> Future:
         """Run ``fn(*args)`` in the worker, in a copy of the caller's context variables (e.g.
-        :func:`parasolve.drift.in_contract_check`)."""
+        :func:`parasolve.evaluators.in_contract_check`)."""
         future: Future = Future()
         self._jobs.put((future, contextvars.copy_context(), fn, args))
         return future
