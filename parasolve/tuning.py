@@ -162,7 +162,8 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     if candidates is None:
         candidates = sorted({2 ** k for k in range(1, max(1, int(math.log2(max(n, 2)))) + 1) if 2 ** k <= n} | {n})
     else:
-        candidates = sorted({min(check_positive_int("candidates", w, fix="`candidates` lists the windows to try."), n) for w in candidates})
+        fix = "`candidates` lists the windows to try."
+        candidates = sorted({min(check_positive_int("candidates", w, fix=fix), n) for w in candidates})
     device = y0.device if isinstance(y0, torch.Tensor) else torch.device("cpu")
 
     def run(steps_or_sweeps, **kw):

@@ -26,7 +26,8 @@ class GaussianMixtureDenoiser:
 
     def __init__(self, means: torch.Tensor, alphas_cumprod: torch.Tensor, *, std=0.0, weights=None, labels=None,
                  prediction_type: str = "epsilon"):
-        check_tensor("means", means, fix="Pass the K component means (or `data`) as a floating tensor (K, *sample_shape).")
+        check_tensor("means", means,
+                     fix="Pass the K component means (or `data`) as a floating tensor (K, *sample_shape).")
         if means.dim() < 2 or not means.is_floating_point():
             raise ParasolveValueError(f"`means` (or `data`) must be a floating tensor of shape (K, *sample_shape); "
                                       f"got {means.dtype} of shape {tuple(means.shape)}.")

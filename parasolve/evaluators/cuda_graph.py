@@ -36,7 +36,8 @@ class FixedBatchEvaluator:
     """
 
     def __init__(self, batch: int, inner=None):
-        check_positive_int("batch", batch, fix="It is the fixed number of time points per drift call, usually the window.")
+        check_positive_int("batch", batch,
+                           fix="It is the fixed number of time points per drift call, usually the window.")
         self.batch = batch
         self.inner = inner if inner is not None else local_evaluator
         self.padded_rows = 0  # evaluations spent on padding, for the benchmarks

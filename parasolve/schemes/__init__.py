@@ -11,5 +11,6 @@ from .anderson import Anderson
 from .newton import Newton
 from .parareal import Parareal
 
-__all__ = ["SCHEMES", "Scheme", "register_scheme", "unregister_scheme", "resolve_scheme", "WindowedScheme", "SafeguardedScheme",
+__all__ = ["SCHEMES", "Scheme", "register_scheme", "unregister_scheme", "resolve_scheme",
+           "WindowedScheme", "SafeguardedScheme",
            "Window", "Update", "Ledger", "Picard", "Sequential", "Anderson", "Newton", "Parareal"]

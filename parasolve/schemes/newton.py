@@ -106,7 +106,8 @@ class Newton(SafeguardedScheme):
         check_choice("jacobian", jacobian, ("scalar", "diagonal", "full"))
         check_positive_int("max_size", max_size, fix="It is the largest state jacobian='full' accepts.")
         self.max_size = max_size
-        check_positive_int("blocks", blocks, fix="It counts the independent trajectories in the state's leading dimension.")
+        check_positive_int("blocks", blocks,
+                           fix="It counts the independent trajectories in the state's leading dimension.")
         if blocks > 1 and jacobian != "full":
             raise ValueError(f"`blocks` = {blocks} applies to jacobian='full' only; got jacobian={jacobian!r}.")
         self.blocks = blocks

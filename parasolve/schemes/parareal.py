@@ -28,8 +28,8 @@ Coarse propagators (``coarse=``):
   longer, so no drift call ever holds more than ``window`` points). It works for any
   step map -- SDE noise and diffusion sampler coefficients included -- since it calls the problem's
   own map. With ``coarse_steps=k`` the segment's fine steps are split into ``k`` consecutive groups
-  (sizes within one, the longer first, as segments are), each frozen at its own start state (``k`` rounds in sequence; ``k >=`` the segment length makes
-  ``G`` the fine propagator itself).
+  (sizes within one, the longer first, as segments are), each frozen at its own start state
+  (``k`` rounds in sequence; ``k >=`` the segment length makes ``G`` the fine propagator itself).
 - a step map (name or :class:`~parasolve.steps.StepMap`): ``coarse_steps`` (default 1) equal steps
   of it per segment, with ``f`` as an ODE right-hand side: a good prediction only where the map
   declares ``ode_rhs`` (for other maps it only costs iterations, never accuracy).
