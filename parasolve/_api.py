@@ -87,14 +87,12 @@ def _check_not_a_step(method) -> None:
     """``method="rk4"`` and friends name a discretisation, not a scheme: say where they go."""
     from .schemes import SCHEMES
     from .steps import STEPS
-    if isinstance(method, str) and method not in SCHEMES and method in set(STEPS) | _ODEINT_NAMES:
+    if isinstance(method, str) and method not in SCHEMES and method in STEPS:
         raise ValueError(f"Unknown `method` {method!r}: solve's `method` is the parallel scheme "
                          f"({sorted(SCHEMES)}). Did you mean step={method!r} (the discrete problem on "
                          f"the grid t) or parasolve.odeint(f, y0, t, method={method!r}) (the ODE's "
                          f"solution to rtol/atol, torchdiffeq's names)?")
 
-
-_ODEINT_NAMES = {"dopri5", "bosh3", "adaptive_heun", "heun2", "heun3", "euler", "midpoint", "rk4"}
 
 
 def _warn_if_coarse(sol) -> None:

@@ -30,8 +30,7 @@ def solve(f, y0, t, *, g=None, noise=None, generator=None, method="auto", step="
     gradients = GradientRequest(adjoint_params, adjoint_options, (f,) if g is None else (f, g))
     y0 = checks.check_y0(y0)
     grid = checks.check_grid(t, y0)
-    if isinstance(window, str):
-        raise ValueError(f"`window` must be a positive integer or None here; got {window!r}.")
+    checks.check_positive_int("window", window, none_ok=True)
     drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
                          evaluator=evaluator)
     if g is None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import _checks as checks
 from .drift import local_evaluator
 from .errors import ConvergenceError, ParasolveError
 from .schemes.base import per_step
@@ -170,15 +171,12 @@ def _check_options(options):
     if unknown:
         raise TypeError(f"Unknown `adjoint_options` {unknown}; valid: {sorted(ADJOINT_OPTIONS)}.")
     opts.update(options)
-    if opts["method"] not in ("auto", "picard", "scan"):
-        raise ValueError(f"adjoint_options['method'] must be 'auto', 'picard' or 'scan'; got {opts['method']!r}.")
+    checks.check_choice("adjoint_options['method']", opts["method"], ("auto", "picard", "scan"))
     for key in ("window", "max_iters", "checkpoint", "max_dense"):
         value = opts[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"adjoint_options[{key!r}] must be a positive integer or None; got {value!r}.")
+        checks.check_positive_int(f"adjoint_options[{key!r}]", value, none_ok=True)
     tol = opts["tol"]
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf")):
-        raise ValueError(f"adjoint_options['tol'] must be a finite real number >= 0 or None; got {tol!r}.")
+    checks.check_real("adjoint_options['tol']", tol, low=0.0, none_ok=True)
     return opts
 
 

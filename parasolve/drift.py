@@ -10,9 +10,9 @@ drift left its input ``y`` unchanged (tensor version counter); and, for ``vector
 each row of the output depends only on its own ``(t[i], y[i])`` -- one extra call on two points,
 ``(t[-1], z)`` and ``(t[0], y[0])`` with ``z != y[0]``, whose second row must equal the first
 call's row 0 (``CHECK_POINTS`` evaluations in one call through the evaluator, not counted in the
-stats; a drift can tell it apart with :func:`in_contract_check`). A first call at a single time
-checks the rows at that time, and the first later call at two times once more. Later calls
-skip all of it.
+stats; a drift can tell it apart with :func:`~parasolve.evaluators.in_contract_check`). A first
+call at a single time checks the rows at that time, and the first later call at two times once
+more. Later calls skip all of it.
 """
 
 from __future__ import annotations
@@ -25,16 +25,9 @@ import torch
 from .capabilities import compute_dtype
 from .errors import warn
 from .evaluators.protocol import CHECKING as _CHECKING, EvaluatorError, local_evaluator
+from .evaluators.protocol import in_contract_check  # noqa: F401  (re-exported: drift authors' name for it)
 
 Drift = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def in_contract_check() -> bool:
-    """True while the drift is being called by the first call's row check, not by the solve
-    (what :class:`parasolve.testing.CountingDrift` and the evaluators' counters leave out; the
-    check runs through the evaluator, so that its timeout covers it)."""
-    return _CHECKING.get()
-
 
 
 class BatchedDrift:

@@ -53,7 +53,7 @@ class Stats:
     step map for the windowed schemes).
     ``nfe``: drift evaluations counted per time point. Neither counts the one-time check of the
     drift's contract on a solve's first call (two extra points for a vectorized drift; see
-    :func:`parasolve.drift.in_contract_check`), which a counter inside the drift does see.
+    :func:`parasolve.evaluators.in_contract_check`), which a counter inside the drift does see.
     ``defect_sum``: sum over steps of the final trajectory's max-abs defect: by the
     discrete stability argument, max|x - x_sequential| <= S * defect_sum (see docs/tolerance.md).
     ``weighted_defect_sum``: the same sum with each defect weighted by ``G_i``, how much later

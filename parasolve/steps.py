@@ -11,13 +11,24 @@ from typing import Any, NamedTuple, Sequence
 
 import torch
 
-STEPS: dict[str, "StepMap"] = {}
+from .errors import ParasolveTypeError
+from .registry import Registry
+
+STEPS: Registry = Registry("step map")
 
 
-def register_step(step: "StepMap") -> "StepMap":
-    """Make ``step`` selectable by ``step=step.name``."""
-    STEPS[step.name] = step
-    return step
+def register_step(step: "StepMap", *, replace: bool = False) -> "StepMap":
+    """Make ``step`` selectable by ``step=step.name``; a name taken by another map raises
+    :class:`~parasolve.registry.DuplicateNameError` unless ``replace=True``."""
+    if not isinstance(step, StepMap):
+        raise ParasolveTypeError(f"register_step() takes a StepMap instance; got {type(step).__name__}. "
+                                 f"Subclass parasolve.StepMap and register an instance.")
+    return STEPS.add(step.name, step, replace=replace)
+
+
+def unregister_step(name: str) -> "StepMap":
+    """Undo :func:`register_step`: ``step=name`` is no longer selectable; returns the map."""
+    return STEPS.remove(name)
 
 
 def resolve_step(step) -> "StepMap":

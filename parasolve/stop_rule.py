@@ -23,8 +23,8 @@ sequential solve); at the floor the answer is within the weighted sum of the acc
 
 from __future__ import annotations
 
+import functools
 import math
-import threading
 
 import numpy as np
 import torch
@@ -89,25 +89,22 @@ def amplification(gains, save: str, n: int) -> torch.Tensor:
     p, q = np.atleast_2d(np.asarray(p, dtype=np.float64)), np.atleast_2d(np.asarray(q, dtype=np.float64))
     if p.shape[1] != n or q.shape != p.shape or not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
         raise ValueError(f"step gains must be finite with {n} entries per row; got shapes {p.shape}, {q.shape}.")
-    key = (save, p.shape, p.tobytes(), q.tobytes())  # the same sampler again: a new batch, each sample's lane
-    with _CACHE_LOCK:
-        known = _AMPLIFICATION.get(key)
-    if known is None:
-        known = _propagate(p, q, save, n)
-        with _CACHE_LOCK:  # lanes solve in threads
-            if len(_AMPLIFICATION) >= 16:
-                _AMPLIFICATION.pop(next(iter(_AMPLIFICATION)))
-            _AMPLIFICATION[key] = known
-    return known.clone()
+    return _propagated(save, p.shape, p.tobytes(), q.tobytes()).clone()
 
 
-_AMPLIFICATION: dict = {}  # the last few results of amplification(), oldest first
-_CACHE_LOCK = threading.Lock()
+@functools.lru_cache(maxsize=16)
+def _propagated(save: str, shape: tuple, p_bytes: bytes, q_bytes: bytes) -> torch.Tensor:
+    """:func:`_propagate`, a pure function cached on its inputs (the float64 rows' bytes): the same
+    sampler's gains again -- a new batch, each sample's lane of a per-sample solve -- are
+    propagated once. ``lru_cache`` is thread-safe; callers get a clone."""
+    p = np.frombuffer(p_bytes, dtype=np.float64).reshape(shape)
+    q = np.frombuffer(q_bytes, dtype=np.float64).reshape(shape)
+    return _propagate(p, q, save, shape[1])
 
 
 def _propagate(p: np.ndarray, q: np.ndarray, save: str, n: int) -> torch.Tensor:
     """:func:`amplification` of validated ``(K, n)`` recursions: its O(K n^2) part (0.1 s for
-    DDPM-1000's rows, hence the cache above)."""
+    DDPM-1000's rows, hence the cache of :func:`_propagated`)."""
     before, cur = np.zeros((p.shape[0], n)), np.zeros((p.shape[0], n))  # E_{., m-1}, E_{., m}
     worst = np.zeros((p.shape[0], n))
     for m in range(1, n + 1):

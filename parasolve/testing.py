@@ -41,6 +41,7 @@ import math
 import torch
 
 import parasolve
+from parasolve._checks import check_choice, check_positive_int
 from parasolve.conformance import (CountingDrift, CountingEvaluator, check_scheme, check_step_map,
                                    parametrize_with_checks, scheme_checks, step_map_checks)
 from parasolve.schemes import Picard
@@ -166,8 +167,7 @@ def grids(min_steps: int = 1, max_steps: int = 40, span=(0.1, 2.0), direction: s
     random positive step lengths within a factor 6 of each other (False) or either (None).
     """
     st = _hypothesis()
-    if direction not in ("any", "increasing", "decreasing"):
-        raise ValueError(f"`direction` must be 'any', 'increasing' or 'decreasing'; got {direction!r}.")
+    check_choice("direction", direction, ("any", "increasing", "decreasing"))
     if not 1 <= min_steps <= max_steps:
         raise ValueError(f"need 1 <= min_steps <= max_steps; got {min_steps}, {max_steps}.")
 
@@ -247,8 +247,7 @@ def picard_iterate(f, y0, t, k: int, **solve_kwargs):
     (slots past a window hold the window's last state). ``sol.stats.history`` shows each advance.
     ``method`` defaults to :class:`PlainPicard`; pass your own scheme to iterate it instead.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be a positive int (sweeps); got {k!r}.")
+    check_positive_int("k", k, fix="It counts the sweeps to run.")
     kwargs = dict(solve_kwargs, tol=0.0, max_iters=k, throw=False)
     kwargs.setdefault("method", PlainPicard())
     return parasolve.solve(f, y0, t, **kwargs)

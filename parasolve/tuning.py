@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ._checks import check_positive_int
 from ._solve import solve as fixed_window_solve
 from .costs import synchronize, time_call  # noqa: F401  (re-exported: benchmarks time with them)
 from .drift import BatchedDrift
@@ -39,7 +40,7 @@ def cost_curve(f, y0: torch.Tensor, t: torch.Tensor, batches, *, vectorized: boo
     grid = torch.as_tensor(t, dtype=y0.real.dtype if y0.is_complex() else y0.dtype, device=y0.device)
     curve = {}
     for b in batches:
-        b = _positive_int("batches", b)
+        b = check_positive_int("batches", b, fix="`batches` lists the batch sizes to time.")
         tb = grid[torch.arange(b, device=grid.device) % grid.shape[0]]
         yb = y0.expand(b, *y0.shape).clone()
         curve[b] = time_call(drift, tb, yb, repeats=repeats, warmup=warmup)
@@ -139,7 +140,7 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     for reserved in ("window", "max_iters", "throw", "save", "progress"):
         if reserved in solve_kwargs:
             raise TypeError(f"choose_window() sets `{reserved}` itself for its probes; remove it.")
-    probe_sweeps = _positive_int("probe_sweeps", probe_sweeps)
+    probe_sweeps = check_positive_int("probe_sweeps", probe_sweeps)
     if evaluator_factory is not None:
         if not callable(evaluator_factory):
             raise TypeError(f"`evaluator_factory` must be callable as evaluator_factory(window) -> evaluator; "
@@ -161,7 +162,8 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
     if candidates is None:
         candidates = sorted({2 ** k for k in range(1, max(1, int(math.log2(max(n, 2)))) + 1) if 2 ** k <= n} | {n})
     else:
-        candidates = sorted({min(_positive_int("candidates", w), n) for w in candidates})
+        fix = "`candidates` lists the windows to try."
+        candidates = sorted({min(check_positive_int("candidates", w, fix=fix), n) for w in candidates})
     device = y0.device if isinstance(y0, torch.Tensor) else torch.device("cpu")
 
     def run(steps_or_sweeps, **kw):
@@ -222,9 +224,3 @@ def _agree(window: int, evaluator, device) -> int:
     dist.broadcast(value, src=dist.get_global_rank(evaluator.group, 0) if evaluator.group else 0,
                    group=evaluator.group)
     return int(value)
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must hold integers >= 1; got {value!r}.")
-    return value

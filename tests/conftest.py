@@ -41,3 +41,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def clean_registries():
+    """Step maps and schemes a test registers are unregistered after it (parasolve.unregister_step,
+    parasolve.unregister_scheme), so no test sees another's names."""
+    import parasolve
+
+    steps, schemes = set(parasolve.STEPS), set(parasolve.SCHEMES)
+    yield
+    for name in set(parasolve.STEPS) - steps:
+        parasolve.unregister_step(name)
+    for name in set(parasolve.SCHEMES) - schemes:
+        parasolve.unregister_scheme(name)

@@ -57,7 +57,7 @@ def test_solve_prints_stats_and_saves_trajectory(drift_file, tmp_path, capsys):
     (["solve", "{file}:RATE", "--y0", "1"], "is a float, not a callable"),
     (["solve", "{file}", "--y0", "1"], "must be MODULE:FUNCTION"),
     (["solve", "{file}:decay", "--y0", "one"], "--y0 'one' must be comma-separated numbers"),
-    (["solve", "{file}:decay", "--y0", "1", "--window", "0"], "--window must be >= 1; got 0"),
+    (["solve", "{file}:decay", "--y0", "1", "--window", "0"], "--window must be an integer >= 1 or None; got 0"),
     (["solve", "{file}:decay", "--y0", "1", "--method", "magic"], "Unknown --method 'magic'"),
     (["solve", "no_such_module_xyz:f", "--y0", "1"], "cannot be imported"),
     (["reproduce", "nonsense"], "unknown reproduction 'nonsense'"),

@@ -359,18 +359,14 @@ def test_the_kit_rejects_what_is_not_a_step_map_or_a_scheme():
         pt.check_scheme(Picard)
 
 
-def test_the_extending_page_examples_pass_the_kit():
+def test_the_extending_page_examples_pass_the_kit(clean_registries):
     """docs/extending.md's step map and scheme run and pass the kit as the page says."""
     import re
     from pathlib import Path
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
     code = "\n".join(re.findall(r"```python\n(.*?)```", page, flags=re.S))
-    try:
-        exec(compile(code, "docs/extending.md", "exec"), {})
-        assert parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float64),
-                               torch.linspace(0, 1, 9, dtype=torch.float64), step="ralston",
-                               method="half_step_picard", tol=1e-10).converged
-    finally:
-        parasolve.STEPS.pop("ralston", None)
-        parasolve.SCHEMES.pop("half_step_picard", None)
+    exec(compile(code, "docs/extending.md", "exec"), {})
+    assert parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float64),
+                           torch.linspace(0, 1, 9, dtype=torch.float64), step="ralston",
+                           method="half_step_picard", tol=1e-10).converged

@@ -113,8 +113,8 @@ def test_drift_returning_a_non_tensor(value, match, vectorized):
     (dict(options=[("segments", 2)]), TypeError, "`options` must be a dict"),
     (dict(options="segments=2"), TypeError, "`options` must be a dict"),
     (dict(evaluator=3), TypeError, "`evaluator` must be callable"),
-    (dict(save=["all"]), ValueError, r"`save` must be one of \['all', 'last'\]; got \['all'\]"),
-    (dict(save={}), ValueError, "`save` must be one of"),
+    (dict(save=["all"]), TypeError, r"`save` must be one of \['all', 'last'\]; got \['all'\] \(list\)"),
+    (dict(save={}), TypeError, "`save` must be one of"),
 ])
 def test_bad_settings_of_any_type_are_named(kw, exc, match):
     with pytest.raises(exc, match=match):

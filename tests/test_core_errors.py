@@ -57,12 +57,12 @@ def test_y0_non_finite(bad):
 
 
 @pytest.mark.parametrize("kw, exc, match", [
-    (dict(window=0), ValueError, "`window` must be >= 1; got 0"),
+    (dict(window=0), ValueError, "`window` must be an integer >= 1 or None; got 0"),
     (dict(window=2.5), TypeError, "`window` must be an integer"),
     (dict(window="big"), ValueError, "`window` must be a positive integer, None or 'auto'; got 'big'"),
-    (dict(tol=-1e-3), ValueError, "`tol` must be finite and >= 0; got -0.001"),
+    (dict(tol=-1e-3), ValueError, r"`tol` must be a real number in \[0, inf\); got -0.001"),
     (dict(tol="small"), TypeError, "`tol` must be a real number"),
-    (dict(max_iters=0), ValueError, "`max_iters` must be >= 1; got 0"),
+    (dict(max_iters=0), ValueError, "`max_iters` must be an integer >= 1; got 0"),
     (dict(save="some"), ValueError, "`save` must be one of"),
     (dict(method="newton-raphson"), ValueError, r"Unknown `method` 'newton-raphson'; valid: \["),
     (dict(step="rk45"), ValueError, r"Unknown `step` 'rk45'; valid: \["),

@@ -245,7 +245,7 @@ def test_method_and_step_objects_are_accepted():
     assert torch.equal(by_name.ys, by_object.ys) and torch.equal(by_name.ys, by_class.ys)
 
 
-def test_a_registered_scheme_is_selectable_by_name():
+def test_a_registered_scheme_is_selectable_by_name(clean_registries):
     class Damped(WindowedScheme):
         """A relaxed Picard update: still converges to the same discrete solution."""
 
@@ -255,14 +255,47 @@ def test_a_registered_scheme_is_selectable_by_name():
             return Update(0.5 * window.picard + 0.5 * window.ys[window.shift + 1:], state)
 
     parasolve.register_scheme(Damped)
-    try:
-        problem = problems.linear()
-        t = problem.grid(30)
-        seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
-        sol = parasolve.solve(problem.f, problem.y0, t, method="test_damped_picard", tol=1e-10)
-        assert (sol.ys - seq.ys).abs().max() < 1e-8 and sol.stats.iterations <= 30
-    finally:
-        parasolve.SCHEMES.pop("test_damped_picard")
+    problem = problems.linear()
+    t = problem.grid(30)
+    seq = parasolve.solve(problem.f, problem.y0, t, method="sequential")
+    sol = parasolve.solve(problem.f, problem.y0, t, method="test_damped_picard", tol=1e-10)
+    assert (sol.ys - seq.ys).abs().max() < 1e-8 and sol.stats.iterations <= 30
+
+
+def test_a_taken_name_is_refused_unless_replaced(clean_registries):
+    """A registry never overwrites a name silently: a second class under a taken name raises,
+    replace=True replaces it, unregister_scheme removes it (the step maps' registry alike)."""
+    from parasolve.registry import DuplicateNameError
+    from parasolve.schemes import Picard
+
+    class Shadow(Picard):
+        name = "picard"
+
+    with pytest.raises(DuplicateNameError, match="'picard' is registered already.*replace=True"):
+        parasolve.register_scheme(Shadow)
+    assert parasolve.SCHEMES["picard"] is Picard
+    with pytest.raises(DuplicateNameError):
+        parasolve.SCHEMES["picard"] = Shadow  # a plain item assignment is no way round it
+    parasolve.register_scheme(Picard)  # the same class again: no change, no error
+
+    class Mine(Picard):
+        name = "test_mine"
+
+    parasolve.register_scheme(Mine)
+    parasolve.register_scheme(replace=True)(type("Mine2", (Picard,), {"name": "test_mine"}))
+    assert parasolve.SCHEMES["test_mine"].__name__ == "Mine2"
+    assert parasolve.unregister_scheme("test_mine").__name__ == "Mine2" and "test_mine" not in parasolve.SCHEMES
+    with pytest.raises(ValueError, match="No scheme named 'test_mine'"):
+        parasolve.unregister_scheme("test_mine")
+    with pytest.raises(TypeError, match="Scheme subclass"):
+        parasolve.register_scheme(object)
+
+    euler = parasolve.STEPS["euler"]
+    with pytest.raises(DuplicateNameError, match="step map named 'euler'"):
+        parasolve.register_step(type(euler)("euler", [[]], [1.0], [0.0], order=1))
+    with pytest.raises(TypeError, match="StepMap instance"):
+        parasolve.register_step("euler")
+    assert parasolve.STEPS["euler"] is euler
 
 
 def test_overflowing_iterate_is_restarted_not_reported_as_a_drift_failure():

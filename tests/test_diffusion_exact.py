@@ -80,8 +80,10 @@ def test_labels_restrict_the_posterior_and_minus_one_means_unconditional():
 
 def test_exact_denoiser_argument_errors():
     data = torch.zeros(3, 2)
-    with pytest.raises(TypeError, match="shape \\(K, \\*sample_shape\\)"):
+    with pytest.raises(ValueError, match="shape \\(K, \\*sample_shape\\)"):  # a tensor of the wrong shape: a value error
         diffusion.exact_denoiser(torch.zeros(3))
+    with pytest.raises(TypeError, match="`means` must be a torch.Tensor"):
+        diffusion.exact_denoiser([[0.0, 1.0]])
     with pytest.raises(ValueError, match="`weights` must be 3 positive numbers"):
         diffusion.exact_denoiser(data, weights=[1.0, -1.0, 1.0])
     with pytest.raises(ValueError, match="`labels` must have shape \\(3,\\)"):

@@ -33,9 +33,9 @@ def test_solve_prints_a_gap_only_against_a_sequential_run(drift, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--max-iters", "0"], "--max-iters must be >= 1; got 0"),
-    (["--window", "0"], "--window must be >= 1; got 0"),
-    (["--tol", "-1"], "--tol must be finite and >= 0"),
+    (["--max-iters", "0"], "--max-iters must be an integer >= 1; got 0"),
+    (["--window", "0"], "--window must be an integer >= 1 or None; got 0"),
+    (["--tol", "-1"], "--tol must be a real number in [0, inf); got -1.0"),
     (["--step", "rk45"], "Unknown --step 'rk45'"),
     (["--vectorized", "--method", "picard"], "the drift '{drift}' returned shape (2, 2) for a batch of 100 time points"),
 ])

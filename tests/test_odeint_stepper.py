@@ -168,7 +168,8 @@ def test_a_parallel_driver_past_its_time_budget_hands_back_to_the_stepper(monkey
     """After a switch the parallel driver starts no pass past the stepper's projected time; with no
     time at all (``PARALLEL_TIME = 0``) the stepper solves it, as ``scheme="sequential"`` would."""
     from parasolve.odeint import dispatch
-    from parasolve.odeint.adaptive import OverBudget, Settings, solve_adaptive, CountingEvaluator
+    from parasolve.evaluators import CountingEvaluator
+    from parasolve.odeint.adaptive import OverBudget, Settings, solve_adaptive
     from parasolve.drift import BatchedDrift, local_evaluator
     f = _sleepy(2e-4, 0.0)
     y0, t = torch.tensor([1.0, 0.5], dtype=D), torch.linspace(0.0, 60.0, 3, dtype=D)

@@ -122,7 +122,7 @@ def test_counts_every_probe():
 @pytest.mark.parametrize("options,y0,error,match", [
     ({"jacobian": "dense"}, None, ValueError, "jacobian"),
     ({"jacobian": "full", "max_size": 0}, None, ValueError, "max_size"),
-    ({"jacobian": "full", "max_size": 2.5}, None, ValueError, "max_size"),
+    ({"jacobian": "full", "max_size": 2.5}, None, TypeError, "max_size"),
     ({"jacobian": "full"}, torch.ones(65, dtype=torch.float64), ValueError, "max_size"),
     ({"jacobian": "full", "max_size": 4}, torch.ones(5, dtype=torch.float64), ValueError, "jacobian': 'scalar'"),
     ({"jacobian": "full"}, torch.ones(2, dtype=torch.complex128), ValueError, "complex"),

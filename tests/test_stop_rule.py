@@ -221,3 +221,15 @@ def test_digits_data_std_is_its_top_principal_std():
     x, _ = digits.load_digits_16("train")
     top = float(torch.linalg.eigvalsh(torch.cov(x.reshape(len(x), -1).double().T))[-1]) ** 0.5
     assert abs(top - DIGITS_DATA_STD) < 5e-3
+
+
+def test_amplification_is_a_function_of_its_inputs_alone():
+    """The cache behind amplification() is keyed on the gains and ``save``: a caller that changes
+    its copy changes nothing for the next, and other gains get their own answer."""
+    doubling = np.full(5, 2.0)
+    first = stop_rule.amplification(doubling, "last", 5)
+    assert first.tolist() == [16.0, 8.0, 4.0, 2.0, 1.0]
+    first[0] = -1.0
+    assert stop_rule.amplification(doubling, "last", 5).tolist() == [16.0, 8.0, 4.0, 2.0, 1.0]
+    assert stop_rule.amplification(doubling, "all", 5).tolist() == [16.0, 8.0, 4.0, 2.0, 1.0]
+    assert stop_rule.amplification(np.full(5, 0.5), "all", 5).tolist() == [1.0] * 5

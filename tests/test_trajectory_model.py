@@ -115,7 +115,7 @@ def test_task_score_rejects_bad_input():
         expert_paths(start, start, torch.ones(2))
     with pytest.raises(ValueError, match="side"):
         expert_paths(start, start + 1, torch.zeros(2))
-    with pytest.raises(ValueError, match="n must"):
+    with pytest.raises(ValueError, match="`n` must be an integer >= 1; got 0"):
         make_dataset(0)
 
 

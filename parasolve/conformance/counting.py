@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
-from ..drift import in_contract_check
+from ..evaluators.counting import CountingEvaluator  # noqa: F401  (the one counting evaluator)
+from ..evaluators.protocol import in_contract_check
 
 
 class CountingDrift:
@@ -24,19 +23,3 @@ class CountingDrift:
 
     def reset(self):
         self.calls = self.points = 0
-
-
-class CountingEvaluator:
-    """An evaluator (``evaluator(fn, t, y) -> fn(t, y)``) that counts the ``calls`` and ``rows``
-    it evaluates, thread-safe -- e.g. the inner evaluator of a multi-device or distributed one.
-    Like the solve's stats, it leaves out the first call's row check (:func:`in_contract_check`)."""
-
-    def __init__(self):
-        self.calls, self.rows, self._lock = 0, 0, threading.Lock()
-
-    def __call__(self, fn, t, y):
-        if not in_contract_check():
-            with self._lock:
-                self.calls += 1
-                self.rows += t.shape[0]
-        return fn(t, y)

@@ -11,9 +11,9 @@ defaults of its diffusers scheduler and takes the keys it knows from ``config``,
 
 from __future__ import annotations
 
-import numbers
-
 import torch
+
+from .._checks import check_choice, check_real
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow_prediction")
 
@@ -46,8 +46,7 @@ class Denoiser:
                  sampler: str = "ddpm", unbatched=()):
         if not callable(model):
             raise TypeError(f"`model` must be callable as model(x, t, cond); got {type(model).__name__}.")
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"`prediction_type` must be one of {list(PREDICTION_TYPES)}; got {prediction_type!r}.")
+        check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
         if alphas_cumprod is None:
             if prediction_type != "flow_prediction":
                 raise ValueError("`alphas_cumprod` is required (it is optional only for prediction_type='flow_prediction').")
@@ -127,8 +126,7 @@ class Denoiser:
     def conditions(self, cond, uncond, guidance_scale, batch: int):
         """Validated ``(cond, uncond)`` batches of ``batch`` rows for :meth:`drift`."""
         if guidance_scale is not None:
-            if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real):
-                raise TypeError(f"`guidance_scale` must be a real number or None; got {guidance_scale!r}.")
+            check_real("guidance_scale", guidance_scale, none_ok=True)
             if not self.conditional:
                 raise ValueError(f"`guidance_scale`={guidance_scale} needs a conditional model, but {self.name} is "
                                  f"unconditional; drop guidance_scale or use a conditional model.")

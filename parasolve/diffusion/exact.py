@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import check_choice, check_tensor
+from ..errors import ParasolveValueError
 from .denoiser import PREDICTION_TYPES, Denoiser
 from .schedules import alphas_cumprod as make_schedule
 
@@ -24,8 +26,11 @@ class GaussianMixtureDenoiser:
 
     def __init__(self, means: torch.Tensor, alphas_cumprod: torch.Tensor, *, std=0.0, weights=None, labels=None,
                  prediction_type: str = "epsilon"):
-        if not isinstance(means, torch.Tensor) or means.dim() < 2 or not means.is_floating_point():
-            raise TypeError("`means` (or `data`) must be a floating tensor of shape (K, *sample_shape).")
+        check_tensor("means", means,
+                     fix="Pass the K component means (or `data`) as a floating tensor (K, *sample_shape).")
+        if means.dim() < 2 or not means.is_floating_point():
+            raise ParasolveValueError(f"`means` (or `data`) must be a floating tensor of shape (K, *sample_shape); "
+                                      f"got {means.dtype} of shape {tuple(means.shape)}.")
         k = means.shape[0]
         self.means = means.reshape(k, -1)
         self.sample_shape = tuple(means.shape[1:])
@@ -40,8 +45,7 @@ class GaussianMixtureDenoiser:
         self.labels = None if labels is None else torch.as_tensor(labels, device=means.device).long()
         if self.labels is not None and self.labels.shape != (k,):
             raise ValueError(f"`labels` must have shape ({k},), one per component; got {tuple(self.labels.shape)}.")
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"`prediction_type` must be one of {list(PREDICTION_TYPES)}; got {prediction_type!r}.")
+        check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
         self.alphas_cumprod = alphas_cumprod.to(means.device)
         self.prediction_type = prediction_type
 

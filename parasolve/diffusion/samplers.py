@@ -29,6 +29,7 @@ import math
 import numpy as np
 import torch
 
+from .._checks import check_real
 from ..steps import Increments, StepMap
 from .denoiser import Denoiser
 from .predictions import clip_x0, to_eps, to_x0
@@ -83,9 +84,8 @@ def settings_for(den: Denoiser, sampler: str) -> dict:
     """The sampler's diffusers defaults overridden by the keys of ``den.config`` it knows."""
     st = dict(DEFAULTS[sampler])
     st.update({k: v for k, v in den.config.items() if k in st})
-    if st.get("data_std") is not None and not (isinstance(st["data_std"], (int, float)) and 0 < st["data_std"] < math.inf):
-        raise ValueError(f"{den.name}: config data_std={st['data_std']!r} must be a positive finite number "
-                         f"(the data's largest standard deviation along any direction) or None.")
+    check_real(f"{den.name}.config['data_std']", st.get("data_std"), low=0.0, open_low=True, none_ok=True,
+               fix="It is the data's largest standard deviation along any direction.")
     for key, ok in _SUPPORTED_BY[sampler].items():
         if key in st and st[key] not in ok:
             raise ValueError(f"{den.name}: {key}={st[key]!r} is not supported by the {sampler} sampler; "

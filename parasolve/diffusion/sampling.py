@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +10,8 @@ import torch
 
 from .. import _checks as checks
 from .._api import solve
+from .._checks import check_positive_int, check_real
+from ..errors import ParasolveTypeError, ParasolveValueError
 from ..costs import pays_on_grid
 from ..drift import BatchedDrift
 from ..schemes import Scheme
@@ -226,18 +227,16 @@ def _per_sample(per_sample, batch: int, method, window, evaluator, differentiabl
 
 
 def _check_shape(shape) -> tuple:
-    if isinstance(shape, torch.Size):
-        shape = tuple(shape)
-    ok = isinstance(shape, (tuple, list)) and len(shape) >= 1 and all(
-        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in shape)
-    if not ok:
-        raise ValueError(f"`shape` must be a tuple of positive integers (batch first), e.g. (4, 1, 16, 16); got {shape!r}.")
-    return tuple(int(d) for d in shape)
+    fix = "Give the batch shape as positive integers, batch first, e.g. (4, 1, 16, 16)."
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise ParasolveTypeError(f"`shape` must be a tuple of positive integers; got {type(shape).__name__}. {fix}")
+    if len(shape) == 0:
+        raise ParasolveValueError(f"`shape` must hold at least the batch size; got (). {fix}")
+    return tuple(check_positive_int(f"shape[{i}]", d, fix=fix) for i, d in enumerate(shape))
 
 
 def _check_steps(steps, den) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"`steps` must be a positive integer; got {steps!r}.")
+    steps = check_positive_int("steps", steps, fix="Pass the number of sampling steps, e.g. steps=50.")
     if steps > den.num_train_timesteps:
         raise ValueError(f"`steps`={steps} is larger than the {den.num_train_timesteps} training steps of "
                          f"{den.name}; use steps <= {den.num_train_timesteps}.")
@@ -245,8 +244,7 @@ def _check_steps(steps, den) -> int:
 
 
 def _check_eta(eta, name) -> float:
-    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not eta >= 0 or not np.isfinite(eta):
-        raise ValueError(f"`eta` must be a finite real number >= 0; got {eta!r}.")
+    eta = check_real("eta", eta, low=0.0, fix="Use eta=0 (deterministic DDIM) up to eta=1 (DDPM's noise).")
     if eta and name != "ddim":
         raise ValueError(f"`eta`={eta} only applies to the 'ddim' sampler; got sampler {name!r}.")
     return float(eta)

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import torch
 
+from .._checks import check_choice, check_positive_int
+
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 SPACINGS = ("leading", "trailing", "linspace")
 
@@ -23,10 +25,8 @@ def alphas_cumprod(kind: str = "linear", num_train_timesteps: int = 1000, beta_s
     spaced, Stable Diffusion) or ``"squaredcos_cap_v2"`` (the cosine schedule of Nichol &
     Dhariwal, betas capped at 0.999; ``beta_start``/``beta_end`` unused).
     """
-    if kind not in BETA_SCHEDULES:
-        raise ValueError(f"`beta_schedule` must be one of {list(BETA_SCHEDULES)}; got {kind!r}.")
-    if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int) or num_train_timesteps < 1:
-        raise ValueError(f"`num_train_timesteps` must be a positive integer; got {num_train_timesteps!r}.")
+    check_choice("beta_schedule", kind, BETA_SCHEDULES)
+    check_positive_int("num_train_timesteps", num_train_timesteps)
     n = num_train_timesteps
     if kind == "linear":
         betas = torch.linspace(beta_start, beta_end, n, dtype=torch.float32)
@@ -50,8 +50,7 @@ def timesteps(spacing: str, num_train_timesteps: int, steps: int, steps_offset: 
     ``endpoint_dropped=True`` is DPM-Solver's variant: ``steps + 1`` points of which the last
     (the clean end) is dropped; ``last_timestep`` caps the range there (lambda clipping).
     """
-    if spacing not in SPACINGS:
-        raise ValueError(f"`timestep_spacing` must be one of {list(SPACINGS)}; got {spacing!r}.")
+    check_choice("timestep_spacing", spacing, SPACINGS)
     T = num_train_timesteps
     top = T if last_timestep is None else last_timestep
     if endpoint_dropped:

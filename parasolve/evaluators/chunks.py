@@ -1,12 +1,16 @@
 """Contiguous splits of a batch of time points, and padding to a fixed chunk size.
 
-Every evaluator that spreads a batch over workers uses the same rule: worker ``k`` of ``parts``
-gets the contiguous rows ``bounds[k]``, sizes differing by at most one, earlier workers first.
+Every split in parasolve uses the same rule (:func:`split_bounds`): part ``k`` of ``parts`` gets
+the contiguous range ``bounds[k]``, sizes differing by at most one, the longer parts first -- a
+batch's rows over devices or ranks, parareal's steps over segments and a segment's steps over its
+coarse groups.
 """
 
 from __future__ import annotations
 
 import torch
+
+from .._checks import check_positive_int
 
 
 def split_bounds(n: int, parts: int) -> list[tuple[int, int]]:
@@ -14,8 +18,7 @@ def split_bounds(n: int, parts: int) -> list[tuple[int, int]]:
 
     Workers beyond ``n`` get empty ranges ``(n, n)``.
     """
-    if parts < 1:
-        raise ValueError(f"`parts` must be >= 1; got {parts}.")
+    check_positive_int("parts", parts)
     base, extra = divmod(n, parts)
     bounds, start = [], 0
     for k in range(parts):

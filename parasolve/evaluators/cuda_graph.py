@@ -21,8 +21,9 @@ from collections import OrderedDict
 
 import torch
 
+from .._checks import check_positive_int
 from .chunks import padded_rows
-from .protocol import CHECKING, local_evaluator
+from .protocol import in_contract_check, local_evaluator
 
 _THREAD_LOCAL = ({"capture_error_mode": "thread_local"}
                  if "capture_error_mode" in inspect.signature(torch.cuda.graph.__init__).parameters else {})
@@ -35,9 +36,8 @@ class FixedBatchEvaluator:
     """
 
     def __init__(self, batch: int, inner=None):
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"`batch` must be an integer >= 1 (the fixed number of time points per "
-                             f"drift call, usually the window); got {batch!r}.")
+        check_positive_int("batch", batch,
+                           fix="It is the fixed number of time points per drift call, usually the window.")
         self.batch = batch
         self.inner = inner if inner is not None else local_evaluator
         self.padded_rows = 0  # evaluations spent on padding, for the benchmarks
@@ -47,7 +47,7 @@ class FixedBatchEvaluator:
         outs = []
         for a in range(0, n, size):
             b = min(a + size, n)
-            self.padded_rows += 0 if CHECKING.get() else size - (b - a)  # the solve's padding
+            self.padded_rows += 0 if in_contract_check() else size - (b - a)  # the solve's padding
             out = self._one(fn, padded_rows(t, a, b, size), padded_rows(y, a, b, size))
             outs.append(out[:b - a])
         return outs[0] if len(outs) == 1 else torch.cat(outs)
@@ -72,9 +72,8 @@ class CudaGraphEvaluator(FixedBatchEvaluator):
 
     def __init__(self, batch: int, *, warmup: int = 3, max_graphs: int = 8):
         super().__init__(batch)
-        for name, value in (("warmup", warmup), ("max_graphs", max_graphs)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
+        check_positive_int("warmup", warmup, fix="It counts the eager calls before a graph is captured.")
+        check_positive_int("max_graphs", max_graphs, fix="It counts the graphs (batch shapes) kept.")
         self.warmup = warmup
         self.max_graphs = max_graphs
         self.graphs: OrderedDict = OrderedDict()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextvars
 import copy
-import math
 import queue
 import threading
 import time
@@ -36,6 +35,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .._checks import check_real
 from .chunks import split_bounds
 from ..errors import ParasolveValueError
 from .protocol import EvaluatorError, local_evaluator
@@ -94,7 +94,7 @@ class _Worker:
 
     def submit(self, fn, *args) -> Future:
         """Run ``fn(*args)`` in the worker, in a copy of the caller's context variables (e.g.
-        :func:`parasolve.drift.in_contract_check`)."""
+        :func:`parasolve.evaluators.in_contract_check`)."""
         future: Future = Future()
         self._jobs.put((future, contextvars.copy_context(), fn, args))
         return future
@@ -138,10 +138,8 @@ class DeviceEvaluator:
     def __init__(self, devices, *, threads: bool = True, timeout: float | None = 300.0, inner=None):
         self.devices = _devices(devices)
         self.threads = bool(threads)
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                    or not 0 < timeout < math.inf):
-            raise ValueError(f"`timeout` must be a positive number of seconds or None (wait forever); "
-                             f"got {timeout!r}.")
+        check_real("timeout", timeout, low=0.0, open_low=True, none_ok=True,
+                   fix="Give the seconds to wait for a device, or None (wait forever).")
         self.timeout = timeout
         self.inners = _inners(inner, len(self.devices))
         self._workers = None

@@ -16,13 +16,13 @@ from __future__ import annotations
 import datetime
 import inspect
 import itertools
-import math
 import os
 import time
 
 import torch
 import torch.distributed as dist
 
+from .._checks import check_real
 from .chunks import padded_rows, split_bounds
 from .protocol import DistributedEvaluatorError, local_evaluator
 
@@ -215,5 +215,4 @@ class DistributedEvaluator:
 
 
 def _check_timeout(timeout) -> None:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
-        raise ValueError(f"`timeout` must be a positive number of seconds; got {timeout!r}.")
+    check_real("timeout", timeout, low=0.0, open_low=True, fix="Give the seconds a gather may take.")

@@ -32,8 +32,17 @@ class Evaluator(Protocol):
                  y: torch.Tensor) -> torch.Tensor: ...
 
 
-#: True while the first call's row check runs (through the evaluator): ``parasolve.drift.in_contract_check``.
+#: True while the first call's row check runs (through the evaluator); read it with :func:`in_contract_check`.
+#: A context variable, not an argument: the drift-level counters (the kit's ``CountingDrift``, the
+#: per-sample model merger) are called as the user's ``f(t, y)``, which has no room for a flag.
 CHECKING = contextvars.ContextVar("parasolve_contract_check", default=False)
+
+
+def in_contract_check() -> bool:
+    """True while the drift is being called by the first call's row check, not by the solve
+    (what :class:`parasolve.testing.CountingDrift` and the evaluators' counters leave out; the
+    check runs through the evaluator, so that its timeout covers it)."""
+    return CHECKING.get()
 
 
 def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .._api import solve
-from ..drift import in_contract_check
+from ..evaluators.counting import CountingEvaluator
 from ..errors import ConvergenceError, NonFiniteError
 from . import grids
 from .result import OdeintResult, OdeintStats, PassRecord
@@ -62,20 +62,6 @@ class Settings:
 class OverBudget(ConvergenceError):
     """The parallel driver that ``"auto"`` switched to ran past the time the sequential stepper was
     projected to need; ``odeint`` then finishes with the stepper."""
-
-
-class CountingEvaluator:
-    """Wraps an evaluator to count every batched drift round and evaluation, failed solves included
-    (not a solve's first-call row check of the vectorized drift, which is no part of the solve)."""
-
-    def __init__(self, inner):
-        self.inner, self.rounds, self.nfe = inner, 0, 0
-
-    def __call__(self, fn, t, y):
-        if not in_contract_check():
-            self.rounds += 1
-            self.nfe += t.shape[0]
-        return self.inner(fn, t, y)
 
 
 def min_scale(rtol, atol, y_scale: torch.Tensor) -> float:
@@ -144,7 +130,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
                 f"options['max_passes'], loosen rtol/atol, or check the drift for a singularity.", solution=sol)
         n = grid.shape[0] - 1
         rec = ErrorEstimate(method, rtol, atol, n, y0, settings.norm)
-        rounds, nfe = counter.rounds, counter.nfe
+        rounds, nfe = counter.calls, counter.rows
         try:
             sol = solve(drift, y0, grid, method=settings.scheme, step=rec, window=settings.window,
                         tol=tol_next or first_tol(settings, min_scale(rtol, atol, y_scale), y_scale, n),
@@ -154,7 +140,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
             ratio[max(exc.index - 1, 0):exc.index + 1] = float("inf")
             stats.passes += 1
             stats.rejected_steps += int((~(ratio <= 1)).sum())
-            stats.history.append(PassRecord(n, 0, counter.rounds - rounds, counter.nfe - nfe,
+            stats.history.append(PassRecord(n, 0, counter.calls - rounds, counter.rows - nfe,
                                             int((~(ratio <= 1)).sum()), float("inf")))
             grid = _next_grid(grid, ratio, t, method, settings)
             init = None
@@ -165,7 +151,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         stats.passes += 1
         stats.sweeps += sol.stats.iterations
         stats.rejected_steps += failed
-        stats.history.append(PassRecord(n, sol.stats.iterations, counter.rounds - rounds, counter.nfe - nfe,
+        stats.history.append(PassRecord(n, sol.stats.iterations, counter.calls - rounds, counter.rows - nfe,
                                         failed, float(ratio.max())))
         y_scale = ys.detach().abs()
         budget = defect_budget(settings, size, min_scale(rtol, atol, y_scale), y_scale, n)
@@ -184,7 +170,7 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
                 best = (grid, ys, rec.f0, f1)  # the finest grid that passed: the most accurate start
         init = grids.hermite(*(best or (grid, ys, rec.f0, f1)), new)
         grid = new
-    stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.rounds, counter.nfe, grid.shape[0] - 1
+    stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.calls, counter.rows, grid.shape[0] - 1
     ys = sol.ys[grids.positions(grid, t)]
     return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name,
                         max_ratio=float(ratio.max()))

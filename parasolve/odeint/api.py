@@ -8,9 +8,10 @@ import warnings
 import torch
 
 from .. import _checks as checks
-from ..drift import BatchedDrift, local_evaluator
+from ..drift import BatchedDrift
 from ..schemes import SCHEMES
-from .adaptive import CountingEvaluator, Settings
+from ..evaluators.counting import CountingEvaluator
+from .adaptive import Settings
 from .compat import adjoint_settings
 from .dispatch import FIXED, FIXED_OPTIONS, choose_and_solve, default_scheme, starts_stepwise
 from .events import find_event
@@ -194,7 +195,7 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool, keep_st
     """One solve of validated arguments on ``[t[0], t[-1]]`` (``keep_states``: the sequential stepper
     keeps every step's state for :attr:`OdeintResult.states`, as ``full_output`` callers may read it)."""
     evaluator = options.pop("evaluator", None)
-    counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
+    counter = CountingEvaluator(evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
     if method == "auto":  # stiff at the start: Radau, else dopri5
@@ -225,7 +226,7 @@ def _check_method(method) -> str:
         alt = _HINTS[method]
         hint = (f" parasolve's step {method!r} is torchdiffeq's {alt!r}." if alt else
                 f" {method!r} is not offered by parasolve.odeint.")
-    elif isinstance(method, str) and method in {"picard", "sequential", "anderson", "newton", "parareal"}:
+    elif isinstance(method, str) and method in SCHEMES:
         hint = f" {method!r} is a parallel scheme: pass options={{'scheme': {method!r}}}."
     raise ValueError(f"Unknown `method` {method!r}; valid: {METHODS}.{hint}")
 
@@ -275,8 +276,8 @@ def _check_options(options, method: str) -> dict:
                          f"got {scheme!r}.")
     if "scheme_options" in options and not isinstance(options["scheme_options"], (dict, type(None))):
         raise TypeError(f"options['scheme_options'] must be a dict; got {type(options['scheme_options']).__name__}.")
-    if "interp" in options and options["interp"] not in ("linear", "cubic"):
-        raise ValueError(f"options['interp'] must be 'linear' or 'cubic'; got {options['interp']!r}.")
+    if "interp" in options:
+        checks.check_choice("options['interp']", options["interp"], ("linear", "cubic"))
     given = [k for k in ("step_size", "grid_points", "grid_constructor") if options.get(k) is not None]
     if len(given) > 1:
         raise ValueError(f"options {given} are mutually exclusive: give one way to build the step grid.")
@@ -295,12 +296,7 @@ def _check_options(options, method: str) -> dict:
 def _positive(key, value, allow_zero=False) -> float:
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"options[{key!r}] must be a real number; got {value!r}.")
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok or value != value or value == float("inf"):
-        raise ValueError(f"options[{key!r}] must be finite and {'>=' if allow_zero else '>'} 0; got {value}.")
-    return float(value)
+    return checks.check_real(f"options[{key!r}]", value, low=0.0, open_low=not allow_zero)
 
 
 def _check_tolerances(rtol, atol, y0):

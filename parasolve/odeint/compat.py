@@ -9,8 +9,7 @@ one tolerance it has is the fixed-point tolerance of its Picard solve (the scan 
 
 from __future__ import annotations
 
-import numbers
-
+from .._checks import check_real
 from ..adjoint import ADJOINT_OPTIONS
 
 #: torchdiffeq ``adjoint_options`` keys accepted without effect (no error test runs backward).
@@ -32,9 +31,7 @@ def adjoint_settings(method, adjoint_rtol, adjoint_atol, adjoint_method, adjoint
                             f"(torchdiffeq's, accepted without effect).")
         options = {k: v for k, v in adjoint_options.items() if k not in IGNORED}
     for name, value in (("adjoint_rtol", adjoint_rtol), ("adjoint_atol", adjoint_atol)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                                  or not 0 <= value < float("inf")):
-            raise ValueError(f"`{name}` must be a finite number >= 0 or None; got {value!r}.")
+        check_real(name, value, low=0.0, none_ok=True)
     if adjoint_rtol is not None:
         if options.get("tol") is not None and options["tol"] != adjoint_rtol:
             raise ValueError(f"`adjoint_rtol`={adjoint_rtol!r} and adjoint_options['tol']={options['tol']!r} "

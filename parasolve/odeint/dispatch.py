@@ -132,14 +132,14 @@ def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settin
         return None
     ys, grid, rejected, max_ratio, states = done
     n = grid.shape[0] - 1
-    stats = OdeintStats(drift_rounds=counter.rounds, nfe=counter.nfe, accepted_steps=n, rejected_steps=rejected,
+    stats = OdeintStats(drift_rounds=counter.calls, nfe=counter.rows, accepted_steps=n, rejected_steps=rejected,
                         passes=1)
     sol = None
     if differentiable:
         grid = grids.merge(grid, t)
         sol = solve(drift, y0, grid, method="sequential", step=method, vectorized=True, **(settings.extra or {}))
         ys, states = sol.ys[grids.positions(grid, t)], sol.ys
-        stats.drift_rounds, stats.nfe = counter.rounds, counter.nfe
+        stats.drift_rounds, stats.nfe = counter.calls, counter.rows
     stats.history.append(PassRecord(n, 0, stats.drift_rounds, stats.nfe, rejected, float("nan")))
     return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name, max_ratio=max_ratio,
                         states=states)
@@ -170,8 +170,8 @@ def _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings, fixe
         on_grid = sol.ys
     ys = _interpolate(drift, grid, on_grid, t, fixed.get("interp", "linear"))
     sweeps = 0 if sol is None else sol.stats.iterations
-    stats = OdeintStats(sweeps=sweeps, drift_rounds=counter.rounds, nfe=counter.nfe, accepted_steps=n, passes=1)
-    stats.history.append(PassRecord(n, sweeps, counter.rounds, counter.nfe, 0, float("nan")))
+    stats = OdeintStats(sweeps=sweeps, drift_rounds=counter.calls, nfe=counter.rows, accepted_steps=n, passes=1)
+    stats.history.append(PassRecord(n, sweeps, counter.calls, counter.rows, 0, float("nan")))
     return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method, states=on_grid)
 
 

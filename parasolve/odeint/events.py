@@ -15,10 +15,9 @@ solve stops at the first sign change of any of them.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
+from .._checks import check_real
 from ..errors import ConvergenceError
 from . import grids
 from .tuples import Packing
@@ -31,8 +30,7 @@ def find_event(interface, func, y0, t0, event_fn, reverse_time=False, horizon=1.
     if not callable(event_fn):
         raise TypeError(f"`event_fn` must be callable as event_fn(t, y); got {event_fn!r}.")
     for name, value, low in (("horizon", horizon, 0), ("max_windows", max_windows, 1)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low < value < float("inf"):
-            raise ValueError(f"`{name}` must be a finite number > {low}; got {value!r}.")
+        check_real(name, value, low=low, open_low=True)
     packing = Packing(tuple(y0)) if isinstance(y0, (tuple, list)) else None
     y_flat, f, g = y0, func, event_fn
     if packing is not None:

@@ -30,8 +30,7 @@ from .tableaus import EmbeddedRK, rms_ratio
 def single_call(func, vectorized: bool, counter):
     """``func`` as a one-state call ``f(t, y)`` (``t`` 0-dim), counted as one round and one evaluation."""
     def call(t, y):
-        counter.rounds += 1
-        counter.nfe += 1
+        counter.count(1)
         return func(t.reshape(1), y[None])[0] if vectorized else func(t, y)
     return call
 

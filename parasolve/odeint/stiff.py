@@ -82,7 +82,7 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
                 f"its error test ({stats.history[-1].failed} of {stats.history[-1].steps} still fail); raise "
                 f"options['max_passes'], loosen rtol/atol, or check the drift for a singularity.")
         n = grid.shape[0] - 1
-        rounds, nfe = counter.rounds, counter.nfe
+        rounds, nfe = counter.calls, counter.rows
         max_iters = settings.max_newton or max(50, n)
         problem = Problem(drift=drift, step=step, t=grid, y0=y0.detach(), tol=1.0, window=n, max_iters=max_iters,
                           init=None if X is None else X.reshape(-1, *shape))
@@ -107,7 +107,7 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
         stats.passes += 1
         stats.sweeps += sol.stats.iterations
         stats.rejected_steps += failed
-        stats.history.append(PassRecord(n, sol.stats.iterations, counter.rounds - rounds, counter.nfe - nfe, failed,
+        stats.history.append(PassRecord(n, sol.stats.iterations, counter.calls - rounds, counter.rows - nfe, failed,
                                         float(ratio.max())))
         if failed == 0:
             break
@@ -123,7 +123,7 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
                                            1e3 * torch.finfo(X.dtype).eps * float(X.abs().max())),
                       vectorized=True, **(settings.extra or {}))
         ys = final.ys[grids.positions(grid, t)]
-    stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.rounds, counter.nfe, grid.shape[0] - 1
+    stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.calls, counter.rows, grid.shape[0] - 1
     return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method,
                         max_ratio=float(ratio.max()))
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_real
+from .._checks import check_positive_int, check_real
 from .base import per_step, register_scheme
 from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, residual_grew, work_dtype
 
@@ -57,8 +57,7 @@ class Anderson(SafeguardedScheme):
 
     def __init__(self, memory: int = 3, regularization: float = 1e-8, safeguard: bool = True,
                  growth: float = 1.0):
-        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
-            raise ValueError(f"`memory` must be an integer >= 1 (differences kept for mixing); got {memory!r}.")
+        check_positive_int("memory", memory, fix="It counts the differences kept for mixing.")
         self.memory = memory
         self.regularization = check_real("regularization", regularization, low=0.0)
         super().__init__(safeguard, growth)

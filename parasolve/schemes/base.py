@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
-from ..errors import UnsupportedStepError
+from ..errors import ParasolveTypeError, UnsupportedStepError
+from ..registry import Registry
 from ..problem import Problem
 from ..solution import Solution
 from ..steps import StepMap
 
-SCHEMES: dict[str, type["Scheme"]] = {}
+SCHEMES: Registry = Registry("scheme")
 
 
 def per_step(x, lead: int = 1):
@@ -20,10 +21,21 @@ def per_step(x, lead: int = 1):
     return x.reshape(*x.shape[:lead], math.prod(x.shape[lead:]))
 
 
-def register_scheme(cls: type["Scheme"]) -> type["Scheme"]:
-    """Class decorator: make ``cls`` selectable by ``method=cls.name``."""
-    SCHEMES[cls.name] = cls
-    return cls
+def register_scheme(cls: type["Scheme"] | None = None, *, replace: bool = False):
+    """Class decorator (``@register_scheme`` or ``@register_scheme(replace=True)``): make ``cls``
+    selectable by ``method=cls.name``; a name taken by another class raises
+    :class:`~parasolve.registry.DuplicateNameError` unless ``replace=True``."""
+    def add(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Scheme)):
+            raise ParasolveTypeError(f"register_scheme() takes a Scheme subclass; got {cls!r}. "
+                                     f"Subclass parasolve.schemes.Scheme (or WindowedScheme) and decorate it.")
+        return SCHEMES.add(cls.name, cls, replace=replace)
+    return add if cls is None else add(cls)
+
+
+def unregister_scheme(name: str) -> type["Scheme"]:
+    """Undo :func:`register_scheme`: ``method=name`` is no longer selectable; returns the class."""
+    return SCHEMES.remove(name)
 
 
 def resolve_scheme(method, options: dict | None) -> "Scheme":

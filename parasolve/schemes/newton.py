@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .._checks import check_real
+from .._checks import check_choice, check_positive_int, check_real
 from . import jacobians
 from .base import per_step, register_scheme
 from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, residual_grew
@@ -103,20 +103,15 @@ class Newton(SafeguardedScheme):
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
                  safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64,
                  blocks: int = 1):
-        if jacobian not in ("scalar", "diagonal", "full"):
-            raise ValueError(f"`jacobian` must be 'scalar', 'diagonal' or 'full'; got {jacobian!r}.")
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
-            raise ValueError(f"`max_size` must be an integer >= 1 (the largest state jacobian='full' "
-                             f"accepts); got {max_size!r}.")
+        check_choice("jacobian", jacobian, ("scalar", "diagonal", "full"))
+        check_positive_int("max_size", max_size, fix="It is the largest state jacobian='full' accepts.")
         self.max_size = max_size
-        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
-            raise ValueError(f"`blocks` must be an integer >= 1 (independent trajectories in the state's leading "
-                             f"dimension); got {blocks!r}.")
+        check_positive_int("blocks", blocks,
+                           fix="It counts the independent trajectories in the state's leading dimension.")
         if blocks > 1 and jacobian != "full":
             raise ValueError(f"`blocks` = {blocks} applies to jacobian='full' only; got jacobian={jacobian!r}.")
         self.blocks = blocks
-        if prior not in ("zero", "step"):
-            raise ValueError(f"`prior` must be 'zero' or 'step' (the step map's linear part); got {prior!r}.")
+        check_choice("prior", prior, ("zero", "step"), fix="It is the prior for the step map's linear part.")
         self.jacobian, self.prior = jacobian, prior
         self.damping = check_real("damping", damping, low=0.0, high=1.0, open_low=True, open_high=False)
         self.clip = check_real("clip", clip, low=0.0)

@@ -27,9 +27,9 @@ Coarse propagators (``coarse=``):
   calls of at most ``window`` points where the segment -- or, with ``init``, the whole grid -- is
   longer, so no drift call ever holds more than ``window`` points). It works for any
   step map -- SDE noise and diffusion sampler coefficients included -- since it calls the problem's
-  own map. With ``coarse_steps=k`` the segment's fine steps are split into ``k`` consecutive groups,
-  each frozen at its own start state (``k`` rounds in sequence; ``k >=`` the segment length makes
-  ``G`` the fine propagator itself).
+  own map. With ``coarse_steps=k`` the segment's fine steps are split into ``k`` consecutive groups
+  (sizes within one, the longer first, as segments are), each frozen at its own start state
+  (``k`` rounds in sequence; ``k >=`` the segment length makes ``G`` the fine propagator itself).
 - a step map (name or :class:`~parasolve.steps.StepMap`): ``coarse_steps`` (default 1) equal steps
   of it per segment, with ``f`` as an ODE right-hand side: a good prediction only where the map
   declares ``ode_rhs`` (for other maps it only costs iterations, never accuracy).
@@ -50,6 +50,8 @@ import math
 
 import torch
 
+from .._checks import check_choice, check_positive_int
+from ..evaluators.chunks import split_bounds
 from ..problem import Problem
 from ..steps import StepMap, resolve_step
 from .base import Scheme, per_step, register_scheme
@@ -57,13 +59,9 @@ from .ledger import Ledger
 
 
 def segment_bounds(n_steps: int, segments: int) -> list[int]:
-    """Boundaries ``0 = n_0 < .. < n_K = N`` of ``K`` segments, the longer ones (by one step) first."""
-    base, extra = divmod(n_steps, segments)
-    lengths = [base + 1] * extra + [base] * (segments - extra)
-    bounds = [0]
-    for length in lengths:
-        bounds.append(bounds[-1] + length)
-    return bounds
+    """Boundaries ``0 = n_0 < .. < n_K = N`` of ``K`` segments, the longer ones (by one step) first
+    (:func:`~parasolve.evaluators.split_bounds`, the rule every split of parasolve follows)."""
+    return [0] + [stop for _, stop in split_bounds(n_steps, segments)]
 
 
 def _increments_within_window(problem: Problem, idx: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -94,10 +92,8 @@ class Parareal(Scheme):
 
     def __init__(self, segments: int | None = None, coarse="frozen", fine: str = "step",
                  odeint_options: dict | None = None, coarse_steps: int = 1):
-        if segments is not None and (isinstance(segments, bool) or not isinstance(segments, int) or segments < 1):
-            raise ValueError(f"`segments` must be an integer >= 1 or None; got {segments!r}.")
-        if isinstance(coarse_steps, bool) or not isinstance(coarse_steps, int) or coarse_steps < 1:
-            raise ValueError(f"`coarse_steps` must be an integer >= 1 (coarse steps per segment); got {coarse_steps!r}.")
+        check_positive_int("segments", segments, none_ok=True, fix="None picks round(sqrt(N)).")
+        check_positive_int("coarse_steps", coarse_steps, fix="It counts the coarse steps per segment.")
         if not (coarse == "frozen" or isinstance(coarse, StepMap)):
             try:
                 coarse = resolve_step(coarse)
@@ -105,8 +101,7 @@ class Parareal(Scheme):
                 raise ValueError(f"`coarse` must be 'frozen', a step name or a StepMap; got {coarse!r}.") from None
         if isinstance(coarse, StepMap) and coarse.multistep:
             raise ValueError(f"`coarse` must be a one-step map; {coarse.name!r} is multistep.")
-        if fine not in ("step", "odeint"):
-            raise ValueError(f"`fine` must be 'step' or 'odeint'; got {fine!r}.")
+        check_choice("fine", fine, ("step", "odeint"))
         if odeint_options is not None and not isinstance(odeint_options, dict):
             raise TypeError(f"`odeint_options` must be a dict of torchdiffeq.odeint keywords; got {odeint_options!r}.")
         if odeint_options and fine != "odeint":
@@ -199,9 +194,10 @@ class Parareal(Scheme):
                 inc, _ = self.coarse.increments(problem.drift, grid, first + r, xs, None)
                 xs = xs + inc
             return xs
+        splits = [split_bounds(bounds[j + 1] - bounds[j], k) for j in segs]
         for r in range(k):  # group r of each segment's fine steps, frozen at the group's start state
-            groups = [(row, bounds[j] + (bounds[j + 1] - bounds[j]) * r // k,
-                       bounds[j] + (bounds[j + 1] - bounds[j]) * (r + 1) // k) for row, j in enumerate(segs)]
+            groups = [(row, bounds[j] + splits[row][r][0], bounds[j] + splits[row][r][1])
+                      for row, j in enumerate(segs)]
             groups = [(row, lo, hi) for row, lo, hi in groups if hi > lo]
             if not groups:
                 continue

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -210,8 +208,7 @@ def _check_sde(sde):
     for attr, valid in (("noise_type", NOISE_TYPES), ("sde_type", SDE_TYPES)):
         if not hasattr(sde, attr):
             raise TypeError(f"`sde` has no attribute `{attr}`; set it to one of {list(valid)} (torchsde's convention).")
-        if getattr(sde, attr) not in valid:
-            raise ValueError(f"sde.{attr} must be one of {list(valid)}; got {getattr(sde, attr)!r}.")
+        checks.check_choice(f"sde.{attr}", getattr(sde, attr), valid, fix="torchsde's names.")
 
 
 def _check_state(y0, ts):
@@ -233,11 +230,7 @@ def _check_state(y0, ts):
 def _positive(name, value, zero=False):
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.requires_grad:
         value = float(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__}.")
-    if not math.isfinite(value) or not (value >= 0 if zero else value > 0):
-        raise ValueError(f"`{name}` must be finite and {'>=' if zero else '>'} 0; got {value}.")
-    return float(value)
+    return checks.check_real(name, value, low=0.0, open_low=not zero)
 
 
 def _split_options(options):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_choice
 from .unet import DigitsUNet
 
 __all__ = [
@@ -41,8 +42,7 @@ def load_digits_16(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     0..16 mapped linearly, then bilinearly upsampled) and int64 labels ``(N,)``, always in the same
     order. The split is fixed (stored with the data) and stratified by label.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_choice("split", split, SPLITS)
     with np.load(DATA_PATH) as data:
         images, labels, is_train = data["images"], data["labels"], data["is_train"]
     keep = np.ones_like(is_train) if split == "all" else (is_train if split == "train" else ~is_train)

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._checks import check_positive_int
 from ..diffusion.denoiser import Denoiser
 from ..diffusion.schedules import alphas_cumprod
 from .unet import timestep_embedding
@@ -138,8 +139,7 @@ def make_dataset(n: int, generator: torch.Generator | None = None) -> tuple[torc
 
     Deterministic for a seeded ``generator`` (rejection sampling in fixed-size rounds).
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_positive_int("n", n, fix="Pass the number of demonstrations to draw.")
     actions, conds, have = [], [], 0
     while have < n:
         m = min(max(64, 2 * (n - have)), 8192)
