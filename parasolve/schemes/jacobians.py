@@ -12,7 +12,7 @@ Finite differences need nothing from the drift beyond what every scheme uses (no
 
 The Newton step ``delta_{i+1} = (I + J_i) delta_i - F_i`` is then an affine recursion with
 matrices, solved for the whole window by a parallel scan of the pairs ``(A, B)`` composed as
-``(A2 A1, A2 B1 + B2)`` (:func:`affine_scan`, which the adjoint's ``method="scan"`` uses too:
+``(A2 A1, A2 B1 + B2)`` (:func:`parasolve.schemes.scan.affine_scan`, which the adjoint's ``method="scan"`` uses too:
 ``ceil(log2 w)`` rounds of batched matmuls, no drift calls). On a linear drift the step is exact
 up to the differences' ``sqrt(eps)`` error, so the solve takes two or three sweeps (the last one
 measures the defects); near the solution it converges quadratically. Only one-step maps are
@@ -26,39 +26,8 @@ import torch
 
 from .base import per_step
 from .engine import Window, work_dtype
-
-#: ``method="auto"`` (``solve``'s default, and ``odeint``'s without ``options["scheme"]``) takes
-#: Newton with full Jacobians for real states of at most this many components and one-step
-#: maps, Picard otherwise (the measurements: docs/odeint.md, "Which scheme").
-FULL_NEWTON_SIZE = 16
-#: ... and when the window's Jacobians (``steps * D * D`` numbers) stay within this many numbers.
-FULL_NEWTON_ENTRIES = 2 ** 24
-
-
-def auto_scheme(y0: torch.Tensor, multistep: bool, options: dict | None,
-                steps: int | None = None, blocks: int = 1) -> tuple[str, dict | None]:
-    """``(method, options)`` that ``method="auto"`` stands for, for this state (``blocks``
-    independent trajectories in its leading dimension, :func:`independent_rows`), a one-step
-    (``multistep=False``) or multistep map and a window of ``steps`` steps (``None``: not known
-    yet); ``options`` refine the choice. The size that counts is one trajectory's."""
-    d = y0.numel() // blocks
-    small = d <= FULL_NEWTON_SIZE and (steps is None or steps * blocks * d * d <= FULL_NEWTON_ENTRIES)
-    if not y0.is_complex() and small and not multistep:
-        extra = {"blocks": blocks} if blocks > 1 else {}
-        return "newton", {"jacobian": "full", **extra, **(options or {})}
-    return "picard", options
-
-
-def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
-    """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, *batch, d, d)``, ``B``
-    ``(L, *batch, d)``, ``u0`` ``(*batch, d)``: independent blocks in ``batch``) by a Hillis-Steele
-    scan: ``ceil(log2 L)`` rounds of batched matrix products."""
-    offset = 1
-    while offset < B.shape[0]:  # new tensors each round (no clones): the prefixes already composed stay
-        A, B = (torch.cat([A[:offset], A[offset:] @ A[:-offset]]),
-                torch.cat([B[:offset], B[offset:] + (A[offset:] @ B[:-offset, ..., None])[..., 0]]))
-        offset *= 2
-    return (A @ u0[..., None])[..., 0] + B
+from .scan import affine_scan  # noqa: F401  (also importable from here, as before)
+from .choice import FULL_NEWTON_ENTRIES, FULL_NEWTON_SIZE, auto_scheme  # noqa: F401  (moved; old imports work)
 
 
 def probe_sizes(x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ The discrete problem is the block-bidiagonal root-finding problem
 
 whose Newton step ``delta`` solves ``delta_{i+1} = (I + D_i) delta_i - F_i(x)`` with
 ``D_i = dPhi_i/dx_i``. That recursion is linear in ``delta``: it is solved for all steps at once by
-an associative scan (log2(window) rounds of element-wise products, no drift calls).
+an associative scan (log2(window) rounds of element-wise products, no drift calls;
+:func:`parasolve.schemes.scan.affine_scan`).
 
 ``D_i`` is approximated by a secant from the last two sweeps at the same step:
 ``jacobian="scalar"`` (default) a multiple of the identity per step,
@@ -32,27 +33,9 @@ import torch
 
 from .._checks import check_real
 from . import jacobians
+from .scan import affine_scan
 from .base import per_step, register_scheme
 from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, residual_grew
-
-
-def bidiagonal_solve(a: torch.Tensor, b: torch.Tensor, delta0: torch.Tensor) -> torch.Tensor:
-    """All ``delta_1 .. delta_L`` of ``delta_{i+1} = a_i * delta_i + b_i`` by a parallel scan.
-
-    ``a`` broadcasts against ``b`` (shape ``(L, *state)``); ``delta0`` has the state's shape.
-    The pairs ``(A, B)`` meaning ``delta -> A * delta + B`` compose associatively; a
-    Hillis-Steele scan composes every prefix in ``ceil(log2 L)`` vectorised rounds, without the
-    divisions (and their overflow) of a cumulative-product formula.
-    """
-    A, B = a.expand_as(b).clone(), b.clone()
-    offset = 1
-    while offset < b.shape[0]:
-        A_next, B_next = A.clone(), B.clone()
-        A_next[offset:] = A[offset:] * A[:-offset]
-        B_next[offset:] = A[offset:] * B[:-offset] + B[offset:]
-        A, B = A_next, B_next
-        offset *= 2
-    return A * delta0 + B
 
 
 @dataclass(frozen=True)
@@ -200,7 +183,7 @@ class Newton(SafeguardedScheme):
         if slope is None:  # Picard: delta_{i+1} = delta_i - F_i
             delta = (anchor - ys[shift]) - torch.cumsum(defect, 0)
         else:
-            delta = bidiagonal_solve(1 + slope, -defect, anchor - ys[shift])
+            delta = affine_scan(1 + slope, -defect, anchor - ys[shift])
         return Update(ys[shift + 1:] + self.damping * delta, state)
 
     def _full_update(self, state: NewtonState, window: Window) -> Update:
