@@ -47,6 +47,13 @@ def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev, blocks
     ``D = size / B`` components each (:func:`independent_rows`), so the Jacobian is block diagonal:
     probe ``d`` moves component ``d`` of every trajectory at once, and ``jac`` holds the blocks,
     ``(n, B, D, D)`` -- ``D`` probes for the whole batch, not ``B * D``. Else ``jac`` is ``(n, D, D)``."""
+    idx = torch.arange(start, start + ys.shape[0], device=problem.t.device)
+    return measure(problem.step, problem.drift, problem.t, idx, ys, prev, blocks)
+
+
+def measure(step, drift, t: torch.Tensor, idx: torch.Tensor, ys: torch.Tensor, prev, blocks: int = 1):
+    """:func:`increments_and_jacobians` for the steps ``idx`` (one index per state of ``ys``, in any
+    order: the per-trajectory engine's points), with the drift ``drift``."""
     n, shape = ys.shape[0], ys.shape[1:]
     x = per_step(ys).reshape(n, blocks, -1)                              # (n, B, D)
     d = x.shape[2]
@@ -54,8 +61,7 @@ def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev, blocks
     # probe k moves component k of every trajectory of every state: (D, n, B, D)
     probes = x[None] + torch.eye(d, dtype=x.dtype, device=x.device)[:, None, None, :] * h.permute(2, 0, 1)[..., None]
     batch = torch.cat([ys, probes.reshape(d * n, *shape)])               # states first, then probe k = 0 ..
-    idx = torch.arange(start, start + n, device=problem.t.device).repeat(d + 1)
-    inc_all, carry = problem.step.increments(problem.drift, problem.t, idx, batch, prev)
+    inc_all, carry = step.increments(drift, t, idx.repeat(d + 1), batch, prev)
     inc = inc_all[:n]
     work = work_dtype(inc.dtype)
     base = per_step(inc).to(work).reshape(n, blocks, d)
@@ -79,6 +85,24 @@ def independent_rows(drift, t: torch.Tensor, y0: torch.Tensor) -> bool:
     moved[0] = moved[0] + probe_sizes(per_step(moved[:1]))[0].reshape(moved[0].shape) * 1e3
     out = drift(t[:1].expand(2), torch.stack([y0, moved]))
     return bool(torch.equal(out[0, 1:], out[1, 1:])) and not torch.equal(out[0, :1], out[1, :1])
+
+
+def check_blocks(problem, blocks: int) -> None:
+    """A declared ``blocks`` (``options["blocks"]``) must be the state's leading size, and its rows
+    independent (:func:`independent_rows`); a ``ValueError`` naming the option otherwise."""
+    if blocks == 1:
+        return
+    y0 = problem.y0
+    if y0.dim() < 2 or y0.shape[0] != blocks:
+        raise ValueError(f"options['blocks'] = {blocks} must be the size of the state's leading dimension "
+                         f"(the independent trajectories); the state has shape {tuple(y0.shape)}.")
+    counts = problem.drift.nfe, problem.drift.calls
+    independent = independent_rows(problem.drift, problem.t, y0.detach())
+    problem.drift.nfe, problem.drift.calls = counts
+    if not independent:
+        raise ValueError(f"options['blocks'] = {blocks} declares the rows of the state independent "
+                         f"trajectories, but moving row 0 changed the drift of another row (or of none): "
+                         f"the drift couples them. Remove options['blocks'].")
 
 
 def newton_step(window: Window, damping: float) -> torch.Tensor:

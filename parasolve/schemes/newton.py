@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .._checks import check_real
-from . import jacobians
+from . import jacobians, trajectories
 from .scan import affine_scan
 from .base import per_step, register_scheme
 from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, residual_grew
@@ -66,6 +66,10 @@ class Newton(SafeguardedScheme):
             ``D x D`` Jacobian from ``D`` probes for the whole batch. Checked on the first sweep's
             drift (a ``ValueError`` if the rows are coupled); ``method="auto"`` finds the
             structure itself (:func:`parasolve.schemes.jacobians.independent_rows`).
+        per_trajectory: with ``blocks``, each trajectory keeps its own window front and leaves
+            the batch once it converged (:mod:`parasolve.schemes.trajectories`; default True,
+            where the drift may be evaluated row by row and the safeguard is off; else the
+            trajectories share one front).
         damping: step length in (0, 1] applied to the Newton correction (default 1.0).
         clip: bound on the estimated entries of ``dPhi_i/dx_i`` (default 1.0).
         safeguard: take the Picard update and forget the estimate when the residual grew
@@ -81,11 +85,12 @@ class Newton(SafeguardedScheme):
     """
 
     name = "newton"
-    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size", "blocks")
+    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size", "blocks",
+               "per_trajectory")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
                  safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64,
-                 blocks: int = 1):
+                 blocks: int = 1, per_trajectory: bool = True):
         if jacobian not in ("scalar", "diagonal", "full"):
             raise ValueError(f"`jacobian` must be 'scalar', 'diagonal' or 'full'; got {jacobian!r}.")
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
@@ -98,6 +103,9 @@ class Newton(SafeguardedScheme):
         if blocks > 1 and jacobian != "full":
             raise ValueError(f"`blocks` = {blocks} applies to jacobian='full' only; got jacobian={jacobian!r}.")
         self.blocks = blocks
+        if not isinstance(per_trajectory, bool):
+            raise TypeError(f"`per_trajectory` must be True or False; got {per_trajectory!r}.")
+        self.per_trajectory = per_trajectory
         if prior not in ("zero", "step"):
             raise ValueError(f"`prior` must be 'zero' or 'step' (the step map's linear part); got {prior!r}.")
         self.jacobian, self.prior = jacobian, prior
@@ -119,6 +127,12 @@ class Newton(SafeguardedScheme):
             self.check_step(problem.step)
             self.init(problem)  # the size check
             return problem.step.newton_solve(problem, self.name, self.damping)
+        if self.jacobian == "full" and self.blocks > 1 and self.per_trajectory and not self.safeguard:
+            self.check_step(problem.step)
+            self.init(problem)  # the size and blocks checks
+            one = trajectories.applies(problem)
+            if one is not None:
+                return trajectories.solve(problem, one, self.name, True, self.damping, self.divergence_ratio)
         return super().run(problem)
 
     def evaluate(self, problem, start, ys, prev):
@@ -128,7 +142,7 @@ class Newton(SafeguardedScheme):
 
     def init(self, problem) -> NewtonState:
         if self.jacobian == "full":
-            self._check_blocks(problem)
+            jacobians.check_blocks(problem, self.blocks)
             size = problem.y0.numel() // self.blocks
             if size > self.max_size or problem.y0.is_complex():
                 why = ("a complex state" if problem.y0.is_complex() else
@@ -142,19 +156,6 @@ class Newton(SafeguardedScheme):
             return NewtonState()
         y0 = problem.y0
         return NewtonState(prior=problem.step.linear_part().to(dtype=y0.dtype, device=y0.device))
-
-    def _check_blocks(self, problem) -> None:
-        """A declared ``blocks`` must be the state's leading size, and its rows independent."""
-        if self.blocks == 1:
-            return
-        y0 = problem.y0
-        if y0.dim() < 2 or y0.shape[0] != self.blocks:
-            raise ValueError(f"options['blocks'] = {self.blocks} must be the size of the state's leading dimension "
-                             f"(the independent trajectories); the state has shape {tuple(y0.shape)}.")
-        if not jacobians.independent_rows(problem.drift, problem.t, y0):
-            raise ValueError(f"options['blocks'] = {self.blocks} declares the rows of the state independent "
-                             f"trajectories, but moving row 0 changed the drift of another row (or of none): "
-                             f"the drift couples them. Remove options['blocks'].")
 
     def reset(self, state: NewtonState) -> NewtonState:
         return replace(state, last=None, newton=False)
