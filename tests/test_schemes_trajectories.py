@@ -120,3 +120,36 @@ def test_picard_blocks_are_checked():
         parasolve.solve(coupled, y0, t, method="picard", options={"blocks": 0})
     with pytest.raises(TypeError, match="per_trajectory"):
         parasolve.solve(coupled, y0, t, method="newton", options={**NEWTON, "per_trajectory": "yes"})
+
+
+def _vdp(t, y):
+    return torch.stack([y[..., 1], (1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0]], -1)
+
+
+def test_chord_newton_reuses_jacobians_and_keeps_the_answer():
+    """``chord``: a step keeps its Jacobian while its defect shrinks fast; on Van der Pol with a
+    window of a tenth of the grid it probes fewer points (measured 8.3 vs 11.4 evaluations per
+    step and stage) and still reaches the sequential answer within the tolerance bound."""
+    y0 = torch.tensor([2.0, 0.0], dtype=torch.float64)
+    t = torch.linspace(0.0, 10.0, 1001, dtype=torch.float64)
+    seq = parasolve.solve(_vdp, y0, t, method="sequential", step="rk4", vectorized=True)
+    runs = {chord: parasolve.solve(_vdp, y0, t, method="newton", window=100, step="rk4", tol=1e-8, vectorized=True,
+                                   options={**NEWTON, "chord": chord}) for chord in (0.0, 0.2)}
+    for sol in runs.values():
+        assert sol.converged and (sol.ys - seq.ys).abs().max() <= 10 * 1e-8
+    assert runs[0.2].stats.nfe < 0.85 * runs[0.0].stats.nfe
+    last = parasolve.solve(_vdp, y0, t, method="newton", step="rk4", tol=1e-8, vectorized=True, save="last",
+                           options={**NEWTON, "chord": 0.2})
+    assert last.ys.shape == (1, 2) and (last.ys[0] - seq.ys[-1]).abs().max() <= 10 * 1e-8
+    cut = parasolve.solve(_vdp, y0, t, method="newton", step="rk4", tol=1e-8, vectorized=True, max_iters=3,
+                          throw=False, options={**NEWTON, "chord": 0.2})
+    assert cut.status == parasolve.Status.MAX_ITERS and cut.ys.shape == seq.ys.shape
+
+
+def test_chord_is_checked():
+    y0 = torch.tensor([2.0, 0.0], dtype=torch.float64)
+    t = torch.linspace(0.0, 1.0, 11, dtype=torch.float64)
+    with pytest.raises(ValueError, match="chord"):
+        parasolve.solve(_vdp, y0, t, method="newton", options={**NEWTON, "chord": 1.0})
+    with pytest.raises(ValueError, match="chord.*jacobian='full' only"):
+        parasolve.solve(_vdp, y0, t, method="newton", options={"chord": 0.2})

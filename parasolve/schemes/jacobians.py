@@ -51,22 +51,27 @@ def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev, blocks
     return measure(problem.step, problem.drift, problem.t, idx, ys, prev, blocks)
 
 
-def measure(step, drift, t: torch.Tensor, idx: torch.Tensor, ys: torch.Tensor, prev, blocks: int = 1):
+def measure(step, drift, t: torch.Tensor, idx: torch.Tensor, ys: torch.Tensor, prev, blocks: int = 1,
+            probed: torch.Tensor | None = None):
     """:func:`increments_and_jacobians` for the steps ``idx`` (one index per state of ``ys``, in any
-    order: the per-trajectory engine's points), with the drift ``drift``."""
+    order: the per-trajectory engine's points), with the drift ``drift``; ``probed``: the states
+    (indices into ``ys``) whose Jacobians are wanted (``None``: all), ``jac`` then theirs only."""
     n, shape = ys.shape[0], ys.shape[1:]
-    x = per_step(ys).reshape(n, blocks, -1)                              # (n, B, D)
-    d = x.shape[2]
+    sel = ys if probed is None else ys[probed]
+    k = sel.shape[0]
+    d = per_step(ys).shape[1] // blocks
+    x = per_step(sel).reshape(k, blocks, d)                              # (k, B, D)
     h = probe_sizes(x)
-    # probe k moves component k of every trajectory of every state: (D, n, B, D)
+    # probe j moves component j of every trajectory of every state: (D, k, B, D)
     probes = x[None] + torch.eye(d, dtype=x.dtype, device=x.device)[:, None, None, :] * h.permute(2, 0, 1)[..., None]
-    batch = torch.cat([ys, probes.reshape(d * n, *shape)])               # states first, then probe k = 0 ..
-    inc_all, carry = step.increments(drift, t, idx.repeat(d + 1), batch, prev)
+    batch = torch.cat([ys, probes.reshape(d * k, *shape)])               # states first, then probe j = 0 ..
+    probe_idx = idx if probed is None else idx[probed]
+    inc_all, carry = step.increments(drift, t, torch.cat([idx, probe_idx.repeat(d)]), batch, prev)
     inc = inc_all[:n]
     work = work_dtype(inc.dtype)
-    base = per_step(inc).to(work).reshape(n, blocks, d)
-    moved = per_step(inc_all[n:]).to(work).reshape(d, n, blocks, d)     # [probe k, step i, block, component]
-    jac = ((moved - base[None]) / h.permute(2, 0, 1).to(work)[..., None]).permute(1, 2, 3, 0)  # (n, B, out, in)
+    base = per_step(inc if probed is None else inc[probed]).to(work).reshape(k, blocks, d)
+    moved = per_step(inc_all[n:]).to(work).reshape(d, k, blocks, d)     # [probe j, state, block, component]
+    jac = ((moved - base[None]) / h.permute(2, 0, 1).to(work)[..., None]).permute(1, 2, 3, 0)  # (k, B, out, in)
     if isinstance(carry, torch.Tensor) and carry.shape[:1] == inc_all.shape[:1]:
         carry = carry[:n]
     return inc, carry, jac if blocks > 1 else jac[:, 0]

@@ -70,6 +70,10 @@ class Newton(SafeguardedScheme):
             the batch once it converged (:mod:`parasolve.schemes.trajectories`; default True,
             where the drift may be evaluated row by row and the safeguard is off; else the
             trajectories share one front).
+        chord: in ``[0, 1)``; with ``jacobian="full"``, a step keeps the Jacobian measured at an
+            earlier sweep while its defect shrank by at least this factor in the last sweep
+            (simplified, "chord" Newton: only the steps that need one are probed); 0 (default):
+            every sweep measures every step's (docs/benchmarks/larger-states.md).
         damping: step length in (0, 1] applied to the Newton correction (default 1.0).
         clip: bound on the estimated entries of ``dPhi_i/dx_i`` (default 1.0).
         safeguard: take the Picard update and forget the estimate when the residual grew
@@ -86,11 +90,11 @@ class Newton(SafeguardedScheme):
 
     name = "newton"
     options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size", "blocks",
-               "per_trajectory")
+               "per_trajectory", "chord")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
                  safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64,
-                 blocks: int = 1, per_trajectory: bool = True):
+                 blocks: int = 1, per_trajectory: bool = True, chord: float = 0.0):
         if jacobian not in ("scalar", "diagonal", "full"):
             raise ValueError(f"`jacobian` must be 'scalar', 'diagonal' or 'full'; got {jacobian!r}.")
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
@@ -106,6 +110,9 @@ class Newton(SafeguardedScheme):
         if not isinstance(per_trajectory, bool):
             raise TypeError(f"`per_trajectory` must be True or False; got {per_trajectory!r}.")
         self.per_trajectory = per_trajectory
+        self.chord = check_real("chord", chord, low=0.0, high=1.0, open_high=True)
+        if self.chord and jacobian != "full":
+            raise ValueError(f"`chord` = {chord} reuses measured Jacobians: jacobian='full' only; got {jacobian!r}.")
         if prior not in ("zero", "step"):
             raise ValueError(f"`prior` must be 'zero' or 'step' (the step map's linear part); got {prior!r}.")
         self.jacobian, self.prior = jacobian, prior
@@ -127,12 +134,13 @@ class Newton(SafeguardedScheme):
             self.check_step(problem.step)
             self.init(problem)  # the size check
             return problem.step.newton_solve(problem, self.name, self.damping)
-        if self.jacobian == "full" and self.blocks > 1 and self.per_trajectory and not self.safeguard:
+        if self.jacobian == "full" and not self.safeguard and (self.blocks > 1 and self.per_trajectory or self.chord):
             self.check_step(problem.step)
             self.init(problem)  # the size and blocks checks
-            one = trajectories.applies(problem)
-            if one is not None:
-                return trajectories.solve(problem, one, self.name, True, self.damping, self.divergence_ratio)
+            one = trajectories.applies(problem) if self.blocks > 1 and self.per_trajectory else None
+            if one is not None or (self.chord and self.blocks == 1 and trajectories.one_step_ode(problem)):
+                return trajectories.solve(problem, one, self.name, True, self.damping, self.divergence_ratio,
+                                          self.chord)
         return super().run(problem)
 
     def evaluate(self, problem, start, ys, prev):

@@ -43,10 +43,16 @@ def applies(problem: Problem) -> BatchedDrift | None:
     """The drift on one trajectory (:func:`row_drift`) where ``problem`` can be solved with
     per-trajectory fronts -- a one-step, deterministic, explicit map of an ODE's right-hand side,
     and a drift whose rows may be evaluated alone -- else ``None``."""
-    step = problem.step
-    if step.multistep or step.stochastic or step.implicit or not step.ode_rhs or problem.y0.dim() < 2:
+    if not one_step_ode(problem) or problem.y0.dim() < 2:
         return None
     return row_drift(problem)
+
+
+def one_step_ode(problem: Problem) -> bool:
+    """Whether the engine here takes ``problem``'s step map: one-step, deterministic, explicit, of
+    an ODE's right-hand side (what it evaluates at any step index, row by row or whole)."""
+    step = problem.step
+    return not (step.multistep or step.stochastic or step.implicit or not step.ode_rhs)
 
 
 def row_drift(problem: Problem) -> BatchedDrift | None:
@@ -79,22 +85,28 @@ def rows_alone(drift: BatchedDrift, one: BatchedDrift, t: torch.Tensor, y0: torc
     return gap <= row_tolerance(full, drift.f) * scale
 
 
-def solve(problem: Problem, drift: BatchedDrift, name: str, newton: bool, damping: float = 1.0,
-          divergence_ratio: float | None = None) -> Solution:
-    """Solve ``problem`` with per-trajectory fronts, evaluating ``drift`` (:func:`applies`'): Picard's update,
-    or with ``newton`` the full-Jacobian Newton step (scaled by ``damping``); iterate slots whose
-    defect per unit time exceeds ``divergence_ratio`` times the accepted increments' restart from
-    the last trusted state (as :class:`~parasolve.schemes.engine.WindowedScheme` does)."""
-    y0, t = problem.y0, problem.t
-    count, dev = y0.shape[0], y0.device
+def solve(problem: Problem, drift: BatchedDrift | None, name: str, newton: bool, damping: float = 1.0,
+          divergence_ratio: float | None = None, chord: float = 0.0) -> Solution:
+    """Solve ``problem`` with per-trajectory fronts, evaluating ``drift`` (:func:`applies`'; ``None``:
+    the state is one trajectory, evaluated by the problem's own drift): Picard's update, or with
+    ``newton`` the full-Jacobian Newton step (scaled by ``damping``). ``chord`` in ``[0, 1)``: a
+    step keeps the Jacobian measured at an earlier sweep while its defect shrank by at least this
+    factor in the last sweep (0: every sweep measures every step's). Iterate slots whose defect
+    per unit time exceeds ``divergence_ratio`` times the accepted increments' restart from the
+    last trusted state (as :class:`~parasolve.schemes.engine.WindowedScheme` does)."""
+    batched = drift is not None
+    y, t = (problem.y0 if batched else problem.y0[None]), problem.t      # (B, *row)
+    count, dev = y.shape[0], y.device
     n, p = problem.n_steps, min(problem.window, problem.n_steps)
     h = (t[1:] - t[:-1]).abs().double().cpu()
     front = torch.zeros(count, dtype=torch.long)
     active = torch.arange(count)
     per = [Stats(window=p) for _ in range(count)]
-    final = y0.clone()
-    ys = torch.cat([y0[None], _guess(problem, front + 1, p, y0, active)])  # (p + 1, A, *row)
+    final = y.clone()
+    ys = torch.cat([y[None], _guess(problem, front + 1, p, y, active, batched)])  # (p + 1, A, *row)
+    memory = _Chord(p, count) if newton and chord > 0 else None
     with Ledger(problem, p, name) as ledger:
+        out = ledger.out if batched or ledger.out is None else ledger.out[:, None]
         while len(active) and ledger.stats.iterations < problem.max_iters:
             f = front[active]
             w = (n - f).clamp(max=p)
@@ -102,25 +114,35 @@ def solve(problem: Problem, drift: BatchedDrift, name: str, newton: bool, dampin
             valid = slots[:, None] < w[None]                                   # (p, A) host
             valid_dev = valid.to(dev)
             idx = (f[None] + slots[:, None])[valid].to(t.device)
-            points = ys[:p][valid_dev][:, None]                                # (P, 1, *row)
+            points = ys[:p][valid_dev]                                         # (P, *row)
+            if batched:
+                points = points[:, None]
             inc = torch.zeros_like(ys[:p])
+            probe = valid if memory is None else valid & ~memory.reuse
             if newton:
-                inc_p, _, jac_p = measure(problem.step, drift, t, idx, points, None)
-                jac = torch.zeros((p, len(active), *jac_p.shape[1:]), dtype=jac_p.dtype, device=dev)
-                jac[valid_dev] = jac_p
+                probed = torch.nonzero(probe[valid]).flatten().to(dev)
+                inc_p, _, jac_p = measure(problem.step, drift or problem.drift, t, idx, points, None,
+                                          probed=None if memory is None else probed)
+                jac = memory.jacobians(jac_p, dev) if memory is not None else \
+                    torch.zeros((p, len(active), *jac_p.shape[1:]), dtype=jac_p.dtype, device=dev)
+                jac[probe.to(dev)] = jac_p
             else:
-                inc_p, _ = problem.step.increments(drift, t, idx, points, None)
-            inc[valid_dev] = inc_p[:, 0]
+                inc_p, _ = problem.step.increments(drift or problem.drift, t, idx, points, None)
+            inc[valid_dev] = inc_p[:, 0] if batched else inc_p
             defect = per_step(ys[1:] - ys[:p] - inc, 2).abs().amax(2)
             size = per_step(inc, 2).abs().amax(2)
             scale = per_step(ys[1:], 2).abs().amax(2) + size
             defect, size, scale = torch.stack([defect, size, scale]).detach().cpu()  # the one host sync
-            ledger.stats.iterations += 1
-            m = torch.tensor([_accept(problem, per[int(k)], int(f[a]), defect[:w[a], a], scale[:w[a], a])
-                              for a, k in enumerate(active)], dtype=torch.long)
+            if batched:
+                ledger.stats.iterations += 1
+                m = torch.tensor([problem.accept(int(f[a]), defect[:w[a], a], scale[:w[a], a], per[int(k)])
+                                  for a, k in enumerate(active)], dtype=torch.long)
+            else:  # one trajectory: the ledger's own rule (its stall test included)
+                m = torch.tensor([ledger.accept_steps(int(f[0]), defect[:w[0], 0], scale[:w[0], 0])])
+            stages = problem.step.stages
             for a, k in enumerate(active.tolist()):
                 per[k].iterations += 1
-                per[k].nfe += int(w[a]) * (1 + (points.shape[-1] if newton else 0)) * problem.step.stages
+                per[k].nfe += (int(w[a]) + int(probe[:, a].sum()) * (points.shape[-1] if newton else 0)) * stages
                 if m[a] < w[a] and not math.isfinite(float(defect[m[a], a])):
                     ledger.fail_at(int(f[a] + m[a]))
             shift = torch.where(m < w, m + 1, w)
@@ -128,34 +150,62 @@ def solve(problem: Problem, drift: BatchedDrift, name: str, newton: bool, dampin
             m_dev, w_dev = m.clamp(max=p - 1).to(dev), w.to(dev)
             exact = ys[m_dev, cols] + inc[m_dev, cols]
             anchor = torch.where(_rows(m < w, ys).to(dev), exact, ys[w_dev, cols])
-            _save(ledger, ys, anchor, f, m, shift, active)
+            _save(out, ys, anchor, f, m, shift, active)
             old_front = int(front.min())
             front[active] += shift
             ledger.record(old_front, int((f + w).max()), float(defect.max()), int(front.min()) - old_front)
             final[active.to(dev)] = anchor
-            ys = _next_window(problem, ys, inc, jac if newton else None, anchor, shift, w, defect, size, h, f,
-                              active, damping, divergence_ratio)
+            ys, kept = _next_window(problem, ys, inc, jac if newton else None, anchor, shift, w, defect, size, h, f,
+                                    active, damping, divergence_ratio, batched)
             keep = front[active] < n
+            if memory is not None:
+                memory.advance(jac, defect, shift, w, kept, keep, chord)
             active, ys = active[keep], ys[:, keep.to(dev)]
         converged = not len(active)
         for a, k in enumerate(active.tolist()):  # not converged: the current iterate, then its last state
             f, w = int(front[k]), int(min(p, n - int(front[k])))
-            if ledger.out is not None:
-                ledger.out[f:f + w + 1, k] = ys[:w + 1, a]
-                ledger.out[f + w + 1:, k] = ys[w, a]
+            if out is not None:
+                out[f:f + w + 1, k] = ys[:w + 1, a]
+                out[f + w + 1:, k] = ys[w, a]
             final[k] = ys[w, a]
-        stats = ledger.stats
-        stats.defect_sum = max(s.defect_sum for s in per)
-        stats.weighted_defect_sum = max(s.weighted_defect_sum for s in per)
-        stats.per_sample = per
-        problem.drift.nfe += -(-drift.nfe // count)
-        problem.drift.calls += drift.calls
-        return ledger.solution(converged, final[None], name)
+        if batched:
+            stats = ledger.stats
+            stats.defect_sum = max(s.defect_sum for s in per)
+            stats.weighted_defect_sum = max(s.weighted_defect_sum for s in per)
+            stats.per_sample = per
+            problem.drift.nfe += -(-drift.nfe // count)
+            problem.drift.calls += drift.calls
+        return ledger.solution(converged, final[None] if batched else final, name)
 
 
-def _accept(problem: Problem, stats: Stats, start: int, defects: torch.Tensor, scale: torch.Tensor) -> int:
-    """Trajectory's leading steps accepted by the stop rule (its own :class:`Stats` and budget)."""
-    return problem.accept(start, defects, scale, stats)
+class _Chord:
+    """What the chord (simplified) Newton keeps between sweeps, per window slot and trajectory:
+    the last Jacobians, the last defects, and whether the next sweep reuses the Jacobian there."""
+
+    def __init__(self, p: int, count: int):
+        self.stored = None
+        self.last = torch.full((p, count), math.nan, dtype=torch.float64)
+        self.reuse = torch.zeros((p, count), dtype=torch.bool)
+
+    def jacobians(self, fresh: torch.Tensor, dev) -> torch.Tensor:
+        """The sweep's Jacobians, the stored ones where they are reused (fresh ones fill the rest)."""
+        if self.stored is None:
+            return torch.zeros((*self.reuse.shape, *fresh.shape[1:]), dtype=fresh.dtype, device=dev)
+        return self.stored.clone()
+
+    def advance(self, jac, defect, shift, w, kept, keep, chord: float):
+        """Move the memory with each trajectory's window (its slots ``shift ..`` become ``0 ..``);
+        reuse where the defect shrank by ``chord`` and the iterate was kept (not restarted)."""
+        p = defect.shape[0]
+        old = (shift[None] + torch.arange(p)[:, None])                       # new slot j <- old slot shift + j
+        inside = old < w[None]
+        old = old.clamp(max=p - 1)
+        cols = torch.arange(defect.shape[1])[None]
+        shrank = (defect <= chord * self.last) & torch.isfinite(defect)
+        self.last = torch.where(inside, defect[old, cols], math.nan)[:, keep]
+        slots = torch.arange(p)[:, None]
+        self.reuse = (inside & shrank[old, cols] & (slots <= kept[None]))[:, keep]
+        self.stored = jac[old.to(jac.device), cols.to(jac.device)][:, keep.to(jac.device)]
 
 
 def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -163,28 +213,29 @@ def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.reshape(-1, *([1] * (like.dim() - 2)))
 
 
-def _save(ledger: Ledger, ys, anchor, f, m, shift, active):
-    """Write each trajectory's accepted slots and its exact next state into the buffer."""
-    if ledger.out is None:
+def _save(out, ys, anchor, f, m, shift, active):
+    """Write each trajectory's accepted slots and its exact next state into ``out`` (``(N+1, B, *row)``)."""
+    if out is None:
         return
     for a, k in enumerate(active.tolist()):
         first, count = int(f[a]), int(m[a])
-        ledger.out[first + 1:first + count + 1, k] = ys[1:count + 1, a]
-        ledger.out[first + int(shift[a]), k] = anchor[a]
+        out[first + 1:first + count + 1, k] = ys[1:count + 1, a]
+        out[first + int(shift[a]), k] = anchor[a]
 
 
-def _guess(problem: Problem, first: torch.Tensor, count: int, last: torch.Tensor, active) -> torch.Tensor:
+def _guess(problem: Problem, first: torch.Tensor, count: int, last: torch.Tensor, active, batched) -> torch.Tensor:
     """Initial guesses ``(count, A, *row)`` of each trajectory's states ``first[a] ..``: ``init``'s
     (past the grid's end its last state), else ``last`` (``(A, *row)``) repeated."""
     if problem.init is None:
         return last.expand(count, *last.shape)
+    init = problem.init if batched else problem.init[:, None]
     steps = (first[None] + torch.arange(count)[:, None]).clamp(max=problem.n_steps)
-    return problem.init[steps.to(problem.init.device), active.to(problem.init.device)[None]]
+    return init[steps.to(init.device), active.to(init.device)[None]]
 
 
-def _next_window(problem, ys, inc, jac, anchor, shift, w, defect, size, h, f, active, damping, ratio):
-    """Every trajectory's next window ``(p + 1, A, *row)``: its anchor, the updated slots its
-    iterate still covers (trusted ones only), then guesses."""
+def _next_window(problem, ys, inc, jac, anchor, shift, w, defect, size, h, f, active, damping, ratio, batched):
+    """Every trajectory's next window ``(p + 1, A, *row)`` -- its anchor, the updated slots its
+    iterate still covers (trusted ones only), then guesses -- and how many updated slots each kept."""
     p, dev = ys.shape[0] - 1, ys.device
     cols = torch.arange(ys.shape[1], device=dev)[None]
     old = (shift[None] + torch.arange(p + 1)[:, None]).clamp(max=p)         # new slot j <- old slot shift + j
@@ -209,8 +260,8 @@ def _next_window(problem, ys, inc, jac, anchor, shift, w, defect, size, h, f, ac
     slots = torch.arange(1, p + 1)[:, None]
     kept = (slots <= keep[None]).to(dev).reshape(p, -1, *([1] * (ys.dim() - 2)))
     last = torch.where(_rows(keep > 0, ys).to(dev), iterate[(keep - 1).clamp(min=0).to(dev), cols[0]], anchor)
-    fill = _guess(problem, f + shift + 1, p, last, active)
-    return torch.cat([anchor[None], torch.where(kept, iterate, fill)])
+    fill = _guess(problem, f + shift + 1, p, last, active, batched)
+    return torch.cat([anchor[None], torch.where(kept, iterate, fill)]), keep
 
 
 def _trusted(defect, size, h, f, shift, w, ratio) -> torch.Tensor:
