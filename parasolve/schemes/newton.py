@@ -67,7 +67,7 @@ class Newton(SafeguardedScheme):
             drift (a ``ValueError`` if the rows are coupled); ``method="auto"`` finds the
             structure itself (:func:`parasolve.schemes.jacobians.independent_rows`).
         per_trajectory: with ``blocks``, each trajectory keeps its own window front and leaves
-            the batch once it converged (:mod:`parasolve.schemes.trajectories`; default True,
+            the batch once it converged (``parasolve.schemes.trajectories``; default True,
             where the drift may be evaluated row by row and the safeguard is off; else the
             trajectories share one front).
         chord: in ``[0, 1)``; with ``jacobian="full"``, a step keeps the Jacobian measured at an

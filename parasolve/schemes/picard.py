@@ -3,7 +3,7 @@
 Each sweep sets ``x_{j+1} = x_a + sum_{i=a}^{j} Phi_i(x_i)`` for the open slots, anchored at the
 window's new start ``a``; the loop, the stop rule and the bookkeeping are the engine's
 (:mod:`parasolve.schemes.engine`). With ``blocks`` independent trajectories each keeps its own
-window front (:mod:`parasolve.schemes.trajectories`).
+window front (``parasolve.schemes.trajectories``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class Picard(WindowedScheme):
     Options: ``blocks``: the state's leading dimension holds this many independent trajectories
     (checked on the drift; a ``ValueError`` if its rows are coupled): each is accepted on its own
     front and leaves the batch once converged, where the drift may be evaluated row by row
-    (:func:`parasolve.schemes.trajectories.applies`; else one shared front).
+    (``parasolve.schemes.trajectories.applies``; else one shared front).
     """
 
     name = "picard"
