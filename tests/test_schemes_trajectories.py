@@ -153,3 +153,20 @@ def test_chord_is_checked():
         parasolve.solve(_vdp, y0, t, method="newton", options={**NEWTON, "chord": 1.0})
     with pytest.raises(ValueError, match="chord.*jacobian='full' only"):
         parasolve.solve(_vdp, y0, t, method="newton", options={"chord": 0.2})
+
+
+def test_gradients_through_per_trajectory_fronts_match_the_sequential_ones():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)).double()
+    y0 = torch.randn(8, 2, dtype=torch.float64)
+    t = torch.linspace(0.0, 2.0, 101, dtype=torch.float64)
+
+    def gradient(**kw):
+        net.zero_grad()
+        sol = parasolve.solve(lambda s, y: net(y), y0, t, step="rk4", **kw)
+        sol.ys[-1].pow(2).sum().backward()
+        return sol, torch.cat([p.grad.flatten() for p in net.parameters()])
+
+    _, want = gradient(method="sequential")
+    sol, got = gradient(method="newton", options={**NEWTON, "blocks": 8}, tol=1e-10)
+    assert sol.stats.per_sample is not None and (got - want).abs().max() <= 1e-7 * want.abs().max()

@@ -73,7 +73,9 @@ class Newton(SafeguardedScheme):
         chord: in ``[0, 1)``; with ``jacobian="full"``, a step keeps the Jacobian measured at an
             earlier sweep while its defect shrank by at least this factor in the last sweep
             (simplified, "chord" Newton: only the steps that need one are probed); 0 (default):
-            every sweep measures every step's (docs/benchmarks/larger-states.md).
+            every sweep measures every step's (docs/benchmarks/larger-states.md). It runs in the
+            per-trajectory engine: one-step explicit ODE maps, the safeguard off, and with
+            ``blocks`` only where the trajectories have their own fronts (else it has no effect).
         damping: step length in (0, 1] applied to the Newton correction (default 1.0).
         clip: bound on the estimated entries of ``dPhi_i/dx_i`` (default 1.0).
         safeguard: take the Picard update and forget the estimate when the residual grew
