@@ -7,6 +7,7 @@ variant against torchdiffeq's dopri5 at the same rtol/atol: drift evaluations ov
 
     python benchmarks/bench_larger_states.py --group classic   # Jacobian reuse, window (issue 22, item 4)
     python benchmarks/bench_larger_states.py --group mlp       # larger states: secant, blocks, per trajectory
+    python benchmarks/bench_larger_states.py --group fixed     # solve on 1000 RK4 steps: window x chord
 
 Writes ``<out-dir>/larger-states-<group>.csv`` and prints a markdown table (docs/benchmarks/larger-states.md).
 """
@@ -109,9 +110,27 @@ def measure(row, label, options, repeats: int, budget: float) -> dict:
             "first_call_wall": first, "err_ps": err_ps, "err_td": err_td, "failure": ""}
 
 
+def fixed_grid():
+    """``solve`` (Newton, full Jacobians, tol 1e-8) on 1000 RK4 steps of the suite's Van der Pol and
+    Lorenz drifts: sweeps and evaluations per step and stage for each window and ``chord``."""
+    rows = {r.name: r for r in all_rows()}
+    print("| problem | window | chord | sweeps | evaluations per step and stage | max error vs sequential |")
+    print("|---|---|---|---|---|---|")
+    for name, T in (("vdp-mu1-rtol1e-05", 10.0), ("vdp-mu5-rtol1e-05", 10.0), ("lorenz-rtol1e-05", 2.0)):
+        problem = rows[name].make()
+        t = torch.linspace(0.0, T, 1001, dtype=torch.float64)
+        seq = parasolve.solve(problem.f, problem.y0, t, method="sequential", step="rk4")
+        for window in (1000, 300, 100, 30):
+            for chord in (0.0, 0.2):
+                sol = parasolve.solve(problem.f, problem.y0, t, method="newton", window=window, step="rk4", tol=1e-8,
+                                      options={**FULL, "chord": chord})
+                print(f"| {name.split('-rtol')[0]} | {window} | {chord} | {sol.stats.iterations} | "
+                      f"{sol.stats.nfe / 1000 / 4:.1f} | {float((sol.ys - seq.ys).abs().max()):.1e} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--group", choices=("classic", "mlp"), required=True)
+    parser.add_argument("--group", choices=("classic", "mlp", "fixed"), required=True)
     parser.add_argument("--rows", default=None, help="comma-separated row names (default: the group's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=20.0, help="no timed repeats for a variant whose first call "
@@ -119,6 +138,8 @@ def main():
     parser.add_argument("--out-dir", default="docs/benchmarks")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.group == "fixed":
+        return fixed_grid()
     names = args.rows.split(",") if args.rows else (CLASSIC if args.group == "classic" else MLP)
     rows = {r.name: r for r in all_rows()}
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, load {os.getloadavg()}")
