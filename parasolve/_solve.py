@@ -13,7 +13,8 @@ from .drift import BatchedDrift
 from .errors import ConvergenceError, NonFiniteError
 from .problem import Problem
 from .schemes import resolve_scheme
-from .schemes.jacobians import FULL_NEWTON_SIZE, auto_scheme, independent_rows
+from .schemes.choice import FULL_NEWTON_SIZE, auto_scheme
+from .schemes.jacobians import independent_rows
 from .sde import EulerMaruyama, check_noise, draw_noise
 from .solution import Solution
 from .steps import resolve_step

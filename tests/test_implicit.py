@@ -61,7 +61,8 @@ def test_one_newton_over_all_stages_matches_the_sequential_loop_on_robertson(nam
     f, y0 = SP["robertson"], torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
     t = _robertson_grid()
     seq = parasolve.solve(f, y0, t, step=name, method="sequential", vectorized=True)
-    par = parasolve.solve(f, y0, t, step=name, vectorized=True, tol=1e-9)  # auto: Newton, full Jacobians
+    par = parasolve.solve(f, y0, t, step=name, method="newton", options={"jacobian": "full"}, vectorized=True,
+                          tol=1e-9)
     assert par.converged and par.method == "newton"
     # dissipative problem: the defects' sum bounds the gap (stability constant ~ 1)
     assert float((par.ys - seq.ys).abs().max()) <= 10 * par.stats.defect_sum + 1e-12

@@ -12,7 +12,7 @@ from parasolve.evaluators import in_contract_check
 import parasolve
 from parasolve import problems
 from parasolve.schemes import Anderson, Newton, Parareal
-from parasolve.schemes.newton import bidiagonal_solve
+from parasolve.schemes.scan import affine_scan
 from parasolve.schemes.parareal import segment_bounds
 
 
@@ -88,7 +88,7 @@ def test_bidiagonal_scan_equals_the_sequential_recursion(length, scalar):
     for i in range(length):
         d = a[i] * d + b[i]
         expected.append(d)
-    assert torch.allclose(bidiagonal_solve(a, b, delta0), torch.stack(expected), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(affine_scan(a, b, delta0), torch.stack(expected), rtol=1e-12, atol=1e-12)
 
 
 class RecordingNewton(Newton):

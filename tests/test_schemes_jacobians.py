@@ -217,8 +217,8 @@ def test_block_jacobians_solve_a_batch_with_d_probes_not_b_times_d():
     with torch.no_grad():
         seq = parasolve.solve(f, y0, t, method="sequential", step="rk4", vectorized=True)
         batches.clear()
-        blocks = parasolve.solve(f, y0, t, method="newton", options={"jacobian": "full", "blocks": 6}, step="rk4",
-                                 tol=1e-9, vectorized=True)
+        blocks = parasolve.solve(f, y0, t, method="newton", step="rk4", tol=1e-9, vectorized=True,
+                                 options={"jacobian": "full", "blocks": 6, "per_trajectory": False})
         block_batches = batches[1:]  # (the first call is the blocks check: 2 points)
         batches.clear()
         full = parasolve.solve(f, y0, t, method="newton", options={"jacobian": "full"}, step="rk4", tol=1e-9,
@@ -257,5 +257,6 @@ def test_auto_finds_independent_rows_and_takes_per_trajectory_newton():
     assert not independent_rows(coupled, t, y0)
     with torch.no_grad():
         sol = parasolve.solve(f, y0, t, step="rk4", evaluator=parasolve.evaluators.local_evaluator)  # no cost model
-    sweeps = sol.stats.nfe - 2  # 2: Newton's check of the rows' independence
-    assert sol.method == "newton" and sweeps % (4 * 3) == 0 and sweeps <= sol.stats.iterations * 4 * 40 * 3
+    per = sol.stats.per_sample  # each trajectory on its own front: rk4's 4 stages, each row and its 2 probes
+    assert sol.method == "newton" and len(per) == 12 and all(s.nfe % (4 * 3) == 0 for s in per)
+    assert all(s.nfe <= s.iterations * 4 * 40 * 3 for s in per)

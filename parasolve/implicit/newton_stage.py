@@ -7,7 +7,7 @@ linearisation ``dZ_i = a_i + B_i dx_i`` leaves the block-bidiagonal recursion
 
     dx_{i+1} = (I + B_{i,s}) dx_i + a_{i,s} - (x_{i+1} - x_i - Z_{i,s}),
 
-solved for the whole window by the parallel scan :func:`parasolve.schemes.jacobians.affine_scan`
+solved for the whole window by the parallel scan :func:`parasolve.schemes.scan.affine_scan`
 (the one ``method="newton"`` uses for explicit maps). One iteration is one batched drift round
 (the stage values and their Jacobians' probes at every step) plus batched ``sD x sD`` solves and
 the scan. ``I + B_{i,s}`` is the derivative of the exact step, so for an L-stable method the scan
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from ..schemes.base import per_step
-from ..schemes.jacobians import affine_scan
+from ..schemes.scan import affine_scan
 from ..schemes.ledger import Ledger
 from .stages import linearize, newton_stages, stage_points, values_and_jacobians
 

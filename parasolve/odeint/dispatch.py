@@ -13,7 +13,8 @@ from .. import _checks as checks
 from .._api import solve
 from ..costs import expected_sweeps, parallel_pays, pays_on_grid
 from ..errors import ConvergenceError, NonFiniteError
-from ..schemes.jacobians import FULL_NEWTON_SIZE, auto_scheme, independent_rows
+from ..schemes.choice import FULL_NEWTON_SIZE, auto_scheme
+from ..schemes.jacobians import independent_rows
 from ..steps import STEPS
 from . import grids
 from .adaptive import roundoff_bound, roundoff_floor, solve_adaptive
@@ -54,7 +55,7 @@ def choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, s
 def default_scheme(options: dict, y0: torch.Tensor, keep_auto: bool) -> None:
     """Fill in ``options["scheme"]`` when not given. With ``keep_auto`` (fixed-step methods, the
     default evaluator) ``"auto"`` is left to ``solve``, whose cost model may pick the sequential
-    loop; otherwise it becomes the parallel scheme ``solve``'s ``method="auto"`` takes (:func:`parasolve.schemes.jacobians.auto_scheme`;
+    loop; otherwise it becomes the parallel scheme ``solve``'s ``method="auto"`` takes (:func:`parasolve.schemes.choice.auto_scheme`;
     every odeint method is a one-step map); ``scheme_options`` given alone refine it."""
     if "scheme" not in options or options["scheme"] == "auto":
         if keep_auto and options.get("scheme_options") is None:

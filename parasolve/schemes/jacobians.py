@@ -12,7 +12,7 @@ Finite differences need nothing from the drift beyond what every scheme uses (no
 
 The Newton step ``delta_{i+1} = (I + J_i) delta_i - F_i`` is then an affine recursion with
 matrices, solved for the whole window by a parallel scan of the pairs ``(A, B)`` composed as
-``(A2 A1, A2 B1 + B2)`` (:func:`affine_scan`, which the adjoint's ``method="scan"`` uses too:
+``(A2 A1, A2 B1 + B2)`` (:func:`parasolve.schemes.scan.affine_scan`, which the adjoint's ``method="scan"`` uses too:
 ``ceil(log2 w)`` rounds of batched matmuls, no drift calls). On a linear drift the step is exact
 up to the differences' ``sqrt(eps)`` error, so the solve takes two or three sweeps (the last one
 measures the defects); near the solution it converges quadratically. Only one-step maps are
@@ -26,39 +26,8 @@ import torch
 
 from .base import per_step
 from .engine import Window, work_dtype
-
-#: ``method="auto"`` (``solve``'s default, and ``odeint``'s without ``options["scheme"]``) takes
-#: Newton with full Jacobians for real states of at most this many components and one-step
-#: maps, Picard otherwise (the measurements: docs/odeint.md, "Which scheme").
-FULL_NEWTON_SIZE = 16
-#: ... and when the window's Jacobians (``steps * D * D`` numbers) stay within this many numbers.
-FULL_NEWTON_ENTRIES = 2 ** 24
-
-
-def auto_scheme(y0: torch.Tensor, multistep: bool, options: dict | None,
-                steps: int | None = None, blocks: int = 1) -> tuple[str, dict | None]:
-    """``(method, options)`` that ``method="auto"`` stands for, for this state (``blocks``
-    independent trajectories in its leading dimension, :func:`independent_rows`), a one-step
-    (``multistep=False``) or multistep map and a window of ``steps`` steps (``None``: not known
-    yet); ``options`` refine the choice. The size that counts is one trajectory's."""
-    d = y0.numel() // blocks
-    small = d <= FULL_NEWTON_SIZE and (steps is None or steps * blocks * d * d <= FULL_NEWTON_ENTRIES)
-    if not y0.is_complex() and small and not multistep:
-        extra = {"blocks": blocks} if blocks > 1 else {}
-        return "newton", {"jacobian": "full", **extra, **(options or {})}
-    return "picard", options
-
-
-def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
-    """All ``u_1 .. u_L`` of ``u_{j+1} = A_j u_j + B_j`` (matrices ``A`` ``(L, *batch, d, d)``, ``B``
-    ``(L, *batch, d)``, ``u0`` ``(*batch, d)``: independent blocks in ``batch``) by a Hillis-Steele
-    scan: ``ceil(log2 L)`` rounds of batched matrix products."""
-    offset = 1
-    while offset < B.shape[0]:  # new tensors each round (no clones): the prefixes already composed stay
-        A, B = (torch.cat([A[:offset], A[offset:] @ A[:-offset]]),
-                torch.cat([B[:offset], B[offset:] + (A[offset:] @ B[:-offset, ..., None])[..., 0]]))
-        offset *= 2
-    return (A @ u0[..., None])[..., 0] + B
+from .scan import affine_scan  # noqa: F401  (also importable from here, as before)
+from .choice import FULL_NEWTON_ENTRIES, FULL_NEWTON_SIZE, auto_scheme  # noqa: F401  (moved; old imports work)
 
 
 def probe_sizes(x: torch.Tensor) -> torch.Tensor:
@@ -78,20 +47,31 @@ def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev, blocks
     ``D = size / B`` components each (:func:`independent_rows`), so the Jacobian is block diagonal:
     probe ``d`` moves component ``d`` of every trajectory at once, and ``jac`` holds the blocks,
     ``(n, B, D, D)`` -- ``D`` probes for the whole batch, not ``B * D``. Else ``jac`` is ``(n, D, D)``."""
+    idx = torch.arange(start, start + ys.shape[0], device=problem.t.device)
+    return measure(problem.step, problem.drift, problem.t, idx, ys, prev, blocks)
+
+
+def measure(step, drift, t: torch.Tensor, idx: torch.Tensor, ys: torch.Tensor, prev, blocks: int = 1,
+            probed: torch.Tensor | None = None):
+    """:func:`increments_and_jacobians` for the steps ``idx`` (one index per state of ``ys``, in any
+    order: the per-trajectory engine's points), with the drift ``drift``; ``probed``: the states
+    (indices into ``ys``) whose Jacobians are wanted (``None``: all), ``jac`` then theirs only."""
     n, shape = ys.shape[0], ys.shape[1:]
-    x = per_step(ys).reshape(n, blocks, -1)                              # (n, B, D)
-    d = x.shape[2]
+    sel = ys if probed is None else ys[probed]
+    k = sel.shape[0]
+    d = per_step(ys).shape[1] // blocks
+    x = per_step(sel).reshape(k, blocks, d)                              # (k, B, D)
     h = probe_sizes(x)
-    # probe k moves component k of every trajectory of every state: (D, n, B, D)
+    # probe j moves component j of every trajectory of every state: (D, k, B, D)
     probes = x[None] + torch.eye(d, dtype=x.dtype, device=x.device)[:, None, None, :] * h.permute(2, 0, 1)[..., None]
-    batch = torch.cat([ys, probes.reshape(d * n, *shape)])               # states first, then probe k = 0 ..
-    idx = torch.arange(start, start + n, device=problem.t.device).repeat(d + 1)
-    inc_all, carry = problem.step.increments(problem.drift, problem.t, idx, batch, prev)
+    batch = torch.cat([ys, probes.reshape(d * k, *shape)])               # states first, then probe j = 0 ..
+    probe_idx = idx if probed is None else idx[probed]
+    inc_all, carry = step.increments(drift, t, torch.cat([idx, probe_idx.repeat(d)]), batch, prev)
     inc = inc_all[:n]
     work = work_dtype(inc.dtype)
-    base = per_step(inc).to(work).reshape(n, blocks, d)
-    moved = per_step(inc_all[n:]).to(work).reshape(d, n, blocks, d)     # [probe k, step i, block, component]
-    jac = ((moved - base[None]) / h.permute(2, 0, 1).to(work)[..., None]).permute(1, 2, 3, 0)  # (n, B, out, in)
+    base = per_step(inc if probed is None else inc[probed]).to(work).reshape(k, blocks, d)
+    moved = per_step(inc_all[n:]).to(work).reshape(d, k, blocks, d)     # [probe j, state, block, component]
+    jac = ((moved - base[None]) / h.permute(2, 0, 1).to(work)[..., None]).permute(1, 2, 3, 0)  # (k, B, out, in)
     if isinstance(carry, torch.Tensor) and carry.shape[:1] == inc_all.shape[:1]:
         carry = carry[:n]
     return inc, carry, jac if blocks > 1 else jac[:, 0]
@@ -110,6 +90,24 @@ def independent_rows(drift, t: torch.Tensor, y0: torch.Tensor) -> bool:
     moved[0] = moved[0] + probe_sizes(per_step(moved[:1]))[0].reshape(moved[0].shape) * 1e3
     out = drift(t[:1].expand(2), torch.stack([y0, moved]))
     return bool(torch.equal(out[0, 1:], out[1, 1:])) and not torch.equal(out[0, :1], out[1, :1])
+
+
+def check_blocks(problem, blocks: int) -> None:
+    """A declared ``blocks`` (``options["blocks"]``) must be the state's leading size, and its rows
+    independent (:func:`independent_rows`); a ``ValueError`` naming the option otherwise."""
+    if blocks == 1:
+        return
+    y0 = problem.y0
+    if y0.dim() < 2 or y0.shape[0] != blocks:
+        raise ValueError(f"options['blocks'] = {blocks} must be the size of the state's leading dimension "
+                         f"(the independent trajectories); the state has shape {tuple(y0.shape)}.")
+    counts = problem.drift.nfe, problem.drift.calls
+    independent = independent_rows(problem.drift, problem.t, y0.detach())
+    problem.drift.nfe, problem.drift.calls = counts
+    if not independent:
+        raise ValueError(f"options['blocks'] = {blocks} declares the rows of the state independent "
+                         f"trajectories, but moving row 0 changed the drift of another row (or of none): "
+                         f"the drift couples them. Remove options['blocks'].")
 
 
 def newton_step(window: Window, damping: float) -> torch.Tensor:

@@ -6,7 +6,8 @@ The discrete problem is the block-bidiagonal root-finding problem
 
 whose Newton step ``delta`` solves ``delta_{i+1} = (I + D_i) delta_i - F_i(x)`` with
 ``D_i = dPhi_i/dx_i``. That recursion is linear in ``delta``: it is solved for all steps at once by
-an associative scan (log2(window) rounds of element-wise products, no drift calls).
+an associative scan (log2(window) rounds of element-wise products, no drift calls;
+:func:`parasolve.schemes.scan.affine_scan`).
 
 ``D_i`` is approximated by a secant from the last two sweeps at the same step:
 ``jacobian="scalar"`` (default) a multiple of the identity per step,
@@ -31,28 +32,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from .._checks import check_choice, check_positive_int, check_real
-from . import jacobians
+from . import jacobians, trajectories
+from .scan import affine_scan
 from .base import per_step, register_scheme
 from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, residual_grew
-
-
-def bidiagonal_solve(a: torch.Tensor, b: torch.Tensor, delta0: torch.Tensor) -> torch.Tensor:
-    """All ``delta_1 .. delta_L`` of ``delta_{i+1} = a_i * delta_i + b_i`` by a parallel scan.
-
-    ``a`` broadcasts against ``b`` (shape ``(L, *state)``); ``delta0`` has the state's shape.
-    The pairs ``(A, B)`` meaning ``delta -> A * delta + B`` compose associatively; a
-    Hillis-Steele scan composes every prefix in ``ceil(log2 L)`` vectorised rounds, without the
-    divisions (and their overflow) of a cumulative-product formula.
-    """
-    A, B = a.expand_as(b).clone(), b.clone()
-    offset = 1
-    while offset < b.shape[0]:
-        A_next, B_next = A.clone(), B.clone()
-        A_next[offset:] = A[offset:] * A[:-offset]
-        B_next[offset:] = A[offset:] * B[:-offset] + B[offset:]
-        A, B = A_next, B_next
-        offset *= 2
-    return A * delta0 + B
 
 
 @dataclass(frozen=True)
@@ -83,6 +66,16 @@ class Newton(SafeguardedScheme):
             ``D x D`` Jacobian from ``D`` probes for the whole batch. Checked on the first sweep's
             drift (a ``ValueError`` if the rows are coupled); ``method="auto"`` finds the
             structure itself (:func:`parasolve.schemes.jacobians.independent_rows`).
+        per_trajectory: with ``blocks``, each trajectory keeps its own window front and leaves
+            the batch once it converged (``parasolve.schemes.trajectories``; default True,
+            where the drift may be evaluated row by row and the safeguard is off; else the
+            trajectories share one front).
+        chord: in ``[0, 1)``; with ``jacobian="full"``, a step keeps the Jacobian measured at an
+            earlier sweep while its defect shrank by at least this factor in the last sweep
+            (simplified, "chord" Newton: only the steps that need one are probed); 0 (default):
+            every sweep measures every step's (docs/benchmarks/larger-states.md). It runs in the
+            per-trajectory engine: one-step explicit ODE maps, the safeguard off, and with
+            ``blocks`` only where the trajectories have their own fronts (else it has no effect).
         damping: step length in (0, 1] applied to the Newton correction (default 1.0).
         clip: bound on the estimated entries of ``dPhi_i/dx_i`` (default 1.0).
         safeguard: take the Picard update and forget the estimate when the residual grew
@@ -98,11 +91,12 @@ class Newton(SafeguardedScheme):
     """
 
     name = "newton"
-    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size", "blocks")
+    options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size", "blocks",
+               "per_trajectory", "chord")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
                  safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64,
-                 blocks: int = 1):
+                 blocks: int = 1, per_trajectory: bool = True, chord: float = 0.0):
         check_choice("jacobian", jacobian, ("scalar", "diagonal", "full"))
         check_positive_int("max_size", max_size, fix="It is the largest state jacobian='full' accepts.")
         self.max_size = max_size
@@ -111,6 +105,12 @@ class Newton(SafeguardedScheme):
         if blocks > 1 and jacobian != "full":
             raise ValueError(f"`blocks` = {blocks} applies to jacobian='full' only; got jacobian={jacobian!r}.")
         self.blocks = blocks
+        if not isinstance(per_trajectory, bool):
+            raise TypeError(f"`per_trajectory` must be True or False; got {per_trajectory!r}.")
+        self.per_trajectory = per_trajectory
+        self.chord = check_real("chord", chord, low=0.0, high=1.0, open_high=True)
+        if self.chord and jacobian != "full":
+            raise ValueError(f"`chord` = {chord} reuses measured Jacobians: jacobian='full' only; got {jacobian!r}.")
         check_choice("prior", prior, ("zero", "step"), fix="It is the prior for the step map's linear part.")
         self.jacobian, self.prior = jacobian, prior
         self.damping = check_real("damping", damping, low=0.0, high=1.0, open_low=True, open_high=False)
@@ -130,6 +130,12 @@ class Newton(SafeguardedScheme):
         if self.jacobian == "full" and problem.step.implicit:  # one Newton over every step's stages
             self.init(problem)  # the size check
             return problem.step.newton_solve(problem, self.name, self.damping)
+        if self.jacobian == "full" and not self.safeguard and (self.blocks > 1 and self.per_trajectory or self.chord):
+            self.init(problem)  # the size and blocks checks
+            one = trajectories.applies(problem) if self.blocks > 1 and self.per_trajectory else None
+            if one is not None or (self.chord and self.blocks == 1 and trajectories.one_step_ode(problem)):
+                return trajectories.solve(problem, one, self.name, True, self.damping, self.divergence_ratio,
+                                          self.chord)
         return super()._run(problem)
 
     def evaluate(self, problem, start, ys, prev):
@@ -139,7 +145,7 @@ class Newton(SafeguardedScheme):
 
     def init(self, problem) -> NewtonState:
         if self.jacobian == "full":
-            self._check_blocks(problem)
+            jacobians.check_blocks(problem, self.blocks)
             size = problem.y0.numel() // self.blocks
             if size > self.max_size or problem.y0.is_complex():
                 why = ("a complex state" if problem.y0.is_complex() else
@@ -153,19 +159,6 @@ class Newton(SafeguardedScheme):
             return NewtonState()
         y0 = problem.y0
         return NewtonState(prior=problem.step.linear_part().to(dtype=y0.dtype, device=y0.device))
-
-    def _check_blocks(self, problem) -> None:
-        """A declared ``blocks`` must be the state's leading size, and its rows independent."""
-        if self.blocks == 1:
-            return
-        y0 = problem.y0
-        if y0.dim() < 2 or y0.shape[0] != self.blocks:
-            raise ValueError(f"options['blocks'] = {self.blocks} must be the size of the state's leading dimension "
-                             f"(the independent trajectories); the state has shape {tuple(y0.shape)}.")
-        if not jacobians.independent_rows(problem.drift, problem.t, y0):
-            raise ValueError(f"options['blocks'] = {self.blocks} declares the rows of the state independent "
-                             f"trajectories, but moving row 0 changed the drift of another row (or of none): "
-                             f"the drift couples them. Remove options['blocks'].")
 
     def reset(self, state: NewtonState) -> NewtonState:
         return replace(state, last=None, newton=False)
@@ -194,7 +187,7 @@ class Newton(SafeguardedScheme):
         if slope is None:  # Picard: delta_{i+1} = delta_i - F_i
             delta = (anchor - ys[shift]) - torch.cumsum(defect, 0)
         else:
-            delta = bidiagonal_solve(1 + slope, -defect, anchor - ys[shift])
+            delta = affine_scan(1 + slope, -defect, anchor - ys[shift])
         return Update(ys[shift + 1:] + self.damping * delta, state)
 
     def _full_update(self, state: NewtonState, window: Window) -> Update:
