@@ -19,10 +19,9 @@ import copy
 import torch
 
 from .._api import solve
-from .._solve import checked
 from ..drift import in_contract_check
 from ..lanes import run_lanes
-from ..solution import Solution, Stats, Status
+from ..solution import Solution, Stats, Status, report
 from .denoiser import Denoiser, concat, rows
 
 
@@ -46,7 +45,7 @@ def solve_per_sample(den: Denoiser, step, x_T: torch.Tensor, grid: torch.Tensor,
         return job
 
     sols = run_lanes([lane(s) for s in range(x_T.shape[0])], batch)
-    return checked(merge(sols, batch.calls), throw, grid.shape[0] - 1)
+    return report(merge(sols, batch.calls), throw, grid.shape[0] - 1)
 
 
 class MergedModel:
