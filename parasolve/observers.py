@@ -78,7 +78,7 @@ class ProgressBar:
 
 
 def check_callback(callback) -> Callable | None:
-    """``callback`` if it is ``None`` or callable, else a :class:`TypeError` naming it."""
+    """``callback`` if it is ``None`` or callable, else a ``TypeError`` naming it."""
     if callback is not None and not callable(callback):
         raise TypeError(f"`callback` must be callable as callback(info) with a parasolve.observers.SweepInfo, "
                         f"or None; got {type(callback).__name__}.")

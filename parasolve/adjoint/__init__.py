@@ -23,11 +23,11 @@ evaluation -- and solves the recurrence with vector-Jacobian products batched ov
   ``ceil(log2 N)`` rounds of matrix products: a direct solve, exact up to round-off, for small
   real states (``d <= max_dense``); multistep maps scan the pair ``(lambda_i, lambda_{i+1})``.
 
-One job per module: :mod:`.options` (what ``adjoint_options`` may ask, and when the adjoint
-refuses), :mod:`.request` (what a solve asked for, and the node it gets), :mod:`.node` (the
-autograd node around the forward run), :mod:`.linearize` (the step map's VJPs and Jacobians at
-the saved states), :mod:`.picard` and :mod:`.scan` (the two solvers of the recurrence),
-:mod:`.checkpoint` (the states between checkpoints).
+One job per module: ``options`` (what ``adjoint_options`` may ask, and when the adjoint
+refuses), ``request`` (what a solve asked for, and the node it gets), ``node`` (the autograd
+node around the forward run), ``linearize`` (the step map's VJPs and Jacobians at the saved
+states), ``picard`` and ``scan`` (the two solvers of the recurrence), ``checkpoint`` (the states
+between checkpoints).
 """
 
 from ..schemes.jacobians import affine_scan  # noqa: F401  (re-exported: the scan both directions use)

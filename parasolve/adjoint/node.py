@@ -1,5 +1,5 @@
 """The autograd node around a solve: its forward is the finished forward run (no graph), its
-backward the discrete adjoint (:mod:`.picard` or :mod:`.scan`)."""
+backward the discrete adjoint (``picard`` or ``scan``)."""
 
 from __future__ import annotations
 
