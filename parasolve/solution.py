@@ -86,9 +86,10 @@ class Stats:
     per_sample: list["Stats"] | None = None
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Solution:
-    """What :func:`parasolve.solve` returns.
+    """What :func:`parasolve.solve` returns: built once, whole, and never changed afterwards
+    (a changed copy is ``dataclasses.replace(sol, ...)``).
 
     ``ts``: the grid (``save="all"``) or its last point (``save="last"``); ``ys``: the states at
     ``ts`` with shape ``(len(ts), *y0.shape)``. ``backward``: for a differentiable solve, the

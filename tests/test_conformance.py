@@ -3,6 +3,8 @@ map and scheme passes it, read from the registries; the maps outside the registr
 diffusion samplers) pass it on their own problems; and it catches deliberately broken ones,
 naming the broken rule."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -124,9 +126,8 @@ class ClaimsConvergence(Picard):
     name = "claims_convergence"
 
     def run(self, problem):
-        sol = super().run(type(problem)(**{**problem.__dict__, "max_iters": 2}))
-        sol.status = parasolve.Status.SUCCESS
-        return sol
+        sol = super().run(dataclasses.replace(problem, max_iters=2))
+        return dataclasses.replace(sol, status=parasolve.Status.SUCCESS)
 
 
 class HidesCalls(Sequential):
