@@ -4,8 +4,9 @@
 
 A cheap drift (``y' = -y`` on 64 numbers) makes the engine's bookkeeping, not the drift,
 the cost of a sweep. Each tree runs in its own subprocess (``PYTHONPATH=tree``), one torch
-thread, alternating A B A B ... ``--rounds`` times; the table gives the median wall time per
-sweep of each scheme and the sweep counts (which must agree between the trees).
+thread, alternating A B A B ... ``--rounds`` times; the table gives the median wall and CPU
+time per sweep of each scheme (the sequential loop: per step) and the sweep counts (which must
+agree between the trees).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ torch.set_num_threads(1)
 y0 = torch.linspace(-1, 1, 64, dtype=torch.float64)
 t = torch.linspace(0, 4, 2001, dtype=torch.float64)
 out = {}
-for method in ["picard", "anderson", "newton", "parareal"]:
+for method in ["sequential", "picard", "anderson", "newton", "parareal"]:
     kw = dict(method=method, window=200, tol=1e-9, vectorized=True, save="last")
     parasolve.solve(lambda t, y: -y, y0, t, **kw)  # warm-up
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     sol = parasolve.solve(lambda t, y: -y, y0, t, **kw)
-    wall = time.perf_counter() - start
-    out[method] = [wall / sol.stats.iterations, sol.stats.iterations]
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    out[method] = [wall / sol.stats.iterations, sol.stats.iterations, cpu / sol.stats.iterations]
 print(json.dumps(out))
 """
 
@@ -49,13 +50,15 @@ def main(argv=None):
     for _ in range(args.rounds):
         for tree in args.trees:
             results[tree].append(run(tree))
-    print("| scheme | sweeps | " + " | ".join(f"ms/sweep {k}" for k in "AB") + " | B/A |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| scheme | sweeps | " + " | ".join(f"ms/sweep {k}" for k in "AB") + " | B/A | "
+          + " | ".join(f"CPU ms/sweep {k}" for k in "AB") + " | B/A CPU |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for method in results[args.trees[0]][0]:
         med = [statistics.median(r[method][0] for r in results[tree]) * 1e3 for tree in args.trees]
+        cpu = [statistics.median(r[method][2] for r in results[tree]) * 1e3 for tree in args.trees]
         sweeps = {r[method][1] for tree in args.trees for r in results[tree]}
         print(f"| {method} | {'/'.join(map(str, sorted(sweeps)))} | {med[0]:.3f} | {med[1]:.3f} | "
-              f"{med[1] / med[0]:.2f} |")
+              f"{med[1] / med[0]:.2f} | {cpu[0]:.3f} | {cpu[1]:.3f} | {cpu[1] / cpu[0]:.2f} |")
     for k, tree in zip("AB", args.trees):
         print(f"{k} = {tree}")
 

@@ -5,8 +5,8 @@
 
 Each run (``model:sampler:steps:window``; models ``digits``, ``digits-flow``, ``trajectory``) samples
 sequentially and with ``diffusion.sample``'s defaults (method, tol) from the same x_T and noise,
-and records every sweep's measured defects as the stop rule sees them (by wrapping
-``Problem.accept``, which it calls unchanged). Reported:
+and records every sweep's measured defects as the stop rule sees them (``callback=``, the solve's
+observer: :class:`parasolve.observers.SweepInfo`). Reported:
 
 - sweeps, evaluations, max|x - x_seq| (the gap), ``Stats.weighted_defect_sum`` (the bound) and the
   **slack** bound / gap;
@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from parasolve import diffusion, stop_rule, zoo
-from parasolve.problem import Problem
+from parasolve import diffusion, zoo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_diffusion import machine  # noqa: E402
@@ -56,25 +55,14 @@ def anatomy(spec: str, samples: int = 4, seed: int = 0) -> dict:
     den, shape, cond = _inputs(model, samples)
     seq = diffusion.sample(den, shape, sampler=sampler, steps=steps, method="sequential", cond=cond,
                            generator=torch.Generator().manual_seed(seed))
-    sweeps = []  # (start, defects, allowances, spent before, budgets)
-    accept = Problem.accept
+    sweeps = []  # (start, defects, allowances, spent before, met, budgets)
 
-    def recording(self, start, defects, scale, stats, noise=0.0):
-        spent = stats.weighted_defect_sum
-        m = accept(self, start, defects, scale, stats, noise)
-        window_ = slice(start, start + len(defects))
-        floor = torch.maximum(stop_rule.floor(scale, self.y0.dtype), noise * scale.double())
-        own = torch.maximum(self.thresholds()[window_], floor)
-        budget = self.tol * self._cum_shares()[window_] if self._carry() else None  # None: no carry-over
-        sweeps.append((start, defects.double(), own, spent, m, budget))
-        return m
+    def recording(info):  # the solve's observer: what the stop rule compared in each sweep
+        if info.defects is not None:
+            sweeps.append((info.start, info.defects, info.allowances, info.spent, info.met, info.budget))
 
-    Problem.accept = recording
-    try:
-        out = diffusion.sample(den, shape, sampler=sampler, steps=steps, window=window, cond=cond,
-                               x_T=seq.x_T, noise=seq.noise, throw=False)
-    finally:
-        Problem.accept = accept
+    out = diffusion.sample(den, shape, sampler=sampler, steps=steps, window=window, cond=cond,
+                           x_T=seq.x_T, noise=seq.noise, throw=False, callback=recording)
     st = out.stats
     gap = float((out.x - seq.x).abs().max())
     entered, ages = {}, collections.defaultdict(list)

@@ -20,7 +20,7 @@ from .tuning import choose_window
 
 def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_iters=None,
           vectorized=False, save="all", progress=False, throw=True, options=None, init=None,
-          evaluator=None, adjoint_params=None, adjoint_options=None, **unknown) -> Solution:
+          evaluator=None, adjoint_params=None, adjoint_options=None, callback=None, **unknown) -> Solution:
     """Solve ``dy/dt = f(t, y)`` on the grid ``t`` as the discrete problem of ``step``.
 
     Args:
@@ -47,7 +47,7 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
             1e-7 (float64), 1e-3 (float32), 1e-2 (16-bit).
         max_iters: sweep limit (default ``len(t) - 1``, which always suffices).
         save: ``"all"`` (every grid point) or ``"last"`` (only the end point).
-        progress: show a tqdm bar.
+        progress: show a tqdm bar (:class:`parasolve.observers.ProgressBar`, one observer).
         throw: raise :class:`ConvergenceError` when ``max_iters`` stops the solve and
             :class:`NonFiniteError` when the drift produces NaN or Inf; with ``False`` return the
             partial solution instead (``converged=False``, ``status`` ``MAX_ITERS`` or ``NON_FINITE``).
@@ -63,6 +63,10 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
         adjoint_options: settings of that backward solve (``parasolve.adjoint.ADJOINT_OPTIONS``):
             ``method`` (``"auto"``, ``"picard"``, ``"scan"``), ``tol``, ``window``, ``max_iters``,
             ``checkpoint`` (keep every k-th state, recompute the rest), ``max_dense``.
+        callback: an observer, ``callback(info)`` after every sweep (every step of the sequential
+            loop, every parareal iteration) with a :class:`parasolve.observers.SweepInfo`: the
+            sweep's window, residual and advance, and the defects and allowances the stop rule
+            compared. It only watches; what it returns is ignored.
     """
     checks.check_unknown("solve", unknown, _SOLVE_KEYWORDS)
     _check_not_a_step(method)
@@ -74,10 +78,10 @@ def solve(f, y0, t, *, method="auto", step="euler", window=None, tol=None, max_i
     tuned = window == "auto"
     window, method = _auto_window(window, method, f, y0, grid, step=step, tol=tol, vectorized=vectorized,
                                   options=options, init=init, evaluator=evaluator)
-    sol = _solve.solve(f, y0, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
-                       vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
-                       init=init, evaluator=evaluator, adjoint_params=adjoint_params,
-                       adjoint_options=adjoint_options, cost_model=not tuned)
+    sol = _solve.solve_checked(f, y0, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
+                               vectorized=vectorized, save=save, progress=progress, throw=throw, options=options,
+                               init=init, evaluator=evaluator, adjoint_params=adjoint_params,
+                               adjoint_options=adjoint_options, callback=callback, cost_model=not tuned)
     if isinstance(step, str) and save == "all" and sol.converged:  # (an unfinished iterate is no answer)
         _warn_if_coarse(sol)
     return _narrow(sol, given)
@@ -127,7 +131,7 @@ def _warn_if_coarse(sol) -> None:
 def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="euler", window=None,
               tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True,
               options=None, init=None, evaluator=None, adjoint_params=None, adjoint_options=None,
-              **unknown) -> Solution:
+              callback=None, **unknown) -> Solution:
     """Solve ``dy = f(t, y) dt + g(t, y) dW`` (diagonal noise) by Euler–Maruyama, noise drawn up front.
 
     ``noise``: standard normals of shape ``(len(t) - 1, *y0.shape)``; step ``i`` adds
@@ -150,15 +154,16 @@ def solve_sde(f, g, y0, t, *, noise=None, generator=None, method="auto", step="e
     tuned = window == "auto"
     window, method = _auto_window(window, method, f, y0, grid, g=g, noise=noise, tol=tol, vectorized=vectorized,
                                   options=options, init=init, evaluator=evaluator)
-    return _narrow(_solve.solve(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window, tol=tol,
-                                max_iters=max_iters, vectorized=vectorized, save=save, progress=progress,
-                                throw=throw, options=options, init=init, evaluator=evaluator,
-                                adjoint_params=adjoint_params, adjoint_options=adjoint_options,
-                                cost_model=not tuned), given)
+    return _narrow(_solve.solve_checked(f, y0, grid, g=g, noise=noise, method=method, step=step, window=window,
+                                        tol=tol, max_iters=max_iters, vectorized=vectorized, save=save,
+                                        progress=progress, throw=throw, options=options, init=init,
+                                        evaluator=evaluator, adjoint_params=adjoint_params,
+                                        adjoint_options=adjoint_options, callback=callback, cost_model=not tuned),
+                   given)
 
 
 _SOLVE_KEYWORDS = {"method", "step", "window", "tol", "max_iters", "vectorized", "save", "progress",
-                   "throw", "options", "init", "evaluator", "adjoint_params", "adjoint_options"}
+                   "throw", "options", "init", "evaluator", "adjoint_params", "adjoint_options", "callback"}
 
 
 def _auto_window(window, method, f, y0, grid, **kwargs):

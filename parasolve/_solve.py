@@ -1,8 +1,19 @@
-"""The solve behind :func:`parasolve.solve` and :func:`parasolve.solve_sde` for a given window:
-validate, assemble the discrete problem, hand it to a scheme. (``window="auto"`` is the public
-layer's: the tuner probes with this function.)"""
+"""The solve behind :func:`parasolve.solve` and :func:`parasolve.solve_sde` for a given window,
+one straight line::
+
+    validate once -> assemble an immutable Problem and its Scheme -> scheme.run(problem)
+                  -> (gradients: the autograd node wraps that run) -> report
+
+:func:`solve_checked` takes ``y0`` and ``t`` already validated (the public layer and the window
+tuner validate them once); :func:`solve` validates them first. :func:`solve_discrete` starts
+from a built drift and step map (``sdeint``), :func:`execute` from an assembled problem.
+(``window="auto"`` is the public layer's: the tuner probes with :func:`solve_checked`.)
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from contextlib import nullcontext
 
 import torch
 
@@ -10,28 +21,36 @@ from . import _checks as checks
 from .adjoint import GradientRequest
 from .costs import memory_window, pays_on_grid
 from .drift import BatchedDrift
-from .errors import ConvergenceError, NonFiniteError
+from .errors import NonFiniteError
+from .observers import ProgressBar, check_callback, combine
 from .problem import Problem
-from .schemes import resolve_scheme
+from .schemes import Scheme, resolve_scheme
 from .schemes.choice import FULL_NEWTON_SIZE, auto_scheme
 from .schemes.jacobians import independent_rows
 from .sde import EulerMaruyama, check_noise, draw_noise
-from .solution import Solution
+from .solution import Solution, report
 from .steps import resolve_step
 
 
-def solve(f, y0, t, *, g=None, noise=None, generator=None, method="auto", step="euler", window=None,
-          tol=None, max_iters=None, vectorized=False, save="all", progress=False, throw=True, options=None,
-          init=None, evaluator=None, adjoint_params=None, adjoint_options=None, cost_model=True) -> Solution:
+def solve(f, y0, t, **settings) -> Solution:
+    """:func:`solve_checked` of a raw ``y0`` and ``t`` (validated here, once)."""
+    y0 = checks.check_y0(y0)
+    return solve_checked(f, y0, checks.check_grid(t, y0), **settings)
+
+
+def solve_checked(f, y0: torch.Tensor, grid: torch.Tensor, *, g=None, noise=None, generator=None, method="auto",
+                  step="euler", window=None, tol=None, max_iters=None, vectorized=False, save="all", progress=False,
+                  throw=True, options=None, init=None, evaluator=None, adjoint_params=None, adjoint_options=None,
+                  callback=None, cost_model=True) -> Solution:
     """``dy/dt = f(t, y)`` with the one-step map ``step``, or with ``g`` the SDE
     ``dy = f dt + g dW`` by Euler–Maruyama with the standard normals ``noise`` (drawn from
-    ``generator`` if not given); arguments as in :func:`parasolve.solve`, ``window`` an integer
-    or ``None``. ``cost_model=False``: ``method="auto"`` picks among the parallel schemes only
-    (the window tuner's probes, which time the parallel scheme itself)."""
+    ``generator`` if not given), for ``y0`` and ``grid`` that passed :func:`parasolve._checks.check_y0`
+    and :func:`~parasolve._checks.check_grid`; arguments as in :func:`parasolve.solve`, ``window``
+    an integer or ``None``. ``cost_model=False``: ``method="auto"`` picks among the parallel
+    schemes only (the window tuner's probes, which time the parallel scheme itself)."""
     gradients = GradientRequest(adjoint_params, adjoint_options, (f,) if g is None else (f, g))
-    y0 = checks.check_y0(y0)
-    grid = checks.check_grid(t, y0)
     checks.check_positive_int("window", window, none_ok=True)
+    callback = check_callback(callback)
     drift = BatchedDrift(f, y0.shape, y0.dtype, y0.device, vectorized=vectorized, name="f",
                          evaluator=evaluator)
     if g is None:
@@ -44,8 +63,10 @@ def solve(f, y0, t, *, g=None, noise=None, generator=None, method="auto", step="
         if step_map.noise.requires_grad and torch.is_grad_enabled():
             raise ValueError("Gradients w.r.t. `noise` are not supported (the noise is fixed data of the "
                              "path); pass noise.detach().")
-    return _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options, init,
-                gradients, cost_model and evaluator is None)
+    with ProgressBar() if progress else nullcontext() as bar:
+        return solve_discrete(drift, step_map, y0, grid, method=method, window=window, tol=tol, max_iters=max_iters,
+                              save=save, throw=throw, options=options, init=init, gradients=gradients,
+                              cost_model=cost_model and evaluator is None, observer=combine(bar, callback))
 
 
 def sde_noise(y0: torch.Tensor, grid: torch.Tensor, noise, generator) -> torch.Tensor:
@@ -62,8 +83,11 @@ def sde_noise(y0: torch.Tensor, grid: torch.Tensor, noise, generator) -> torch.T
     return check_noise(noise, shape, y0.dtype, y0.device)
 
 
-def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progress, throw, options,
-         init, gradients, cost_model):
+def solve_discrete(drift, step_map, y0, grid, *, method, window, tol, max_iters, save="all", throw=True,
+                   options=None, init=None, gradients: GradientRequest, cost_model=True, observer=None) -> Solution:
+    """The discrete problem of a built ``drift`` and ``step_map`` on the checked ``grid``: the
+    settings checked, the scheme resolved (``"auto"``: by the cost model where ``cost_model``),
+    the :class:`Problem` assembled, then :func:`execute`."""
     n = grid.shape[0] - 1
     options = checks.check_options(options)
     default_window = window is None
@@ -83,16 +107,36 @@ def _run(drift, step_map, y0, grid, method, window, tol, max_iters, save, progre
         window=window,
         max_iters=n if max_iters is None else checks.check_positive_int("max_iters", max_iters),
         save=checks.check_choice("save", save, {"all", "last"}),
-        progress=bool(progress),
-        init=None if init is None else checks.check_init(init, y0, n))
+        init=None if init is None else checks.check_init(init, y0, n),
+        observer=observer)
+    return execute(scheme, problem, gradients, throw)
 
-    def finish(sol):
-        return checked(sol, throw, n)
 
+def execute(scheme: Scheme, problem: Problem, gradients: GradientRequest, throw: bool) -> Solution:
+    """Run ``scheme`` on ``problem`` and report: where gradients are wanted, the run is of the
+    node's problem (every state kept, no graph) and the node wraps its solution; with ``throw``
+    a failure raises (:func:`parasolve.solution.report`), else a NaN/Inf failure returns the
+    partial solution (status ``NON_FINITE``)."""
+    n = problem.n_steps
     try:
         if gradients.wanted(problem):  # an autograd node whose backward solves the discrete adjoint
-            return gradients.run(scheme, problem, finish)
-        return gradients.run_plain(scheme, problem, finish)
+            node = gradients.node(problem)
+            with torch.no_grad():
+                sol = scheme.run(node.problem)
+            return node.wrap(report(sol, throw, n))
+        if not gradients.records():
+            with torch.no_grad():
+                return report(scheme.run(problem), throw, n)
+        sol = scheme.run(problem)  # recording: the drift may close over tensors that require grad
+        if not sol.ys.requires_grad:
+            return report(sol, throw, n)
+        node = gradients.node(problem, recorded=sol.ys)  # differentiate w.r.t. those instead
+        if problem.save == "all":
+            sol = dataclasses.replace(sol, ys=sol.ys.detach())
+        else:  # the node needs every state
+            with torch.no_grad():
+                sol = scheme.run(node.problem)
+        return node.wrap(report(sol, throw, n))
     except NonFiniteError as error:  # throw=False: the partial result, status NON_FINITE
         if throw or error.solution is None:
             raise
@@ -110,14 +154,3 @@ def _blocks(drift, grid, y0, step_map, options) -> int:
     independent = independent_rows(drift, grid, y0.detach())
     drift.nfe, drift.calls = nfe, calls
     return y0.shape[0] if independent else 1
-
-
-def checked(sol: Solution, throw: bool, n: int) -> Solution:
-    """``sol``, or with ``throw`` a :class:`ConvergenceError` if it did not converge (``n`` steps)
-    (its :class:`NonFiniteError` if the drift produced NaN or Inf)."""
-    if throw and sol.failure is not None:
-        raise sol.failure
-    if throw and not sol.converged:
-        raise ConvergenceError(f"{sol.method}: {sol.message} (stopped after {sol.stats.iterations} "
-                               f"sweeps with {n} steps)", solution=sol)
-    return sol

@@ -11,6 +11,8 @@ the state at 16-bit resolution, then limits how closely any two solves can agree
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from . import _checks as checks
@@ -71,6 +73,5 @@ def widen(given: torch.dtype, fs, y0, t, init, tol):
 def narrow(sol, given: torch.dtype):
     """The solution of a widened solve in the caller's dtype (differentiably)."""
     if sol.ys.dtype != given:
-        sol.ys = sol.ys.to(given)
-        sol.ts = sol.ts.to(given.to_real())
+        return dataclasses.replace(sol, ys=sol.ys.to(given), ts=sol.ts.to(given.to_real()))
     return sol

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import ConvergenceError
+
 
 class Status(enum.Enum):
     """Why a solve stopped. ``message`` says how to fix a failure."""
@@ -84,9 +86,10 @@ class Stats:
     per_sample: list["Stats"] | None = None
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Solution:
-    """What :func:`parasolve.solve` returns.
+    """What :func:`parasolve.solve` returns: built once, whole, and never changed afterwards
+    (a changed copy is ``dataclasses.replace(sol, ...)``).
 
     ``ts``: the grid (``save="all"``) or its last point (``save="last"``); ``ys``: the states at
     ``ts`` with shape ``(len(ts), *y0.shape)``. ``backward``: for a differentiable solve, the
@@ -121,3 +124,16 @@ class Solution:
         s = self.stats
         return (f"Solution(method={self.method!r}, step={self.step!r}, status={self.status.value}, "
                 f"iterations={s.iterations}, nfe={s.nfe}, window={s.window}, ys.shape={tuple(self.ys.shape)})")
+
+
+def report(sol: Solution, throw: bool, n_steps: int) -> Solution:
+    """The last stage of a solve: ``sol``, or with ``throw`` its failure raised -- its
+    :class:`~parasolve.NonFiniteError` if the drift produced NaN or Inf, a
+    :class:`~parasolve.ConvergenceError` if it did not converge (``n_steps``: the grid's steps,
+    for the message)."""
+    if throw and sol.failure is not None:
+        raise sol.failure
+    if throw and not sol.converged:
+        raise ConvergenceError(f"{sol.method}: {sol.message} (stopped after {sol.stats.iterations} "
+                               f"sweeps with {n_steps} steps)", solution=sol)
+    return sol

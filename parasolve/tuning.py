@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import _checks as checks
 from ._checks import check_positive_int
-from ._solve import solve as fixed_window_solve
+from ._solve import solve_checked
 from .costs import synchronize, time_call  # noqa: F401  (re-exported: benchmarks time with them)
 from .drift import BatchedDrift
 from .evaluators.distributed import DistributedEvaluator
@@ -171,7 +172,7 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
               "evaluator": evaluator_for(kw["window"])}
         if kw.get("method") == "sequential":
             kw.pop("options", None)  # the tuned scheme's options do not apply to the baseline
-        return fixed_window_solve(f, y0, t, g=g, cost_model=False, **kw)
+        return solve_checked(f, y0, grid, g=g, cost_model=False, **kw)
 
     def timed(count, **kw):
         run(1, **kw)  # warm-up: first-call checks, vmap resolution, graph capture
@@ -181,6 +182,8 @@ def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_swee
         synchronize(device)
         return sol, time.perf_counter() - start
 
+    y0 = checks.check_y0(y0)  # once: the probes take them as checked
+    grid = checks.check_grid(t, y0)
     began = time.perf_counter()
     seq_steps = min(n, max(probe_sweeps, 16))
     _, seq_s = timed(seq_steps, method="sequential", window=1)

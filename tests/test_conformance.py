@@ -3,6 +3,8 @@ every registered step map and scheme passes it, read from the registries, one py
 (map or scheme, rule); the maps outside the registries (SDE, the diffusion samplers) pass it on their
 own problems; and it catches deliberately broken ones, naming exactly the rules they break."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -238,9 +240,8 @@ class ClaimsConvergence(Picard):
     name = "claims_convergence"
 
     def _run(self, problem):
-        sol = super()._run(type(problem)(**{**problem.__dict__, "max_iters": 2}))
-        sol.status = parasolve.Status.SUCCESS
-        return sol
+        sol = super()._run(dataclasses.replace(problem, max_iters=2))
+        return dataclasses.replace(sol, status=parasolve.Status.SUCCESS)
 
 
 class HidesCalls(Sequential):

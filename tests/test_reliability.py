@@ -34,7 +34,7 @@ def _package_exceptions():
 def test_every_parasolve_exception_derives_from_parasolve_error():
     ParasolveError = parasolve.ParasolveError
     found = _package_exceptions()
-    assert {"parasolve.errors.ConvergenceError", "parasolve.adjoint.AdjointError",
+    assert {"parasolve.errors.ConvergenceError", "parasolve.adjoint.options.AdjointError",
             "parasolve.evaluators.protocol.EvaluatorError"} <= set(found)
     # LaneAborted is a control-flow signal between lane threads that must pass `except Exception`
     outside = sorted(name for name, cls in found.items()

@@ -19,17 +19,17 @@ import copy
 import torch
 
 from .._api import solve
-from .._solve import checked
 from ..drift import in_contract_check
 from ..lanes import run_lanes
-from ..solution import Solution, Stats, Status
+from ..solution import Solution, Stats, Status, report
 from .denoiser import Denoiser, concat, rows
 
 
 def solve_per_sample(den: Denoiser, step, x_T: torch.Tensor, grid: torch.Tensor, *, noise, cond, uncond,
-                     guidance_scale, init, throw: bool, progress: bool, **solve_kw) -> Solution:
+                     guidance_scale, init, throw: bool, progress: bool, callback=None, **solve_kw) -> Solution:
     """The solve of :func:`~parasolve.diffusion.sample`, sample by sample (arguments as there;
-    ``step`` prepared for the whole batch, ``noise`` of shape ``(steps, B, *sample)``)."""
+    ``step`` prepared for the whole batch, ``noise`` of shape ``(steps, B, *sample)``; ``progress``
+    and ``callback`` watch the first sample's solve)."""
     batch = MergedModel(den)
     sample_shape = (1, *x_T.shape[1:])
 
@@ -42,11 +42,12 @@ def solve_per_sample(den: Denoiser, step, x_T: torch.Tensor, grid: torch.Tensor,
                               guidance_scale, integer_timesteps=step.integer_timesteps,
                               model=lambda x, t, c: call((x, t, c, in_contract_check())))
             return solve(drift, x_T[one], grid, step=lane_step, vectorized=True, throw=False,
-                         progress=progress and s == 0, init=None if init is None else init[:, one], **solve_kw)
+                         progress=progress and s == 0, callback=callback if s == 0 else None,
+                         init=None if init is None else init[:, one], **solve_kw)
         return job
 
     sols = run_lanes([lane(s) for s in range(x_T.shape[0])], batch)
-    return checked(merge(sols, batch.calls), throw, grid.shape[0] - 1)
+    return report(merge(sols, batch.calls), throw, grid.shape[0] - 1)
 
 
 class MergedModel:

@@ -53,7 +53,7 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
            tol=None, x_T=None, noise=None, generator=None, guidance_scale=None, cond=None, progress=False,
            eta: float = 0.0, uncond=None, max_iters=None, throw=True, options=None, evaluator=None,
            save="last", init=None, sigmas=None, mu=None, adjoint_params=None, adjoint_options=None,
-           per_sample: bool = False) -> SampleOutput:
+           per_sample: bool = False, callback=None) -> SampleOutput:
     """Draw samples of shape ``shape`` (batch first) from ``den`` with ``sampler``.
 
     Args:
@@ -100,7 +100,8 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
         uncond: the unconditional input for guidance (default: the denoiser's ``uncond``).
         eta: DDIM's noise weight (0: deterministic DDIM, 1: DDPM-like).
         progress: show a progress bar.
-        max_iters, throw, options, evaluator: as in :func:`parasolve.solve`.
+        max_iters, throw, options, evaluator, callback: as in :func:`parasolve.solve` (the
+            observer; with ``per_sample``, of the first sample's solve, as ``progress``).
         save: ``"last"`` (default) keeps only the final sample; ``"all"`` the whole trajectory
             in ``solution.ys``.
         init: a warm start for the parallel methods: a guess of the whole trajectory on the
@@ -161,14 +162,15 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
         if lanes:
             sol = solve_per_sample(den, step, x_T, grid, noise=noise, cond=cond, uncond=uncond, guidance_scale=scale,
                                    init=init, throw=throw, progress=progress, method=method, window=window, tol=tol,
-                                   max_iters=max_iters, save=save, options=options, adjoint_params=())
+                                   max_iters=max_iters, save=save, options=options, adjoint_params=(),
+                                   callback=callback)
         else:
             drift = den.drift(shape, cond, uncond, scale, integer_timesteps=step.integer_timesteps)
             sol = solve(drift, x_T, grid, method=method, step=step, window=window, tol=tol, max_iters=max_iters,
                         vectorized=True, save=save, progress=progress, throw=throw, options=options,
                         evaluator=evaluator, init=init,
                         adjoint_params=() if adjoint_params is None else adjoint_params,
-                        adjoint_options=adjoint_options)
+                        adjoint_options=adjoint_options, callback=callback)
     return SampleOutput(x=sol.y.to(given), solution=sol, timesteps=torch.from_numpy(ts), sampler=name,
                         x_T=x_T_given, noise=noise_given)
 

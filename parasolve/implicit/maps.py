@@ -14,6 +14,8 @@ map through a transposed linear solve, not through the Newton iterations.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..schemes.base import per_step
@@ -65,7 +67,8 @@ class ImplicitRK(StepMap):
             with torch.no_grad():
                 for j in range(front, min(front + PROBED, problem.n_steps)):
                     x = x + self.increments(problem.drift, problem.t, torch.tensor([j], device=problem.t.device), x)[0]
-            sol.stats.nfe, sol.stats.drift_calls = problem.drift.nfe, problem.drift.calls
+            stats = dataclasses.replace(sol.stats, nfe=problem.drift.nfe, drift_calls=problem.drift.calls)
+            sol = dataclasses.replace(sol, stats=stats)  # (a built solution is not changed)
         return sol
 
 

@@ -166,10 +166,8 @@ class Parareal(Scheme):
                 a = a_next
             if a < k_seg:  # stopped early: the start of the first open segment is exact
                 ledger.save(bounds[a], starts[a:a + 1])
-            sol = ledger.solution(a >= k_seg, ends[-1:], self.name)
-        if self.fine == "odeint":
-            sol.step = f"odeint:{self._odeint_kwargs(odeint_tol)['method']}"
-        return sol
+            step = f"odeint:{self._odeint_kwargs(odeint_tol)['method']}" if self.fine == "odeint" else None
+            return ledger.solution(a >= k_seg, ends[-1:], self.name, step=step)
 
     def _coarse_sweep(self, problem, bounds, a, starts, coarse_old, fine_ends):
         """``U_{j+1} = G(U_j) + F(U_j^old) - G(U_j^old)`` for ``j = a .. K-2``, in sequence

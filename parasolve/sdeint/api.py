@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _checks as checks
-from .._solve import _run
+from .._solve import solve_discrete
 from ..adjoint import GradientRequest
 from ..drift import BatchedDrift
 from ..solution import Solution
@@ -142,9 +142,9 @@ def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, 
         scheme, auto = choose_scheme(parallel, drift, step, x0, grid)
         window = parallel.get("window") or (auto.get("window") if scheme != "sequential" else None)
         g_before = fns.g_counts
-        sol = _run(drift, step, x0, grid, scheme, window, parallel.get("tol"),
-                   parallel.get("max_iters"), "all", False, True, parallel.get("scheme_options"), None,
-                   gradients, False)  # (the scheme is chosen: no second cost model)
+        sol = solve_discrete(drift, step, x0, grid, method=scheme, window=window, tol=parallel.get("tol"),
+                             max_iters=parallel.get("max_iters"), options=parallel.get("scheme_options"),
+                             gradients=gradients, cost_model=False)  # (the scheme is chosen: no second cost model)
         auto["g_counts"] = tuple(after - before for after, before in zip(fns.g_counts, g_before))
         return step, sol, scheme, auto
 

@@ -35,7 +35,7 @@ import time
 
 import torch
 
-from .._solve import _run
+from .._solve import solve_discrete
 from ..adjoint import GradientRequest
 from ..tuning import Probe, _with_growing_advance, synchronize
 
@@ -126,8 +126,9 @@ def _time(step, drift, grid, x0, b, repeats, clock):
 
 def _probe_solve(parallel, drift, step, x0, grid, window):
     with torch.no_grad():
-        return _run(drift, step, x0, grid, PARALLEL, window, parallel.get("tol"), PROBE_SWEEPS, "last", False,
-                    False, parallel.get("scheme_options"), None, GradientRequest((), None, ()), False)
+        return solve_discrete(drift, step, x0, grid, method=PARALLEL, window=window, tol=parallel.get("tol"),
+                              max_iters=PROBE_SWEEPS, save="last", throw=False, options=parallel.get("scheme_options"),
+                              gradients=GradientRequest((), None, ()), cost_model=False)
 
 
 def _g_counts(step):
