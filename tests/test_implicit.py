@@ -121,6 +121,32 @@ def test_auto_detects_stiffness():
     assert easy.method == "dopri5"
 
 
+def test_auto_hands_over_to_radau_where_the_problem_turns_stiff():
+    # y1 relaxes to sin t at a rate that jumps from 1 to 1e5 near t = 5: not stiff at the start, so
+    # auto takes dopri5, whose steps would then be held below ~3e-5 (over 1e5 more steps)
+    def f(t, y):
+        rate = 1.0 + 1e5 * torch.sigmoid(5 * (t - 5))
+        return torch.stack([-rate * (y[..., 0] - torch.sin(t)), y[..., 0] - 0.5 * y[..., 1]], -1)
+
+    def fun(t, y):
+        rate = 1.0 + 1e5 / (1 + np.exp(-5 * (t - 5)))
+        return [-rate * (y[0] - np.sin(t)), y[0] - 0.5 * y[1]]
+
+    y0, t = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.linspace(0, 10, 11, dtype=torch.float64)
+    assert not is_stiff(f, t, y0)
+    ref = solve_ivp(fun, (0, 10), y0.numpy(), method="Radau", rtol=1e-11, atol=1e-13, t_eval=t.numpy()).y.T
+    theirs = solve_ivp(fun, (0, 10), y0.numpy(), method="Radau", rtol=1e-6, atol=1e-9, t_eval=t.numpy()).y.T
+    res = parasolve.odeint(f, y0, t, rtol=1e-6, atol=1e-9, method="auto", options={"vectorized": True},
+                           full_output=True)
+    assert res.method == "dopri5+radau"
+    explicit = res.stats.history[0].steps
+    assert 0 < explicit and float(res.grid[explicit]) < 6.0  # handed over soon after the rate rose
+    assert res.stats.accepted_steps <= 1000
+    err, their_err = np.abs(res.ys.numpy() - ref).max(), np.abs(theirs - ref).max()
+    assert err <= 10 * their_err and err <= 1e-5, (err, their_err)
+    assert res.grid.shape[0] - 1 == res.stats.accepted_steps and bool((res.grid[1:] > res.grid[:-1]).all())
+
+
 @pytest.mark.parametrize("name,method", [("radau5", "auto"), ("radau5", "sequential"), ("backward_euler", "auto"),
                                          ("sdirk4", "auto")])
 def test_gradients_by_the_discrete_adjoint_match_finite_differences(name, method):

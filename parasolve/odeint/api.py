@@ -197,7 +197,8 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool, keep_st
     counter = CountingEvaluator(evaluator if evaluator is not None else local_evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
-    if method == "auto":  # stiff at the start: Radau, else dopri5
+    auto = method == "auto"
+    if auto:  # stiff at the start: Radau, else dopri5 (which hands over to Radau where it turns stiff)
         method = "radau" if is_stiff(drift, t, y0) else "dopri5"
     if method in STIFF:
         settings = StiffSettings(**{k: v for k, v in options.items() if k in STIFF_OPTIONS - {"vectorized"}},
@@ -212,7 +213,7 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool, keep_st
         # arithmetic on purpose (the grid is not differentiated, as in torchdiffeq): no warning for that
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
         return choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, settings, stepwise,
-                                forced, adjoint)
+                                forced, adjoint, stiff_exit=auto)
 
 
 def _check_method(method) -> str:

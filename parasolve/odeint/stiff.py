@@ -141,7 +141,8 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
                       vectorized=True, **(settings.extra or {}))
         ys = final.ys[grids.positions(grid, t)]
     stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.rounds, counter.nfe, grid.shape[0] - 1
-    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method, max_ratio=worst)
+    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method, max_ratio=worst,
+                        states=X.reshape(-1, *shape))
 
 
 def _wants_grad(y0, extra) -> bool:
