@@ -85,15 +85,18 @@ def test_the_whole_trajectory_newton_converges_from_a_poor_guess():
 STIFF = [("robertson", 40.0), ("vdp1000", 1000.0), ("hires", 321.8122), ("oregonator", 60.0)]
 
 
-@pytest.mark.parametrize("problem,t_end", STIFF)
-def test_radau_solves_the_stiff_test_set_as_accurately_as_scipy(problem, t_end):
+@pytest.mark.parametrize("problem,t_end,reuse", [(p, t, None) for p, t in STIFF]
+                         + [("robertson", 40.0, True), ("hires", 321.8122, False)])
+def test_radau_solves_the_stiff_test_set_as_accurately_as_scipy(problem, t_end, reuse):
+    # reuse: the Newton matrices kept between sweeps (simplified Newton) or measured every sweep;
+    # None: decided by the state's size (HIRES keeps them, the others do not)
     f, y0, _, atol = SP["PROBLEMS"][problem]
     fun = SP["NUMPY"][problem]
     times = np.linspace(0.0, t_end, 5)
     ref = solve_ivp(fun, (0, t_end), y0, method="Radau", rtol=1e-10, atol=atol * 1e-4, t_eval=times).y.T
     theirs = solve_ivp(fun, (0, t_end), y0, method="Radau", rtol=1e-6, atol=atol, t_eval=times).y.T
     res = parasolve.odeint(f, torch.tensor(y0, dtype=torch.float64), torch.from_numpy(times), rtol=1e-6, atol=atol,
-                           method="radau", options={"vectorized": True}, full_output=True)
+                           method="radau", options={"vectorized": True, "reuse": reuse}, full_output=True)
     ours = res.ys.numpy()
     err, their_err = np.abs(ours - ref).max(), np.abs(theirs - ref).max()
     assert err <= 3 * their_err + 1e-12, (problem, err, their_err)
@@ -205,5 +208,7 @@ def test_odeint_refuses_options_the_stiff_methods_do_not_take():
     y0 = torch.ones(1, dtype=torch.float64)
     with pytest.raises(TypeError, match="scheme"):
         parasolve.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="radau", options={"scheme": "picard"})
+    with pytest.raises(TypeError, match="reuse"):
+        parasolve.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="radau", options={"reuse": "yes"})
     with pytest.raises(ValueError, match="newton_tol"):
         parasolve.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="radau", options={"newton_tol": -1})

@@ -91,7 +91,9 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
     step solves it on its own (:func:`.stages.newton_stages`, more rounds in that sweep), so the solve
     ends within ``N`` sweeps as the explicit schemes' do; ``keep``: also return a :class:`Trace`;
     ``reuse``: keep each step's Newton matrices from sweep to sweep while its defect contracts
-    (:data:`CONTRACTION`), a simplified Newton iteration; measure them every sweep otherwise.
+    (:data:`CONTRACTION`), a simplified Newton iteration, else measure them every sweep. Its measured
+    defects use the old matrices, so a step's defect is a looser bound: only for a caller that
+    checks the accepted steps afterwards (``odeint``'s error test), with ``accept``.
     Returns ``(Solution, Trace or None)``.
     """
     tab, t, y0 = problem.step.tableau, problem.t, problem.y0
@@ -104,6 +106,9 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
     Z = linear_guess(tab, X) if stages is None else stages[:p].clone()
     back = None  # (X, Z, dX, dZ, lam, merit, stale) of the last update, for backtracking
     factors, refresh = None, True
+    if reuse and accept is None:
+        raise ValueError("solve_stages(reuse=True) needs `accept`: the caller must check the accepted steps "
+                         "(the simplified iteration's measured defects are no bound); pass reuse=False.")
     with Ledger(problem, p, name) as ledger:
         if keep:
             d = X.shape[1]
@@ -131,12 +136,6 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             else:
                 ledger.stats.iterations += 1
                 m = accept(b, comp.detach().cpu(), X[1:].detach().cpu())
-            e64 = e_host.double()
-            # a defect measured with old matrices counts only where the iteration is seen to contract
-            unproven = torch.nonzero(~(measured | (e64 <= CONTRACTION * factors.last)))
-            if len(unproven):
-                m = min(m, int(unproven[0]))
-            if accept is not None:
                 ledger.stats.defect_sum += float(e_host[:m].sum())
             stale = not bool(measured[m if m < w else 0])  # the front step's matrices are old
             if m < w and not torch.isfinite(e_host[m]):
@@ -178,6 +177,7 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 back = (Xp, Zp, dXp, dZp, lam, meritp, False)
                 continue
             # where the simplified iteration contracts too slowly, new Jacobians next sweep
+            e64 = e_host.double()
             factors.have &= ~(e64 > CONTRACTION * factors.last)
             factors.last = e64
             if eye is None:

@@ -40,6 +40,12 @@ STIFF_OPTIONS = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "ma
                  "newton_tol", "max_newton", "stall", "reuse", "vectorized", "evaluator"}
 
 
+#: ``options["reuse"]`` unset: the Newton matrices are kept between sweeps (a simplified Newton
+#: iteration, :func:`parasolve.implicit.newton_stage.solve_stages`) where they are at least this
+#: large (``stages * D``): there measuring and factoring them costs more than the extra sweeps
+#: (HIRES, D = 8: 1.7x -> 1.15x scipy Radau's CPU time; Robertson, Van der Pol, Oregonator,
+#: D = 2-3: slower with it, docs/stiff.md).
+REUSE_SIZE = 16
 #: The error ratio given to a step whose stage solve stalled: cut about tenfold.
 STALLED = 1e4
 
@@ -56,8 +62,13 @@ class StiffSettings:
     newton_tol: float = 1e-3
     max_newton: int | None = None
     stall: int = 3
-    reuse: bool = True
+    reuse: bool | None = None
     extra: dict | None = None
+
+    def __post_init__(self):
+        if self.reuse is not None and not isinstance(self.reuse, bool):
+            raise TypeError(f"options['reuse'] must be True, False or None (decided by the state's size); "
+                            f"got {self.reuse!r}.")
 
 
 def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffSettings) -> OdeintResult:
@@ -98,7 +109,8 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
 
         with torch.no_grad():
             sol, trace = solve_stages(problem, f"odeint:{method}", stages=Z, accept=accept, keep=True,
-                                      stall=settings.stall, exact_front=False, reuse=settings.reuse)
+                                      stall=settings.stall, exact_front=False,
+                                      reuse=settings.reuse if settings.reuse is not None else tab.stages * d >= REUSE_SIZE)
         X = sol.ys.detach().reshape(n + 1, d)
         front = n if sol.converged else sum(r.accepted for r in sol.stats.history)
         ratio = torch.full((n,), float("nan"), dtype=torch.float64)  # steps after a stalled front: no estimate
