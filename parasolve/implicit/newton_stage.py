@@ -31,7 +31,7 @@ import torch
 from ..schemes.base import per_step
 from ..schemes.jacobians import affine_scan
 from ..schemes.ledger import Ledger
-from .stages import correction, factorize, newton_stages, stage_points, values_and_jacobians
+from .stages import correction, factorize, newton_stages, residual, stage_points, values_and_jacobians
 
 #: Smallest fraction of the Newton step the backtracking tries.
 MIN_DAMPING = 1 / 64
@@ -121,10 +121,10 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             h = hs[b:b + w]
             times, points = stage_points(tab, t[b:b + w], h, X[:w], Z)
             s, d = tab.stages, X.shape[1]
-            F, factors, measured = _measure(problem.drift, tab, h, times, points, shape, w, factors, refresh)
-            F = F.reshape(w, s, d)
+            F, factors, measured, a = _measure(problem.drift, tab, h, times, points, Z, shape, factors, refresh)
             refresh = not reuse
-            a = correction(tab, h, F, Z, factors.LU, factors.piv)
+            if a is None:
+                a = correction(tab, h, F, Z, factors.LU, factors.piv)
             B = factors.B
             defect = X[1:] - X[:w] - Z[:, -1]
             comp = defect.abs() + a[:, -1].abs()
@@ -176,17 +176,17 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 Z += lam * dZp
                 back = (Xp, Zp, dXp, dZp, lam, meritp, False)
                 continue
-            # where the simplified iteration contracts too slowly, new Jacobians next sweep
-            e64 = e_host.double()
-            factors.have &= ~(e64 > CONTRACTION * factors.last)
-            factors.last = e64
+            if reuse:  # where the simplified iteration contracts too slowly, new Jacobians next sweep
+                e64 = e_host.double()
+                factors.have &= ~(e64 > CONTRACTION * factors.last)
+                factors.last = e64
             if eye is None:
                 eye = torch.eye(d, dtype=X.dtype, device=X.device)
             dX = affine_scan(eye + B[m:, -1], a[m:, -1] - defect[m:], shift)
             start = torch.cat([shift[None], dX[:-1]])
             dZ = a[m:] + (B[m:] @ start[:, None, :, None])[..., 0]
             lam = damping
-            back = (X.clone(), Z.clone(), dX, dZ, lam, merit, stale) if m == 0 else None
+            back = (X, Z, dX, dZ, lam, merit, stale) if m == 0 else None  # X, Z: not changed in place from here
             new_X, new_Z = X.clone(), Z.clone()
             new_X[m + 1:] += lam * dX
             new_Z[m:] += lam * dZ
@@ -215,31 +215,35 @@ def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
         X[k + 1:], Z[k:] = X[k], 0.0
 
 
-def _measure(drift, tab, h, times, points, shape, w, factors, refresh):
+def _measure(drift, tab, h, times, points, Z, shape, factors, refresh):
     """One batched drift round at the window's stage points, with Jacobian probes at the steps
     whose Newton matrices are measured now (all with ``refresh``, else those without); returns
-    ``(F, factors, measured)``: the drift values, the window's :class:`Factors` and which steps'
-    matrices were measured now (host bools; the others' are from an earlier iterate)."""
-    s, d = tab.stages, points.shape[1]
+    ``(F, factors, measured, a)``: the drift values ``(w, s, D)``, the window's :class:`Factors`,
+    which steps' matrices were measured now (host bools; the others' are from an earlier iterate)
+    and, where all were, the Newton correction from the same solve (else ``None``)."""
+    w, s, d = Z.shape
     if refresh or factors is None:
         need = torch.arange(w)
     else:
         need = torch.nonzero(~factors.have).reshape(-1)
     probed = None if len(need) == w else (need[:, None] * s + torch.arange(s)).reshape(-1).to(points.device)
     F, J = values_and_jacobians(drift, times, points, shape, probed)
+    F = F.reshape(w, s, d)
     if len(need) == 0:
-        return F, factors, torch.zeros(w, dtype=torch.bool)
+        return F, factors, torch.zeros(w, dtype=torch.bool), None
     J = J.reshape(-1, s, d, d)
-    LU, piv, B = factorize(tab, h if probed is None else h[need.to(h.device)], J)
     if len(need) == w:
-        return F, Factors(LU, piv, B, J[:, -1], torch.ones(w, dtype=torch.bool),
-                          torch.full((w,), float("inf"), dtype=torch.float64)), torch.ones(w, dtype=torch.bool)
+        LU, piv, B, a = factorize(tab, h, J, residual(tab, h, F, Z))
+        everything = torch.ones(w, dtype=torch.bool)
+        return F, Factors(LU, piv, B, J[:, -1], everything, torch.full((w,), float("inf"), dtype=torch.float64)), \
+            everything, a
     dev = need.to(points.device)
+    LU, piv, B, _ = factorize(tab, h[dev], J)
     factors.LU[dev], factors.piv[dev], factors.B[dev], factors.J_end[dev] = LU, piv, B, J[:, -1]
     factors.have[need] = True
     measured = torch.zeros(w, dtype=torch.bool)
     measured[need] = True
-    return F, factors, measured
+    return F, factors, measured, None
 
 
 def _slide(problem, tab, ledger, trace, b, m, X, Z, F, factors, X_meas, Z_meas):

@@ -96,17 +96,22 @@ def coupling(tab, h: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
     return (Ah @ J.reshape(n, s, d * d)).reshape(n, s, d, d)
 
 
-def factorize(tab, h: torch.Tensor, J: torch.Tensor):
-    """``(LU, pivots, B)``: the LU factors of the Newton matrix for stage Jacobians ``J`` and
-    ``B = M^-1 h (A ⊗ I) J (1 ⊗ I)`` (``(n, s, D, D)``); the singular steps' ``B`` and ``LU`` NaN, so
-    :func:`correction` gives NaN there (a failed iteration, never an answer)."""
+def factorize(tab, h: torch.Tensor, J: torch.Tensor, G: torch.Tensor | None = None):
+    """``(LU, pivots, B, a)``: the LU factors of the Newton matrix for stage Jacobians ``J``,
+    ``B = M^-1 h (A ⊗ I) J (1 ⊗ I)`` (``(n, s, D, D)``) and, given the residual ``G``, the Newton
+    correction ``a = -M^-1 G`` from the same solve (else ``None``). The singular steps' factors NaN,
+    so :func:`correction` gives NaN there (a failed iteration, never an answer)."""
     n, s, d, _ = J.shape
     LU, piv, info = torch.linalg.lu_factor_ex(newton_matrix(tab, h, J))
     bad = info != 0
     if bool(bad.any()):
         LU = torch.where(bad[:, None, None], torch.full_like(LU, float("nan")), LU)
-    B = torch.linalg.lu_solve(LU, piv, coupling(tab, h, J).reshape(n, s * d, d)).reshape(n, s, d, d)
-    return LU, piv, B
+    rhs = coupling(tab, h, J).reshape(n, s * d, d)
+    if G is not None:
+        rhs = torch.cat([-G.reshape(n, s * d, 1), rhs], 2)
+    sol = torch.linalg.lu_solve(LU, piv, rhs)
+    a = None if G is None else sol[..., 0].reshape(n, s, d)
+    return LU, piv, sol[..., -d:].reshape(n, s, d, d), a
 
 
 def correction(tab, h: torch.Tensor, F: torch.Tensor, Z: torch.Tensor, LU: torch.Tensor, piv: torch.Tensor):
