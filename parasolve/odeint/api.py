@@ -46,7 +46,8 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
     Newton iteration over every step's stage equations (docs/stiff.md; options ``newton_tol``,
     ``max_newton``, ``first_step``, ``initial_steps``, ``max_passes``, ...); ``"auto"`` takes
     ``"radau"`` where the drift is stiff at ``t[0]`` (:func:`parasolve.odeint.stiff.is_stiff`),
-    else ``"dopri5"``. Unlike torchdiffeq, the grid is solved parallel in time by
+    else ``"dopri5"``, whose stepper hands over to ``"radau"`` where the problem turns stiff later
+    (Hairer's stiffness test; result ``method`` ``"dopri5+radau"``). Unlike torchdiffeq, the grid is solved parallel in time by
     parasolve's fixed-point schemes (docs/odeint.md), the adaptive grid refined between solves.
 
     Args:
