@@ -35,9 +35,9 @@ from .stages import correction, factorize, newton_stages, residual, stage_points
 
 #: Smallest fraction of the Newton step the backtracking tries.
 MIN_DAMPING = 1 / 64
-#: The Jacobians (and the Newton matrices' factors) are kept from sweep to sweep while the front
-#: step's measured defect shrinks at least by this factor per sweep (or steps are accepted); else
-#: they are measured again at the current iterate (a simplified Newton iteration, as scipy's Radau).
+#: With ``reuse``, a step's Jacobians (and its Newton matrix's factors) are kept from sweep to
+#: sweep while its measured defect shrinks at least by this factor per sweep; else they are
+#: measured again, at the next sweep's iterate (a simplified Newton iteration, as scipy's Radau).
 CONTRACTION = 0.05
 
 

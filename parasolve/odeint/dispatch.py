@@ -158,8 +158,8 @@ def _finish_stiff(drift, counter, t, handover: Handover, rtol, atol, settings, m
     rest = solve_stiff(drift, counter, handover.y, rest_t, "radau", rtol, atol, StiffSettings(extra=settings.extra))
     ys = torch.cat([torch.stack(handover.out), rest.ys[1:]])
     direction = 1.0 if float(t[-1] - t[0]) > 0 else -1.0
-    before = t[0] + direction * torch.tensor(handover.steps, dtype=torch.float64).to(t.dtype)
-    grid = torch.cat([before.to(t.device), rest.grid[1:]])
+    before = t[0] + direction * torch.tensor(handover.steps, dtype=torch.float64).to(t.device, t.dtype)
+    grid = torch.cat([before, rest.grid[1:]])
     explicit = len(handover.steps) - 1
     stats = OdeintStats(sweeps=rest.stats.sweeps, drift_rounds=counter.rounds, nfe=counter.nfe,
                         accepted_steps=explicit + rest.stats.accepted_steps,

@@ -8,11 +8,15 @@ is at most ``newton_tol`` times the error test's scale ``atol + rtol |y|`` in ev
 Then every step's embedded error estimate (:mod:`parasolve.implicit.tableaus`), filtered by
 ``(I - h gamma J)^-1``, is measured in scipy's norm ``RMS(err / (atol + rtol max(|y0|, |y1|)))``;
 failed steps are cut and runs of passed steps merged by the explicit driver's controller
-(``parasolve.odeint.grids.adapt``, exponent ``1 / err_order``) until every step passes.
+(``parasolve.odeint.grids.adapt``, exponent ``1 / err_order``) until every step passes. The steps
+before a pass's first failed or unsolved step are final: the next pass solves the rest of the span
+from that step on (so the result's ``solution`` is the last pass's solve of that rest; ``states``
+holds the whole grid's).
 
 The first grid grows geometrically from the first step (Hairer's estimate) to ``|T| /
 initial_steps``: stiff problems start with a fast transient far more often than they end with one.
-Stiffness detection for ``method="auto"``: :func:`is_stiff`.
+Stiffness detection for ``method="auto"``: :func:`is_stiff` at the start; later, the explicit
+stepper's own test (``parasolve/odeint/stepper.py``), which hands the rest of the span over to Radau.
 """
 
 from __future__ import annotations
