@@ -80,3 +80,28 @@ def _np_oregonator(t, y):
 
 #: The same right-hand sides on NumPy arrays, written as a scipy user would (no torch overhead).
 NUMPY = {"robertson": _np_robertson, "vdp1000": _np_vdp, "hires": _np_hires, "oregonator": _np_oregonator}
+
+
+def jax_rhs(name, jnp):
+    """The right-hand side of problem ``name`` for diffrax (``f(t, y, args)``), written with ``jnp``
+    (``jax.numpy``, passed in: this module does not import jax)."""
+    def robertson_j(t, y, args):
+        return jnp.stack([-0.04 * y[0] + 1e4 * y[1] * y[2], 0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
+                          3e7 * y[1] ** 2])
+
+    def vdp_j(t, y, args):
+        return jnp.stack([y[1], 1000.0 * (1 - y[0] ** 2) * y[1] - y[0]])
+
+    def hires_j(t, y, args):
+        y1, y2, y3, y4, y5, y6, y7, y8 = (y[k] for k in range(8))
+        return jnp.stack([-1.71 * y1 + 0.43 * y2 + 8.32 * y3 + 0.0007, 1.71 * y1 - 8.75 * y2,
+                          -10.03 * y3 + 0.43 * y4 + 0.035 * y5, 8.32 * y2 + 1.71 * y3 - 1.12 * y4,
+                          -1.745 * y5 + 0.43 * y6 + 0.43 * y7,
+                          -280.0 * y6 * y8 + 0.69 * y4 + 1.71 * y5 - 0.43 * y6 + 0.69 * y7,
+                          280.0 * y6 * y8 - 1.81 * y7, -280.0 * y6 * y8 + 1.81 * y7])
+
+    def oregonator_j(t, y, args):
+        return jnp.stack([77.27 * (y[1] + y[0] * (1 - 8.375e-6 * y[0] - y[1])), (y[2] - (1 + y[0]) * y[1]) / 77.27,
+                          0.161 * (y[0] - y[2])])
+
+    return {"robertson": robertson_j, "vdp1000": vdp_j, "hires": hires_j, "oregonator": oregonator_j}[name]

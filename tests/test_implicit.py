@@ -86,15 +86,18 @@ def test_the_whole_trajectory_newton_converges_from_a_poor_guess():
 STIFF = [("robertson", 40.0), ("vdp1000", 1000.0), ("hires", 321.8122), ("oregonator", 60.0)]
 
 
-@pytest.mark.parametrize("problem,t_end", STIFF)
-def test_radau_solves_the_stiff_test_set_as_accurately_as_scipy(problem, t_end):
+@pytest.mark.parametrize("problem,t_end,reuse", [(p, t, None) for p, t in STIFF]
+                         + [("robertson", 40.0, True), ("hires", 321.8122, False)])
+def test_radau_solves_the_stiff_test_set_as_accurately_as_scipy(problem, t_end, reuse):
+    # reuse: the Newton matrices kept between sweeps (simplified Newton) or measured every sweep;
+    # None: decided by the state's size (HIRES keeps them, the others do not)
     f, y0, _, atol = SP["PROBLEMS"][problem]
     fun = SP["NUMPY"][problem]
     times = np.linspace(0.0, t_end, 5)
     ref = solve_ivp(fun, (0, t_end), y0, method="Radau", rtol=1e-10, atol=atol * 1e-4, t_eval=times).y.T
     theirs = solve_ivp(fun, (0, t_end), y0, method="Radau", rtol=1e-6, atol=atol, t_eval=times).y.T
     res = parasolve.odeint(f, torch.tensor(y0, dtype=torch.float64), torch.from_numpy(times), rtol=1e-6, atol=atol,
-                           method="radau", options={"vectorized": True}, full_output=True)
+                           method="radau", options={"vectorized": True, "reuse": reuse}, full_output=True)
     ours = res.ys.numpy()
     err, their_err = np.abs(ours - ref).max(), np.abs(theirs - ref).max()
     assert err <= 3 * their_err + 1e-12, (problem, err, their_err)
@@ -120,6 +123,32 @@ def test_auto_detects_stiffness():
     assert res.method == "radau"
     easy = parasolve.odeint(lambda t, y: -y, y0, t, method="auto", full_output=True)
     assert easy.method == "dopri5"
+
+
+def test_auto_hands_over_to_radau_where_the_problem_turns_stiff():
+    # y1 relaxes to sin t at a rate that jumps from 1 to 1e5 near t = 5: not stiff at the start, so
+    # auto takes dopri5, whose steps would then be held below ~3e-5 (over 1e5 more steps)
+    def f(t, y):
+        rate = 1.0 + 1e5 * torch.sigmoid(5 * (t - 5))
+        return torch.stack([-rate * (y[..., 0] - torch.sin(t)), y[..., 0] - 0.5 * y[..., 1]], -1)
+
+    def fun(t, y):
+        rate = 1.0 + 1e5 / (1 + np.exp(-5 * (t - 5)))
+        return [-rate * (y[0] - np.sin(t)), y[0] - 0.5 * y[1]]
+
+    y0, t = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.linspace(0, 10, 11, dtype=torch.float64)
+    assert not is_stiff(f, t, y0)
+    ref = solve_ivp(fun, (0, 10), y0.numpy(), method="Radau", rtol=1e-11, atol=1e-13, t_eval=t.numpy()).y.T
+    theirs = solve_ivp(fun, (0, 10), y0.numpy(), method="Radau", rtol=1e-6, atol=1e-9, t_eval=t.numpy()).y.T
+    res = parasolve.odeint(f, y0, t, rtol=1e-6, atol=1e-9, method="auto", options={"vectorized": True},
+                           full_output=True)
+    assert res.method == "dopri5+radau"
+    explicit = res.stats.history[0].steps
+    assert 0 < explicit and float(res.grid[explicit]) < 6.0  # handed over soon after the rate rose
+    assert res.stats.accepted_steps <= 1000
+    err, their_err = np.abs(res.ys.numpy() - ref).max(), np.abs(theirs - ref).max()
+    assert err <= 10 * their_err and err <= 1e-5, (err, their_err)
+    assert res.grid.shape[0] - 1 == res.stats.accepted_steps and bool((res.grid[1:] > res.grid[:-1]).all())
 
 
 @pytest.mark.parametrize("name,method", [("radau5", "auto"), ("radau5", "sequential"), ("backward_euler", "auto"),
@@ -180,5 +209,7 @@ def test_odeint_refuses_options_the_stiff_methods_do_not_take():
     y0 = torch.ones(1, dtype=torch.float64)
     with pytest.raises(TypeError, match="scheme"):
         parasolve.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="radau", options={"scheme": "picard"})
+    with pytest.raises(TypeError, match="reuse"):
+        parasolve.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="radau", options={"reuse": "yes"})
     with pytest.raises(ValueError, match="newton_tol"):
         parasolve.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="radau", options={"newton_tol": -1})

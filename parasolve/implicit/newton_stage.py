@@ -31,10 +31,35 @@ import torch
 from ..schemes.base import per_step
 from ..schemes.scan import affine_scan
 from ..schemes.ledger import Ledger
-from .stages import linearize, newton_stages, stage_points, values_and_jacobians
+from .stages import correction, factorize, newton_stages, residual, stage_points, values_and_jacobians
 
 #: Smallest fraction of the Newton step the backtracking tries.
 MIN_DAMPING = 1 / 64
+#: With ``reuse``, a step's Jacobians (and its Newton matrix's factors) are kept from sweep to
+#: sweep while its measured defect shrinks at least by this factor per sweep; else they are
+#: measured again, at the next sweep's iterate (a simplified Newton iteration, as scipy's Radau).
+CONTRACTION = 0.05
+
+
+@dataclass
+class Factors:
+    """The window's Newton matrices kept between sweeps: LU factors and pivots, ``B``, the drift's
+    Jacobian at each step's last stage point, and which steps have them (host bools)."""
+
+    LU: torch.Tensor
+    piv: torch.Tensor
+    B: torch.Tensor
+    J_end: torch.Tensor
+    have: torch.Tensor
+    last: torch.Tensor
+
+    def slide(self, m: int, w: int) -> "Factors":
+        """Drop the first ``m`` steps; steps that enter after them (up to ``w`` in all) have none."""
+        parts = [v[m:] for v in (self.LU, self.piv, self.B, self.J_end, self.have, self.last)]
+        extra = w - parts[0].shape[0]
+        if extra > 0:
+            parts = [torch.cat([v, v.new_zeros(extra, *v.shape[1:])]) for v in parts]
+        return Factors(*parts)
 
 
 @dataclass
@@ -55,7 +80,7 @@ def linear_guess(tab, X: torch.Tensor) -> torch.Tensor:
 
 
 def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=None, keep: bool = False,
-                 stall: int | None = None, exact_front: bool = True):
+                 stall: int | None = None, exact_front: bool = True, reuse: bool = False):
     """Solve ``problem`` (an implicit step map's discrete problem) by the iteration above.
 
     ``stages``: a guess of every step's ``Z`` (``(N, s, D)``; default read off ``problem.init``);
@@ -64,7 +89,11 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
     ``stall``: stop (unconverged) after this many iterations in a row that accept no step;
     ``exact_front``: when no more sweeps are left than steps, a sweep that does not accept the front
     step solves it on its own (:func:`.stages.newton_stages`, more rounds in that sweep), so the solve
-    ends within ``N`` sweeps as the explicit schemes' do; ``keep``: also return a :class:`Trace`.
+    ends within ``N`` sweeps as the explicit schemes' do; ``keep``: also return a :class:`Trace`;
+    ``reuse``: keep each step's Newton matrices from sweep to sweep while its defect contracts
+    (:data:`CONTRACTION`), a simplified Newton iteration, else measure them every sweep. Its measured
+    defects use the old matrices, so a step's defect is a looser bound: only for a caller that
+    checks the accepted steps afterwards (``odeint``'s error test), with ``accept``.
     Returns ``(Solution, Trace or None)``.
     """
     tab, t, y0 = problem.step.tableau, problem.t, problem.y0
@@ -75,7 +104,11 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
     b = 0
     X = per_step(torch.cat([y0[None], problem.guess(1, p, y0)]))
     Z = linear_guess(tab, X) if stages is None else stages[:p].clone()
-    back = None  # (X, Z, dX, dZ, lam, merit) of the last update, for backtracking
+    back = None  # (X, Z, dX, dZ, lam, merit, stale) of the last update, for backtracking
+    factors, refresh = None, True
+    if reuse and accept is None:
+        raise ValueError("solve_stages(reuse=True) needs `accept`: the caller must check the accepted steps "
+                         "(the simplified iteration's measured defects are no bound); pass reuse=False.")
     with Ledger(problem, p, name) as ledger:
         if keep:
             d = X.shape[1]
@@ -87,10 +120,12 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             w = X.shape[0] - 1
             h = hs[b:b + w]
             times, points = stage_points(tab, t[b:b + w], h, X[:w], Z)
-            F, J = values_and_jacobians(problem.drift, times, points, shape)
             s, d = tab.stages, X.shape[1]
-            F, J = F.reshape(w, s, d), J.reshape(w, s, d, d)
-            _, _, a, B = linearize(tab, h, F, J, Z, coupled=True)
+            F, factors, measured, a = _measure(problem.drift, tab, h, times, points, Z, shape, factors, refresh)
+            refresh = not reuse
+            if a is None:
+                a = correction(tab, h, F, Z, factors.LU, factors.piv)
+            B = factors.B
             defect = X[1:] - X[:w] - Z[:, -1]
             comp = defect.abs() + a[:, -1].abs()
             e = comp.amax(1)
@@ -102,11 +137,15 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 ledger.stats.iterations += 1
                 m = accept(b, comp.detach().cpu(), X[1:].detach().cpu())
                 ledger.stats.defect_sum += float(e_host[:m].sum())
+            stale = not bool(measured[m if m < w else 0])  # the front step's matrices are old
             if m < w and not torch.isfinite(e_host[m]):
+                if stale:  # measure the Newton matrices at this iterate before calling it a blow-up
+                    refresh = True
+                    continue
                 ledger.fail_at(b + m if fresh else -1)  # blew up from a fresh start at a frozen state
-                X[m + 1:], Z[m:], back, fresh = X[m], 0.0, None, True
+                X[m + 1:], Z[m:], back, fresh, refresh = X[m], 0.0, None, True, True
                 ledger.record(b, b + w, float("inf"), m)
-                b, X, Z = _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, None, None)
+                b, X, Z, factors = _slide(problem, tab, ledger, trace, b, m, X, Z, F, factors, None, None)
                 continue
             fresh, since = False, 0 if m else since + 1
             shift = torch.zeros(X.shape[1], dtype=X.dtype, device=X.device)  # of the new anchor x_{b+m}
@@ -122,30 +161,37 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
                 m, since, back = m + 1, 0, None
             ledger.record(b, b + w, float(e_host.max()), m)
             if m == w:
-                b, X, Z = _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, None, None)
+                b, X, Z, factors = _slide(problem, tab, ledger, trace, b, m, X, Z, F, factors, None, None)
                 back = None
                 continue
             merit = float(e_host[m])  # the front step's: the one the iteration must converge first
-            if back is not None and m == 0 and not merit <= back[5] and back[4] > MIN_DAMPING:
-                Xp, Zp, dXp, dZp, lam, meritp = back  # the last step made things worse: half of it
-                lam /= 2
+            if back is not None and m == 0 and not merit <= back[5] and (back[6] or back[4] > MIN_DAMPING):
+                Xp, Zp, dXp, dZp, lam, meritp, stale_p = back  # the last step made things worse
                 X, Z = Xp.clone(), Zp.clone()
+                if stale_p:  # with old Newton matrices: measure them again there
+                    refresh, back = True, None
+                    continue
+                lam /= 2  # with fresh ones: half of it
                 X[1:] += lam * dXp
                 Z += lam * dZp
-                back = (Xp, Zp, dXp, dZp, lam, meritp)
+                back = (Xp, Zp, dXp, dZp, lam, meritp, False)
                 continue
+            if reuse:  # where the simplified iteration contracts too slowly, new Jacobians next sweep
+                e64 = e_host.double()
+                factors.have &= ~(e64 > CONTRACTION * factors.last)
+                factors.last = e64
             if eye is None:
                 eye = torch.eye(d, dtype=X.dtype, device=X.device)
             dX = affine_scan(eye + B[m:, -1], a[m:, -1] - defect[m:], shift)
             start = torch.cat([shift[None], dX[:-1]])
             dZ = a[m:] + (B[m:] @ start[:, None, :, None])[..., 0]
             lam = damping
-            back = (X.clone(), Z.clone(), dX, dZ, lam, merit) if m == 0 else None
+            back = (X, Z, dX, dZ, lam, merit, stale) if m == 0 else None  # X, Z: not changed in place from here
             new_X, new_Z = X.clone(), Z.clone()
             new_X[m + 1:] += lam * dX
             new_Z[m:] += lam * dZ
             _restart_after_blowup(new_X, new_Z, m)
-            b, X, Z = _slide(problem, tab, ledger, trace, b, m, new_X, new_Z, F, J, X, Z)
+            b, X, Z, factors = _slide(problem, tab, ledger, trace, b, m, new_X, new_Z, F, factors, X, Z)
         converged = b >= n
         if not converged:
             if trace is not None:  # the open steps' last iterate, a warm start for the caller
@@ -169,10 +215,41 @@ def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
         X[k + 1:], Z[k:] = X[k], 0.0
 
 
-def _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, X_meas, Z_meas):
+def _measure(drift, tab, h, times, points, Z, shape, factors, refresh):
+    """One batched drift round at the window's stage points, with Jacobian probes at the steps
+    whose Newton matrices are measured now (all with ``refresh``, else those without); returns
+    ``(F, factors, measured, a)``: the drift values ``(w, s, D)``, the window's :class:`Factors`,
+    which steps' matrices were measured now (host bools; the others' are from an earlier iterate)
+    and, where all were, the Newton correction from the same solve (else ``None``)."""
+    w, s, d = Z.shape
+    if refresh or factors is None:
+        need = torch.arange(w)
+    else:
+        need = torch.nonzero(~factors.have).reshape(-1)
+    probed = None if len(need) == w else (need[:, None] * s + torch.arange(s)).reshape(-1).to(points.device)
+    F, J = values_and_jacobians(drift, times, points, shape, probed)
+    F = F.reshape(w, s, d)
+    if len(need) == 0:
+        return F, factors, torch.zeros(w, dtype=torch.bool), None
+    J = J.reshape(-1, s, d, d)
+    if len(need) == w:
+        LU, piv, B, a = factorize(tab, h, J, residual(tab, h, F, Z))
+        everything = torch.ones(w, dtype=torch.bool)
+        return F, Factors(LU, piv, B, J[:, -1], everything, torch.full((w,), float("inf"), dtype=torch.float64)), \
+            everything, a
+    dev = need.to(points.device)
+    LU, piv, B, _ = factorize(tab, h[dev], J)
+    factors.LU[dev], factors.piv[dev], factors.B[dev], factors.J_end[dev] = LU, piv, B, J[:, -1]
+    factors.have[need] = True
+    measured = torch.zeros(w, dtype=torch.bool)
+    measured[need] = True
+    return F, factors, measured, None
+
+
+def _slide(problem, tab, ledger, trace, b, m, X, Z, F, factors, X_meas, Z_meas):
     """Freeze the ``m`` accepted steps (as measured: ``X_meas``/``Z_meas`` if the iterate was
     updated since, else ``X``/``Z``), move the window to start at step ``b + m`` and fill the slots
-    that enter it. Returns ``(b, X, Z)`` of the next window."""
+    that enter it. Returns ``(b, X, Z, factors)`` of the next window."""
     shape, n = problem.y0.shape, problem.n_steps
     Xm = X if X_meas is None else X_meas
     Zm = Z if Z_meas is None else Z_meas
@@ -182,10 +259,10 @@ def _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, X_meas, Z_meas):
         if trace is not None:
             trace.Z[b:b + m] = Zm[:m]
             trace.f_end[b:b + m] = F[:m, -1]
-            trace.J_end[b:b + m] = J[:m, -1]
+            trace.J_end[b:b + m] = factors.J_end[:m]
     b += m
     if b >= n:
-        return b, X[m:m + 1], Z[:0]
+        return b, X[m:m + 1], Z[:0], factors.slide(m, 0)
     p = min(problem.window, problem.n_steps)
     rest_X, rest_Z = X[m:], Z[m:]
     want = min(p, n - b)
@@ -195,4 +272,4 @@ def _slide(problem, tab, ledger, trace, b, m, X, Z, F, J, X_meas, Z_meas):
         ext = torch.cat([rest_X[-1:], fill])
         rest_X = torch.cat([rest_X, fill])
         rest_Z = torch.cat([rest_Z, linear_guess(tab, ext)])
-    return b, rest_X, rest_Z
+    return b, rest_X, rest_Z, factors.slide(m, rest_Z.shape[0])

@@ -32,16 +32,23 @@ class StageConvergenceError(ConvergenceError):
         self.index, self.time = index, time
 
 
-def values_and_jacobians(drift, times: torch.Tensor, points: torch.Tensor, shape):
-    """``F`` (``(k, D)``) and ``J`` (``(k, D, D)``) of the drift at ``k`` points (flattened states
-    ``(k, D)``; ``shape`` the state's shape), from one batched call of ``(D + 1) k`` points."""
+def values_and_jacobians(drift, times: torch.Tensor, points: torch.Tensor, shape, probed: torch.Tensor | None = None):
+    """``F`` (``(k, D)``) and ``J`` of the drift at ``k`` points (flattened states ``(k, D)``;
+    ``shape`` the state's shape), from one batched call of ``k + D p`` points: ``J`` at the ``p``
+    points ``probed`` (indices; default all), ``(p, D, D)``."""
     k, d = points.shape
-    step = probe_sizes(points)                                                   # (k, D)
-    probes = points[None] + torch.eye(d, dtype=points.dtype, device=points.device)[:, None, :] * step.T[:, :, None]
-    batch = torch.cat([points, probes.reshape(d * k, d)]).reshape(k * (d + 1), *shape)
-    out = drift(times.repeat(d + 1), batch).reshape(d + 1, k, d)
-    F = out[0]
-    J = ((out[1:] - F[None]) / step.T[:, :, None]).permute(1, 2, 0)             # (k, out, in)
+    at = points if probed is None else points[probed]
+    p = at.shape[0]
+    if p == 0:
+        return drift(times, points.reshape(k, *shape)).reshape(k, d), points.new_zeros(0, d, d)
+    step = probe_sizes(at)                                                       # (p, D)
+    probes = at[None] + torch.eye(d, dtype=points.dtype, device=points.device)[:, None, :] * step.T[:, :, None]
+    batch = torch.cat([points, probes.reshape(d * p, d)]).reshape(k + d * p, *shape)
+    at_times = times if probed is None else times[probed]
+    out = drift(torch.cat([times, at_times.repeat(d)]), batch).reshape(k + d * p, d)
+    F = out[:k]
+    base = F if probed is None else F[probed]
+    J = ((out[k:].reshape(d, p, d) - base[None]) / step.T[:, :, None]).permute(1, 2, 0)  # (p, out, in)
     return F, J
 
 
@@ -57,17 +64,60 @@ def linearize(tab, h: torch.Tensor, F: torch.Tensor, J: torch.Tensor, Z: torch.T
     Jacobian at the stage points (``(n, s, D)``/``(n, s, D, D)``). ``B`` only with ``coupled``
     (``(n, s, D, D)``), else ``None``. ``a`` has ``Z``'s shape."""
     n, s, d = Z.shape
-    Ah = h.to(Z.dtype)[:, None, None] * tab.matrix(Z.dtype, Z.device)           # (n, s, s)
-    G = Z - Ah @ F
-    M = (Ah[:, :, None, :, None] * J.permute(0, 2, 1, 3)[:, None]).neg_().reshape(n, s * d, s * d)  # [n, i, p, j, q]
-    M.diagonal(dim1=1, dim2=2).add_(1.0)
+    M = newton_matrix(tab, h, J)
+    G = residual(tab, h, F, Z)
     rhs = -G.reshape(n, s * d, 1)
-    if coupled:  # h (A ⊗ I) J (1 ⊗ I): sum_j h a_ij J_j
-        rhs = torch.cat([rhs, (Ah @ J.reshape(n, s, d * d)).reshape(n, s * d, d)], 2)
+    if coupled:
+        rhs = torch.cat([rhs, coupling(tab, h, J).reshape(n, s * d, d)], 2)
     sol = safe_solve(M, rhs)
     a = sol[..., 0].reshape(n, s, d)
     B = sol[..., 1:].reshape(n, s, d, d) if coupled else None
     return G, M, a, B
+
+
+def residual(tab, h: torch.Tensor, F: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
+    """The stage equations' residual ``G = Z - h (A ⊗ I) F`` (``(n, s, D)``)."""
+    return Z - (h.to(Z.dtype)[:, None, None] * tab.matrix(Z.dtype, Z.device)) @ F
+
+
+def newton_matrix(tab, h: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
+    """``M = I - h (A ⊗ I) diag(J_j)`` (``(n, sD, sD)``) for stage Jacobians ``J`` (``(n, s, D, D)``)."""
+    n, s, d, _ = J.shape
+    Ah = h.to(J.dtype)[:, None, None] * tab.matrix(J.dtype, J.device)           # (n, s, s)
+    M = (Ah[:, :, None, :, None] * J.permute(0, 2, 1, 3)[:, None]).neg_().reshape(n, s * d, s * d)  # [n, i, p, j, q]
+    M.diagonal(dim1=1, dim2=2).add_(1.0)
+    return M
+
+
+def coupling(tab, h: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
+    """``h (A ⊗ I) J (1 ⊗ I) = sum_j h a_ij J_j`` (``(n, s, D, D)``): the stage equations' derivative in the step's start."""
+    n, s, d, _ = J.shape
+    Ah = h.to(J.dtype)[:, None, None] * tab.matrix(J.dtype, J.device)
+    return (Ah @ J.reshape(n, s, d * d)).reshape(n, s, d, d)
+
+
+def factorize(tab, h: torch.Tensor, J: torch.Tensor, G: torch.Tensor | None = None):
+    """``(LU, pivots, B, a)``: the LU factors of the Newton matrix for stage Jacobians ``J``,
+    ``B = M^-1 h (A ⊗ I) J (1 ⊗ I)`` (``(n, s, D, D)``) and, given the residual ``G``, the Newton
+    correction ``a = -M^-1 G`` from the same solve (else ``None``). The singular steps' factors NaN,
+    so :func:`correction` gives NaN there (a failed iteration, never an answer)."""
+    n, s, d, _ = J.shape
+    LU, piv, info = torch.linalg.lu_factor_ex(newton_matrix(tab, h, J))
+    bad = info != 0
+    if bool(bad.any()):
+        LU = torch.where(bad[:, None, None], torch.full_like(LU, float("nan")), LU)
+    rhs = coupling(tab, h, J).reshape(n, s * d, d)
+    if G is not None:
+        rhs = torch.cat([-G.reshape(n, s * d, 1), rhs], 2)
+    sol = torch.linalg.lu_solve(LU, piv, rhs)
+    a = None if G is None else sol[..., 0].reshape(n, s, d)
+    return LU, piv, sol[..., -d:].reshape(n, s, d, d), a
+
+
+def correction(tab, h: torch.Tensor, F: torch.Tensor, Z: torch.Tensor, LU: torch.Tensor, piv: torch.Tensor):
+    """The (simplified) Newton correction ``a = -M^-1 G(Z)`` with ``M``'s LU factors from :func:`factorize`."""
+    n, s, d = Z.shape
+    return torch.linalg.lu_solve(LU, piv, -residual(tab, h, F, Z).reshape(n, s * d, 1)).reshape(n, s, d)
 
 
 def safe_solve(M: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -47,7 +47,8 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
     Newton iteration over every step's stage equations (docs/stiff.md; options ``newton_tol``,
     ``max_newton``, ``first_step``, ``initial_steps``, ``max_passes``, ...); ``"auto"`` takes
     ``"radau"`` where the drift is stiff at ``t[0]`` (:func:`parasolve.odeint.stiff.is_stiff`),
-    else ``"dopri5"``. Unlike torchdiffeq, the grid is solved parallel in time by
+    else ``"dopri5"``, whose stepper hands over to ``"radau"`` where the problem turns stiff later
+    (Hairer's stiffness test; result ``method`` ``"dopri5+radau"``). Unlike torchdiffeq, the grid is solved parallel in time by
     parasolve's fixed-point schemes (docs/odeint.md), the adaptive grid refined between solves.
 
     Args:
@@ -198,7 +199,8 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool, keep_st
     counter = CountingEvaluator(evaluator)
     drift = BatchedDrift(func, y0.shape, y0.dtype, y0.device, vectorized=bool(options.pop("vectorized", False)),
                          name="func", evaluator=counter)
-    if method == "auto":  # stiff at the start: Radau, else dopri5
+    auto = method == "auto"
+    if auto:  # stiff at the start: Radau, else dopri5 (which hands over to Radau where it turns stiff)
         method = "radau" if is_stiff(drift, t, y0) else "dopri5"
     if method in STIFF:
         settings = StiffSettings(**{k: v for k, v in options.items() if k in STIFF_OPTIONS - {"vectorized"}},
@@ -213,7 +215,7 @@ def _run(func, y0, t, rtol, atol, method, options, extra, adjoint: bool, keep_st
         # arithmetic on purpose (the grid is not differentiated, as in torchdiffeq): no warning for that
         warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
         return choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, settings, stepwise,
-                                forced, adjoint)
+                                forced, adjoint, stiff_exit=auto)
 
 
 def _check_method(method) -> str:

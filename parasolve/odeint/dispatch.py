@@ -19,7 +19,8 @@ from ..steps import STEPS
 from . import grids
 from .adaptive import roundoff_bound, roundoff_floor, solve_adaptive
 from .result import OdeintResult, OdeintStats, PassRecord
-from .stepper import march_fixed, single_call, solve_stepwise
+from .stepper import Handover, march_fixed, single_call, solve_stepwise
+from .stiff import StiffSettings, solve_stiff
 from .tableaus import EMBEDDED
 
 #: torchdiffeq's fixed-step names -> parasolve step maps (torchdiffeq's ``rk4`` is the 3/8 rule).
@@ -29,22 +30,26 @@ FIXED_OPTIONS = {"step_size", "grid_points", "grid_constructor", "interp"}
 
 
 def choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, settings, stepwise, forced,
-                     adjoint) -> OdeintResult:
+                     adjoint, stiff_exit: bool = False) -> OdeintResult:
     """The sequential stepper (which ``"auto"`` may switch to parallel sweeps), the parallel driver,
-    or a fixed-step method."""
+    or a fixed-step method. ``stiff_exit`` (``method="auto"``, which took an explicit pair): where
+    the stepper finds the problem stiff later on, Radau solves the rest (:func:`_finish_stiff`)."""
     call = single_call(func, drift.mode == "vectorized", counter)
     if stepwise:
         first_step = settings.first_step
         switch = None if forced else _switch_rule(drift, y0, t, EMBEDDED[method], rtol, atol, settings)
+        stiff_exit = stiff_exit and not _adjoint_wanted(adjoint, y0, t, settings)
         result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings, adjoint,
-                                 switch)
+                                 switch, stiff_exit)
         if result is None:  # "auto" switched to parallel sweeps; if they fail, step on to the end
             try:
                 result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
             except (ConvergenceError, NonFiniteError):
                 settings.first_step = first_step
                 result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings,
-                                         adjoint, None)
+                                         adjoint, None, stiff_exit)
+        if isinstance(result, Handover):
+            result = _finish_stiff(drift, counter, t, result, rtol, atol, settings, method)
         return result
     if method in EMBEDDED:
         return solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
@@ -121,16 +126,18 @@ def _switch_rule(drift, y0, t, method, rtol, atol, settings):
     return switch
 
 
-def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settings, adjoint, switch):
-    """The sequential stepper's answer (``None`` if ``switch`` stopped it); for ``odeint_adjoint``
+def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settings, adjoint, switch,
+                    stiff_exit: bool = False):
+    """The sequential stepper's answer (``None`` if ``switch`` stopped it, a :class:`Handover` if
+    ``stiff_exit`` and the problem became stiff); for ``odeint_adjoint``
     under grad mode, the grid it found (with the output times added) solved again by ``solve``'s
     sequential loop, whose gradient is the discrete adjoint's (memory independent of the steps, as
     torchdiffeq's adjoint)."""
     differentiable = _adjoint_wanted(adjoint, y0, t, settings)
     with torch.set_grad_enabled(torch.is_grad_enabled() and not adjoint):
-        done = solve_stepwise(func_call, y0, t, method, rtol, atol, settings, switch)
-    if done is None:
-        return None
+        done = solve_stepwise(func_call, y0, t, method, rtol, atol, settings, switch, stiff_exit)
+    if done is None or isinstance(done, Handover):
+        return done
     ys, grid, rejected, max_ratio, states = done
     n = grid.shape[0] - 1
     stats = OdeintStats(drift_rounds=counter.calls, nfe=counter.rows, accepted_steps=n, rejected_steps=rejected,
@@ -144,6 +151,24 @@ def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settin
     stats.history.append(PassRecord(n, 0, stats.drift_rounds, stats.nfe, rejected, float("nan")))
     return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name, max_ratio=max_ratio,
                         states=states)
+
+
+def _finish_stiff(drift, counter, t, handover: Handover, rtol, atol, settings, method: str) -> OdeintResult:
+    """The explicit stepper's outputs up to where it found the problem stiff, then
+    ``odeint(method="radau")`` from the state it reached to the remaining output times."""
+    rest_t = torch.cat([handover.time.reshape(1), t[handover.next_out:]])
+    rest = solve_stiff(drift, counter, handover.y, rest_t, "radau", rtol, atol, StiffSettings(extra=settings.extra))
+    ys = torch.cat([torch.stack(handover.out), rest.ys[1:]])
+    direction = 1.0 if float(t[-1] - t[0]) > 0 else -1.0
+    before = t[0] + direction * torch.tensor(handover.steps, dtype=torch.float64).to(t.device, t.dtype)
+    grid = torch.cat([before, rest.grid[1:]])
+    explicit = len(handover.steps) - 1
+    stats = OdeintStats(sweeps=rest.stats.sweeps, drift_rounds=counter.calls, nfe=counter.rows,
+                        accepted_steps=explicit + rest.stats.accepted_steps,
+                        rejected_steps=handover.rejected + rest.stats.rejected_steps, passes=1 + rest.stats.passes)
+    stats.history = [PassRecord(explicit, 0, 0, 0, handover.rejected, handover.worst)] + rest.stats.history
+    return OdeintResult(ys=ys, t=t, grid=grid, solution=None, stats=stats, method=f"{method}+radau",
+                        max_ratio=max(handover.worst, rest.max_ratio))
 
 
 def _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings, fixed, adjoint) -> OdeintResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -47,13 +48,35 @@ def check_output(out, y0: torch.Tensor) -> torch.Tensor:
 
 #: ``switch`` is asked after these many accepted steps, and after every fourfold more.
 FIRST_CHECK = 32
+#: Hairer's stiffness test (DOPRI5): a step with ``|h lambda|`` estimated above this is at the
+#: explicit pair's stability limit; this many such steps, without ``NONSTIFF_STEPS`` below it in
+#: a row between them, mean the problem has become stiff. Tested every ``STIFF_EVERY`` accepted
+#: steps, and at every step once one was over.
+STIFF_LIMIT, STIFF_STEPS, NONSTIFF_STEPS, STIFF_EVERY = 3.25, 15, 6, 8
+
+
+@dataclass
+class Handover:
+    """Where the stepper stopped because the problem became stiff: the time and state reached,
+    the outputs so far (``t[:next_out]``), the accepted steps' positions (distances from ``t[0]``),
+    the rejected count and the largest accepted error ratio."""
+
+    time: torch.Tensor
+    y: torch.Tensor
+    out: list
+    next_out: int
+    steps: list
+    rejected: int
+    worst: float
 
 
 def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, rtol, atol, settings,
-                   switch=None):
+                   switch=None, stiff_exit: bool = False):
     """``(ys, grid, rejected, max_ratio, states)``: the solution at the output times ``t``, the
     accepted steps' grid, the count of rejected steps, the largest accepted error ratio and the
-    states on the grid (``None`` unless ``settings.keep_states``); or ``None`` when ``switch`` says so.
+    states on the grid (``None`` unless ``settings.keep_states``); or ``None`` when ``switch`` says so;
+    or, with ``stiff_exit``, a :class:`Handover` when Hairer's stiffness test (:data:`STIFF_LIMIT`)
+    finds the problem stiff (the caller goes on with an implicit method from there).
 
     ``settings``: the driver's :class:`~parasolve.odeint.adaptive.Settings` (``first_step``,
     ``safety``, ``ifactor``, ``dfactor``, ``max_num_steps``). ``switch(fraction, h, steps, rounds,
@@ -79,6 +102,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
     s, y, steps, rejected = 0.0, y0, [0.0], 0
     tiny = 4 * torch.finfo(t.dtype).eps * max(1.0, span)
     check, began, worst = FIRST_CHECK, time.perf_counter(), 0.0
+    stiff_run, calm_run = 0, 0
     while next_out < t.shape[0]:
         h = min(h, span - s)
         if h <= tiny * (1 + abs(s)):
@@ -109,6 +133,18 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
             steps.append(s)
             if states is not None:
                 states.append(y)
+            if stiff_exit and s < span and (stiff_run or (len(steps) - 1) % STIFF_EVERY == 0):
+                with torch.no_grad():  # Hairer's |h lambda| over the last stage, as below
+                    h_lam = h * float((f0 - ks[len(method.b) - 1]).norm() / (y - yi).norm().clamp_min(1e-300))
+                if h_lam > STIFF_LIMIT:
+                    stiff_run, calm_run = stiff_run + 1, 0
+                    if stiff_run == STIFF_STEPS:
+                        return Handover(t0 + direction * torch.tensor(s, dtype=t.dtype, device=t.device), y, out,
+                                        next_out, steps, rejected, worst)
+                elif stiff_run:
+                    calm_run += 1
+                    if calm_run == NONSTIFF_STEPS:
+                        stiff_run = 0
             if switch is not None and len(steps) - 1 == check and s < span:
                 check *= 4
                 with torch.no_grad():  # Hairer's stiffness estimate |h| * |df| / |dy| over the last stage

@@ -8,11 +8,15 @@ is at most ``newton_tol`` times the error test's scale ``atol + rtol |y|`` in ev
 Then every step's embedded error estimate (:mod:`parasolve.implicit.tableaus`), filtered by
 ``(I - h gamma J)^-1``, is measured in scipy's norm ``RMS(err / (atol + rtol max(|y0|, |y1|)))``;
 failed steps are cut and runs of passed steps merged by the explicit driver's controller
-(``parasolve.odeint.grids.adapt``, exponent ``1 / err_order``) until every step passes.
+(``parasolve.odeint.grids.adapt``, exponent ``1 / err_order``) until every step passes. The steps
+before a pass's first failed or unsolved step are final: the next pass solves the rest of the span
+from that step on (so the result's ``solution`` is the last pass's solve of that rest; ``states``
+holds the whole grid's).
 
 The first grid grows geometrically from the first step (Hairer's estimate) to ``|T| /
 initial_steps``: stiff problems start with a fast transient far more often than they end with one.
-Stiffness detection for ``method="auto"``: :func:`is_stiff`.
+Stiffness detection for ``method="auto"``: :func:`is_stiff` at the start; later, the explicit
+stepper's own test (``parasolve/odeint/stepper.py``), which hands the rest of the span over to Radau.
 """
 
 from __future__ import annotations
@@ -37,9 +41,15 @@ from .result import OdeintResult, OdeintStats, PassRecord
 STIFF = {"radau": "radau5", "sdirk4": "sdirk4"}
 #: ``options`` the stiff methods take.
 STIFF_OPTIONS = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "initial_steps",
-                 "newton_tol", "max_newton", "stall", "vectorized", "evaluator"}
+                 "newton_tol", "max_newton", "stall", "reuse", "vectorized", "evaluator"}
 
 
+#: ``options["reuse"]`` unset: the Newton matrices are kept between sweeps (a simplified Newton
+#: iteration, :func:`parasolve.implicit.newton_stage.solve_stages`) where they are at least this
+#: large (``stages * D``): there measuring and factoring them costs more than the extra sweeps
+#: (HIRES, D = 8: 1.7x -> 1.15x scipy Radau's CPU time; Robertson, Van der Pol, Oregonator,
+#: D = 2-3: slower with it, docs/stiff.md).
+REUSE_SIZE = 16
 #: The error ratio given to a step whose stage solve stalled: cut about tenfold.
 STALLED = 1e4
 
@@ -56,7 +66,13 @@ class StiffSettings:
     newton_tol: float = 1e-3
     max_newton: int | None = None
     stall: int = 3
+    reuse: bool | None = None
     extra: dict | None = None
+
+    def __post_init__(self):
+        if self.reuse is not None and not isinstance(self.reuse, bool):
+            raise TypeError(f"options['reuse'] must be True, False or None (decided by the state's size); "
+                            f"got {self.reuse!r}.")
 
 
 def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffSettings) -> OdeintResult:
@@ -72,9 +88,11 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
         h0 = grids.initial_step(drift, t[0], y0, direction, tab.err_order - 1, rtol, atol)
     grid = first_grid(t, h0, settings.initial_steps)
     with torch.no_grad():
-        f00, J00 = values_and_jacobians(drift, t[:1], y0.detach().reshape(1, d), shape)
+        f0, J0 = values_and_jacobians(drift, t[:1], y0.detach().reshape(1, d), shape)
     stats = OdeintStats()
     X = Z = None
+    x0, outputs = y0.detach(), t
+    done_grid, done_X, worst = [], [], 0.0  # the steps that passed before the first failed one: final
     while True:
         if stats.passes >= settings.max_passes:
             raise ConvergenceError(
@@ -84,7 +102,7 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
         n = grid.shape[0] - 1
         rounds, nfe = counter.calls, counter.rows
         max_iters = settings.max_newton or max(50, n)
-        problem = Problem(drift=drift, step=step, t=grid, y0=y0.detach(), tol=1.0, window=n, max_iters=max_iters,
+        problem = Problem(drift=drift, step=step, t=grid, y0=x0, tol=1.0, window=n, max_iters=max_iters,
                           init=None if X is None else X.reshape(-1, *shape))
 
         def accept(start, comp, x_next):
@@ -95,37 +113,52 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
 
         with torch.no_grad():
             sol, trace = solve_stages(problem, f"odeint:{method}", stages=Z, accept=accept, keep=True,
-                                      stall=settings.stall, exact_front=False)
+                                      stall=settings.stall, exact_front=False,
+                                      reuse=settings.reuse if settings.reuse is not None else tab.stages * d >= REUSE_SIZE)
         X = sol.ys.detach().reshape(n + 1, d)
         front = n if sol.converged else sum(r.accepted for r in sol.stats.history)
         ratio = torch.full((n,), float("nan"), dtype=torch.float64)  # steps after a stalled front: no estimate
         if front:
-            ratio[:front] = error_ratios(drift, tab, grid[:front + 1], X[:front + 1], trace, f00, J00, rtol_f,
+            ratio[:front] = error_ratios(drift, tab, grid[:front + 1], X[:front + 1], trace, f0, J0, rtol_f,
                                          atol_f, shape)
         Z = trace.Z
-        failed = int((~(ratio[:front] <= 1)).sum()) + (front < n)
+        passed = ratio <= 1
+        failed = int((~passed[:front]).sum()) + (front < n)
         stats.passes += 1
         stats.sweeps += sol.stats.iterations
         stats.rejected_steps += failed
         stats.history.append(PassRecord(n, sol.stats.iterations, counter.calls - rounds, counter.rows - nfe, failed,
                                         float(ratio.max())))
+        j = n if failed == 0 else int(torch.nonzero(~passed)[0])  # steps [0, j) are final
+        if j:
+            done_grid.append(grid[:j])
+            done_X.append(X[:j])
+            worst = max(worst, float(ratio[:j].max()))
         if failed == 0:
             break
         if front < n:  # past a stalled front the iterate means nothing: restart there from the front state
             X[front + 1:], Z[front:] = X[front], 0.0
-        new = _next_grid(grid, ratio, front, t, tab, settings)
+        if j:  # the next pass starts at step j, from its state and with its start's drift and Jacobian
+            x0, f0, J0 = X[j].reshape(shape), trace.f_end[j - 1:j], trace.J_end[j - 1:j]
+            after = direction * (outputs - grid[j]) > 0
+            outputs = torch.cat([grid[j:j + 1], outputs[after]])
+            grid, X, Z, ratio, front = grid[j:], X[j:], Z[j:], ratio[j:], front - j
+        new = _next_grid(grid, ratio, front, outputs, tab, settings)
         X, Z = restage(tab, grid, X, Z, new)
         grid = new
-    ys = sol.ys[grids.positions(grid, t)]
+    grid = torch.cat(done_grid + [grid[-1:]])
+    X = torch.cat(done_X + [X[-1:]])
+    ys = X[grids.positions(grid, t)].reshape(-1, *shape)
     if torch.is_grad_enabled() and _wants_grad(y0, settings.extra):  # the discrete adjoint of the final grid
         final = solve(drift, y0, grid, method="newton", options={"jacobian": "full"}, step=step.name,
-                      init=sol.ys, tol=max(float(atol.min() + rtol.min() * X.abs().min()) * settings.newton_tol,
-                                           1e3 * torch.finfo(X.dtype).eps * float(X.abs().max())),
+                      init=X.reshape(-1, *shape),
+                      tol=max(float(atol.min() + rtol.min() * X.abs().min()) * settings.newton_tol,
+                              1e3 * torch.finfo(X.dtype).eps * float(X.abs().max())),
                       vectorized=True, **(settings.extra or {}))
         ys = final.ys[grids.positions(grid, t)]
     stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.calls, counter.rows, grid.shape[0] - 1
-    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method,
-                        max_ratio=float(ratio.max()))
+    return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method, max_ratio=worst,
+                        states=X.reshape(-1, *shape))
 
 
 def _wants_grad(y0, extra) -> bool:
