@@ -67,7 +67,7 @@ def sample(den: Denoiser, shape, *, sampler: str | None = None, steps: int = 100
         steps: sampling steps (at most the model's training steps), spread by ``timestep_spacing``.
         method: ``"auto"``: ``"newton"`` where the cost model predicts it faster than the
             sequential loop on this machine (one timed step against the window's timed batched
-            call and the expected sweeps, :mod:`parasolve.costs`), else ``"sequential"``;
+            call and the expected sweeps, docs/pays.md), else ``"sequential"``;
             ``"newton"`` (default: quasi-Newton sweeps over a window of steps, with the
             step's own linear part as its first Jacobian estimate; the fewest sweeps on every
             sampler measured, docs/benchmarks/paradigms-ddpm.md), ``"picard"`` (ParaDiGMS's
@@ -195,7 +195,7 @@ def _state_dtype(dtype: torch.dtype, den: Denoiser) -> tuple[torch.dtype, Denois
 
 def _auto_method(drift, step, x_T: torch.Tensor, grid: torch.Tensor, window, options, evaluator) -> str:
     """What ``method="auto"`` stands for: ``"newton"`` where the cost model
-    (:func:`parasolve.costs.pays_on_grid`) predicts its sweeps over ``window`` steps beat the
+    (``parasolve.costs.pays_on_grid``) predicts its sweeps over ``window`` steps beat the
     sequential loop on this machine by its margin, else ``"sequential"``. With an ``evaluator``
     (devices, process groups) the parallel method without measuring, so every rank decides the same;
     with ``window="auto"`` the tuner decides (it times both)."""

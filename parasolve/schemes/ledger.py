@@ -102,11 +102,21 @@ class Ledger:
         last = torch.arange(start, start + len(defects))
         return self._accept(last, self.problem.shares[last], defects, scale, self.stats.noise_floor)
 
-    def _accept(self, last, own_share, defects, scale, noise: float = 0.0) -> int:
+    def accept_trajectory(self, stats: Stats, start: int, defects: torch.Tensor, scale: torch.Tensor) -> int:
+        """One trajectory's window in a batch solved trajectory by trajectory
+        (:mod:`parasolve.schemes.trajectories`): its leading steps ``start ..`` accepted by the
+        same rule as :meth:`accept_steps`, with ``tol`` its own budget, into its own ``stats``
+        (the sweep is counted by the caller, once for the batch)."""
+        last = torch.arange(start, start + len(defects))
+        return self._accept(last, self.problem.shares[last], defects, scale, stats=stats)
+
+    def _accept(self, last, own_share, defects, scale, noise: float = 0.0, stats: Stats | None = None) -> int:
         """The stop rule for defects sitting after steps ``last`` (host long tensor);
         ``own_share``: each defect's own share of ``tol`` (used only without declared gains);
-        ``scale``: the sizes the floor is taken from (``None``: no floor)."""
-        problem, stats = self.problem, self.stats
+        ``scale``: the sizes the floor is taken from (``None``: no floor); ``stats``: where the
+        accepted defects go (default the solve's; another's is not shown to the observer)."""
+        problem, own_stats = self.problem, stats is None
+        stats = self.stats if own_stats else stats
         weights = problem.amplification()[last]
         carry = problem.carries
         budget = problem.tol * (problem.cumulative_shares[last] if carry else own_share)
@@ -116,7 +126,7 @@ class Ledger:
             floor = torch.maximum(stop_rule.floor(scale, problem.y0.dtype), noise * scale.double())
         spent = stats.weighted_defect_sum
         m = stop_rule.within_budget(defects, weights, budget, spent if carry else None, floor)
-        if self._observer is not None:
+        if self._observer is not None and own_stats:
             own = problem.tol * own_share / weights
             self._measured = (defects.double(), torch.maximum(own, floor), budget if carry else None, spent, m)
         accepted = defects[:m].double()

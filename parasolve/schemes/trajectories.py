@@ -6,7 +6,7 @@ coupled state advances every trajectory's window only as fast as the slowest tra
 re-evaluates the drift on trajectories that converged long ago. Here trajectory ``k`` keeps its
 own window front ``f_k`` (as :mod:`parasolve.diffusion.per_sample` does for diffusion samples):
 its window slot ``j`` is its step ``f_k + j``, its defects are accepted by the same stop rule
-(:meth:`parasolve.problem.Problem.accept`, its own budget of ``tol``), and once its front reaches
+(:meth:`parasolve.schemes.ledger.Ledger.accept_trajectory`, its own budget of ``tol``), and once its front reaches
 the end it leaves the batch. Each sweep is still one batched call (per stage) of the drift, on
 the rows the running trajectories ask for: a row is evaluated as a state of one trajectory,
 ``(1, *row)``, at its own time, so rows of different trajectories at different steps share a call.
@@ -135,7 +135,7 @@ def solve(problem: Problem, drift: BatchedDrift | None, name: str, newton: bool,
             defect, size, scale = torch.stack([defect, size, scale]).detach().cpu()  # the one host sync
             if batched:
                 ledger.stats.iterations += 1
-                m = torch.tensor([problem.accept(int(f[a]), defect[:w[a], a], scale[:w[a], a], per[int(k)])
+                m = torch.tensor([ledger.accept_trajectory(per[int(k)], int(f[a]), defect[:w[a], a], scale[:w[a], a])
                                   for a, k in enumerate(active)], dtype=torch.long)
             else:  # one trajectory: the ledger's own rule (its stall test included)
                 m = torch.tensor([ledger.accept_steps(int(f[0]), defect[:w[0], 0], scale[:w[0], 0])])
