@@ -104,7 +104,7 @@ class Ledger:
 
     def accept_trajectory(self, stats: Stats, start: int, defects: torch.Tensor, scale: torch.Tensor) -> int:
         """One trajectory's window in a batch solved trajectory by trajectory
-        (:mod:`parasolve.schemes.trajectories`): its leading steps ``start ..`` accepted by the
+        (``parasolve.schemes.trajectories``): its leading steps ``start ..`` accepted by the
         same rule as :meth:`accept_steps`, with ``tol`` its own budget, into its own ``stats``
         (the sweep is counted by the caller, once for the batch)."""
         last = torch.arange(start, start + len(defects))
