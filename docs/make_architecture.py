@@ -173,6 +173,46 @@ def page(graph: dict[str, dict[str, bool]]) -> str:
     deferred = sum(d for deps in graph.values() for d in deps.values())
     return f"""# Architecture
 
+## Data flow: which object goes where
+
+One solve is one straight line; every entry point joins it (`parasolve/_solve.py`):
+
+```text
+solve(f, y0, t, ...)                        parasolve/_api.py: window="auto" -> tuning.choose_window
+  |  y0, t validated once                   _checks.check_y0 / check_grid
+  v
+solve_checked(f, y0, grid, ...)             f, g -> BatchedDrift (drift.py: batching, first-call contract
+  |                                         checks, nfe); step -> StepMap (steps.py; sde.EulerMaruyama
+  |                                         with the noise drawn up front); progress/callback -> observer
+  v
+solve_discrete(drift, step_map, ...)        sdeint enters here with its own drift and step map
+  |  method="auto": schemes.choice.auto_scheme, then costs.pays_on_grid (the cost model)
+  |  resolve_scheme -> Scheme;   Problem(drift, step, t, y0, tol, window, max_iters, save, init,
+  |                                      observer)   -- frozen: nothing changes it afterwards
+  v
+execute(scheme, problem, gradients)         gradients (adjoint.GradientRequest) wrap the run:
+  |                                         adjoint.node's autograd Function around its Solution
+  v
+scheme.run(problem)                         Scheme.run checks the step map (rule 1), then _run:
+  |                                         sequential, the windowed engine (picard, newton, anderson),
+  |                                         parareal; drift calls go through the evaluator
+  |                                         (evaluators: one device, several, a process group)
+  v
+Ledger(problem)                             schemes/ledger.py: acceptance by stop_rule (the weighted
+  |                                         defect budget), Stats, warnings, the observer's SweepInfo
+  v
+Solution (frozen)  --report-->  returned, or ConvergenceError / NonFiniteError with throw=True
+```
+
+The features sit on that line: `odeint` (adaptive grids: the sequential stepper
+`odeint.stepper`, or passes of `solve` on a refined grid, `odeint.adaptive`; stiff
+methods through `implicit`), `sdeint` (`solve_discrete` on its SDE step maps), `diffusion`
+(samplers are step maps: `diffusion.sample` calls `solve`), `implicit` (step maps whose stages
+one Newton solves over the whole trajectory). The test kit (`testing`, `conformance`) checks any
+step map or scheme against the numbered contracts; `zoo` ships models, `apps` the command line.
+
+## Layers
+
 The layers, bottom to top: the discrete problem (`steps`, `sde`, `problem`, `drift`, `solution`,
 `errors`), the evaluators that run a batch of drift calls (`evaluators`, contract in
 `evaluators.protocol`), the schemes (`schemes`: the windowed `engine` and the `ledger` every
@@ -186,7 +226,7 @@ them {deferred} deferred imports inside functions, dashed), first with each subp
 one node, then module by module. They have no cycle; `tests/test_architecture.py` checks that,
 and that this page is current. Regenerate it with `python docs/make_architecture.py`.
 
-## Layers
+### Packages
 
 ```mermaid
 {mermaid(collapsed(graph))}

@@ -41,9 +41,15 @@ MEASURE_SHARE = 0.08
 #: Live memory the default window of a parallel solve may take (bytes): the window's states,
 #: increments and stage values, probes included. ``window=`` overrides it.
 MEMORY_BUDGET = 256 * 2 ** 20
-#: The ladder of batch sizes timed: its first size (where no single-state cost is known), and the
-#: most each size may grow over the last (each stops the ladder if already too dear).
-FIRST_RUNG, RUNG_GROWTH = 8, 8
+#: The ladder of batch sizes timed: its first size holds about ``FIRST_RUNG_NUMBERS`` numbers (2 to
+#: 8 states: a large state's batch is dear in time and memory from the start), and each size is at
+#: most ``RUNG_GROWTH`` times the last (each stops the ladder if already too dear).
+FIRST_RUNG_NUMBERS, RUNG_GROWTH = 1024, 8
+
+
+def first_rung(y0: torch.Tensor) -> int:
+    """The first batch size the ladder times for states like ``y0``."""
+    return max(2, min(8, FIRST_RUNG_NUMBERS // max(y0.numel(), 1)))
 
 
 def expected_sweeps(method: str, steps: int, window: int) -> int:
@@ -105,13 +111,15 @@ def parallel_pays(drift, t: torch.Tensor, y0: torch.Tensor, batch: int, rounds: 
         return False
     budget = sequential_s / (MARGIN * SWEEP_OVERHEAD * max(rounds, 1))  # seconds one call may take
     allowance = MEASURE_SHARE * sequential_s - spent
-    last = None if call_s is None else (1, call_s)
+    # ``priced``: the last size timed (or one state's call, which prices the first size only: a
+    # single state takes a plainer path than a batch, so it is no point of the batch's curve).
+    last, priced = None, (None if call_s is None else (1, call_s))
     while last is None or last[0] < batch:
-        warmup = int(last is None or last[0] == 1)  # the first batched call resolves the batching
-        m = min(batch, FIRST_RUNG if last is None else RUNG_GROWTH * last[0])
-        if last is not None:
-            m = min(m, int(allowance * last[0] / ((2 + warmup) * last[1])))
-            if m < min(batch, 2 * last[0]):
+        warmup = int(last is None)  # the first batched call resolves the batching
+        m = min(batch, first_rung(y0) if last is None else RUNG_GROWTH * last[0])
+        if priced is not None:
+            m = min(m, int(allowance * priced[0] / ((2 + warmup) * priced[1])))
+            if m < min(batch, 2 * priced[0]):
                 return False  # finding out could cost more than the sequential solve may lose
         tb = t[torch.arange(m, device=t.device) % t.shape[0]]
         yb = y0.expand(m, *y0.shape).clone()
@@ -126,7 +134,7 @@ def parallel_pays(drift, t: torch.Tensor, y0: torch.Tensor, batch: int, rounds: 
             slope = math.log(cost / last[1]) / math.log(m / last[0])
             if cost * (batch / m) ** slope > budget:
                 return False
-        last = (m, cost)
+        last = priced = (m, cost)
     return True
 
 
