@@ -23,7 +23,7 @@ from .costs import memory_window, pays_on_grid
 from .drift import BatchedDrift
 from .errors import NonFiniteError
 from .observers import ProgressBar, check_callback, combine
-from .problem import Problem
+from .discrete_problem import Problem
 from .schemes import Scheme, resolve_scheme
 from .schemes.choice import FULL_NEWTON_SIZE, auto_scheme
 from .schemes.jacobians import independent_rows

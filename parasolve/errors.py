@@ -3,7 +3,7 @@
 Each also keeps its built-in base (``ValueError`` for bad values, ``RuntimeError`` for a solve
 that could not finish, ...), so ``except ValueError`` goes on catching what it caught before and
 ``except parasolve.ParasolveError`` catches whatever parasolve raised on purpose. (The one
-exception is ``parasolve.lanes.LaneAborted``: a control-flow signal between worker threads that
+exception is ``parasolve.diffusion.lanes.LaneAborted``: a control-flow signal between worker threads that
 never reaches the caller and must not be caught by ``except Exception``.)
 """
 

@@ -31,7 +31,7 @@ def test_the_architecture_page_is_current(arch, graph):
         "docs/architecture.md is out of date: run `python docs/make_architecture.py`"
 
 
-CORE = ("parasolve._api", "parasolve._solve", "parasolve.adjoint", "parasolve.tuning", "parasolve.problem",
+CORE = ("parasolve._api", "parasolve._solve", "parasolve.adjoint", "parasolve.tuning", "parasolve.discrete_problem",
         "parasolve.observers", "parasolve.steps", "parasolve.sde", "parasolve.drift", "parasolve.solution", "parasolve.errors",
         "parasolve.schemes", "parasolve.evaluators")
 CLIENTS = ("parasolve.diffusion", "parasolve.zoo", "parasolve.apps", "parasolve.testing")
@@ -48,7 +48,7 @@ def test_the_core_does_not_import_its_clients(graph):
 
 def test_evaluators_and_schemes_stay_below_the_solve_and_the_tuner(graph):
     above = ("parasolve._api", "parasolve._solve", "parasolve.tuning", "parasolve")
-    low = ("parasolve.evaluators", "parasolve.schemes", "parasolve.steps", "parasolve.problem", "parasolve.observers")
+    low = ("parasolve.evaluators", "parasolve.schemes", "parasolve.steps", "parasolve.discrete_problem", "parasolve.observers")
     bad = [(a, b) for a, deps in graph.items() if _within(a, low) for b in deps if b in above]
     assert not bad
     newton = graph["parasolve.schemes.newton"]

@@ -15,7 +15,7 @@ import torch
 from parasolve import ConvergenceError, NonFiniteError, diffusion, zoo
 from parasolve.diffusion import Denoiser
 from parasolve.drift import BatchedDrift
-from parasolve.lanes import run_lanes
+from parasolve.diffusion.lanes import run_lanes
 
 from test_diffusion_sampling import points, stability_constant, start
 

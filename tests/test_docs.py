@@ -86,7 +86,7 @@ def test_sphinx_roles_resolve_in_the_docstrings_scope():
 
     roles = _load("docstrings")
     package = griffe.load("parasolve", search_paths=[str(ROOT)])
-    sample = package["diffusion.sampling.sample"]
+    sample = package["diffusion.api.sample"]
     assert roles.convert(sample, ":func:`parasolve.solve`") == "[`parasolve.solve`][parasolve.solve]"
     assert roles.convert(sample, ":class:`Denoiser`") == "[`Denoiser`][parasolve.diffusion.denoiser.Denoiser]"
     assert roles.convert(sample, ":class:`~parasolve.steps.StepMap`") == "[`StepMap`][parasolve.steps.StepMap]"
@@ -101,7 +101,7 @@ def test_shared_argument_entries_become_one_per_parameter():
     import griffe
 
     roles = _load("docstrings")
-    sample = griffe.load("parasolve", search_paths=[str(ROOT)])["diffusion.sampling.sample"]
+    sample = griffe.load("parasolve", search_paths=[str(ROOT)])["diffusion.api.sample"]
     text = "Args:\n    max_iters, throw: as in solve,\n        continued.\n    save: kept.\n    a, b: not parameters."
     assert roles.split_shared_entries(sample, text).splitlines() == [
         "Args:", "    max_iters: as in solve,", "        continued.", "    throw: as ``max_iters``.",

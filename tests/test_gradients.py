@@ -13,7 +13,7 @@ from parasolve import diffusion
 from parasolve import testing as pt
 from parasolve.adjoint import AdjointError
 from parasolve.diffusion import samplers
-from parasolve.diffusion.sampling import _grid
+from parasolve.diffusion.api import _grid
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 F64 = torch.float64

@@ -38,7 +38,7 @@ def test_every_parasolve_exception_derives_from_parasolve_error():
             "parasolve.evaluators.protocol.EvaluatorError"} <= set(found)
     # LaneAborted is a control-flow signal between lane threads that must pass `except Exception`
     outside = sorted(name for name, cls in found.items()
-                     if not issubclass(cls, ParasolveError) and name != "parasolve.lanes.LaneAborted")
+                     if not issubclass(cls, ParasolveError) and name != "parasolve.diffusion.lanes.LaneAborted")
     assert outside == []
     assert "ParasolveError" in parasolve.__all__
     # the built-in bases are kept: `except ValueError` catches what it caught before

@@ -11,7 +11,7 @@ import parasolve
 import parasolve.testing as pt
 from parasolve import problems
 from parasolve.errors import UnsupportedStepError
-from parasolve.problem import Problem
+from parasolve.discrete_problem import Problem
 from parasolve.drift import BatchedDrift
 from parasolve.schemes import Newton
 from parasolve.schemes.jacobians import affine_scan, increments_and_jacobians

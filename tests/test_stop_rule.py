@@ -131,7 +131,7 @@ def test_without_declared_gains_the_rule_is_length_proportional():
     t = torch.tensor([0.0, 0.1, 0.3, 1.0], dtype=torch.float64)
     sol = parasolve.solve(lambda t, y: -y, torch.ones(2, dtype=torch.float64), t, tol=1e-6)
     assert sol.stats.weighted_defect_sum == sol.stats.defect_sum <= 1e-6
-    problem = parasolve.problem.Problem(drift=None, step=parasolve.steps.resolve_step("euler"), t=t,
+    problem = parasolve.discrete_problem.Problem(drift=None, step=parasolve.steps.resolve_step("euler"), t=t,
                                         y0=torch.ones(2), tol=1.0, window=3, max_iters=3)
     assert torch.allclose(problem.thresholds(), torch.tensor([0.1, 0.2, 0.7], dtype=torch.float64))
 

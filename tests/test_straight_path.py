@@ -54,7 +54,7 @@ def test_a_built_solution_and_its_problem_are_immutable():
         seen[0].accepted = 0
     changed = dataclasses.replace(sol, ys=sol.ys * 2)
     assert changed is not sol and torch.equal(changed.ys, 2 * sol.ys)
-    problem = parasolve.problem.Problem(drift=None, step=None, t=torch.zeros(2), y0=torch.zeros(1), tol=1e-3,
+    problem = parasolve.discrete_problem.Problem(drift=None, step=None, t=torch.zeros(2), y0=torch.zeros(1), tol=1e-3,
                                         window=1, max_iters=1)
     with pytest.raises(dataclasses.FrozenInstanceError):
         problem.tol = 0.0

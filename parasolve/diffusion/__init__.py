@@ -14,7 +14,7 @@ from .exact import GaussianMixtureDenoiser, exact_denoiser
 from .from_diffusers import from_diffusers
 from .pipelines import parallelize
 from .samplers import SAMPLERS, DiffusionStep
-from .sampling import SampleOutput, sample
+from .api import SampleOutput, sample
 from .schedules import alphas_cumprod, timesteps
 
 __all__ = ["Denoiser", "exact_denoiser", "GaussianMixtureDenoiser", "from_diffusers", "parallelize", "sample",

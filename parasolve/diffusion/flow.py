@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import sigmas as sg
+from . import sigma_schedules as sg
 from .sigma_steps import SigmaStep
 
 DEFAULTS = {"flow-euler": dict(shift=1.0, use_dynamic_shifting=False, time_shift_type="exponential",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import sigmas as sg
+from . import sigma_schedules as sg
 from .sigma_steps import SigmaStep
 
 _COMMON = dict(timestep_spacing="linspace", steps_offset=0, use_exponential_sigmas=False, use_beta_sigmas=False)

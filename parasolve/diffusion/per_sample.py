@@ -3,7 +3,7 @@
 A joint solve of ``B`` samples measures a step's defect as the largest over the samples, so
 every sample's window advances only as fast as the slowest sample's. Here sample ``s`` is its
 own discrete problem -- its ``x_T``, its noise rows, its condition rows, the same grid and step
-map settings -- solved by the unchanged scheme in a lane of :func:`parasolve.lanes.run_lanes`;
+map settings -- solved by the unchanged scheme in a lane of :func:`parasolve.diffusion.lanes.run_lanes`;
 the lanes' model calls are merged, so each round is still one batched call of the denoiser on
 the rows every running sample asks for (and a sample that has converged asks for none).
 
@@ -20,7 +20,7 @@ import torch
 
 from .._api import solve
 from ..drift import in_contract_check
-from ..lanes import run_lanes
+from .lanes import run_lanes
 from ..solution import Solution, Stats, Status, report
 from .denoiser import Denoiser, concat, rows
 
@@ -51,7 +51,7 @@ def solve_per_sample(den: Denoiser, step, x_T: torch.Tensor, grid: torch.Tensor,
 
 
 class MergedModel:
-    """``merged(requests)`` for :func:`~parasolve.lanes.run_lanes`: the samples' model batches
+    """``merged(requests)`` for :func:`~parasolve.diffusion.lanes.run_lanes`: the samples' model batches
     ``(x, t, cond, is_contract_check)`` in one call of ``den``; ``calls`` counts the calls the
     stats count (not the rounds made only of the first call's contract checks)."""
 

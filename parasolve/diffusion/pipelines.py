@@ -25,7 +25,7 @@ from ..sde import draw_noise
 from . import samplers
 from .denoiser import Denoiser
 from .from_diffusers import sampler_for
-from .sampling import sample
+from .api import sample
 
 #: pipeline class -> its denoiser attribute
 PIPELINES = {"StableDiffusionPipeline": "unet", "StableDiffusionXLPipeline": "unet",

@@ -34,7 +34,7 @@ from ..steps import Increments, StepMap
 from .denoiser import Denoiser
 from .predictions import clip_x0, to_eps, to_x0
 from . import flow, karras, unipc
-from . import sigmas as sg
+from . import sigma_schedules as sg
 from .schedules import timesteps as spaced_timesteps
 
 _THRESHOLDING = dict(thresholding=False, dynamic_thresholding_ratio=0.995, sample_max_value=1.0)

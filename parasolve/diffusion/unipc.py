@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..steps import Increments, StepMap
-from . import sigmas as sg
+from . import sigma_schedules as sg
 from .predictions import clip_x0, to_x0
 from .schedules import timesteps as spaced_timesteps
 

@@ -32,7 +32,7 @@ from ..errors import ConvergenceError
 from ..implicit.dense import restage
 from ..implicit.newton_stage import solve_stages
 from ..implicit.stages import safe_solve, values_and_jacobians
-from ..problem import Problem
+from ..discrete_problem import Problem
 from ..steps import STEPS
 from . import grids
 from .result import OdeintResult, OdeintStats, PassRecord

@@ -6,7 +6,7 @@ import math
 
 from ..errors import ParasolveTypeError, UnsupportedStepError
 from ..registry import Registry
-from ..problem import Problem
+from ..discrete_problem import Problem
 from ..solution import Solution
 from ..steps import StepMap
 

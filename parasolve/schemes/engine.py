@@ -6,7 +6,7 @@ round per stage, then:
 1. measures each step's *defect* ``r_{i+1} = x_{i+1} - x_i - Phi_i(x_i)`` of the current iterate
    (one host synchronisation per sweep: the defects and the increments' sizes);
 2. accepts the leading steps whose defect is within their allowance
-   (:meth:`~parasolve.problem.Problem.thresholds`), frozen as they are, so every frozen step has a
+   (:meth:`~parasolve.discrete_problem.Problem.thresholds`), frozen as they are, so every frozen step has a
    measured defect, plus one more step computed exactly from the last accepted state -- so each
    sweep advances at least one step and at most ``N`` sweeps are ever needed;
 3. hands the rest to the scheme's :meth:`WindowedScheme.update` as a :class:`Window`, with the
@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import torch
 
 from .._checks import check_real
-from ..problem import Problem
+from ..discrete_problem import Problem
 from ..solution import Solution
 from .base import Scheme, per_step
 from .ledger import Ledger

@@ -4,7 +4,7 @@ NaN/Inf failures, the observer, the warnings and the :class:`~parasolve.Solution
 A scheme opens one :class:`Ledger` per solve (``with Ledger(problem, window, name) as ledger:``),
 feeds it what each sweep measured, and closes with :meth:`Ledger.solution`, which builds the
 solution once, whole. The per-step allowances come from
-:meth:`parasolve.problem.Problem.thresholds` and from nowhere else, so a change of the stop rule
+:meth:`parasolve.discrete_problem.Problem.thresholds` and from nowhere else, so a change of the stop rule
 reaches every scheme at once. The windowed schemes accept through :meth:`Ledger.accept_steps`,
 parareal through :meth:`Ledger.accept_blocks` (its segments), both by one rule
 (:func:`parasolve.stop_rule.within_budget`): the gain-weighted budget, with unused shares carried
@@ -18,7 +18,7 @@ import torch
 from .. import stop_rule
 from ..errors import warn
 from ..observers import SweepInfo
-from ..problem import Problem
+from ..discrete_problem import Problem
 from ..solution import Solution, Stats, Status, SweepRecord
 
 

@@ -52,7 +52,7 @@ import torch
 
 from .._checks import check_choice, check_positive_int
 from ..evaluators.chunks import split_bounds
-from ..problem import Problem
+from ..discrete_problem import Problem
 from ..steps import StepMap, resolve_step
 from .base import Scheme, per_step, register_scheme
 from .ledger import Ledger

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..problem import Problem
+from ..discrete_problem import Problem
 from .base import Scheme, register_scheme
 from .ledger import Ledger
 

@@ -31,7 +31,7 @@ import math
 import torch
 
 from ..drift import BatchedDrift, row_tolerance
-from ..problem import Problem
+from ..discrete_problem import Problem
 from ..solution import Solution, Stats
 from .base import per_step
 from .jacobians import measure
