@@ -1,4 +1,18 @@
-"""parasolve: ODEs and SDEs solved parallel in time by fixed-point sweeps over the whole grid."""
+"""parasolve: ODEs and SDEs solved parallel in time by fixed-point sweeps over the whole grid.
+
+The layout (docs/architecture.md draws the data flow):
+
+- core, the modules at this level: the entry points (``_api``), the straight solve (``_solve``),
+  what it assembles (``drift``, ``steps``, ``sde``, ``discrete_problem``, ``solution``,
+  ``stop_rule``, ``observers``, ``costs``, ``capabilities``, ``registry``, ``errors``, ``_checks``)
+  and the packages ``schemes`` (the fixed-point iterations) and ``evaluators`` (who runs a batch
+  of drift calls);
+- features, each a package: ``odeint``, ``sdeint``, ``implicit``, ``adjoint`` (gradients),
+  ``diffusion``, and ``tuning`` (``window="auto"``);
+- the test kit: ``testing``, ``conformance`` (the contracts, one check per rule) and
+  ``problems`` (reference problems with exact solutions);
+- around it: ``zoo`` (shipped models) and ``apps`` (the command line).
+"""
 
 from ._api import solve, solve_sde
 from .adjoint import AdjointError, BackwardStats
