@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from parasolve.apps import reproduce
+from parasolve.apps import figures, reproduce
 from parasolve.apps.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def test_commands_fix_and_print_their_thread_count(drift, capsys):
     ([40.0, 41.0, 40.0], [3.0, 3.0, 3.1], 4.3, "measured 13.33 > ideal 4.3"),
 ])
 def test_speedup_timings_that_cannot_be_trusted_are_flagged(seq, par, ideal, verdict):
-    assert reproduce.timing_verdict(seq, par, ideal) == verdict
+    assert figures.timing_verdict(seq, par, ideal) == verdict
 
 
 def test_speedup_vs_window_times_interleaved_repeats(tmp_path, capsys):

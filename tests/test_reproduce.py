@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from parasolve.apps import reproduce
+from parasolve.apps import figures, reproduce
 
 
 @pytest.mark.parametrize("name", sorted(reproduce.REPRODUCTIONS))
@@ -29,5 +29,5 @@ def test_reproduction_runs_and_writes_its_outputs(name, tmp_path, capsys):
 
 
 def test_h100_cost_curve_interpolates_the_measured_points():
-    assert reproduce.h100_ms(64) == pytest.approx(2.08)
-    assert 2.08 < reproduce.h100_ms(128) < 3.56
+    assert figures.h100_ms(64) == pytest.approx(2.08)
+    assert 2.08 < figures.h100_ms(128) < 3.56
