@@ -8,8 +8,10 @@ Two parts:
   :func:`grids` (random non-uniform, increasing or decreasing), :func:`windows`, :func:`tolerances`,
   :func:`states`. Every drift carries ``.lipschitz`` (in the max-norm, the norm of parasolve's
   stop rule) and works per point, batched by vmap, or with ``vectorized=True``.
-* **Assertions**: :func:`assert_matches_sequential` (a solve is within ``S * defect_sum`` of the
-  sequential loop), :func:`assert_within_bound` (a measured error is below a bound, pointwise),
+* **Assertions**: :func:`assert_near_sequential` (a solve you ran is within ``S * defect_sum`` of
+  the sequential solve you ran: the one place that states the tolerance bound),
+  :func:`assert_matches_sequential` (runs both solves, then checks the same bound),
+  :func:`assert_within_bound` (a measured error is below a bound, pointwise),
   :func:`assert_exact_prefix` (the first ``k`` points equal the sequential ones), with
   :func:`picard_iterate` (the iterate after exactly ``k`` sweeps, by default of
   :class:`PlainPicard`, the unguarded iteration the bounds describe) and :func:`roundoff` (the
@@ -46,10 +48,11 @@ from parasolve.conformance import (CountingDrift, CountingEvaluator, check_schem
                                    parametrize_with_checks, scheme_checks, step_map_checks)
 from parasolve.schemes import Picard
 from parasolve.schemes.base import per_step
+from parasolve.solution import Solution
 
 __all__ = ["check_step_map", "check_scheme", "step_map_checks", "scheme_checks", "parametrize_with_checks", "CountingDrift", "CountingEvaluator", "LinearDrift", "TanhDrift", "linear_drifts", "tanh_drifts", "drifts", "grids", "windows",
            "tolerances", "states", "sequential", "PlainPicard", "picard_iterate", "roundoff", "max_error",
-           "assert_matches_sequential", "assert_within_bound", "assert_exact_prefix"]
+           "assert_near_sequential", "assert_matches_sequential", "assert_within_bound", "assert_exact_prefix"]
 
 _EPS = {torch.float64: 2.0 ** -52, torch.float32: 2.0 ** -23, torch.float16: 2.0 ** -10,
         torch.bfloat16: 2.0 ** -7}
@@ -254,8 +257,9 @@ def picard_iterate(f, y0, t, k: int, **solve_kwargs):
 
 
 def max_error(ys: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Max-norm error per grid point, shape ``(len(t),)``, in float64."""
-    return per_step(ys.double() - reference.double()).abs().amax(1)
+    """Max-norm error per grid point, shape ``(len(t),)``, in float64 (complex states: the modulus)."""
+    wide = torch.complex128 if ys.is_complex() or reference.is_complex() else torch.float64
+    return per_step(ys.to(wide) - reference.to(wide)).abs().amax(1).double()
 
 
 def roundoff(reference: torch.Tensor, n_steps: int, stability: float = 1.0, units: float = 64.0) -> float:
@@ -298,14 +302,58 @@ def assert_exact_prefix(ys: torch.Tensor, reference: torch.Tensor, k: int, *, at
                              f"{float(err[bad]):.3e} > {atol:.3e}")
 
 
+def _solution_of(result, name: str) -> Solution:
+    """The :class:`~parasolve.Solution` of ``result``: itself, or what it holds as ``.solution``."""
+    inner = result if isinstance(result, Solution) else getattr(result, "solution", None)
+    if not isinstance(inner, Solution):
+        raise TypeError(f"`{name}` must be a parasolve.Solution or hold one as `.solution` (a diffusion "
+                        f"SampleOutput); got {type(result).__name__}.")
+    return inner
+
+
+def assert_near_sequential(sol, ref, *, stability: float = 1.0, tol: float | None = None,
+                           slack: float | None = None, atol: float | None = None, weighted: bool = False) -> float:
+    """Assert the converged solve ``sol`` is the sequential solve ``ref`` up to the tolerance bound.
+
+    The bound (docs/tolerance.md): ``max|x - x_seq| <= S * defect_sum + slack`` with ``S =
+    stability`` and ``slack`` the float slack (default :func:`roundoff`); ``weighted=True`` uses
+    ``weighted_defect_sum``, the certificate of a map that declares gains (it carries the factors,
+    so ``S`` stays 1). With ``tol``: the sum is at most ``tol`` too, and the allowed gap at most
+    ``S * tol`` (never looser than ``tol``'s promise). ``atol``: a fixed allowed gap instead (for
+    a comparison whose bound the caller argues itself, e.g. a warm start from the answer).
+    ``sol``/``ref``: :class:`~parasolve.Solution` or anything holding one as ``.solution`` (a
+    diffusion ``SampleOutput``), both with ``save="all"`` or both ``"last"``. Returns the gap.
+    """
+    sol, ref = _solution_of(sol, "sol"), _solution_of(ref, "ref")
+    if not sol.converged:
+        raise AssertionError(f"solve did not converge: {sol.message}")
+    if sol.ys.shape != ref.ys.shape:
+        raise ValueError(f"`sol` and `ref` must save the same points; got shapes {tuple(sol.ys.shape)} and "
+                         f"{tuple(ref.ys.shape)} (pass the same `save=`).")
+    reached = sol.stats.weighted_defect_sum if weighted else sol.stats.defect_sum
+    if tol is not None and reached > tol * (1 + 1e-12):
+        raise AssertionError(f"accepted defects sum to {reached:.3e} > tol = {tol:.3e}")
+    if atol is None:
+        slack = roundoff(ref.ys, ref.stats.iterations, stability) if slack is None else slack  # one per step
+        atol = stability * reached + slack
+        if tol is not None:
+            atol = min(atol, stability * tol)
+    gap = float(max_error(sol.ys, ref.ys).max())
+    if not gap <= atol:
+        raise AssertionError(f"max|x - x_sequential| = {gap:.3e} > allowed {atol:.3e} "
+                             f"({'weighted_' * weighted}defect_sum {reached:.3e}, stability {stability:.3g}, "
+                             f"{sol.stats.iterations} sweeps)")
+    return gap
+
+
 def assert_matches_sequential(f, y0, t, *, atol: float | None = None, lipschitz: float | None = None,
                               stability: float | None = None, **solve_kwargs):
-    """Solve with ``solve_kwargs`` and assert the result is the sequential solution up to ``tol``'s guarantee.
+    """Solve with ``solve_kwargs`` and the sequential loop, and assert they agree up to ``tol``'s guarantee.
 
     Checks: the solve converged in at most ``N`` sweeps, its accepted defects sum to at most
-    ``tol``, and ``max|x - x_seq| <= S * defect_sum + roundoff`` with ``S = stability``, or
-    ``exp(L |T|)`` from ``lipschitz`` (``exp(2 L |T|)`` for the two-step ``ab2``), unless ``atol``
-    is given. Returns ``(solution, sequential_solution)``.
+    ``tol``, and :func:`assert_near_sequential` with ``S = stability``, or ``exp(L |T|)`` from
+    ``lipschitz`` (``exp(2 L |T|)`` for the two-step ``ab2``), unless ``atol`` is given.
+    Returns ``(solution, sequential_solution)``.
     """
     if atol is None and lipschitz is None and stability is None:
         raise ValueError("assert_matches_sequential needs `atol`, `stability` (S) or `lipschitz` (L) "
@@ -320,14 +368,9 @@ def assert_matches_sequential(f, y0, t, *, atol: float | None = None, lipschitz:
     tol = solve_kwargs.get("tol")
     if tol is not None and sol.stats.defect_sum > tol * (1 + 1e-12):
         raise AssertionError(f"accepted defects sum to {sol.stats.defect_sum:.3e} > tol = {tol:.3e}")
-    if atol is None:
-        if stability is None:
-            two_step = solve_kwargs.get("step") == "ab2"
-            span = abs(float(t[-1] - t[0]))
-            stability = math.exp((2 if two_step else 1) * lipschitz * span)
-        atol = stability * sol.stats.defect_sum + roundoff(ref.ys, n, stability)
-    gap = float(max_error(sol.ys, ref.ys).max())
-    if gap > atol:
-        raise AssertionError(f"max|x - x_sequential| = {gap:.3e} > allowed {atol:.3e} "
-                             f"(defect_sum {sol.stats.defect_sum:.3e}, {sol.stats.iterations} sweeps)")
+    if atol is None and stability is None:
+        two_step = solve_kwargs.get("step") == "ab2"
+        span = abs(float(t[-1] - t[0]))
+        stability = math.exp((2 if two_step else 1) * lipschitz * span)
+    assert_near_sequential(sol, ref, stability=1.0 if stability is None else stability, atol=atol)
     return sol, ref

@@ -15,6 +15,7 @@ from diffusers import (DDIMScheduler, DDPMScheduler, DiTTransformer2DModel, Eule
                        UNet1DModel, UNet2DConditionModel, UniPCMultistepScheduler)
 
 from parasolve import diffusion  # noqa: E402
+from parasolve import testing as pt  # noqa: E402
 
 ROUNDOFF = 2e-5
 
@@ -44,8 +45,8 @@ def compare(den, call, scheduler, steps, shape, seed=0, cond=None, window=3, **k
     err = float((seq.x - ref).abs().max()) / max(1.0, float(ref.abs().max()))
     assert err <= ROUNDOFF
     par = diffusion.sample(den, shape, steps=steps, window=window, x_T=seq.x_T, noise=seq.noise, cond=cond, **kw)
-    assert par.converged and par.stats.nfe > steps  # more evaluations than the sequential loop: it iterated
-    assert float((par.x - seq.x).abs().max()) <= 3 * par.stats.defect_sum + ROUNDOFF * max(1.0, float(seq.x.abs().max()))
+    assert par.stats.nfe > steps  # more evaluations than the sequential loop: it iterated
+    pt.assert_near_sequential(par, seq, stability=3, slack=ROUNDOFF * max(1.0, float(seq.x.abs().max())))
 
 
 def test_unet1d_diffusion_policy_model():

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from parasolve import diffusion, zoo
+from parasolve import testing as pt
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -23,9 +24,8 @@ def test_digits_parallel_sample_matches_sequential_in_fewer_sweeps(sampler, step
     seq = diffusion.sample(den, shape, sampler=sampler, steps=steps, method="sequential",
                            generator=torch.Generator().manual_seed(0))
     par = diffusion.sample(den, shape, sampler=sampler, steps=steps, window=steps, tol=1e-3, x_T=seq.x_T)
-    assert par.converged and par.stats.iterations <= 0.6 * steps  # measured: 13 and 12 sweeps
-    assert par.stats.defect_sum <= 1e-3
-    assert float((par.x - seq.x).abs().max()) <= 2e-3  # S * tol with S ~ 1 for these samplers (docs/diffusion.md)
+    assert par.stats.iterations <= 0.6 * steps  # measured: 13 and 12 sweeps
+    pt.assert_near_sequential(par, seq, tol=1e-3, atol=2e-3)  # S * tol with S ~ 1 for these samplers (docs/diffusion.md)
 
 
 def test_unknown_pretrained_name():

@@ -19,6 +19,7 @@ from diffusers import (DDIMParallelScheduler, DDIMScheduler, DDPMParallelSchedul
 import tiny_pipelines as tiny  # noqa: E402
 
 from parasolve import diffusion  # noqa: E402
+from parasolve import testing as pt  # noqa: E402
 
 SHAPE = (2, 2, 8, 8)
 ROUNDOFF = 2e-5  # relative to max(1, max|x|)
@@ -56,9 +57,9 @@ def check_against_diffusers(model, den, scheduler, steps, seed=3, shape=SHAPE, c
     assert seq.sampler == den.sampler
     assert rel_err(seq.x, ref) <= ROUNDOFF
     par = diffusion.sample(den, shape, steps=steps, window=4, x_T=seq.x_T, noise=seq.noise, cond=cond, **set_kw)
-    assert par.converged and par.stats.defect_sum <= 1e-3
+    assert par.stats.defect_sum <= 1e-3
     # max|x - x_seq| <= S * defect_sum; S < 3 on these random models (measured)
-    assert float((par.x - seq.x).abs().max()) <= 3 * par.stats.defect_sum + ROUNDOFF * max(1.0, float(seq.x.abs().max()))
+    pt.assert_near_sequential(par, seq, stability=3, slack=ROUNDOFF * max(1.0, float(seq.x.abs().max())))
     return seq, par
 
 
@@ -141,8 +142,7 @@ def check_flow(model, den, scheduler, steps, set_kw):
                            **set_kw)
     assert rel_err(seq.x, x) <= ROUNDOFF
     par = diffusion.sample(den, SHAPE, steps=steps, window=4, x_T=seq.x_T, noise=seq.noise, **set_kw)
-    assert par.converged
-    assert float((par.x - seq.x).abs().max()) <= 3 * par.stats.defect_sum + ROUNDOFF * max(1.0, float(seq.x.abs().max()))
+    pt.assert_near_sequential(par, seq, stability=3, slack=ROUNDOFF * max(1.0, float(seq.x.abs().max())))
     return seq, par
 
 

@@ -13,6 +13,7 @@ import torch
 
 import parasolve
 from parasolve import NonFiniteError, Status, solve
+from parasolve import testing as pt
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -153,11 +154,11 @@ def test_floor_warning_states_the_proven_bound_at_the_callers_line():
     with pytest.warns(UserWarning, match="resolves on this problem") as record:
         sol = solve(lambda t, y: A @ y, y0, t, tol=1e-9, method="picard", window=16)
     seq = solve(lambda t, y: A @ y, y0, t, method="sequential")
-    gap = float((sol.ys - seq.ys).abs().max())
     reached = sol.stats.defect_sum
     S = stability_constant_linear(A.double().numpy(), sol.ts.double().numpy())
     message = str(record[0].message)
-    assert gap > reached and gap <= S * reached  # (the first is why "within about {reached}" was wrong)
+    gap = pt.assert_near_sequential(sol, seq, stability=S, slack=0.0)
+    assert gap > reached  # why "within about {reached}" was wrong
     assert f"within S x {reached:.3g} of the sequential solve" in message and "within about" not in message
     assert record[0].filename == __file__  # the user's line, not parasolve's
     with pytest.warns(UserWarning, match="resolves on this problem") as record:  # through the adjoint's node
@@ -284,5 +285,5 @@ def test_dpm_solver_default_gap_is_within_the_documented_model_error():
     seq = diffusion.sample(den, shape, sampler="dpmsolver++", steps=25, method="sequential",
                            generator=torch.Generator().manual_seed(2))
     out = diffusion.sample(den, shape, sampler="dpmsolver++", steps=25, x_T=seq.x_T)
-    gap = float((out.x - seq.x).abs().max())
-    assert out.stats.weighted_defect_sum <= 1e-3 and gap <= rho * out.stats.weighted_defect_sum
+    assert out.stats.weighted_defect_sum <= 1e-3
+    pt.assert_near_sequential(out, seq, weighted=True, stability=rho, slack=0.0)
