@@ -72,3 +72,32 @@ def test_a_deferred_import_cycle_is_found(arch, tmp_path):
     assert set(cycle) == {"parasolve.a", "parasolve.sub", "parasolve.sub.c"}
     (pkg / "sub" / "c.py").write_text("def z():\n    return 3\n")
     assert arch.find_cycle(arch.import_graph(tmp_path)) is None
+
+
+MAX_LINES = 400
+MODULES = sorted((ROOT / "parasolve").rglob("*.py"))
+
+
+def test_no_module_is_over_400_lines():
+    """Small modules, one job each: a module that grows past 400 lines is split along its jobs."""
+    long = {str(p.relative_to(ROOT)): n for p in MODULES if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these modules along their jobs (at most {MAX_LINES} lines): {long}"
+
+
+def _mapped_names():
+    """The backquoted paths in tests/README.md (`parasolve/x.py`, `parasolve/sub/`, `tests/test_x.py`)."""
+    import re
+    return set(re.findall(r"`((?:parasolve|tests)(?:/\w+)*(?:\.py|/))`", (ROOT / "tests" / "README.md").read_text()))
+
+
+def test_tests_readme_maps_every_module_and_every_test_file():
+    """tests/README.md names every parasolve module and subpackage (with the tests that cover it)
+    and every test file (with what it checks), and names nothing that is gone."""
+    named = _mapped_names()
+    modules = {str(p.relative_to(ROOT)) for p in MODULES if p.name != "__init__.py"}
+    packages = {str(p.parent.relative_to(ROOT)) + "/" for p in MODULES if p.name == "__init__.py"}
+    test_files = {str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py")}
+    missing = sorted((modules | packages | test_files) - named)
+    assert not missing, f"add these to tests/README.md: {missing}"
+    gone = sorted(n for n in named if not (ROOT / n).exists())
+    assert not gone, f"tests/README.md names what no longer exists: {gone}"
