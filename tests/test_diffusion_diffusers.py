@@ -18,6 +18,7 @@ from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 import tiny_pipelines as tiny  # noqa: E402
 
 from parasolve import diffusion  # noqa: E402
+from parasolve import testing as pt  # noqa: E402
 
 SHAPE = (3, 2, 8, 8)
 ROUNDOFF = 2e-5  # relative to max(1, max|x|), after up to 50 float32 steps
@@ -68,9 +69,9 @@ def check_parallel(den, seq, sampler, steps, **kw):
     tests check the gain).
     """
     par = diffusion.sample(den, SHAPE, sampler=sampler, steps=steps, window=8, x_T=seq.x_T, noise=seq.noise, **kw)
-    assert par.converged and par.stats.iterations <= steps
+    assert par.stats.iterations <= steps
     assert par.stats.defect_sum <= 1e-3
-    assert float((par.x - seq.x).abs().max()) <= 2 * par.stats.defect_sum + ROUNDOFF * max(1.0, float(seq.x.abs().max()))
+    pt.assert_near_sequential(par, seq, stability=2, slack=ROUNDOFF * max(1.0, float(seq.x.abs().max())))
     return par
 
 

@@ -67,6 +67,34 @@ def test_assertions_catch_wrong_answers():
         pt.picard_iterate(f, y0, t, 0)
 
 
+def test_near_sequential_states_the_bound_and_catches_what_breaks_it():
+    """assert_near_sequential passes a real solve within S * defect_sum and fails a wrong answer,
+    a sum above tol, an unconverged solve and mismatched saves, each with its own message."""
+    import dataclasses
+    f = pt.LinearDrift(torch.tensor([[-1.0, 0.5], [0.0, -1.0]], dtype=torch.float64))
+    y0 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    t = torch.linspace(0, 2, 41, dtype=torch.float64)
+    ref = pt.sequential(f, y0, t)
+    sol = parasolve.solve(f, y0, t, method="picard", window=10, tol=1e-6)
+    gap = pt.assert_near_sequential(sol, ref, stability=1.5, tol=1e-6)  # ||I + hA|| <= 1: S <= 1
+    assert 0 < gap <= 1.5 * sol.stats.defect_sum + pt.roundoff(ref.ys, 40, 1.5)
+    off = dataclasses.replace(sol, ys=sol.ys + 1e-5)  # at least 9e-6 off; S * tol = 1e-6 allowed
+    with pytest.raises(AssertionError, match="max.x - x_sequential"):
+        pt.assert_near_sequential(off, ref, stability=1.0)
+    with pytest.raises(AssertionError, match="> tol"):
+        pt.assert_near_sequential(sol, ref, stability=1.0, tol=sol.stats.defect_sum / 2)
+    with pytest.raises(AssertionError, match="max.x - x_sequential"):  # tol caps the gap at S * tol
+        pt.assert_near_sequential(off, ref, stability=1.0, tol=1e-6, slack=1.0)
+    cut = parasolve.solve(f, y0, t, method="picard", tol=1e-12, max_iters=2, throw=False)
+    with pytest.raises(AssertionError, match="did not converge"):
+        pt.assert_near_sequential(cut, ref, stability=1.0)
+    last = parasolve.solve(f, y0, t, method="picard", tol=1e-6, save="last")
+    with pytest.raises(ValueError, match="same `save="):
+        pt.assert_near_sequential(last, ref, stability=1.0)
+    with pytest.raises(TypeError, match="`ref` must be a parasolve.Solution"):
+        pt.assert_near_sequential(sol, ref.ys, stability=1.0)
+
+
 def test_drifts_work_vectorized_in_solve():
     f = pt.TanhDrift(torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
                      torch.ones(2, dtype=torch.float64), -torch.eye(2, dtype=torch.float64),

@@ -32,6 +32,7 @@ def h100_speedup(history, samples: int, n_steps: int) -> float:
 
 
 def digits_model():
+    """The shipped digits DDPM denoiser (loaded from the package data)."""
     from .. import zoo
     return zoo.pretrained("digits")
 
@@ -59,6 +60,7 @@ def progress_bar(items, desc: str):
 
 
 def write_csv(path: Path, rows) -> None:
+    """``rows`` (dicts with the same keys) as a CSV file with a header."""
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -66,6 +68,7 @@ def write_csv(path: Path, rows) -> None:
 
 
 def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
