@@ -221,8 +221,8 @@ def test_warm_start_from_the_sequential_trajectory_converges_in_fewer_sweeps():
     kw = dict(steps=steps, window=window, tol=tol, x_T=seq.x_T, noise=seq.noise)
     cold = diffusion.sample(den, shape, **kw)
     warm = diffusion.sample(den, shape, **kw, init=seq.solution.ys)
-    assert warm.converged and warm.stats.iterations == -(-steps // window) < cold.stats.iterations
-    assert float((warm.x - seq.x).abs().max()) <= S * warm.stats.defect_sum * (1 + 1e-9) + 1e-12
+    assert warm.stats.iterations == -(-steps // window) < cold.stats.iterations
+    pt.assert_near_sequential(warm, seq, stability=S * (1 + 1e-9), slack=1e-12)
     with pytest.raises(ValueError, match=r"`init` must have shape \(steps \+ 1, \*shape\) = \(201, 4, 16\)"):
         diffusion.sample(den, shape, **kw, init=seq.solution.ys[1:])
     with pytest.raises(TypeError, match="`init` must be a floating tensor"):
