@@ -195,7 +195,8 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             new_X, new_Z = X.clone(), Z.clone()
             new_X[m + 1:] += dX if lam == 1 else lam * dX
             new_Z[m:] += dZ if lam == 1 else lam * dZ
-            _restart_after_blowup(new_X, new_Z, m)
+            if not bool(torch.isfinite(dX[-1].sum() + dZ.sum())):  # the scan carries a NaN to its end
+                _restart_after_blowup(new_X, new_Z, m)
             b, X, Z, factors = _slide(problem, tab, ledger, trace, b, m, new_X, new_Z, F, factors, X, Z)
         converged = b >= n
         if not converged:
@@ -211,8 +212,6 @@ def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
     """In place: from the first open step whose new state or stages are not finite on, restart the
     iterate from the last finite state (stages 0). A NaN left in the iterate would reach every later
     step through the scan and stay there, so only the front would ever converge."""
-    if bool(torch.isfinite(X[m + 1:].sum() + Z[m:].sum())):
-        return
     finite = torch.isfinite(X[m + 1:]).all(1) & torch.isfinite(Z[m:]).flatten(1).all(1)
     bad = torch.nonzero(~finite)
     if len(bad):

@@ -44,11 +44,16 @@ def values_and_jacobians(drift, times: torch.Tensor, points: torch.Tensor, shape
     if p == 0:
         return drift(times, points.reshape(k, *shape)).reshape(k, d), points.new_zeros(0, d, d)
     step = probe_sizes(at).T                                                     # (D, p)
-    probes = at.repeat(d, 1).reshape(d, p, d)
-    probes.diagonal(dim1=0, dim2=2).add_(step.T)                                 # probe k moves component k
-    batch = torch.cat([points, probes.reshape(d * p, d)]).reshape(k + d * p, *shape)
-    at_times = times if probed is None else times[probed]
-    out = drift(torch.cat([times, at_times.repeat(d)]), batch).reshape(k + d * p, d)
+    if probed is None:  # the points and D copies of them, in one tensor
+        batch = points.repeat(d + 1, 1)
+        batch_times = times.repeat(d + 1)
+        batch.view(d + 1, k, d)[1:].diagonal(dim1=0, dim2=2).add_(step.T)       # probe j moves component j
+    else:
+        probes = at.repeat(d, 1).reshape(d, p, d)
+        probes.diagonal(dim1=0, dim2=2).add_(step.T)
+        batch = torch.cat([points, probes.reshape(d * p, d)])
+        batch_times = torch.cat([times, times[probed].repeat(d)])
+    out = drift(batch_times, batch.reshape(k + d * p, *shape)).reshape(k + d * p, d)
     F = out[:k]
     base = F if probed is None else F[probed]
     J = ((out[k:].reshape(d, p, d) - base) / step[:, :, None]).permute(1, 2, 0)  # (p, out, in)
