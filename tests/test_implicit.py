@@ -248,24 +248,3 @@ def test_augmented_matrix_scan_matches_the_sequential_recursion():
         for j in range(L):
             u = (A[j] @ u[..., None])[..., 0] + B[j]
             torch.testing.assert_close(out[j], u, rtol=1e-12, atol=1e-12)
-
-
-def test_radau_eigen_split_gives_the_unsplit_newton_step_on_a_linear_problem():
-    """For a linear drift (one Jacobian J at every stage) the split systems (γ I - hJ) and
-    ((α + iβ) I - hJ) give the same Newton correction a = -M^-1 G and coupling B = M^-1 (h A ⊗ J)(1 ⊗ I)
-    as the 3D x 3D Newton matrix M = I - h A ⊗ J, to round-off."""
-    from parasolve.implicit.split import eigen_split, split_factorize
-    from parasolve.implicit.stages import factorize, scaled_matrix
-    from parasolve.implicit.tableaus import RADAU5
-    T, P, gamma, alpha, beta = eigen_split(RADAU5, torch.float64, None)
-    Lam = torch.tensor([[gamma, 0, 0], [0, alpha, -beta], [0, beta, alpha]], dtype=torch.float64)
-    torch.testing.assert_close(torch.linalg.inv(RADAU5.matrix()), T @ Lam @ torch.linalg.inv(T), rtol=0, atol=1e-12)
-    gen = torch.Generator().manual_seed(11)
-    n, d = 6, 4
-    h = 10.0 ** torch.linspace(-3, 1, n, dtype=torch.float64)        # from non-stiff to stiff steps
-    J = torch.randn(n, d, d, generator=gen, dtype=torch.float64) - 20 * torch.eye(d, dtype=torch.float64)
-    G = torch.randn(n, 3, d, generator=gen, dtype=torch.float64)
-    _, _, B, a = factorize(scaled_matrix(RADAU5, h, torch.float64), J[:, None].expand(n, 3, d, d), G)
-    _, B_split, a_split = split_factorize(RADAU5, h, J, G)
-    torch.testing.assert_close(a_split, a, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(B_split, B, rtol=1e-10, atol=1e-12)

@@ -31,7 +31,6 @@ import torch
 from ..schemes.base import per_step
 from ..schemes.scan import affine_scan
 from ..schemes.ledger import Ledger
-from .split import split_correction, split_factorize
 from .stages import correction, factorize, newton_stages, residual, scaled_matrix, values_and_jacobians
 
 #: Smallest fraction of the Newton step the backtracking tries.
@@ -46,11 +45,11 @@ CONTRACTION = 0.005
 
 @dataclass
 class Factors:
-    """The window's Newton matrices kept between sweeps: ``lu`` the LU factors and pivots (of the
-    ``sD x sD`` matrix, or of Radau's split pair, :mod:`.split`), ``B``, the drift's Jacobian at each
-    step's last stage point, and which steps have them (host bools)."""
+    """The window's Newton matrices kept between sweeps: LU factors and pivots, ``B``, the drift's
+    Jacobian at each step's last stage point, and which steps have them (host bools)."""
 
-    lu: tuple
+    LU: torch.Tensor
+    piv: torch.Tensor
     B: torch.Tensor
     J_end: torch.Tensor
     have: torch.Tensor
@@ -58,12 +57,11 @@ class Factors:
 
     def slide(self, m: int, w: int) -> "Factors":
         """Drop the first ``m`` steps; steps that enter after them (up to ``w`` in all) have none."""
-        parts = [v[m:] for v in (*self.lu, self.B, self.J_end, self.have, self.last)]
+        parts = [v[m:] for v in (self.LU, self.piv, self.B, self.J_end, self.have, self.last)]
         extra = w - parts[0].shape[0]
         if extra > 0:
             parts = [torch.cat([v, v.new_zeros(extra, *v.shape[1:])]) for v in parts]
-        k = len(self.lu)
-        return Factors(tuple(parts[:k]), *parts[k:])
+        return Factors(*parts)
 
 
 @dataclass
@@ -105,8 +103,6 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
     hs = t[1:] - t[:-1]
     hA_all = scaled_matrix(tab, hs, y0.dtype)  # every step's h A and stage times, sliced per window
     times_all = t[:-1, None] + tab.nodes(hs.dtype, hs.device) * hs[:, None]
-    # with reuse, Radau IIA's Newton matrices from one Jacobian per step, split (:mod:`.split`)
-    split = reuse and tab.name == "radau5"
     eye = None
     trace = None
     b = 0
@@ -129,11 +125,11 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             hA = hA_all[b:b + w]
             s, d = tab.stages, X.shape[1]
             points = (X[:w, None] + Z).reshape(-1, d)
-            F, factors, measured, a = _measure(problem.drift, tab if split else None, hs[b:b + w], hA,
-                                               times_all[b:b + w].reshape(-1), points, Z, shape, factors, refresh, reuse)
+            F, factors, measured, a = _measure(problem.drift, hA, times_all[b:b + w].reshape(-1), points, Z, shape,
+                                               factors, refresh, reuse)
             refresh = not reuse
             if a is None:
-                a = split_correction(tab, hA, F, Z, factors.lu) if split else correction(hA, F, Z, *factors.lu)
+                a = correction(hA, F, Z, factors.LU, factors.piv)
             B = factors.B
             defect = X[1:] - X[:w] - Z[:, -1]
             comp = defect.abs() + a[:, -1].abs()
@@ -225,41 +221,32 @@ def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
         X[k + 1:], Z[k:] = X[k], 0.0
 
 
-def _measure(drift, split, h, hA, times, points, Z, shape, factors, refresh, reuse):
+def _measure(drift, hA, times, points, Z, shape, factors, refresh, reuse):
     """One batched drift round at the window's stage points, with Jacobian probes at the steps
     whose Newton matrices are measured now (all with ``refresh``, else those without); returns
     ``(F, factors, measured, a)``: the drift values ``(w, s, D)``, the window's :class:`Factors`,
     which steps' matrices were measured now (host bools, ``None``: all; the others' are from an
     earlier iterate) and, where all were, the Newton correction from the same solve (else ``None``).
-    ``split``: Radau's tableau for the eigen-split (:mod:`.split`, probes at each step's last stage
-    point only), else ``None``. Without ``reuse`` the factors' bookkeeping (``have``, ``last``) is left out."""
+    Without ``reuse`` the factors' bookkeeping (``have``, ``last``) is left out."""
     w, s, d = Z.shape
-    need = None if refresh or factors is None else torch.nonzero(~factors.have).reshape(-1)
-    steps = torch.arange(w) if need is None else need
-    if split is not None:
-        probed = (steps * s + s - 1).to(points.device)
+    if refresh or factors is None:
+        need = None
     else:
-        probed = None if need is None else (need[:, None] * s + torch.arange(s)).reshape(-1).to(points.device)
+        need = torch.nonzero(~factors.have).reshape(-1)
+    probed = None if need is None else (need[:, None] * s + torch.arange(s)).reshape(-1).to(points.device)
     F, J = values_and_jacobians(drift, times, points, shape, probed)
     F = F.reshape(w, s, d)
     if need is not None and len(need) == 0:
         return F, factors, torch.zeros(w, dtype=torch.bool), None
-    J = J.reshape(-1, d, d) if split is not None else J.reshape(-1, s, d, d)
-    J_end = J if split is not None else J[:, -1]
-    G = residual(hA, F, Z) if need is None else None
-    dev = None if need is None else need.to(points.device)
-    if split is not None:
-        lu, B, a = split_factorize(split, h if dev is None else h[dev], J, G)
-    else:
-        LU, piv, B, a = factorize(hA if dev is None else hA[dev], J, G)
-        lu = (LU, piv)
+    J = J.reshape(-1, s, d, d)
     if need is None:
+        LU, piv, B, a = factorize(hA, J, residual(hA, F, Z))
         book = (torch.ones(w, dtype=torch.bool), torch.full((w,), float("inf"), dtype=torch.float64)) if reuse \
             else (None, None)
-        return F, Factors(lu, B, J_end, *book), None, a
-    for kept, new in zip(factors.lu, lu):
-        kept[dev] = new
-    factors.B[dev], factors.J_end[dev] = B, J_end
+        return F, Factors(LU, piv, B, J[:, -1], *book), None, a
+    dev = need.to(points.device)
+    LU, piv, B, _ = factorize(hA[dev], J)
+    factors.LU[dev], factors.piv[dev], factors.B[dev], factors.J_end[dev] = LU, piv, B, J[:, -1]
     factors.have[need] = True
     measured = torch.zeros(w, dtype=torch.bool)
     measured[need] = True
