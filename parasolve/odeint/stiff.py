@@ -65,7 +65,7 @@ class StiffSettings:
     initial_steps: int = 32
     newton_tol: float = 1e-3
     max_newton: int | None = None
-    stall: int = 3
+    stall: int = 2
     reuse: bool | None = None
     extra: dict | None = None
 
