@@ -88,7 +88,8 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
     ``stages``: a guess of every step's ``Z`` (``(N, s, D)``; default read off ``problem.init``);
     ``accept(start, comp, x_next) -> m``: replaces the stop rule (``comp``: the per-component
     measured defects ``(w, D)``, ``x_next``: the window's states ``x_{start+1} ..``, host);
-    ``stall``: stop (unconverged) after this many iterations in a row that accept no step;
+    ``stall``: stop (unconverged) after this many iterations in a row that accept no step (the first
+    iteration, on the warm start, not counted);
     ``exact_front``: when no more sweeps are left than steps, a sweep that does not accept the front
     step solves it on its own (:func:`.stages.newton_stages`, more rounds in that sweep), so the solve
     ends within ``N`` sweeps as the explicit schemes' do; ``keep``: also return a :class:`Trace`;
@@ -119,7 +120,7 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             trace = Trace(torch.zeros(n, tab.stages, d, dtype=X.dtype, device=X.device),
                           torch.zeros(n, d, dtype=X.dtype, device=X.device),
                           torch.zeros(n, d, d, dtype=X.dtype, device=X.device))
-        fresh, since = False, 0
+        fresh, since = False, -1  # the first sweep measures the warm start: it never counts towards `stall`
         while b < n and ledger.stats.iterations < problem.max_iters and (stall is None or since < stall):
             w = X.shape[0] - 1
             hA = hA_all[b:b + w]
