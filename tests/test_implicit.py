@@ -212,3 +212,38 @@ def test_odeint_refuses_options_the_stiff_methods_do_not_take():
         parasolve.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="radau", options={"reuse": "yes"})
     with pytest.raises(ValueError, match="newton_tol"):
         parasolve.odeint(lambda t, y: -y, y0, torch.tensor([0.0, 1.0]), method="radau", options={"newton_tol": -1})
+
+
+def test_newton_system_is_the_kronecker_form_of_the_stage_equations():
+    """M = I - (hA ⊗ I) blockdiag(J_j) and C_i = sum_j h a_ij J_j, built block by block (the fused
+    construction the sweeps use must be this matrix, not a transposed or permuted one)."""
+    from parasolve.implicit.stages import newton_system, scaled_matrix
+    from parasolve.implicit.tableaus import TABLEAUS
+    gen = torch.Generator().manual_seed(3)
+    for tab in TABLEAUS.values():
+        n, s, d = 4, tab.stages, 3
+        h = torch.rand(n, generator=gen, dtype=torch.float64)
+        J = torch.randn(n, s, d, d, generator=gen, dtype=torch.float64)
+        M, C = newton_system(scaled_matrix(tab, h, torch.float64), J)
+        A = tab.matrix()
+        for i in range(n):
+            blocks = torch.block_diag(*J[i])
+            expect = torch.eye(s * d, dtype=torch.float64) - torch.kron(h[i] * A, torch.eye(d, dtype=torch.float64)) @ blocks
+            torch.testing.assert_close(M[i], expect, rtol=0, atol=1e-14)
+            for r in range(s):
+                torch.testing.assert_close(C[i, r], sum(h[i] * A[r, j] * J[i, j] for j in range(s)), rtol=0, atol=1e-14)
+
+
+def test_augmented_matrix_scan_matches_the_sequential_recursion():
+    """affine_scan's matrix form (one augmented product per round) against u_{j+1} = A_j u_j + B_j
+    step by step, for lengths that are and are not powers of two, with a batch dimension."""
+    from parasolve.schemes.scan import affine_scan
+    gen = torch.Generator().manual_seed(5)
+    for L in (1, 2, 7, 16, 33):
+        A = 0.5 * torch.randn(L, 2, 3, 3, generator=gen, dtype=torch.float64)
+        B = torch.randn(L, 2, 3, generator=gen, dtype=torch.float64)
+        u = torch.randn(2, 3, generator=gen, dtype=torch.float64)
+        out = affine_scan(A, B, u)
+        for j in range(L):
+            u = (A[j] @ u[..., None])[..., 0] + B[j]
+            torch.testing.assert_close(out[j], u, rtol=1e-12, atol=1e-12)

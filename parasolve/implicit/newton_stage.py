@@ -31,14 +31,16 @@ import torch
 from ..schemes.base import per_step
 from ..schemes.scan import affine_scan
 from ..schemes.ledger import Ledger
-from .stages import correction, factorize, newton_stages, residual, stage_points, values_and_jacobians
+from .stages import correction, factorize, newton_stages, residual, scaled_matrix, values_and_jacobians
 
 #: Smallest fraction of the Newton step the backtracking tries.
 MIN_DAMPING = 1 / 64
 #: With ``reuse``, a step's Jacobians (and its Newton matrix's factors) are kept from sweep to
 #: sweep while its measured defect shrinks at least by this factor per sweep; else they are
 #: measured again, at the next sweep's iterate (a simplified Newton iteration, as scipy's Radau).
-CONTRACTION = 0.05
+#: HIRES (the benchmark's one ``reuse`` problem): 0.05 -> 41 sweeps, 0.005 -> 33 and about 15% less
+#: CPU time (0.002-0.01 alike; 0.2 and 0.5 up to 109 sweeps, docs/stiff.md).
+CONTRACTION = 0.005
 
 
 @dataclass
@@ -86,7 +88,8 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
     ``stages``: a guess of every step's ``Z`` (``(N, s, D)``; default read off ``problem.init``);
     ``accept(start, comp, x_next) -> m``: replaces the stop rule (``comp``: the per-component
     measured defects ``(w, D)``, ``x_next``: the window's states ``x_{start+1} ..``, host);
-    ``stall``: stop (unconverged) after this many iterations in a row that accept no step;
+    ``stall``: stop (unconverged) after this many iterations in a row that accept no step (the first
+    iteration, on the warm start, not counted);
     ``exact_front``: when no more sweeps are left than steps, a sweep that does not accept the front
     step solves it on its own (:func:`.stages.newton_stages`, more rounds in that sweep), so the solve
     ends within ``N`` sweeps as the explicit schemes' do; ``keep``: also return a :class:`Trace`;
@@ -99,6 +102,8 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
     tab, t, y0 = problem.step.tableau, problem.t, problem.y0
     n, p, shape = problem.n_steps, min(problem.window, problem.n_steps), y0.shape
     hs = t[1:] - t[:-1]
+    hA_all = scaled_matrix(tab, hs, y0.dtype)  # every step's h A and stage times, sliced per window
+    times_all = t[:-1, None] + tab.nodes(hs.dtype, hs.device) * hs[:, None]
     eye = None
     trace = None
     b = 0
@@ -115,29 +120,32 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             trace = Trace(torch.zeros(n, tab.stages, d, dtype=X.dtype, device=X.device),
                           torch.zeros(n, d, dtype=X.dtype, device=X.device),
                           torch.zeros(n, d, d, dtype=X.dtype, device=X.device))
-        fresh, since = False, 0
+        fresh, since = False, -1  # the first sweep measures the warm start: it never counts towards `stall`
         while b < n and ledger.stats.iterations < problem.max_iters and (stall is None or since < stall):
             w = X.shape[0] - 1
-            h = hs[b:b + w]
-            times, points = stage_points(tab, t[b:b + w], h, X[:w], Z)
+            hA = hA_all[b:b + w]
             s, d = tab.stages, X.shape[1]
-            F, factors, measured, a = _measure(problem.drift, tab, h, times, points, Z, shape, factors, refresh)
+            points = (X[:w, None] + Z).reshape(-1, d)
+            F, factors, measured, a = _measure(problem.drift, hA, times_all[b:b + w].reshape(-1), points, Z, shape,
+                                               factors, refresh, reuse)
             refresh = not reuse
             if a is None:
-                a = correction(tab, h, F, Z, factors.LU, factors.piv)
+                a = correction(hA, F, Z, factors.LU, factors.piv)
             B = factors.B
             defect = X[1:] - X[:w] - Z[:, -1]
             comp = defect.abs() + a[:, -1].abs()
-            e = comp.amax(1)
-            scale = X[1:].abs().amax(1) + Z[:, -1].abs().amax(1)
-            e_host, scale_host = torch.stack([e, scale]).detach().cpu()
             if accept is None:
+                e = comp.amax(1)
+                scale = X[1:].abs().amax(1) + Z[:, -1].abs().amax(1)
+                e_host, scale_host = torch.stack([e, scale]).detach().cpu()
                 m = ledger.accept_steps(b, e_host, scale_host)
             else:
                 ledger.stats.iterations += 1
-                m = accept(b, comp.detach().cpu(), X[1:].detach().cpu())
+                comp_host = comp.detach().cpu()
+                e_host = comp_host.amax(1)
+                m = accept(b, comp_host, X[1:].detach().cpu())
                 ledger.stats.defect_sum += float(e_host[:m].sum())
-            stale = not bool(measured[m if m < w else 0])  # the front step's matrices are old
+            stale = not (measured is None or bool(measured[m if m < w else 0]))  # the front step's matrices are old
             if m < w and not torch.isfinite(e_host[m]):
                 if stale:  # measure the Newton matrices at this iterate before calling it a blow-up
                     refresh = True
@@ -188,9 +196,10 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
             lam = damping
             back = (X, Z, dX, dZ, lam, merit, stale) if m == 0 else None  # X, Z: not changed in place from here
             new_X, new_Z = X.clone(), Z.clone()
-            new_X[m + 1:] += lam * dX
-            new_Z[m:] += lam * dZ
-            _restart_after_blowup(new_X, new_Z, m)
+            new_X[m + 1:] += dX if lam == 1 else lam * dX
+            new_Z[m:] += dZ if lam == 1 else lam * dZ
+            if not bool(torch.isfinite(dX[-1].sum() + dZ.sum())):  # the scan carries a NaN to its end
+                _restart_after_blowup(new_X, new_Z, m)
             b, X, Z, factors = _slide(problem, tab, ledger, trace, b, m, new_X, new_Z, F, factors, X, Z)
         converged = b >= n
         if not converged:
@@ -206,8 +215,6 @@ def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
     """In place: from the first open step whose new state or stages are not finite on, restart the
     iterate from the last finite state (stages 0). A NaN left in the iterate would reach every later
     step through the scan and stay there, so only the front would ever converge."""
-    if bool(torch.isfinite(X[m + 1:].sum() + Z[m:].sum())):
-        return
     finite = torch.isfinite(X[m + 1:]).all(1) & torch.isfinite(Z[m:]).flatten(1).all(1)
     bad = torch.nonzero(~finite)
     if len(bad):
@@ -215,30 +222,31 @@ def _restart_after_blowup(X: torch.Tensor, Z: torch.Tensor, m: int) -> None:
         X[k + 1:], Z[k:] = X[k], 0.0
 
 
-def _measure(drift, tab, h, times, points, Z, shape, factors, refresh):
+def _measure(drift, hA, times, points, Z, shape, factors, refresh, reuse):
     """One batched drift round at the window's stage points, with Jacobian probes at the steps
     whose Newton matrices are measured now (all with ``refresh``, else those without); returns
     ``(F, factors, measured, a)``: the drift values ``(w, s, D)``, the window's :class:`Factors`,
-    which steps' matrices were measured now (host bools; the others' are from an earlier iterate)
-    and, where all were, the Newton correction from the same solve (else ``None``)."""
+    which steps' matrices were measured now (host bools, ``None``: all; the others' are from an
+    earlier iterate) and, where all were, the Newton correction from the same solve (else ``None``).
+    Without ``reuse`` the factors' bookkeeping (``have``, ``last``) is left out."""
     w, s, d = Z.shape
     if refresh or factors is None:
-        need = torch.arange(w)
+        need = None
     else:
         need = torch.nonzero(~factors.have).reshape(-1)
-    probed = None if len(need) == w else (need[:, None] * s + torch.arange(s)).reshape(-1).to(points.device)
+    probed = None if need is None else (need[:, None] * s + torch.arange(s)).reshape(-1).to(points.device)
     F, J = values_and_jacobians(drift, times, points, shape, probed)
     F = F.reshape(w, s, d)
-    if len(need) == 0:
+    if need is not None and len(need) == 0:
         return F, factors, torch.zeros(w, dtype=torch.bool), None
     J = J.reshape(-1, s, d, d)
-    if len(need) == w:
-        LU, piv, B, a = factorize(tab, h, J, residual(tab, h, F, Z))
-        everything = torch.ones(w, dtype=torch.bool)
-        return F, Factors(LU, piv, B, J[:, -1], everything, torch.full((w,), float("inf"), dtype=torch.float64)), \
-            everything, a
+    if need is None:
+        LU, piv, B, a = factorize(hA, J, residual(hA, F, Z))
+        book = (torch.ones(w, dtype=torch.bool), torch.full((w,), float("inf"), dtype=torch.float64)) if reuse \
+            else (None, None)
+        return F, Factors(LU, piv, B, J[:, -1], *book), None, a
     dev = need.to(points.device)
-    LU, piv, B, _ = factorize(tab, h[dev], J)
+    LU, piv, B, _ = factorize(hA[dev], J)
     factors.LU[dev], factors.piv[dev], factors.B[dev], factors.J_end[dev] = LU, piv, B, J[:, -1]
     factors.have[need] = True
     measured = torch.zeros(w, dtype=torch.bool)
@@ -262,7 +270,7 @@ def _slide(problem, tab, ledger, trace, b, m, X, Z, F, factors, X_meas, Z_meas):
             trace.J_end[b:b + m] = factors.J_end[:m]
     b += m
     if b >= n:
-        return b, X[m:m + 1], Z[:0], factors.slide(m, 0)
+        return b, X[m:m + 1], Z[:0], None
     p = min(problem.window, problem.n_steps)
     rest_X, rest_Z = X[m:], Z[m:]
     want = min(p, n - b)
@@ -272,4 +280,4 @@ def _slide(problem, tab, ledger, trace, b, m, X, Z, F, factors, X_meas, Z_meas):
         ext = torch.cat([rest_X[-1:], fill])
         rest_X = torch.cat([rest_X, fill])
         rest_Z = torch.cat([rest_Z, linear_guess(tab, ext)])
-    return b, rest_X, rest_Z, factors.slide(m, rest_Z.shape[0])
+    return b, rest_X, rest_Z, factors.slide(m, rest_Z.shape[0]) if factors.have is not None else None

@@ -17,6 +17,8 @@ Newton iteration is one round of drift calls however many stages and steps it co
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..errors import ConvergenceError
@@ -41,14 +43,20 @@ def values_and_jacobians(drift, times: torch.Tensor, points: torch.Tensor, shape
     p = at.shape[0]
     if p == 0:
         return drift(times, points.reshape(k, *shape)).reshape(k, d), points.new_zeros(0, d, d)
-    step = probe_sizes(at)                                                       # (p, D)
-    probes = at[None] + torch.eye(d, dtype=points.dtype, device=points.device)[:, None, :] * step.T[:, :, None]
-    batch = torch.cat([points, probes.reshape(d * p, d)]).reshape(k + d * p, *shape)
-    at_times = times if probed is None else times[probed]
-    out = drift(torch.cat([times, at_times.repeat(d)]), batch).reshape(k + d * p, d)
+    step = probe_sizes(at).T                                                     # (D, p)
+    if probed is None:  # the points and D copies of them, in one tensor
+        batch = points.repeat(d + 1, 1)
+        batch_times = times.repeat(d + 1)
+        batch.view(d + 1, k, d)[1:].diagonal(dim1=0, dim2=2).add_(step.T)       # probe j moves component j
+    else:
+        probes = at.repeat(d, 1).reshape(d, p, d)
+        probes.diagonal(dim1=0, dim2=2).add_(step.T)
+        batch = torch.cat([points, probes.reshape(d * p, d)])
+        batch_times = torch.cat([times, times[probed].repeat(d)])
+    out = drift(batch_times, batch.reshape(k + d * p, *shape)).reshape(k + d * p, d)
     F = out[:k]
     base = F if probed is None else F[probed]
-    J = ((out[k:].reshape(d, p, d) - base[None]) / step.T[:, :, None]).permute(1, 2, 0)  # (p, out, in)
+    J = ((out[k:].reshape(d, p, d) - base) / step[:, :, None]).permute(1, 2, 0)  # (p, out, in)
     return F, J
 
 
@@ -64,60 +72,64 @@ def linearize(tab, h: torch.Tensor, F: torch.Tensor, J: torch.Tensor, Z: torch.T
     Jacobian at the stage points (``(n, s, D)``/``(n, s, D, D)``). ``B`` only with ``coupled``
     (``(n, s, D, D)``), else ``None``. ``a`` has ``Z``'s shape."""
     n, s, d = Z.shape
-    M = newton_matrix(tab, h, J)
-    G = residual(tab, h, F, Z)
+    hA = scaled_matrix(tab, h, Z.dtype)
+    M, C = newton_system(hA, J)
+    G = residual(hA, F, Z)
     rhs = -G.reshape(n, s * d, 1)
     if coupled:
-        rhs = torch.cat([rhs, coupling(tab, h, J).reshape(n, s * d, d)], 2)
+        rhs = torch.cat([rhs, C.reshape(n, s * d, d)], 2)
     sol = safe_solve(M, rhs)
     a = sol[..., 0].reshape(n, s, d)
     B = sol[..., 1:].reshape(n, s, d, d) if coupled else None
     return G, M, a, B
 
 
-def residual(tab, h: torch.Tensor, F: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
-    """The stage equations' residual ``G = Z - h (A ⊗ I) F`` (``(n, s, D)``)."""
-    return Z - (h.to(Z.dtype)[:, None, None] * tab.matrix(Z.dtype, Z.device)) @ F
+def scaled_matrix(tab, h: torch.Tensor, dtype) -> torch.Tensor:
+    """Every step's ``h A`` (``(n, s, s)``), computed once per grid and sliced per window."""
+    return h.to(dtype)[:, None, None] * tab.matrix(dtype, h.device)
 
 
-def newton_matrix(tab, h: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
-    """``M = I - h (A ⊗ I) diag(J_j)`` (``(n, sD, sD)``) for stage Jacobians ``J`` (``(n, s, D, D)``)."""
+def residual(hA: torch.Tensor, F: torch.Tensor, Z: torch.Tensor) -> torch.Tensor:
+    """The stage equations' residual ``G = Z - h (A ⊗ I) F`` (``(n, s, D)``), ``hA`` from :func:`scaled_matrix`."""
+    return Z - hA @ F
+
+
+@functools.lru_cache(maxsize=16)
+def _identity(size: int, dtype, device) -> torch.Tensor:
+    """A cached identity matrix (read-only: callers must not modify it in place)."""
+    return torch.eye(size, dtype=dtype, device=device)
+
+
+def newton_system(hA: torch.Tensor, J: torch.Tensor):
+    """``(M, C)`` for stage Jacobians ``J`` (``(n, s, D, D)``): the Newton matrix
+    ``M = I - h (A ⊗ I) diag(J_j)`` (``(n, sD, sD)``) and the derivative of the stage equations in
+    the step's start, ``C_i = sum_j h a_ij J_j`` (``(n, s, D, D)``: the block rows of ``I - M`` summed)."""
     n, s, d, _ = J.shape
-    Ah = h.to(J.dtype)[:, None, None] * tab.matrix(J.dtype, J.device)           # (n, s, s)
-    M = (Ah[:, :, None, :, None] * J.permute(0, 2, 1, 3)[:, None]).neg_().reshape(n, s * d, s * d)  # [n, i, p, j, q]
-    M.diagonal(dim1=1, dim2=2).add_(1.0)
-    return M
+    K = hA[:, :, None, :, None] * J.permute(0, 2, 1, 3)[:, None]  # [n, i, p, j, q] = h a_ij J_j[p, q]
+    return _identity(s * d, J.dtype, J.device) - K.reshape(n, s * d, s * d), K.sum(3)
 
 
-def coupling(tab, h: torch.Tensor, J: torch.Tensor) -> torch.Tensor:
-    """``h (A ⊗ I) J (1 ⊗ I) = sum_j h a_ij J_j`` (``(n, s, D, D)``): the stage equations' derivative in the step's start."""
-    n, s, d, _ = J.shape
-    Ah = h.to(J.dtype)[:, None, None] * tab.matrix(J.dtype, J.device)
-    return (Ah @ J.reshape(n, s, d * d)).reshape(n, s, d, d)
-
-
-def factorize(tab, h: torch.Tensor, J: torch.Tensor, G: torch.Tensor | None = None):
+def factorize(hA: torch.Tensor, J: torch.Tensor, G: torch.Tensor | None = None):
     """``(LU, pivots, B, a)``: the LU factors of the Newton matrix for stage Jacobians ``J``,
     ``B = M^-1 h (A ⊗ I) J (1 ⊗ I)`` (``(n, s, D, D)``) and, given the residual ``G``, the Newton
     correction ``a = -M^-1 G`` from the same solve (else ``None``). The singular steps' factors NaN,
     so :func:`correction` gives NaN there (a failed iteration, never an answer)."""
     n, s, d, _ = J.shape
-    LU, piv, info = torch.linalg.lu_factor_ex(newton_matrix(tab, h, J))
-    bad = info != 0
-    if bool(bad.any()):
-        LU = torch.where(bad[:, None, None], torch.full_like(LU, float("nan")), LU)
-    rhs = coupling(tab, h, J).reshape(n, s * d, d)
+    M, C = newton_system(hA, J)
+    LU, piv, info = torch.linalg.lu_factor_ex(M)
+    LU = torch.where((info != 0)[:, None, None], float("nan"), LU)
+    rhs = C.reshape(n, s * d, d)
     if G is not None:
-        rhs = torch.cat([-G.reshape(n, s * d, 1), rhs], 2)
+        rhs = torch.cat([G.reshape(n, s * d, 1).neg(), rhs], 2)
     sol = torch.linalg.lu_solve(LU, piv, rhs)
     a = None if G is None else sol[..., 0].reshape(n, s, d)
     return LU, piv, sol[..., -d:].reshape(n, s, d, d), a
 
 
-def correction(tab, h: torch.Tensor, F: torch.Tensor, Z: torch.Tensor, LU: torch.Tensor, piv: torch.Tensor):
+def correction(hA: torch.Tensor, F: torch.Tensor, Z: torch.Tensor, LU: torch.Tensor, piv: torch.Tensor):
     """The (simplified) Newton correction ``a = -M^-1 G(Z)`` with ``M``'s LU factors from :func:`factorize`."""
     n, s, d = Z.shape
-    return torch.linalg.lu_solve(LU, piv, -residual(tab, h, F, Z).reshape(n, s * d, 1)).reshape(n, s, d)
+    return torch.linalg.lu_solve(LU, piv, (hA @ F - Z).reshape(n, s * d, 1)).reshape(n, s, d)
 
 
 def safe_solve(M: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:

@@ -65,7 +65,7 @@ class StiffSettings:
     initial_steps: int = 32
     newton_tol: float = 1e-3
     max_newton: int | None = None
-    stall: int = 3
+    stall: int = 2
     reuse: bool | None = None
     extra: dict | None = None
 
@@ -81,7 +81,7 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
     tab = step.tableau
     shape, d = y0.shape, y0.numel()
     rtol_f, atol_f = rtol.reshape(-1), atol.reshape(-1)
-    rtol_host, atol_host = rtol_f.cpu(), atol_f.cpu()
+    tol_rtol, tol_atol = settings.newton_tol * rtol_f.cpu(), settings.newton_tol * atol_f.cpu()
     direction = 1.0 if float(t[-1] - t[0]) > 0 else -1.0
     h0 = settings.first_step
     if h0 is None:
@@ -105,11 +105,9 @@ def solve_stiff(drift, counter, y0, t, method: str, rtol, atol, settings: StiffS
         problem = Problem(drift=drift, step=step, t=grid, y0=x0, tol=1.0, window=n, max_iters=max_iters,
                           init=None if X is None else X.reshape(-1, *shape))
 
-        def accept(start, comp, x_next):
-            scale = atol_host + rtol_host * x_next.abs().to(atol_host.dtype)
-            ok = (comp <= settings.newton_tol * scale).all(1)
-            bad = torch.nonzero(~ok)
-            return len(ok) if len(bad) == 0 else int(bad[0])
+        def accept(start, comp, x_next):  # the number of leading steps whose stage solves are within tol
+            ok = (comp <= tol_atol + tol_rtol * x_next.abs().to(tol_atol.dtype)).all(1)
+            return int(ok.cumprod(0).sum())
 
         with torch.no_grad():
             sol, trace = solve_stages(problem, f"odeint:{method}", stages=Z, accept=accept, keep=True,
@@ -235,8 +233,9 @@ def _next_grid(grid, ratio, front, t, tab, settings: StiffSettings) -> torch.Ten
     return new
 
 
-#: Growth factor of the steps after a stalled front.
-RAMP = 1.3
+#: Growth factor of the steps after a stalled front (1.3 before: 1.15-1.25 took 10-20% fewer sweeps on
+#: Van der Pol, the Oregonator's fewer or as many, with smaller errors; docs/stiff.md).
+RAMP = 1.2
 
 
 def ramp(grid: torch.Tensor, h0: float, keep: torch.Tensor, growth: float) -> torch.Tensor:

@@ -20,16 +20,29 @@ def affine_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Ten
     products) -- or **element-wise** -- ``A`` broadcasting against ``B`` ``(L, *state)`` (a
     scalar or a diagonal per step), ``u0`` of the state's shape.
     """
-    matrix = A.dim() == B.dim() + 1
-    if not matrix and A.shape[:1] != B.shape[:1]:
+    if A.dim() == B.dim() + 1:
+        return _matrix_scan(A, B, u0)
+    if A.shape[:1] != B.shape[:1]:
         A = A.expand(B.shape[0], *A.shape[1:])  # one factor for every step
-
-    def apply(a, b):
-        return (a @ b[..., None])[..., 0] if matrix else a * b
-
     offset = 1
     while offset < B.shape[0]:  # new tensors each round (no clones): the prefixes already composed stay
-        A, B = (torch.cat([A[:offset], A[offset:] @ A[:-offset] if matrix else A[offset:] * A[:-offset]]),
-                torch.cat([B[:offset], B[offset:] + apply(A[offset:], B[:-offset])]))
+        A, B = (torch.cat([A[:offset], A[offset:] * A[:-offset]]),
+                torch.cat([B[:offset], B[offset:] + A[offset:] * B[:-offset]]))
         offset *= 2
-    return apply(A, u0) + B
+    return A * u0 + B
+
+
+def _matrix_scan(A: torch.Tensor, B: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
+    """The matrix form of :func:`affine_scan`, each map ``u -> A u + B`` held as one augmented
+    matrix ``[[A, B], [0, 1]]``: a round is one batched product (half the operations of composing
+    ``A`` and ``B`` apart, which is what a round costs for small ``d``)."""
+    d = B.shape[-1]
+    T = A.new_zeros(*A.shape[:-2], d + 1, d + 1)
+    T[..., :d, :d] = A
+    T[..., :d, d] = B
+    T[..., d, d] = 1.0
+    offset = 1
+    while offset < B.shape[0]:  # new tensors each round (no clones): the prefixes already composed stay
+        T = torch.cat([T[:offset], T[offset:] @ T[:-offset]])
+        offset *= 2
+    return (T[..., :d, :d] @ u0[..., None])[..., 0] + T[..., :d, d]
