@@ -62,13 +62,28 @@ def _deadline(seconds: float):
 
 
 def _prime(device: str) -> None:
-    """One small solve per solver, so the first row's first solver does not pay torch's lazy setup."""
+    """One small solve per solver, so the first row's first solver does not pay torch's lazy setup;
+    for parasolve also one of each parallel scheme its defaults may switch to (Newton with full
+    Jacobians, Picard), whose torch kernels the toy solve (stepped sequentially) never reaches.
+    Unprimed, a row's first call faults those kernels' code pages in (1-3 MiB of shared library
+    text in the resident set, docs/benchmarks/suite-memory.md), which the other solvers' primed
+    paths do not pay."""
     row = suite_rows.Row("prime", "prime", "adaptive", None, 1e-5, 1e-8)
     p = suite_rows.Problem(lambda t, y: -y, torch.ones(1, 2, dtype=suite_rows.DTYPE, device=device),
                            torch.linspace(0, 1, 3, dtype=suite_rows.DTYPE, device=device))
     for name in solvers.NAMES:
         if solvers.available(name):
             solvers.make_run(name, row, p, p.f, None, {})()
+    import parasolve
+
+    def toy(t, y):
+        return torch.stack([y[..., 1], -y[..., 0] * (1 + y[..., 2] ** 2), -y[..., 2]], -1)
+    y0 = torch.tensor([1.0, 0.5, 0.2], dtype=suite_rows.DTYPE, device=device)
+    t = torch.linspace(0, 4, 3, dtype=suite_rows.DTYPE, device=device)
+    with torch.no_grad():
+        for scheme, scheme_options in (("newton", {"jacobian": "full"}), ("picard", None)):
+            parasolve.odeint(toy, y0, t, rtol=1e-6, atol=1e-9,
+                             options={"scheme": scheme, "scheme_options": scheme_options})
 
 
 def _to(problem, device):
