@@ -209,3 +209,22 @@ def test_fixed_step_adjoint_where_auto_picks_the_sequential_loop():
     assert ys.solution.method == "sequential"
     ga, gy0 = torch.autograd.grad(ys.ys[-1, 0], (a, y0))
     assert abs(float(ga) - 2.0 * float(ys.ys[-1, 0])) <= 1e-7 and abs(float(gy0) - math.exp(-1.4)) <= 1e-8
+
+
+def test_the_cost_models_measuring_stays_within_its_share_of_the_sequential_time():
+    """A drift whose call costs its points (sleep): the ladder's calls, counted in points, cost at
+    most ``MEASURE_SHARE`` of the sequential time (each size priced linearly from the last, an
+    upper bound for such a cost), and the answer is no."""
+    import parasolve.costs as costs
+    per_point, points = 1e-3, []
+
+    def drift(t, y):
+        points.append(y.shape[0])
+        time.sleep(per_point * y.shape[0])
+        return -y
+
+    y0, t = torch.ones(2, dtype=D), torch.linspace(0.0, 1.0, 11, dtype=D)
+    sequential_s = 1.0
+    assert not costs.parallel_pays(drift, t, y0, 1000, 10, sequential_s, call_s=per_point)
+    assert len(points) >= 2  # it measured before it said no
+    assert sum(points) * per_point <= costs.MEASURE_SHARE * sequential_s
