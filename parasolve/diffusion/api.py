@@ -198,7 +198,7 @@ def _auto_method(drift, step, x_T: torch.Tensor, grid: torch.Tensor, window, opt
     (``parasolve.costs.pays_on_grid``) predicts its sweeps over ``window`` steps beat the
     sequential loop on this machine by its margin, else ``"sequential"``. With an ``evaluator``
     (devices, process groups) the parallel method without measuring, so every rank decides the same;
-    with ``window="auto"`` the tuner decides (it times both)."""
+    with ``window="auto"`` Newton, its window chosen by the tuner (which times the parallel method)."""
     if evaluator is not None or isinstance(window, str):
         return "newton"
     n = grid.shape[0] - 1
