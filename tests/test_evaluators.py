@@ -1,6 +1,5 @@
 """In-process evaluators: multi-device splitting, replicas, fixed batches, the window chooser."""
 
-import copy
 import time
 
 import pytest

@@ -15,7 +15,7 @@ import parasolve
 from parasolve import testing as pt
 from parasolve.implicit import StageConvergenceError
 from parasolve.odeint.stiff import is_stiff
-from parasolve.schemes import Newton, Picard, Sequential
+from parasolve.schemes import Newton, Picard
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,8 @@ from parasolve.errors import UnsupportedStepError
 from parasolve.discrete_problem import Problem
 from parasolve.drift import BatchedDrift
 from parasolve.schemes import Newton
-from parasolve.schemes.jacobians import affine_scan, increments_and_jacobians
+from parasolve.schemes.jacobians import increments_and_jacobians
+from parasolve.schemes.scan import affine_scan
 from parasolve.steps import STEPS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -142,7 +143,7 @@ def test_multistep_maps_are_refused_with_the_fix():
 def test_auto_is_full_newton_for_small_states_and_picard_for_large():
     """``method="auto"`` (solve's default) and odeint's default scheme follow one rule."""
     from parasolve.odeint.dispatch import default_scheme as _default_scheme
-    from parasolve.schemes.jacobians import FULL_NEWTON_SIZE
+    from parasolve.schemes.choice import FULL_NEWTON_SIZE
     for size, expected in ((2, {"scheme": "newton", "scheme_options": FULL}),
                            (FULL_NEWTON_SIZE + 1, {"scheme": "picard", "scheme_options": None})):
         options = {}
@@ -165,7 +166,7 @@ def test_auto_is_full_newton_for_small_states_and_picard_for_large():
                               method="sequential")
         assert sol.method == expected
         pt.assert_near_sequential(sol, seq, stability=2.0, slack=1e-15)  # S <= 1 here (decay)
-    from parasolve.schemes.jacobians import FULL_NEWTON_ENTRIES, auto_scheme
+    from parasolve.schemes.choice import FULL_NEWTON_ENTRIES, auto_scheme
     y0 = torch.ones(16, dtype=torch.float64)
     assert auto_scheme(y0, False, None, FULL_NEWTON_ENTRIES // 256)[0] == "newton"
     assert auto_scheme(y0, False, None, FULL_NEWTON_ENTRIES // 256 + 1)[0] == "picard"  # Jacobians too big

@@ -124,7 +124,7 @@ def solve_stages(problem, name: str, damping: float = 1.0, stages=None, accept=N
         while b < n and ledger.stats.iterations < problem.max_iters and (stall is None or since < stall):
             w = X.shape[0] - 1
             hA = hA_all[b:b + w]
-            s, d = tab.stages, X.shape[1]
+            d = X.shape[1]
             points = (X[:w, None] + Z).reshape(-1, d)
             F, factors, measured, a = _measure(problem.drift, hA, times_all[b:b + w].reshape(-1), points, Z, shape,
                                                factors, refresh, reuse)

@@ -26,8 +26,7 @@ import torch
 
 from .base import per_step
 from .engine import Window, work_dtype
-from .scan import affine_scan  # noqa: F401  (also importable from here, as before)
-from .choice import FULL_NEWTON_ENTRIES, FULL_NEWTON_SIZE, auto_scheme  # noqa: F401  (moved; old imports work)
+from .scan import affine_scan
 
 
 def probe_sizes(x: torch.Tensor) -> torch.Tensor:
