@@ -30,9 +30,8 @@ states), ``picard`` and ``scan`` (the two solvers of the recurrence), ``checkpoi
 between checkpoints).
 """
 
-from ..schemes.scan import affine_scan  # noqa: F401  (re-exported: the scan both directions use)
 from .node import BackwardStats
 from .options import ADJOINT_OPTIONS, AdjointError
 from .request import GradientRequest
 
-__all__ = ["BackwardStats", "AdjointError", "GradientRequest", "ADJOINT_OPTIONS", "affine_scan"]
+__all__ = ["BackwardStats", "AdjointError", "GradientRequest", "ADJOINT_OPTIONS"]
