@@ -75,9 +75,9 @@ class BatchedDrift:
                 self.mode = "loop"
                 out = self.evaluator(self._loop, t, y)  # a drift that fails here too raises its own error
                 warn(f"parasolve: `{self.name}` could not be batched with torch.func.vmap "
-                              f"({type(exc).__name__}: {exc}); evaluating time points in a loop. "
-                              f"Pass vectorized=True with a batched `{self.name}` for speed.",
-                              RuntimeWarning)
+                     f"({type(exc).__name__}: {exc}); evaluating time points in a loop. "
+                     f"Pass vectorized=True with a batched `{self.name}` for speed.",
+                     RuntimeWarning)
         elif n == 1 and self.mode == "vmap":  # one point: the plain call, without vmap's overhead
             out = self.evaluator(self._single, t, y)
         else:
@@ -177,8 +177,8 @@ class BatchedDrift:
             raise
         except Exception as exc:  # noqa: BLE001 -- the check must not turn a working solve into a failure
             warn(f"parasolve: could not check that the vectorized `{self.name}` treats the rows "
-                          f"of a batch independently: a call on 2 time points raised "
-                          f"{type(exc).__name__}: {exc}", RuntimeWarning)
+                 f"of a batch independently: a call on 2 time points raised "
+                 f"{type(exc).__name__}: {exc}", RuntimeWarning)
             return
         finally:
             _CHECKING.reset(token)
