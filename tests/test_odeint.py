@@ -152,12 +152,17 @@ def test_stats_count_every_batched_call():
         return vdp(s[:, None], y)
 
     t = torch.linspace(0.0, T, 3, dtype=D)
-    res = parasolve.odeint(counted, y0, t, rtol=1e-6, options={"vectorized": True, **PARALLEL}, full_output=True)
+    res = parasolve.odeint(counted, y0, t, rtol=1e-8, options={"vectorized": True, **PARALLEL}, full_output=True)
     s = res.stats
     assert (s.drift_rounds, s.nfe) == (calls[0], points[0])
     assert s.accepted_steps == len(res.grid) - 1 and s.passes == len(s.history) >= 1
     assert s.sweeps == sum(h.sweeps for h in s.history) and s.rejected_steps == sum(h.failed for h in s.history)
-    assert s.drift_rounds == 2 + sum(h.drift_rounds for h in s.history)  # 2: the first-step choice
+    # The pilot (a parallel scheme asked for, rtol 1e-8): one-state calls -- the first slope, the
+    # first-step choice's two, six a step (dopri5's first stage is the last one's end slope) -- and
+    # one batched round for the interpolated guess; the passes start from its grid.
+    assert s.pilot is not None and s.pilot.sweeps == 0
+    assert s.pilot.drift_rounds == 3 + 6 * (s.pilot.steps + s.pilot.failed) + 1
+    assert s.drift_rounds == s.pilot.drift_rounds + sum(h.drift_rounds for h in s.history)
     # A dopri5 sweep makes 6 batched rounds; each pass adds one (the last point's drift).
     assert sum(h.drift_rounds for h in s.history) == 6 * s.sweeps + s.passes
 

@@ -57,6 +57,8 @@ class Settings:
     norm: object = None  # options["norm"]: the error test's norm of one step's scaled error
     keep_states: bool = True  # the sequential stepper keeps every step's state (full_output)
     deadline: float | None = None  # set by "auto"'s switch: no new pass starts after this perf_counter()
+    pilot: bool | None = None  # options["pilot"]: start from a coarse sequential solve (.pilot); None: decided
+    pilot_budget: float | None = None  # set by "auto"'s switch: the seconds the pilot may take
 
 
 class OverBudget(ConvergenceError):
@@ -108,17 +110,23 @@ def first_tol(settings: Settings, scale: float, y_scale, n_steps: int) -> float:
 
 
 def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK, rtol, atol,
-                   settings: Settings) -> OdeintResult:
+                   settings: Settings, start=None) -> OdeintResult:
+    """``start``: the first grid, guess and pilot record (``pilot.pilot_start``), else a
+    uniform grid from the starting step and a constant guess."""
     direction = 1.0 if float(t[-1] - t[0]) > 0 else -1.0
     stats = OdeintStats()
-    spacing = settings.first_step
-    if spacing is None:
-        h0 = grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol, settings.norm)
-        spacing = max(h0 if math.isfinite(h0) else 0.0, float((t[-1] - t[0]).abs()) / settings.initial_steps)
-    grid = grids.uniform_grid(t, spacing, settings.max_num_steps)
+    init = None
+    if start is not None:
+        grid, init, stats.pilot = start
+    else:
+        spacing = settings.first_step
+        if spacing is None:
+            h0 = grids.initial_step(drift, t[0], y0, direction, method.order - 1, rtol, atol, settings.norm)
+            spacing = max(h0 if math.isfinite(h0) else 0.0, float((t[-1] - t[0]).abs()) / settings.initial_steps)
+        grid = grids.uniform_grid(t, spacing, settings.max_num_steps)
     # Before any trajectory is known, the smallest error scale is atol's (|y0|'s when atol is 0).
-    y_scale = torch.zeros_like(y0) if float(atol.min()) > 0 else y0.detach().abs()
-    init, sol, best, tol_next = None, None, None, None
+    y_scale = init.abs() if init is not None else torch.zeros_like(y0) if float(atol.min()) > 0 else y0.detach().abs()
+    sol, best, tol_next = None, None, None
     while True:
         if settings.deadline is not None and time.perf_counter() > settings.deadline:
             raise OverBudget(f"odeint: the parallel sweeps ran past the sequential stepper's projected time "

@@ -25,7 +25,7 @@ METHODS = sorted(EMBEDDED) + sorted(FIXED) + sorted(STIFF) + ["auto"]
 
 _PARALLEL = {"scheme", "scheme_options", "window", "tol", "vectorized", "evaluator", "defect_fraction", "ratio_guess"}
 _ADAPTIVE = {"first_step", "safety", "ifactor", "dfactor", "max_passes", "max_num_steps", "coarsen", "initial_steps",
-             "jump_t"}
+             "jump_t", "pilot"}
 _FIXED = FIXED_OPTIONS
 _COMMON = {"norm"}  # accepted by every method; the fixed-step ones have no error test (as torchdiffeq)
 _HINTS = {"heun": "heun2", "ab2": None, "rk38": "rk4", "dopri8": None, "fehlberg2": None,
@@ -62,7 +62,8 @@ def odeint(func, y0, t, rtol=1e-7, atol=1e-9, method="dopri5", options=None, *, 
         options: torchdiffeq's options (``first_step``, ``safety``, ``ifactor``, ``dfactor``,
             ``norm``, ``jump_t``; ``step_size``, ``grid_points``, ``grid_constructor``, ``interp``)
             and parasolve's (``scheme``, ``scheme_options``, ``window``, ``tol``,
-            ``defect_fraction``, ``max_passes``, ``max_num_steps``, ``vectorized``, ``evaluator``).
+            ``defect_fraction``, ``max_passes``, ``max_num_steps``, ``vectorized``, ``evaluator``,
+            ``pilot``: start the parallel driver from a coarse sequential solve, docs/odeint.md).
         event_fn: as torchdiffeq's ``odeint(..., event_fn=)``: solve from ``t[0]`` (``len(t) ==
             2``, ``t[1]`` gives only the direction) until ``event_fn(t, y)`` crosses zero and
             return ``(event_t, solution)``; see :func:`odeint_event`.
@@ -280,6 +281,9 @@ def _check_options(options, method: str) -> dict:
         raise TypeError(f"options['scheme_options'] must be a dict; got {type(options['scheme_options']).__name__}.")
     if "interp" in options:
         checks.check_choice("options['interp']", options["interp"], ("linear", "cubic"))
+    if not isinstance(options.get("pilot"), (bool, type(None))):
+        raise TypeError(f"options['pilot'] must be True, False or None (decided by the cost model); got "
+                        f"{options['pilot']!r}.")
     given = [k for k in ("step_size", "grid_points", "grid_constructor") if options.get(k) is not None]
     if len(given) > 1:
         raise ValueError(f"options {given} are mutually exclusive: give one way to build the step grid.")

@@ -13,11 +13,13 @@ from .. import _checks as checks
 from .._api import solve
 from ..costs import expected_sweeps, parallel_pays, pays_on_grid
 from ..errors import ConvergenceError, NonFiniteError
+from ..evaluators.protocol import local_evaluator
 from ..schemes.choice import FULL_NEWTON_SIZE, auto_scheme
 from ..schemes.jacobians import independent_rows
 from ..steps import STEPS
 from . import grids
 from .adaptive import roundoff_bound, roundoff_floor, solve_adaptive
+from .pilot import SWEEPS_FROM_CONSTANT, SWEEPS_FROM_PILOT, pilot_factor, pilot_savings, pilot_start, pilot_steps
 from .result import OdeintResult, OdeintStats, PassRecord
 from .stepper import Handover, march_fixed, single_call, solve_stepwise
 from .stiff import StiffSettings, solve_stiff
@@ -43,7 +45,9 @@ def choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, s
                                  switch, stiff_exit)
         if result is None:  # "auto" switched to parallel sweeps; if they fail, step on to the end
             try:
-                result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
+                start = None if not settings.pilot else pilot_start(
+                    drift, call, counter, y0, t, EMBEDDED[method], rtol, atol, settings, settings.pilot_budget)
+                result = solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings, start)
             except (ConvergenceError, NonFiniteError):
                 settings.first_step = first_step
                 result = _solve_stepwise(call, drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings,
@@ -51,8 +55,13 @@ def choose_and_solve(func, drift, counter, y0, t, rtol, atol, method, options, s
         if isinstance(result, Handover):
             result = _finish_stiff(drift, counter, t, result, rtol, atol, settings, method)
         return result
-    if method in EMBEDDED:
-        return solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings)
+    if method in EMBEDDED:  # a parallel scheme asked for: from the pilot's start, unless options["pilot"] is
+        # False, or not given and the first grid is (first_step, initial_steps) or an evaluator is (the
+        # pilot calls func itself, one state at a time)
+        wanted = settings.pilot if settings.pilot is not None else counter.inner is local_evaluator and not (
+            {"first_step", "initial_steps"} & set(options))
+        start = pilot_start(drift, call, counter, y0, t, EMBEDDED[method], rtol, atol, settings) if wanted else None
+        return solve_adaptive(drift, counter, y0, t, EMBEDDED[method], rtol, atol, settings, start)
     return _solve_fixed(drift, counter, call, y0, t, method, rtol, atol, settings,
                         {k: v for k, v in options.items() if k in FIXED_OPTIONS}, adjoint)
 
@@ -98,7 +107,12 @@ EXPECTED_PASSES = 2
 def _switch_rule(drift, y0, t, method, rtol, atol, settings):
     """``"auto"``'s question to the stepper: do parallel sweeps over the whole span, on a first
     grid with the stepper's current step length, beat the sequential steps projected to remain
-    (:func:`parasolve.costs.parallel_pays`, measured on the batch that grid's window makes)?"""
+    (:func:`parasolve.costs.parallel_pays`, measured on the batch that grid's window makes)? Where
+    a pilot may start them (``pilot.py``), the sweeps expected are fewer and the pilot's
+    sequential steps are added to their price (its step count projected as the stepper's). It is
+    taken where it is projected to cost less than the sweeps it saves
+    (``pilot.pilot_savings``), and runs with their time as its budget: past it, the driver
+    starts without it, so a wrong projection costs at most that."""
     span = float((t[-1] - t[0]).abs())
 
     def switch(fraction, h, steps, rounds, seconds, stiffness):
@@ -112,10 +126,21 @@ def _switch_rule(drift, y0, t, method, rtol, atol, settings):
         name, scheme_options = auto_scheme(y0, False, None, window, blocks)
         points = 1 + y0.numel() // blocks if name == "newton" else 1
         par_rounds = EXPECTED_PASSES * expected_sweeps(name, n, window) * method.stages
+        sequential_s, step_s = seconds * remaining / steps, seconds / steps
+        pilot = settings.pilot is not False and name == "newton" and pilot_factor(rtol) > 0
+        if pilot:  # the pilot's steps, then fewer sweeps
+            pilot_s = step_s * pilot_steps(steps + remaining, method)
+            sequential_s -= pilot_s
+            par_rounds, constant_rounds = SWEEPS_FROM_PILOT * method.stages, SWEEPS_FROM_CONSTANT * method.stages
         grid = torch.linspace(float(t[0]), float(t[-1]), 2, dtype=t.dtype, device=t.device)
-        if not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, seconds * remaining / steps,
-                             call_s=seconds / steps / method.stages):
+        if not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, sequential_s,
+                             call_s=step_s / method.stages):
             return False
+        if pilot and settings.pilot is None:  # the pilot may cost what the sweeps it saves would
+            settings.pilot_budget = pilot_savings(drift, grid, y0, window * points, constant_rounds - par_rounds,
+                                                  step_s / method.stages)
+            pilot = pilot_s < settings.pilot_budget
+        settings.pilot = pilot
         settings.scheme, settings.scheme_options = name, scheme_options
         if settings.first_step is None:
             settings.first_step = h
@@ -138,7 +163,7 @@ def _solve_stepwise(func_call, drift, counter, y0, t, method, rtol, atol, settin
         done = solve_stepwise(func_call, y0, t, method, rtol, atol, settings, switch, stiff_exit)
     if done is None or isinstance(done, Handover):
         return done
-    ys, grid, rejected, max_ratio, states = done
+    ys, grid, rejected, max_ratio, states = done.ys, done.grid, done.rejected, done.worst, done.states
     n = grid.shape[0] - 1
     stats = OdeintStats(drift_rounds=counter.calls, nfe=counter.rows, accepted_steps=n, rejected_steps=rejected,
                         passes=1)

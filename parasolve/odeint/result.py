@@ -30,7 +30,10 @@ class OdeintStats:
     makes one drift call per stage per step); ``nfe``: drift evaluations counted per time point;
     ``accepted_steps``: steps of the final grid; ``rejected_steps``: steps whose error test failed,
     summed over the passes (each was cut and solved again); ``passes``: solves on successive grids
-    (1 for the fixed-step methods).
+    (1 for the fixed-step methods); ``pilot``: the coarse sequential solve that started the
+    parallel driver (``parasolve/odeint/pilot.py``; its steps, rounds, evaluations and rejected
+    steps at its loose tolerances, ``sweeps`` 0), ``None`` without one -- its rounds and
+    evaluations are in the totals.
     """
 
     sweeps: int = 0
@@ -41,6 +44,7 @@ class OdeintStats:
     passes: int = 0
     coarsened: int = 0
     history: list[PassRecord] = field(default_factory=list)
+    pilot: PassRecord | None = None
 
 
 @dataclass

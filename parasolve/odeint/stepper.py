@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -55,6 +56,19 @@ FIRST_CHECK = 32
 STIFF_LIMIT, STIFF_STEPS, NONSTIFF_STEPS, STIFF_EVERY = 3.25, 15, 6, 8
 
 
+class Stepped(NamedTuple):
+    """The stepper's answer: the solution at the output times, the accepted steps' grid, the count of
+    rejected steps, the largest accepted error ratio, and -- with ``settings.keep_states`` -- the
+    states on the grid and every accepted step's error ratio (else ``None``)."""
+
+    ys: torch.Tensor
+    grid: torch.Tensor
+    rejected: int
+    worst: float
+    states: torch.Tensor | None
+    ratios: list | None
+
+
 @dataclass
 class Handover:
     """Where the stepper stopped because the problem became stiff: the time and state reached,
@@ -71,10 +85,9 @@ class Handover:
 
 
 def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, rtol, atol, settings,
-                   switch=None, stiff_exit: bool = False):
-    """``(ys, grid, rejected, max_ratio, states)``: the solution at the output times ``t``, the
-    accepted steps' grid, the count of rejected steps, the largest accepted error ratio and the
-    states on the grid (``None`` unless ``settings.keep_states``); or ``None`` when ``switch`` says so;
+                   switch=None, stiff_exit: bool = False, deadline: float | None = None):
+    """The solution (a :class:`Stepped`); or ``None`` when ``switch`` says so, or when a step
+    ends after ``deadline`` (a ``time.perf_counter()`` value: a budgeted pilot, :mod:`.pilot`);
     or, with ``stiff_exit``, a :class:`Handover` when Hairer's stiffness test (:data:`STIFF_LIMIT`)
     finds the problem stiff (the caller goes on with an implicit method from there).
 
@@ -98,12 +111,15 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
     fsal = len(method.e) > len(method.b)
     mid = getattr(method, "mid", None)
     out, states = [y0], [y0] if settings.keep_states else None
+    ratios = [] if settings.keep_states else None
     next_out = 1
     s, y, steps, rejected = 0.0, y0, [0.0], 0
     tiny = 4 * torch.finfo(t.dtype).eps * max(1.0, span)
     check, began, worst = FIRST_CHECK, time.perf_counter(), 0.0
     stiff_run, calm_run = 0, 0
     while next_out < t.shape[0]:
+        if deadline is not None and time.perf_counter() > deadline:
+            return None
         h = min(h, span - s)
         if h <= tiny * (1 + abs(s)):
             where = float(t0) + direction * s
@@ -133,6 +149,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
             steps.append(s)
             if states is not None:
                 states.append(y)
+                ratios.append(ratio)
             if stiff_exit and s < span and (stiff_run or (len(steps) - 1) % STIFF_EVERY == 0):
                 with torch.no_grad():  # Hairer's |h lambda| over the last stage, as below
                     h_lam = h * float((f0 - ks[len(method.b) - 1]).norm() / (y - yi).norm().clamp_min(1e-300))
@@ -166,7 +183,8 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
         h = h * _factor(ratio, method.order, settings)
     grid = t0 + direction * torch.tensor(steps, dtype=torch.float64).to(t.dtype)
     grid[-1] = t_end
-    return torch.stack(out), grid.detach(), rejected, worst, None if states is None else torch.stack(states)
+    return Stepped(torch.stack(out), grid.detach(), rejected, worst, None if states is None else torch.stack(states),
+                   ratios)
 
 
 def _factor(ratio: float, order: int, settings) -> float:
