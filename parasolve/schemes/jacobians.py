@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import warn
 from ..evaluators.protocol import CHECKING, TANGENTS
 from .base import per_step
 from .engine import Window, work_dtype
@@ -67,7 +68,14 @@ def measure(step, drift, t: torch.Tensor, idx: torch.Tensor, ys: torch.Tensor, p
     if derivative == "jvp":
         if probed is not None:
             raise ValueError("jacobians.measure: `probed` needs derivative='fd' (a JVP's tangents ride on every state).")
-        return by_jvp(step, drift, t, idx, ys, prev, blocks)
+        counts = drift.nfe, drift.calls
+        try:
+            return by_jvp(step, drift, t, idx, ys, prev, blocks)
+        except RuntimeError as exc:  # a step map torch.func cannot transform (an in-place write, ...)
+            drift.nfe, drift.calls = counts
+            warn(f"parasolve: options['derivative'] = 'jvp': torch.func.jvp could not differentiate step map "
+                 f"{step.name!r} ({type(exc).__name__}: {str(exc)[:200]}); this sweep measures by finite "
+                 f"differences. Pass options={{'derivative': 'fd'}} for this map.", RuntimeWarning)
     n, shape = ys.shape[0], ys.shape[1:]
     sel = ys if probed is None else ys[probed]
     k = sel.shape[0]
