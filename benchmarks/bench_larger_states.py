@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-import warnings
-from dataclasses import replace
 import os
 import platform
 import statistics
@@ -33,12 +30,9 @@ import torchdiffeq
 
 sys.path.insert(0, str(Path(__file__).parent))
 import parasolve  # noqa: E402
-from parasolve.evaluators import tangents_per_point  # noqa: E402
-from parasolve.schemes import Newton  # noqa: E402
-from parasolve.schemes.base import per_step  # noqa: E402
-from suite_rows import all_rows, kepler, lorenz, mlp, reference, van_der_pol  # noqa: E402
+from newton_variants import cpu, newton_variants  # noqa: E402
+from suite_rows import all_rows, reference  # noqa: E402
 from suite_solvers import Counter, counted  # noqa: E402
-from jacobian_ceiling import truncated  # noqa: E402
 
 FULL = {"jacobian": "full"}
 CLASSIC = ["vdp-mu1-rtol1e-05", "vdp-mu5-rtol1e-05", "lorenz-rtol1e-05", "kepler-rtol1e-05",
@@ -71,12 +65,6 @@ def variants(group: str, batch: int):
         out += [("newton full", {"scheme": "newton", "scheme_options": FULL}),
                 ("newton full window=64", {"scheme": "newton", "scheme_options": FULL, "window": 64})]
     return out
-
-
-def cpu(run) -> float:
-    start = time.process_time()
-    run()
-    return time.process_time() - start
 
 
 def measure(row, label, options, repeats: int, budget: float) -> dict:
@@ -135,166 +123,6 @@ def fixed_grid():
                                       options={**FULL, "chord": chord})
                 print(f"| {name.split('-rtol')[0]} | {window} | {chord} | {sol.stats.iterations} | "
                       f"{sol.stats.nfe / 1000 / 4:.1f} | {float((sol.ys - seq.ys).abs().max()):.1e} |", flush=True)
-
-
-# ------------------------------------------------------------------ --group variants (issue 22, "Larger states")
-
-JVP = {"jacobian": "full", "derivative": "jvp"}
-JVP_ROWS = ["vdp-mu1-rtol1e-05", "vdp-mu1-rtol1e-08", "lorenz-rtol1e-08", "kepler-rtol1e-08", "mlp-B16-D2-rtol1e-05"]
-
-
-class TangentCounter(Counter):
-    """The suite's counter, plus the forward-mode tangents riding on each counted state (one
-    evaluation each, as ``stats.nfe`` counts them)."""
-
-    def count(self, y):
-        before = self.points
-        super().count(y)
-        self.points += (self.points - before) * tangents_per_point()
-
-
-class Truncated(Newton):
-    """Full-Jacobian Newton whose measured Jacobians are cut before each update: to their diagonal
-    (``rank=None``: the exact-diagonal quasi-DEER model) or to ``s I`` plus the best rank-``rank``
-    part (an oracle: what any rank-``rank`` model could do at best)."""
-
-    def __init__(self, rank=None):
-        super().__init__(jacobian="full")
-        self.rank = rank
-
-    def update(self, state, window):
-        jac = torch.nan_to_num(window.extra)
-        cut = torch.diag_embed(jac.diagonal(dim1=-2, dim2=-1)) if self.rank is None else truncated(jac, self.rank)
-        return super().update(state, replace(window, extra=cut))
-
-
-class Trusted(Newton):
-    """Full-Jacobian Newton with a per-step trust factor ``theta_i`` on ``J_i`` (Levenberg-Marquardt
-    in the scan's terms: ``theta = 0`` is Picard's row): halved where the step's defect grew since the
-    last sweep, doubled (up to 1) where it fell. Per-solve state on the instance: one solve each."""
-
-    def __init__(self, n):
-        super().__init__(jacobian="full")
-        self.theta = torch.ones(n, dtype=torch.float64)
-        self.previous = torch.full((n,), math.nan, dtype=torch.float64)
-
-    def update(self, state, window):
-        s, w, ys = window.shift, window.width, window.ys
-        defect = per_step(ys[s + 1:] - ys[s:w] - window.inc[s:]).abs().amax(1).double()
-        steps = torch.arange(window.start + s, window.start + w)
-        theta = torch.where(defect > self.previous[steps], 0.5 * self.theta[steps], (2 * self.theta[steps]).clamp(max=1))
-        self.theta[steps], self.previous[steps] = theta, defect
-        jac = window.extra.clone()
-        jac[s:] = jac[s:] * theta.reshape(-1, 1, 1).to(jac.dtype)
-        return super().update(state, replace(window, extra=jac))
-
-
-class Shrunk(Newton):
-    """Full-Jacobian Newton with every ``J_i`` scaled by ``theta`` (a fixed step toward Picard)."""
-
-    def __init__(self, theta: float):
-        super().__init__(jacobian="full")
-        self.theta = theta
-
-    def update(self, state, window):
-        return super().update(state, replace(window, extra=self.theta * window.extra))
-
-
-class NoRestart(Newton):
-    """Full-Jacobian Newton without the engine's restart of diverging slots."""
-
-    divergence_ratio = None
-
-
-def jvp_rows(repeats: int):
-    """odeint with Newton forced, Jacobians by finite differences or by JVP: evaluations (tangents
-    counted), sweeps, and CPU time of the two, interleaved (order alternating), median of ``repeats``."""
-    rows = {r.name: r for r in all_rows()}
-    print("| row | derivative | evals | sweeps | CPU s (median) | jvp/fd CPU (median of pairs) | err |")
-    print("|---|---|---|---|---|---|---|")
-    for name in JVP_ROWS:
-        row = rows[name]
-        problem = row.make()
-        counter = TangentCounter(problem.y0.numel())
-        f = counted(problem.f, counter)
-        ref = reference(problem)
-        blocks = {"blocks": row.batch} if row.batch > 1 else {}
-        runs = {}
-        for label, opts in (("fd", {"jacobian": "full", **blocks}), ("jvp", {**JVP, **blocks})):
-            def go(opts=opts):
-                with torch.no_grad():
-                    return parasolve.odeint(f, problem.y0, problem.t, rtol=row.rtol, atol=row.atol, full_output=True,
-                                            options={"scheme": "newton", "scheme_options": opts})
-            counter.reset()
-            res = go()
-            runs[label] = (go, counter.points, res.stats.sweeps, float((res.ys - ref).abs().max()))
-        times = {"fd": [], "jvp": []}
-        for k in range(repeats):
-            for label in (("fd", "jvp") if k % 2 == 0 else ("jvp", "fd")):
-                times[label].append(cpu(runs[label][0]))
-        ratio = statistics.median(j / d for j, d in zip(times["jvp"], times["fd"]))
-        for label in ("fd", "jvp"):
-            _, points, sweeps, err = runs[label]
-            print(f"| {name} | {label} | {points:.0f} | {sweeps} | {statistics.median(times[label]):.3g} | "
-                  f"{ratio:.2f} | {err:.1e} |" if label == "jvp" else
-                  f"| {name} | {label} | {points:.0f} | {sweeps} | {statistics.median(times[label]):.3g} | | {err:.1e} |",
-                  flush=True)
-
-
-def structure_rows():
-    """``solve`` (RK4, tol 1e-8) with each Jacobian model: sweeps and evaluations per step and stage."""
-    print("| problem | model | sweeps | evaluations per step and stage | max error vs sequential |")
-    print("|---|---|---|---|---|")
-    cases = [("vdp-mu1", van_der_pol(1.0), 10.0, 1000), ("lorenz", lorenz(), 2.0, 1000),
-             ("mlp-B1-D16", mlp(1, 16), 5.0, 200), ("mlp-B1-D64", mlp(1, 64), 5.0, 200)]
-    for name, prob, T, N in cases:
-        y0, t = prob.y0.reshape(-1), torch.linspace(0.0, T, N + 1, dtype=torch.float64)
-        models = [("full (finite differences)", "newton", {"jacobian": "full", "max_size": 64}),
-                  ("full (JVP)", "newton", {**JVP, "max_size": 64}), ("exact diagonal (quasi-DEER)", Truncated(), None)]
-        if name.startswith("mlp"):
-            models += [(f"sI + rank {r} oracle", Truncated(r), None) for r in (1, 4)]
-        models += [("secant diagonal", "newton", {"jacobian": "diagonal"}), ("scalar secant", "newton", {"jacobian": "scalar"}),
-                   ("picard", "picard", None)]
-        with torch.no_grad():
-            seq = parasolve.solve(prob.f, y0, t, method="sequential", step="rk4")
-            for label, method, opts in models:
-                sol = parasolve.solve(prob.f, y0, t, method=method, options=opts, step="rk4", tol=1e-8, throw=False)
-                print(f"| {name} | {label} | {sol.stats.iterations}{'' if sol.converged else ' (not converged)'} | "
-                      f"{sol.stats.nfe / N / 4:.1f} | {float((sol.ys - seq.ys).abs().max()):.1e} |", flush=True)
-
-
-def robustness_rows():
-    """Long, eccentric and stiff-ish problems on fixed RK4 grids (tol 1e-8) from the default guess:
-    plain full Newton against its safeguarded, damped and trust-region variants."""
-    print("| problem | variant | sweeps | evaluations per step and stage | fallbacks | max error vs sequential |")
-    print("|---|---|---|---|---|---|")
-    full = {"jacobian": "full"}
-    cases = [("lorenz t in [0, 20], N 4000", lorenz(), 20.0, 4000), ("kepler e=0.9, 5 periods, N 4000", kepler(e=0.9), None, 4000),
-             ("vdp mu=10, t in [0, 30], N 600", van_der_pol(10.0), 30.0, 600),
-             ("vdp mu=30, t in [0, 60], N 3000", van_der_pol(30.0), 60.0, 3000)]
-    for name, prob, T, N in cases:
-        t = torch.linspace(0.0, float(prob.t[-1]) if T is None else T, N + 1, dtype=torch.float64)
-        variants_ = [("full (plain)", "newton", full), ("safeguard", "newton", {**full, "safeguard": True}),
-                     ("damping 0.5", "newton", {**full, "damping": 0.5}), ("J scaled by 0.5", Shrunk(0.5), None),
-                     ("adaptive trust factor", Trusted(N), None), ("no restart of diverging slots", NoRestart(jacobian="full"), None)]
-        with torch.no_grad():
-            seq = parasolve.solve(prob.f, prob.y0, t, method="sequential", step="rk4")
-            for label, method, opts in variants_:
-                sol = parasolve.solve(prob.f, prob.y0, t, method=method, options=opts, step="rk4", tol=1e-8, throw=False)
-                print(f"| {name} | {label} | {sol.stats.iterations}{'' if sol.converged else ' (not converged)'} | "
-                      f"{sol.stats.nfe / N / 4:.1f} | {sol.stats.fallbacks} | {float((sol.ys - seq.ys).abs().max()):.1e} |",
-                      flush=True)
-
-
-def newton_variants(repeats: int):
-    warnings.simplefilter("ignore", RuntimeWarning)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, load {os.getloadavg()}")
-    jvp_rows(repeats)
-    print()
-    structure_rows()
-    print()
-    robustness_rows()
-    print(f"# load at the end {os.getloadavg()}")
 
 
 def main():
