@@ -13,7 +13,7 @@ columns exactly, by forward-mode AD: ``torch.func.jvp`` of the step map along th
 tangents, vectorised over them by ``torch.func.vmap`` -- one batched call per stage on the ``w``
 states, their tangents riding along (counted as ``D`` evaluations per state: the cost model's
 ``D + 1`` points per step, as for the probes). :func:`forward_mode_works` checks on ``y0`` that
-the drift allows it (docs/benchmarks/larger-states.md measures what it buys: nothing in float64).
+the drift allows it (docs/benchmarks/larger-states.md: the same sweeps as the differences, more CPU).
 
 The Newton step ``delta_{i+1} = (I + J_i) delta_i - F_i`` is then an affine recursion with
 matrices, solved for the whole window by a parallel scan of the pairs ``(A, B)`` composed as
