@@ -172,3 +172,17 @@ def test_a_step_map_forward_mode_cannot_transform_measures_by_differences():
     fd = parasolve.solve(f, y0, t, step=Recording(), method="newton", options={"jacobian": "full"}, tol=1e-10)
     assert sol.converged and (sol.ys - seq.ys).abs().max() <= 1e-8
     assert (sol.stats.iterations, sol.stats.nfe) == (fd.stats.iterations, fd.stats.nfe)
+
+
+def test_an_evaluator_counts_the_tangents_as_the_stats_do():
+    """A counter that sees the calls (``CountingEvaluator``) adds ``tangents_per_point()`` per row:
+    its rows equal ``stats.nfe``, and the setup check on ``y0`` is left out, like the row check."""
+    counting = parasolve.evaluators.CountingEvaluator()
+    prob = problems.van_der_pol(mu=2.0)
+    t = prob.grid(64)
+    sol = parasolve.solve(prob.f, prob.y0, t, method="newton", options=JVP, step="rk4", window=16,
+                          evaluator=counting)
+    widths = sum(r.end - r.start for r in sol.stats.history)
+    assert counting.rows == sol.stats.nfe == 4 * 3 * widths  # 4 stages, the state and its 2 tangents
+    assert counting.calls == sol.stats.drift_calls == 4 * sol.stats.iterations
+    assert parasolve.evaluators.tangents_per_point() == 0  # reset after the measurement
