@@ -8,6 +8,8 @@ variant against torchdiffeq's dopri5 at the same rtol/atol: drift evaluations ov
     python benchmarks/bench_larger_states.py --group classic   # Jacobian reuse, window (issue 22, item 4)
     python benchmarks/bench_larger_states.py --group mlp       # larger states: secant, blocks, per trajectory
     python benchmarks/bench_larger_states.py --group fixed     # solve on 1000 RK4 steps: window x chord
+    python benchmarks/bench_larger_states.py --group variants  # exact (JVP) vs FD Jacobians, exact diagonal,
+                                                               # rank-r oracle, damping on hard problems
 
 Writes ``<out-dir>/larger-states-<group>.csv`` and prints a markdown table (docs/benchmarks/larger-states.md).
 """
@@ -28,6 +30,7 @@ import torchdiffeq
 
 sys.path.insert(0, str(Path(__file__).parent))
 import parasolve  # noqa: E402
+from newton_variants import cpu, newton_variants  # noqa: E402
 from suite_rows import all_rows, reference  # noqa: E402
 from suite_solvers import Counter, counted  # noqa: E402
 
@@ -62,12 +65,6 @@ def variants(group: str, batch: int):
         out += [("newton full", {"scheme": "newton", "scheme_options": FULL}),
                 ("newton full window=64", {"scheme": "newton", "scheme_options": FULL, "window": 64})]
     return out
-
-
-def cpu(run) -> float:
-    start = time.process_time()
-    run()
-    return time.process_time() - start
 
 
 def measure(row, label, options, repeats: int, budget: float) -> dict:
@@ -130,7 +127,7 @@ def fixed_grid():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--group", choices=("classic", "mlp", "fixed"), required=True)
+    parser.add_argument("--group", choices=("classic", "mlp", "fixed", "variants"), required=True)
     parser.add_argument("--rows", default=None, help="comma-separated row names (default: the group's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=20.0, help="no timed repeats for a variant whose first call "
@@ -140,6 +137,8 @@ def main():
     torch.set_num_threads(1)
     if args.group == "fixed":
         return fixed_grid()
+    if args.group == "variants":
+        return newton_variants(max(args.repeats, 3))
     names = args.rows.split(",") if args.rows else (CLASSIC if args.group == "classic" else MLP)
     rows = {r.name: r for r in all_rows()}
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, load {os.getloadavg()}")

@@ -18,8 +18,10 @@ from .counting import CountingEvaluator
 from .cuda_graph import CudaGraphEvaluator, FixedBatchEvaluator
 from .devices import DeviceEvaluator, Replicas, replicate
 from .distributed import DistributedEvaluator, init_distributed
-from .protocol import DistributedEvaluatorError, Evaluator, EvaluatorError, in_contract_check, local_evaluator
+from .protocol import (DistributedEvaluatorError, Evaluator, EvaluatorError, in_contract_check, local_evaluator,
+                       tangents_per_point)
 
 __all__ = ["Evaluator", "local_evaluator", "DeviceEvaluator", "Replicas", "replicate", "DistributedEvaluator",
            "init_distributed", "CudaGraphEvaluator", "FixedBatchEvaluator", "EvaluatorError",
-           "DistributedEvaluatorError", "split_bounds", "padded_rows", "CountingEvaluator", "in_contract_check"]
+           "DistributedEvaluatorError", "split_bounds", "padded_rows", "CountingEvaluator", "in_contract_check",
+           "tangents_per_point"]

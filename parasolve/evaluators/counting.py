@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from .protocol import in_contract_check, local_evaluator
+from .protocol import in_contract_check, local_evaluator, tangents_per_point
 
 
 class CountingEvaluator:
@@ -13,7 +13,8 @@ class CountingEvaluator:
     evaluator of a multi-device or distributed one, or odeint's count of its evaluations.
 
     Like the solve's stats it leaves out the first call's row check of a vectorized drift
-    (:func:`~parasolve.evaluators.in_contract_check`), which is no part of the solve.
+    (:func:`~parasolve.evaluators.in_contract_check`), which is no part of the solve, and counts
+    the forward-mode tangents a row carries as rows (:func:`~parasolve.evaluators.tangents_per_point`).
     ``inner``: the evaluator that does the work (default: a plain call).
     """
 
@@ -23,7 +24,7 @@ class CountingEvaluator:
 
     def __call__(self, fn, t, y):
         if not in_contract_check():
-            self.count(t.shape[0])
+            self.count(t.shape[0] * (1 + tangents_per_point()))
         return self.inner(fn, t, y)
 
     def count(self, rows: int) -> None:

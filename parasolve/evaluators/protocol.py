@@ -22,7 +22,7 @@ import torch
 
 from ..errors import ParasolveError
 
-__all__ = ["Evaluator", "local_evaluator", "EvaluatorError", "DistributedEvaluatorError"]
+__all__ = ["Evaluator", "local_evaluator", "EvaluatorError", "DistributedEvaluatorError", "tangents_per_point"]
 
 
 class Evaluator(Protocol):
@@ -43,6 +43,19 @@ def in_contract_check() -> bool:
     (what :class:`parasolve.testing.CountingDrift` and the evaluators' counters leave out; the
     check runs through the evaluator, so that its timeout covers it)."""
     return CHECKING.get()
+
+
+#: The forward-mode tangents that ride on each point of the drift call in progress (0: none); read
+#: it with :func:`tangents_per_point`. A context variable for the same reason as :data:`CHECKING`.
+TANGENTS = contextvars.ContextVar("parasolve_tangents", default=0)
+
+
+def tangents_per_point() -> int:
+    """How many forward-mode tangents ride on each point of the drift call in progress: ``D`` while
+    Newton measures ``D x D`` Jacobians by JVP (``options={"jacobian": "full", "derivative": "jvp"}``),
+    else 0. The solve's ``stats.nfe`` counts a tangent as one evaluation; a counter that sees the
+    call's ``n`` points adds ``n * tangents_per_point()`` to match (the kit's and the evaluators' do)."""
+    return TANGENTS.get()
 
 
 def local_evaluator(fn, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

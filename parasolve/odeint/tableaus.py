@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from ..evaluators.protocol import tangents_per_point
 from ..steps import ExplicitRK, Increments, StepMap, _bshape, register_step
 
 
@@ -91,6 +92,7 @@ class ErrorEstimate(StepMap):
     each step last at its accepted state, so after a solve the records describe the solution;
     :meth:`finish` re-measures any that do not (e.g. under another scheme). The error ratio is
     torchdiffeq's: ``RMS(err / (atol + rtol * max(|y_i|, |y_i + Phi_i|)))`` (or ``norm``), a pass when <= 1.
+    A call under a JVP (Newton's ``derivative="jvp"``: its values are the transform's) records nothing.
     """
 
     def __init__(self, method: EmbeddedRK, rtol, atol, n_steps: int, like: torch.Tensor, norm=None):
@@ -105,6 +107,8 @@ class ErrorEstimate(StepMap):
         m = self.method
         ks, hb = m.stage_values(drift, t, idx, y, self.stages)
         inc = hb * sum(bj * k for bj, k in zip(m.b, ks) if bj)
+        if tangents_per_point():  # inside a JVP (Newton's exact Jacobians): no records; finish re-measures
+            return Increments(inc)
         with torch.no_grad():
             keep = _first_occurrences(idx)  # a batch may repeat a step (Jacobian probes): its first entry
             at = idx[keep]

@@ -115,10 +115,11 @@ class WindowedScheme(Scheme):
         """The state once a sweep accepted every slot of the window."""
         return state
 
-    def evaluate(self, problem: Problem, start: int, ys: torch.Tensor, prev):
+    def evaluate(self, problem: Problem, start: int, ys: torch.Tensor, prev, state: Any = None):
         """The sweep's batched drift rounds: ``(inc, carry, extra)`` for steps ``start ..`` at
-        ``ys``; the default is the step map's increments and no ``extra``. A scheme may evaluate
-        more points in the same rounds (declared by :meth:`~parasolve.schemes.Scheme.points_per_step`)."""
+        ``ys`` (``state``: the scheme's, from :meth:`init`); the default is the step map's
+        increments and no ``extra``. A scheme may evaluate more points in the same rounds
+        (declared by :meth:`~parasolve.schemes.Scheme.points_per_step`)."""
         inc, carry = problem.increments(start, ys, prev)
         return inc, carry, None
 
@@ -143,7 +144,7 @@ class WindowedScheme(Scheme):
         with Ledger(problem, p, self.name) as ledger:
             while b < n and ledger.stats.iterations < problem.max_iters:
                 w = min(p, n - b)
-                inc, carry, extra = self.evaluate(problem, b, ys[:w], prev)
+                inc, carry, extra = self.evaluate(problem, b, ys[:w], prev, state)
                 defect = per_step(ys[1:w + 1] - ys[:w] - inc).abs().amax(1)
                 size = per_step(inc).abs().amax(1)
                 scale = per_step(ys[1:w + 1]).abs().amax(1) + size  # for the floating-point floor

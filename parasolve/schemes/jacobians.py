@@ -8,7 +8,12 @@ depth. ``h_{i,d} = sqrt(eps) * max(1, |x_{i,d}|)`` (with ``x``'s sign, as scipy'
 ``approx_derivative`` picks it) gives ``J`` to about ``sqrt(eps)`` relative accuracy -- plenty for
 an inexact Newton, whose iterate the engine's stop rule checks against the exact defects anyway.
 Finite differences need nothing from the drift beyond what every scheme uses (no autograd, no
-``torch.func`` support), which is why they are used rather than forward-mode AD.
+``torch.func`` support), which is why they are the default. ``derivative="jvp"`` measures the same
+columns exactly, by forward-mode AD: ``torch.func.jvp`` of the step map along the ``D`` unit
+tangents, vectorised over them by ``torch.func.vmap`` -- one batched call per stage on the ``w``
+states, their tangents riding along (counted as ``D`` evaluations per state: the cost model's
+``D + 1`` points per step, as for the probes). :func:`forward_mode_works` checks on ``y0`` that
+the drift allows it (docs/benchmarks/larger-states.md: the same sweeps as the differences, more CPU).
 
 The Newton step ``delta_{i+1} = (I + J_i) delta_i - F_i`` is then an affine recursion with
 matrices, solved for the whole window by a parallel scan of the pairs ``(A, B)`` composed as
@@ -24,6 +29,8 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import warn
+from ..evaluators.protocol import CHECKING, TANGENTS
 from .base import per_step
 from .engine import Window, work_dtype
 from .scan import affine_scan
@@ -37,7 +44,8 @@ def probe_sizes(x: torch.Tensor) -> torch.Tensor:
     return (x + h) - x  # the step actually taken in floating point
 
 
-def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev, blocks: int = 1):
+def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev, blocks: int = 1,
+                             derivative: str = "fd"):
     """``(inc, carry, jac)`` of steps ``start .. start+n-1`` at ``ys`` (``(n, *state)``): the step
     map's increments and their Jacobians ``jac[i] = dPhi_i/dx_i``, in at least single precision,
     from one call of the step map on the ``(D + 1) n`` states and probes.
@@ -45,16 +53,29 @@ def increments_and_jacobians(problem, start: int, ys: torch.Tensor, prev, blocks
     ``blocks = B > 1``: the state's leading dimension holds ``B`` independent trajectories of
     ``D = size / B`` components each (:func:`independent_rows`), so the Jacobian is block diagonal:
     probe ``d`` moves component ``d`` of every trajectory at once, and ``jac`` holds the blocks,
-    ``(n, B, D, D)`` -- ``D`` probes for the whole batch, not ``B * D``. Else ``jac`` is ``(n, D, D)``."""
+    ``(n, B, D, D)`` -- ``D`` probes for the whole batch, not ``B * D``. Else ``jac`` is ``(n, D, D)``.
+    ``derivative``: ``"fd"`` (the probes) or ``"jvp"`` (forward-mode AD, :func:`by_jvp`)."""
     idx = torch.arange(start, start + ys.shape[0], device=problem.t.device)
-    return measure(problem.step, problem.drift, problem.t, idx, ys, prev, blocks)
+    return measure(problem.step, problem.drift, problem.t, idx, ys, prev, blocks, derivative=derivative)
 
 
 def measure(step, drift, t: torch.Tensor, idx: torch.Tensor, ys: torch.Tensor, prev, blocks: int = 1,
-            probed: torch.Tensor | None = None):
+            probed: torch.Tensor | None = None, derivative: str = "fd"):
     """:func:`increments_and_jacobians` for the steps ``idx`` (one index per state of ``ys``, in any
     order: the per-trajectory engine's points), with the drift ``drift``; ``probed``: the states
-    (indices into ``ys``) whose Jacobians are wanted (``None``: all), ``jac`` then theirs only."""
+    (indices into ``ys``) whose Jacobians are wanted (``None``: all), ``jac`` then theirs only
+    (finite differences only: a JVP carries its tangents through the whole batch)."""
+    if derivative == "jvp":
+        if probed is not None:
+            raise ValueError("jacobians.measure: `probed` needs derivative='fd' (a JVP's tangents ride on every state).")
+        counts = drift.nfe, drift.calls
+        try:
+            return by_jvp(step, drift, t, idx, ys, prev, blocks)
+        except RuntimeError as exc:  # a step map torch.func cannot transform (an in-place write, ...)
+            drift.nfe, drift.calls = counts
+            warn(f"parasolve: options['derivative'] = 'jvp': torch.func.jvp could not differentiate step map "
+                 f"{step.name!r} ({type(exc).__name__}: {str(exc)[:200]}); this sweep measures by finite "
+                 f"differences. Pass options={{'derivative': 'fd'}} for this map.", RuntimeWarning)
     n, shape = ys.shape[0], ys.shape[1:]
     sel = ys if probed is None else ys[probed]
     k = sel.shape[0]
@@ -74,6 +95,57 @@ def measure(step, drift, t: torch.Tensor, idx: torch.Tensor, ys: torch.Tensor, p
     if isinstance(carry, torch.Tensor) and carry.shape[:1] == inc_all.shape[:1]:
         carry = carry[:n]
     return inc, carry, jac if blocks > 1 else jac[:, 0]
+
+
+def by_jvp(step, drift, t: torch.Tensor, idx: torch.Tensor, ys: torch.Tensor, prev, blocks: int = 1):
+    """:func:`measure` by forward-mode AD: ``torch.func.jvp`` of the step map at ``ys`` along each unit
+    tangent ``e_d`` (with ``blocks``, component ``d`` of every trajectory), vectorised over the ``D``
+    tangents by ``torch.func.vmap`` -- ``stages`` calls of the drift on the ``n`` states, each with
+    ``D`` tangents. The drift counts its ``n`` points per call; the tangents are added to its
+    ``nfe`` (``D n`` per stage), so the count is the probes' ``(D + 1) n``."""
+    n, shape = ys.shape[0], ys.shape[1:]
+    d = per_step(ys).shape[1] // blocks
+    work = work_dtype(ys.dtype)
+    eye = torch.eye(d, dtype=ys.dtype, device=ys.device)
+    tangents = eye[:, None, None, :].expand(d, n, blocks, d).reshape(d, n, *shape)  # [tangent j, state]
+
+    def increments(y):
+        return step.increments(drift, t, idx, y, prev).inc
+
+    token = TANGENTS.set(d)  # counters inside the drift count the tangents too
+    try:
+        inc, cols = torch.func.vmap(lambda v: torch.func.jvp(increments, (ys,), (v,)), out_dims=(None, 0))(tangents)
+    finally:
+        TANGENTS.reset(token)
+    drift.nfe += d * n * step.stages
+    jac = per_step(cols, 2).to(work).reshape(d, n, blocks, d).permute(1, 2, 3, 0)      # (n, B, out, in)
+    return inc, None, jac if blocks > 1 else jac[:, 0]
+
+
+def forward_mode_works(drift, t: torch.Tensor, y0: torch.Tensor) -> str:
+    """``""`` if ``torch.func.jvp`` differentiates ``drift`` at ``(t0, y0)``: it runs and its
+    directional derivative agrees with a forward difference along the same direction (a drift or
+    evaluator that drops the tangents -- a ``.detach()``, numpy, another process -- fails that);
+    else why not. Three points in three calls, not counted in the stats (nor by counters that
+    leave out :func:`~parasolve.evaluators.in_contract_check`'s calls)."""
+    counts, token = (drift.nfe, drift.calls), CHECKING.set(True)
+    x = y0.detach()[None]
+    v = torch.linspace(0.5, 1.0, x.numel(), dtype=x.dtype, device=x.device).reshape(x.shape)
+    h = probe_sizes(x.abs().amax().reshape(1, 1))[0, 0]
+    try:
+        with torch.no_grad():
+            base, moved = drift(t[:1], x), drift(t[:1], x + h * v)
+        _, tangent = torch.func.jvp(lambda y: drift(t[:1], y), (x,), (v,))
+    except Exception as exc:  # noqa: BLE001 -- a drift forward-mode AD cannot run: finite differences
+        return f"torch.func.jvp raised {type(exc).__name__}: {exc}"
+    finally:
+        drift.nfe, drift.calls = counts
+        CHECKING.reset(token)
+    fd = (moved - base) / h
+    gap, scale = float((tangent - fd).abs().max()), float(fd.abs().max() + tangent.abs().max())
+    if not gap <= 1e-2 * scale + 1e2 * float(h) * float(base.abs().max()):
+        return f"its JVP differs from a forward difference by {gap:.3g} (scale {scale:.3g}): it drops tangents"
+    return ""
 
 
 @torch.no_grad()

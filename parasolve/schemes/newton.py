@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .._checks import check_choice, check_positive_int, check_real
+from ..errors import warn
 from . import jacobians, trajectories
 from .scan import affine_scan
 from .base import per_step, register_scheme
@@ -42,11 +43,13 @@ from .engine import SafeguardedScheme, Update, Window, aligned, picard_from, res
 class NewtonState:
     """Per-solve memory: ``prior``, the per-step slope where no secant exists (``(N,)`` or
     ``None``); ``last``, the last sweep's ``(first slot, states, increments, residual)`` in the next
-    window's slots; ``newton``: whether the last update was a Newton (not a Picard) step."""
+    window's slots; ``newton``: whether the last update was a Newton (not a Picard) step;
+    ``derivative``: how ``jacobian="full"`` measures, ``"fd"`` or ``"jvp"`` (resolved on ``y0``)."""
 
     prior: torch.Tensor | None = None
     last: tuple | None = None
     newton: bool = False
+    derivative: str = "fd"
 
 
 @register_scheme
@@ -59,6 +62,13 @@ class Newton(SafeguardedScheme):
             batched calls (``D + 1`` points per step; one-step maps, states of at most ``max_size``
             components; :mod:`parasolve.schemes.jacobians`). With an implicit step map it solves
             every step's stage equations in the same Newton iteration (:mod:`parasolve.implicit`).
+        derivative: how ``jacobian="full"`` measures the Jacobians: ``"fd"`` (default), forward
+            differences in the sweep's batched calls, or ``"jvp"``, exact columns by forward-mode AD
+            (``torch.func.jvp`` under ``vmap``) where the drift allows it -- checked once on ``y0``;
+            else finite differences, with a warning saying why. Both count ``D + 1`` evaluations per
+            step and stage (a tangent counts as one); measured, they take the same sweeps and the
+            JVP costs 1.0-5.9x the time (docs/benchmarks/larger-states.md). Implicit maps' stage
+            Newton keeps its own finite differences.
         max_size: the largest state ``jacobian="full"`` accepts (default 64); with ``blocks``, the
             largest trajectory.
         blocks: ``jacobian="full"`` on a state whose leading dimension holds ``blocks``
@@ -92,12 +102,18 @@ class Newton(SafeguardedScheme):
 
     name = "newton"
     options = ("jacobian", "damping", "clip", "safeguard", "growth", "prior", "max_size", "blocks",
-               "per_trajectory", "chord")
+               "per_trajectory", "chord", "derivative")
 
     def __init__(self, jacobian: str = "scalar", damping: float = 1.0, clip: float = 1.0,
                  safeguard: bool | None = None, growth: float = 1.0, prior: str = "step", max_size: int = 64,
-                 blocks: int = 1, per_trajectory: bool = True, chord: float = 0.0):
+                 blocks: int = 1, per_trajectory: bool = True, chord: float = 0.0, derivative: str = "fd"):
         check_choice("jacobian", jacobian, ("scalar", "diagonal", "full"))
+        check_choice("derivative", derivative, ("fd", "jvp"),
+                     fix="'fd': finite differences; 'jvp': forward-mode AD (jacobian='full' only).")
+        if derivative != "fd" and jacobian != "full":
+            raise ValueError(f"`derivative` = {derivative!r} measures Jacobians: jacobian='full' only; "
+                             f"got jacobian={jacobian!r}. Use options={{'jacobian': 'full', 'derivative': {derivative!r}}}.")
+        self.derivative = derivative
         check_positive_int("max_size", max_size, fix="It is the largest state jacobian='full' accepts.")
         self.max_size = max_size
         check_positive_int("blocks", blocks,
@@ -111,6 +127,9 @@ class Newton(SafeguardedScheme):
         self.chord = check_real("chord", chord, low=0.0, high=1.0, open_high=True)
         if self.chord and jacobian != "full":
             raise ValueError(f"`chord` = {chord} reuses measured Jacobians: jacobian='full' only; got {jacobian!r}.")
+        if self.chord and derivative == "jvp":
+            raise ValueError(f"`chord` = {chord} probes only some steps, which a JVP cannot (its tangents ride on "
+                             f"every state); use derivative='fd' with chord, or chord=0.")
         check_choice("prior", prior, ("zero", "step"), fix="It is the prior for the step map's linear part.")
         self.jacobian, self.prior = jacobian, prior
         self.damping = check_real("damping", damping, low=0.0, high=1.0, open_low=True, open_high=False)
@@ -131,17 +150,18 @@ class Newton(SafeguardedScheme):
             self.init(problem)  # the size check
             return problem.step.newton_solve(problem, self.name, self.damping)
         if self.jacobian == "full" and not self.safeguard and (self.blocks > 1 and self.per_trajectory or self.chord):
-            self.init(problem)  # the size and blocks checks
+            state = self.init(problem)  # the size and blocks checks, the derivative
             one = trajectories.applies(problem) if self.blocks > 1 and self.per_trajectory else None
             if one is not None or (self.chord and self.blocks == 1 and trajectories.one_step_ode(problem)):
                 return trajectories.solve(problem, one, self.name, True, self.damping, self.divergence_ratio,
-                                          self.chord)
+                                          self.chord, state.derivative)
         return super()._run(problem)
 
-    def evaluate(self, problem, start, ys, prev):
+    def evaluate(self, problem, start, ys, prev, state=None):
         if self.jacobian == "full":
-            return jacobians.increments_and_jacobians(problem, start, ys, prev, self.blocks)
-        return super().evaluate(problem, start, ys, prev)
+            return jacobians.increments_and_jacobians(problem, start, ys, prev, self.blocks,
+                                                      "fd" if state is None else state.derivative)
+        return super().evaluate(problem, start, ys, prev, state)
 
     def init(self, problem) -> NewtonState:
         if self.jacobian == "full":
@@ -154,11 +174,22 @@ class Newton(SafeguardedScheme):
                 raise ValueError(f"method='newton' with options={{'jacobian': 'full'}} does not take {why}; "
                                  f"use options={{'jacobian': 'scalar'}} (or 'diagonal'), or raise "
                                  f"options['max_size'] for a real state.")
-            return NewtonState()
+            return NewtonState(derivative=self._derivative(problem))
         if self.prior == "zero" or not problem.step.linear:
             return NewtonState()
         y0 = problem.y0
         return NewtonState(prior=problem.step.linear_part().to(dtype=y0.dtype, device=y0.device))
+
+    def _derivative(self, problem) -> str:
+        """``"jvp"`` where asked for and the drift allows it (:func:`jacobians.forward_mode_works`), else ``"fd"``."""
+        if self.derivative == "fd":
+            return "fd"
+        why = jacobians.forward_mode_works(problem.drift, problem.t, problem.y0)
+        if why:
+            warn(f"parasolve: options['derivative'] = 'jvp' falls back to finite differences: {why}. "
+                 f"Pass options={{'derivative': 'fd'}} to silence this.", RuntimeWarning)
+            return "fd"
+        return "jvp"
 
     def reset(self, state: NewtonState) -> NewtonState:
         return replace(state, last=None, newton=False)

@@ -86,12 +86,13 @@ def rows_alone(drift: BatchedDrift, one: BatchedDrift, t: torch.Tensor, y0: torc
 
 
 def solve(problem: Problem, drift: BatchedDrift | None, name: str, newton: bool, damping: float = 1.0,
-          divergence_ratio: float | None = None, chord: float = 0.0) -> Solution:
+          divergence_ratio: float | None = None, chord: float = 0.0, derivative: str = "fd") -> Solution:
     """Solve ``problem`` with per-trajectory fronts, evaluating ``drift`` (:func:`applies`'; ``None``:
     the state is one trajectory, evaluated by the problem's own drift): Picard's update, or with
     ``newton`` the full-Jacobian Newton step (scaled by ``damping``). ``chord`` in ``[0, 1)``: a
     step keeps the Jacobian measured at an earlier sweep while its defect shrank by at least this
-    factor in the last sweep (0: every sweep measures every step's). Iterate slots whose defect
+    factor in the last sweep (0: every sweep measures every step's); ``derivative``: ``"fd"`` or
+    ``"jvp"`` (:func:`parasolve.schemes.jacobians.measure`). Iterate slots whose defect
     per unit time exceeds ``divergence_ratio`` times the accepted increments' restart from the
     last trusted state (as :class:`~parasolve.schemes.engine.WindowedScheme` does)."""
     batched = drift is not None
@@ -122,7 +123,7 @@ def solve(problem: Problem, drift: BatchedDrift | None, name: str, newton: bool,
             if newton:
                 probed = torch.nonzero(probe[valid]).flatten().to(dev)
                 inc_p, _, jac_p = measure(problem.step, drift or problem.drift, t, idx, points, None,
-                                          probed=None if memory is None else probed)
+                                          probed=None if memory is None else probed, derivative=derivative)
                 jac = memory.jacobians(jac_p, dev) if memory is not None else \
                     torch.zeros((p, len(active), *jac_p.shape[1:]), dtype=jac_p.dtype, device=dev)
                 jac[probe.to(dev)] = jac_p
