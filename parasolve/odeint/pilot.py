@@ -45,7 +45,7 @@ MIN_FACTOR = 1e4
 #: on the suite's classic rows (docs/benchmarks/pilot.md); the least is taken.
 ARITHMETIC_RATIO = 5.0
 #: Newton's sweeps over all of an adaptive solve's passes, from the pilot's start and from a
-#: constant guess (the suite's classic rows at rtol 1e-8: 5-10 and 27-36, docs/benchmarks/pilot.md).
+#: constant guess (the suite's classic rows at rtol 1e-8: 6-11 and 27-45, docs/benchmarks/pilot.md).
 SWEEPS_FROM_PILOT, SWEEPS_FROM_CONSTANT = 8, 30
 
 
@@ -53,7 +53,7 @@ def pilot_factor(rtol) -> float:
     """How much looser than the real tolerances the pilot runs; 0 where no pilot pays."""
     largest = float(rtol.max()) if isinstance(rtol, torch.Tensor) else float(rtol)
     factor = min(FACTOR, LOOSEST_RTOL / max(largest, 1e-300))
-    return factor if factor >= (1 - 1e-6) * MIN_FACTOR else 0.0  # 1e-7 in float32 is 1.0000000117e-7
+    return factor if factor >= (1 - 1e-6) * MIN_FACTOR else 0.0  # a float32 rtol is rounded
 
 
 def pilot_steps(steps: float, method) -> float:
