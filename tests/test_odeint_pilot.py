@@ -133,3 +133,33 @@ def test_auto_skips_the_pilot_where_a_call_costs_the_same_for_any_batch():
     res = parasolve.odeint(flat, y0, t, rtol=1e-8, atol=1e-11, full_output=True)
     assert res.stats.sweeps > 0  # auto switched to parallel sweeps
     assert res.stats.pilot is None
+
+
+def test_the_deadline_stops_the_parallel_driver_within_a_sweep():
+    """"auto"'s bound on a wrong switch: past ``settings.deadline`` the driver stops after the sweep
+    it is in (a pass of a long solve can take many), not at the end of the pass."""
+    adaptive = importlib.import_module("parasolve.odeint.adaptive")
+    tableaus = importlib.import_module("parasolve.odeint.tableaus")
+    from parasolve.drift import BatchedDrift
+    from parasolve.evaluators.counting import CountingEvaluator
+
+    calls = [0]
+
+    def slow(t, y):  # vectorized Van der Pol: every batched call takes 20 ms
+        calls[0] += 1
+        time.sleep(0.02)
+        return torch.stack([y[..., 1], (1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0]], -1)
+
+    y0, t = torch.tensor([2.0, 0.0], dtype=D), torch.tensor([0.0, 20.0], dtype=D)
+    counter = CountingEvaluator()
+    drift = BatchedDrift(slow, y0.shape, D, y0.device, vectorized=True, evaluator=counter)
+    # Picard's front crosses 20 time units in tens of sweeps: one pass takes hundreds of calls
+    settings = adaptive.Settings(scheme="picard", pilot=False)
+    settings.started = time.perf_counter()
+    settings.deadline = settings.started + 0.15  # past in the first pass's first or second sweep
+    with pytest.raises(adaptive.OverBudget, match="pass 1"):
+        adaptive.solve_adaptive(drift, counter, y0, t, tableaus.EMBEDDED["dopri5"], torch.tensor(1e-6, dtype=D),
+                                torch.tensor(1e-9, dtype=D), settings)
+    # the first step's choice (2 calls) and the row check, then the sweep that crossed the deadline
+    # (6 rounds) and the one before it at most
+    assert 3 + 6 <= calls[0] <= 3 + 2 * 6

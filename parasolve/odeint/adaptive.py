@@ -56,7 +56,9 @@ class Settings:
     extra: dict | None = None  # keywords forwarded to solve (adjoint_params)
     norm: object = None  # options["norm"]: the error test's norm of one step's scaled error
     keep_states: bool = True  # the sequential stepper keeps every step's state (full_output)
-    deadline: float | None = None  # set by "auto"'s switch: no new pass starts after this perf_counter()
+    deadline: float | None = None  # set by "auto"'s switch: the parallel driver stops at this perf_counter()
+    step_s: float | None = None  # set by "auto"'s switch: the stepper's seconds per step, to re-project it
+    started: float = 0.0  # ... and when the parallel driver was started (perf_counter())
     pilot: bool | None = None  # options["pilot"]: start from a coarse sequential solve (.pilot); None: decided
     pilot_budget: float | None = None  # set by "auto"'s switch: the seconds the pilot may take
 
@@ -127,10 +129,10 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
     # Before any trajectory is known, the smallest error scale is atol's (|y0|'s when atol is 0).
     y_scale = init.abs() if init is not None else torch.zeros_like(y0) if float(atol.min()) > 0 else y0.detach().abs()
     sol, best, tol_next = None, None, None
+    guard = None if settings.deadline is None else _deadline_guard(settings, stats)
     while True:
-        if settings.deadline is not None and time.perf_counter() > settings.deadline:
-            raise OverBudget(f"odeint: the parallel sweeps ran past the sequential stepper's projected time "
-                             f"after {stats.passes} passes.", solution=sol)
+        if guard is not None:
+            guard(None)
         if stats.passes >= settings.max_passes:
             raise ConvergenceError(
                 f"odeint: {settings.max_passes} grid refinements did not make every step pass its error "
@@ -142,7 +144,8 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
         try:
             sol = solve(drift, y0, grid, method=settings.scheme, step=rec, window=settings.window,
                         tol=tol_next or first_tol(settings, min_scale(rtol, atol, y_scale), y_scale, n),
-                        init=init, options=settings.scheme_options, vectorized=True, **(settings.extra or {}))
+                        init=init, options=settings.scheme_options, vectorized=True, callback=guard,
+                        **(settings.extra or {}))
         except NonFiniteError as exc:  # a too-coarse grid blew up: cut the steps where it did
             ratio = torch.ones(n, dtype=torch.float64)  # elsewhere: no estimate, keep the steps
             ratio[max(exc.index - 1, 0):exc.index + 1] = float("inf")
@@ -178,10 +181,22 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
                 best = (grid, ys, rec.f0, f1)  # the finest grid that passed: the most accurate start
         init = grids.hermite(*(best or (grid, ys, rec.f0, f1)), new)
         grid = new
+        if settings.step_s is not None:  # the stepper's time re-projected on the controller's grid
+            settings.deadline = min(settings.deadline, settings.started + settings.step_s * (grid.shape[0] - 1))
     stats.drift_rounds, stats.nfe, stats.accepted_steps = counter.calls, counter.rows, grid.shape[0] - 1
     ys = sol.ys[grids.positions(grid, t)]
     return OdeintResult(ys=ys, t=t, grid=grid, solution=sol, stats=stats, method=method.name,
                         max_ratio=float(ratio.max()))
+
+
+def _deadline_guard(settings: Settings, stats: OdeintStats):
+    """A solve observer (called after every sweep, and before every pass) that stops the parallel
+    driver once ``settings.deadline`` is past: ``"auto"``'s bound on a switch that was wrong."""
+    def guard(info) -> None:
+        if time.perf_counter() > settings.deadline:
+            raise OverBudget(f"odeint: the parallel sweeps ran past the sequential stepper's projected time "
+                             f"in pass {stats.passes + 1}.")
+    return guard
 
 
 def _next_grid(grid, ratio, t, method, settings: Settings) -> torch.Tensor:

@@ -19,7 +19,7 @@ from ..schemes.jacobians import independent_rows
 from ..steps import STEPS
 from . import grids
 from .adaptive import roundoff_bound, roundoff_floor, solve_adaptive
-from .pilot import SWEEPS_FROM_CONSTANT, SWEEPS_FROM_PILOT, pilot_factor, pilot_savings, pilot_start, pilot_steps
+from .pilot import BUDGET_FACTOR, SWEEPS_FROM_PILOT, pilot_factor, pilot_savings, pilot_start, pilot_steps, sweeps_from_constant
 from .result import OdeintResult, OdeintStats, PassRecord
 from .stepper import Handover, march_fixed, single_call, solve_stepwise
 from .stiff import StiffSettings, solve_stiff
@@ -110,9 +110,11 @@ def _switch_rule(drift, y0, t, method, rtol, atol, settings):
     (:func:`parasolve.costs.parallel_pays`, measured on the batch that grid's window makes)? Where
     a pilot may start them (``pilot.py``), the sweeps expected are fewer and the pilot's
     sequential steps are added to their price (its step count projected as the stepper's). It is
-    taken where it is projected to cost less than the sweeps it saves
-    (``pilot.pilot_savings``), and runs with their time as its budget: past it, the driver
-    starts without it, so a wrong projection costs at most that."""
+    taken where it costs less than the sweeps it saves (``pilot.pilot_savings``), which both grow
+    with the projected steps, so a projection that is off errs on both sides alike; it runs with
+    a few times that saving as its budget, past which the driver starts without it.
+    Where a switch was wrong, the parallel driver stops at the stepper's projected time,
+    re-projected on each pass's grid, and the stepper solves the problem after all."""
     span = float((t[-1] - t[0]).abs())
 
     def switch(fraction, h, steps, rounds, seconds, stiffness):
@@ -125,27 +127,33 @@ def _switch_rule(drift, y0, t, method, rtol, atol, settings):
             independent_rows(drift, t, y0.detach()) else 1
         name, scheme_options = auto_scheme(y0, False, None, window, blocks)
         points = 1 + y0.numel() // blocks if name == "newton" else 1
-        par_rounds = EXPECTED_PASSES * expected_sweeps(name, n, window) * method.stages
-        sequential_s, step_s = seconds * remaining / steps, seconds / steps
+        sequential_s, step_s, total = seconds * remaining / steps, seconds / steps, steps + remaining
+        # Newton from a constant guess: its front crosses the span a stretch of time a sweep
+        par_rounds = method.stages * max(EXPECTED_PASSES * expected_sweeps(name, n, window),
+                                         sweeps_from_constant(total, rtol, method) if name == "newton" else 0)
         pilot = settings.pilot is not False and name == "newton" and pilot_factor(rtol) > 0
-        if pilot:  # the pilot's steps, then fewer sweeps
-            pilot_s = step_s * pilot_steps(steps + remaining, method)
-            sequential_s -= pilot_s
-            par_rounds, constant_rounds = SWEEPS_FROM_PILOT * method.stages, SWEEPS_FROM_CONSTANT * method.stages
         grid = torch.linspace(float(t[0]), float(t[-1]), 2, dtype=t.dtype, device=t.device)
-        if not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, sequential_s,
-                             call_s=step_s / method.stages):
+        if pilot:  # the pilot's steps, then a few sweeps: the plan asked about first, the cheaper one
+            pilot_s, pilot_rounds = step_s * pilot_steps(total, method), SWEEPS_FROM_PILOT * method.stages
+            if not parallel_pays(drift, grid, y0.detach(), window * points, pilot_rounds, sequential_s - pilot_s,
+                                 call_s=step_s / method.stages):
+                return False
+            if settings.pilot is None:  # taken where it costs less than the sweeps it saves, and so budgeted
+                saving = pilot_savings(drift, grid, y0, window * points, max(par_rounds - pilot_rounds, 0),
+                                       step_s / method.stages)
+                pilot, settings.pilot_budget = pilot_s < saving, BUDGET_FACTOR * saving
+        if not pilot and not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, sequential_s,
+                                           call_s=step_s / method.stages):
             return False
-        if pilot and settings.pilot is None:  # the pilot may cost what the sweeps it saves would
-            settings.pilot_budget = pilot_savings(drift, grid, y0, window * points, constant_rounds - par_rounds,
-                                                  step_s / method.stages)
-            pilot = pilot_s < settings.pilot_budget
         settings.pilot = pilot
         settings.scheme, settings.scheme_options = name, scheme_options
         if settings.first_step is None:
             settings.first_step = h
-        # The parallel driver starts no pass after the time the stepper was projected to need.
-        settings.deadline = time.perf_counter() + PARALLEL_TIME * seconds * remaining / steps
+        # The parallel driver stops at the time the stepper was projected to need, re-projected on
+        # each pass's grid (a projection from the first steps can be far off).
+        settings.started = time.perf_counter()
+        settings.deadline = settings.started + PARALLEL_TIME * seconds * remaining / steps
+        settings.step_s = PARALLEL_TIME * step_s
         return True
 
     return switch

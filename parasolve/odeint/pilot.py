@@ -44,9 +44,25 @@ MIN_FACTOR = 1e4
 #: stepper's per stage (its stage sums and error norm), both overhead-bound on small states: 5-10
 #: on the suite's classic rows (docs/benchmarks/pilot.md); the least is taken.
 ARITHMETIC_RATIO = 5.0
-#: Newton's sweeps over all of an adaptive solve's passes, from the pilot's start and from a
-#: constant guess (the suite's classic rows at rtol 1e-8: 6-11 and 27-45, docs/benchmarks/pilot.md).
-SWEEPS_FROM_PILOT, SWEEPS_FROM_CONSTANT = 8, 30
+#: From a constant guess, Newton's converged front advances a stretch of time a sweep, whatever
+#: the tolerance: about this many of the final grid's steps at rtol 1e-8 (14-37 on the suite's
+#: classic rows, 13-25 on five other problems), and fewer at looser tolerances, whose steps are
+#: longer (1.4-11 at rtol 1e-5; docs/benchmarks/pilot.md) ...
+STEPS_PER_SWEEP, AT_RTOL = 20, 1e-8
+#: ... and from the pilot's start an adaptive solve takes about this many sweeps in all (6-11 on
+#: the suite's rows, 7-27 on the others).
+SWEEPS_FROM_PILOT = 10
+#: ``"auto"`` takes the pilot where its projected time is below the sweeps it saves, and stops it
+#: at this many times that saving: the projected steps can be off 2-3x (the stepper's first steps
+#: are no guide to its later ones), and a pilot stopped is all loss.
+BUDGET_FACTOR = 3.0
+
+
+def sweeps_from_constant(steps: float, rtol, method) -> float:
+    """Newton's expected sweeps over an adaptive solve of about ``steps`` steps at ``rtol`` from a
+    constant guess: a step at ``rtol`` spans ``(rtol / AT_RTOL)^(1/order)`` steps at ``AT_RTOL``."""
+    largest = float(rtol.max()) if isinstance(rtol, torch.Tensor) else float(rtol)
+    return steps / STEPS_PER_SWEEP * (max(largest, 1e-300) / AT_RTOL) ** (1.0 / method.order)
 
 
 def pilot_factor(rtol) -> float:
