@@ -106,3 +106,28 @@ def test_the_probe_turns_a_no_on_expected_sweeps_into_a_measured_yes():
     assert probed["probe"]["sweeps"] == costs.PROBE_SWEEPS and probed["measure_s"] > 0
     sol = parasolve.solve(f, y0, grid, method="picard", window=64, vectorized=True)
     assert sol.stats.iterations * costs.MARGIN * costs.SWEEP_OVERHEAD < 2000
+
+
+def _sde_parts(f_sleep_s, g_sleep_per_point_s):
+    def f(t, y):
+        time.sleep(f_sleep_s)
+        return -y
+
+    def g(t, y):
+        time.sleep(g_sleep_per_point_s * (y.shape[0] if y.dim() > 1 else 1))
+        return 0.1 * torch.ones_like(y)
+    return f, g
+
+
+def test_solve_sde_prices_the_whole_step():
+    """``solve_sde``'s Euler–Maruyama step calls ``g`` too: a ``g`` whose batch costs its
+    points rules parallel sweeps out although ``f`` batches for free (timing ``f`` alone would
+    say they pay); with ``g`` free as well they pay. The noise is the same: the answers agree."""
+    y0, grid = torch.ones(2, dtype=D), torch.linspace(0.0, 2.0, 2001, dtype=D)
+    noise = torch.randn(2000, 2, generator=torch.Generator().manual_seed(3), dtype=D)
+    f, g = _sde_parts(2e-4, 2e-4)
+    dear = parasolve.solve_sde(f, g, y0, grid, noise=noise, vectorized=True)
+    f, g = _sde_parts(2e-4, 0.0)
+    cheap = parasolve.solve_sde(f, g, y0, grid, noise=noise, vectorized=True)
+    assert dear.method == "sequential" and cheap.method != "sequential"
+    assert float((dear.ys - cheap.ys).abs().max()) <= 10 * cheap.stats.defect_sum + 1e-12
