@@ -17,7 +17,8 @@ Both :func:`parallel_pays` and :func:`pays_on_grid` fill ``record`` (a dict, whe
 they measured and why they answered as they did (``sdeint``'s ``stats.auto``):
 
 - ``pays`` (bool) and ``reason`` (a sentence with the numbers); ``verdict``: ``"pays"``,
-  ``"too short"`` (the sequential solve under ``MIN_SEQUENTIAL_S``), ``"measuring share"``
+  ``"too short"`` (the sequential solve under ``MIN_SEQUENTIAL_S``, a grid too short to time a
+  step on, a window of one step), ``"measuring share"``
   (finding out could pass ``MEASURE_SHARE``) or ``"too dear"`` (a batched call over its price);
 - ``sequential_s``: the sequential solve's time, measured or predicted; ``call_budget_s``: what
   one batched call may take for the parallel solve to win by ``MARGIN``; ``batch``: the states
@@ -56,6 +57,9 @@ MIN_SEQUENTIAL_S = 0.02
 #: pay" (the sequential solver is the safe choice), so ``"auto"`` costs at most about this much
 #: more than the sequential solver where it picks it.
 MEASURE_SHARE = 0.08
+#: :func:`pays_on_grid` times one step with this many calls (a warm-up, then the least of the
+#: rest), so a grid of fewer than ``STEP_TIMING_CALLS / MEASURE_SHARE`` steps is not measured.
+STEP_TIMING_CALLS = 3
 #: Live memory the default window of a parallel solve may take (bytes): the window's states,
 #: increments and stage values, probes included. ``window=`` overrides it.
 MEMORY_BUDGET = 256 * 2 ** 20
@@ -231,6 +235,9 @@ def pays_on_grid(drift, step_map, grid, y0, method, options, window, step=None, 
     record.update(steps=n, window=window, method=method)
     if window < 2:
         return _answer(record, "too short", f"a window of {window} step cannot sweep in parallel")
+    if n * MEASURE_SHARE < STEP_TIMING_CALLS:
+        return _answer(record, "too short", f"timing one step ({STEP_TIMING_CALLS} calls) would pass MEASURE_SHARE = "
+                                            f"{MEASURE_SHARE:.0%} of {n} steps")
     full = method == "newton" and (options or {}).get("jacobian") == "full"
     points = 1 + y0.numel() // options.get("blocks", 1) if full else 1
     whole = len(step_map.callables) > 1
@@ -243,7 +250,7 @@ def pays_on_grid(drift, step_map, grid, y0, method, options, window, step=None, 
             return step_map.increments(drift, grid, first, y[None])
     start = time.perf_counter()
     try:
-        step_s = time_call(step, grid, y, repeats=2, warmup=1, best=True)
+        step_s = time_call(step, grid, y, repeats=STEP_TIMING_CALLS - 1, warmup=1, best=True)
         if whole:
             def call(idx, yb):
                 return step_map.increments(drift, grid, idx, yb)

@@ -56,6 +56,21 @@ def test_a_sequential_solve_too_short_to_measure_is_not_measured():
     assert sizes == [] and record["rungs"] == [] and record["verdict"] == "too short"
 
 
+def test_a_grid_too_short_to_time_one_step_on_is_not_timed():
+    """Timing a step takes ``STEP_TIMING_CALLS`` calls: on fewer than ``STEP_TIMING_CALLS /
+    MEASURE_SHARE`` steps that alone would pass the share, so the drift is not called at all;
+    one step more and it is."""
+    short = int(costs.STEP_TIMING_CALLS / costs.MEASURE_SHARE) - 1
+    y0 = torch.ones(2, dtype=D)
+    for steps, timed in ((short, False), (short + 2, True)):
+        sizes, record = [], {}
+        drift = BatchedDrift(_drift(0.0, 0.0, sizes), y0.shape, y0.dtype, y0.device, vectorized=True)
+        grid = torch.linspace(0.0, 1.0, steps + 1, dtype=D)
+        assert not costs.pays_on_grid(drift, resolve_step("euler"), grid, y0, "picard", {}, steps, record=record)
+        assert record["verdict"] == "too short" and bool(sizes) == timed
+        assert ("MEASURE_SHARE" in record["reason"]) != timed  # else: under MIN_SEQUENTIAL_S
+
+
 def test_a_record_is_judged_again_not_timed_again():
     """The same rungs priced for fewer rounds: the first answer no (each call over its price),
     the second yes, timing only the sizes the first had not reached."""

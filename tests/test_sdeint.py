@@ -238,17 +238,24 @@ def test_adaptive_refines_on_the_same_path():
 
 
 def test_auto_is_sequential_on_short_grids_and_reports_why():
-    """11 steps: the cost model (parasolve.costs) predicts a sequential solve too short to measure;
-    the record says so, nothing was timed, and the counts are the sequential loop's alone."""
+    """11 steps: timing even one step would pass the cost model's measuring share
+    (parasolve.costs); the record says so, and ``f`` is called as often as by the sequential
+    scheme named."""
     sde, y0, ts = problem("diagonal", "ito")
+    calls = []
+    f = sde.f
+    sde.f = lambda t, y: calls.append(1) or f(t, y)
     with torch.no_grad():
+        parasolve.sdeint(sde, y0, ts, bm=make_bm("diagonal", "srk"), dt=0.05, options={"scheme": "sequential"})
+        sequential_calls = len(calls)
         res = parasolve.sdeint(sde, y0, ts, bm=make_bm("diagonal", "srk"), dt=0.05, full_output=True)
+        auto_calls = len(calls) - sequential_calls
         ref = torchsde.sdeint(sde, y0, ts, bm=make_bm("diagonal", "srk"), dt=0.05)
     auto = res.stats.auto
     assert res.stats.scheme == "sequential" and auto["pays"] is False and auto["verdict"] == "too short"
-    assert auto["sequential_s"] < costs.MIN_SEQUENTIAL_S and "MIN_SEQUENTIAL_S" in auto["reason"]
-    assert auto["rungs"] == [] and auto["timed"] == "step map"  # srk calls g too: the whole step is timed
+    assert auto["steps"] == 11 and "MEASURE_SHARE" in auto["reason"] and "step_s" not in auto
     assert res.stats.sweeps == res.stats.steps == 11 and res.stats.drift_calls == 44  # srk: 4 rounds per step
+    assert auto_calls == sequential_calls  # as many calls of f as the sequential scheme: nothing was timed
     assert float((res.ys - ref).abs().max()) <= 1e-13
 
 
