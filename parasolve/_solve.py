@@ -112,6 +112,20 @@ def solve_discrete(drift, step_map, y0, grid, *, method, window, tol, max_iters,
     return execute(scheme, problem, gradients, throw)
 
 
+def sweeps_probe(drift, step_map, y0, grid, method, options, tol):
+    """A probe for the cost model (``parasolve.costs.pays_on_grid(probe=...)``): ``sweeps``
+    sweeps of ``method`` with ``window`` on this problem, as ``(sweeps run, steps accepted,
+    converged)``, nothing recorded for gradients. (``sdeint``'s ``"auto"`` uses it;
+    ``solve(method="auto")`` prices the expected sweeps only.)"""
+    @torch.no_grad()
+    def probe(window, sweeps):
+        sol = solve_discrete(drift, step_map, y0.detach(), grid, method=method, window=window, tol=tol,
+                             max_iters=sweeps, save="last", throw=False, options=options,
+                             gradients=GradientRequest((), None, ()), cost_model=False)
+        return sol.stats.iterations, sum(rec.accepted for rec in sol.stats.history), sol.converged
+    return probe
+
+
 def execute(scheme: Scheme, problem: Problem, gradients: GradientRequest, throw: bool) -> Solution:
     """Run ``scheme`` on ``problem`` and report: where gradients are wanted, the run is of the
     node's problem (every state kept, no graph) and the node wraps its solution; with ``throw``

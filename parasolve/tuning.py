@@ -20,6 +20,7 @@ import torch
 from . import _checks as checks
 from ._checks import check_positive_int
 from ._solve import solve_checked
+from .costs import probed_sweeps
 from .costs import synchronize, time_call  # noqa: F401  (re-exported: benchmarks time with them)
 from .drift import BatchedDrift
 from .evaluators.distributed import DistributedEvaluator
@@ -92,29 +93,15 @@ class Probe:
 
 def estimate_speedups(n: int, step_s: float, probes) -> list[WindowEstimate]:
     """Speedup estimates ``n * step_s / (sweeps(w) * sweep_s(w))`` from probe solves of an
-    ``n``-step problem. Unconverged probes extrapolate ``sweeps(w) = ceil(n / advance)`` or,
-    when fewer, with the advance growing linearly over the sweeps (as Picard's accepted front
-    does, the k-th sweep advancing ``c k`` steps, at most ``w``), fitted to the probe."""
+    ``n``-step problem, ``sweeps(w)`` by :func:`parasolve.costs.probed_sweeps` (exact for a
+    converged probe, else extrapolated from the steps it accepted)."""
     table = []
     for p in probes:
         done = max(p.sweeps, 1)
-        advance = p.advanced / done
-        sweeps = done if p.converged else max(done, min(math.ceil(n / max(advance, 1.0)),
-                                                          _with_growing_advance(p, n, done)))
+        sweeps = probed_sweeps(p.sweeps, p.advanced, p.converged, n, p.window)
         sweep_s = p.wall_s / done
-        table.append(WindowEstimate(p.window, sweep_s, advance, sweeps, n * step_s / (sweeps * sweep_s)))
+        table.append(WindowEstimate(p.window, sweep_s, p.advanced / done, sweeps, n * step_s / (sweeps * sweep_s)))
     return table
-
-
-def _with_growing_advance(p: Probe, n: int, done: int) -> int:
-    """Sweeps ``K`` with ``sum_{k<=K} min(c k, w) >= n``, ``c`` fitted so the probe's ``done``
-    sweeps advance ``p.advanced`` steps (``c done^2 / 2``)."""
-    c = 2.0 * max(p.advanced, 1) / done ** 2
-    k_cap = p.window / c  # from this sweep on, the window caps the advance
-    full = c * k_cap * (k_cap + 1) / 2
-    if full >= n:
-        return math.ceil((math.sqrt(1 + 8 * n / c) - 1) / 2)
-    return math.ceil(k_cap + (n - full) / p.window)
 
 
 def choose_window(f, y0: torch.Tensor, t, *, g=None, candidates=None, probe_sweeps: int = 8,

@@ -2,6 +2,7 @@
 strong order on GBM, gradients, the conformance kit, typed errors."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 import torchsde
 
 import parasolve
+from parasolve import costs
 from parasolve.sdeint import brownian, functions, methods
 from parasolve.testing import check_step_map
 
@@ -236,13 +238,86 @@ def test_adaptive_refines_on_the_same_path():
 
 
 def test_auto_is_sequential_on_short_grids_and_reports_why():
+    """11 steps: timing even one step would pass the cost model's measuring share
+    (parasolve.costs); the record says so, and ``f`` is called as often as by the sequential
+    scheme named."""
     sde, y0, ts = problem("diagonal", "ito")
+    calls = []
+    f = sde.f
+    sde.f = lambda t, y: calls.append(1) or f(t, y)
     with torch.no_grad():
+        parasolve.sdeint(sde, y0, ts, bm=make_bm("diagonal", "srk"), dt=0.05, options={"scheme": "sequential"})
+        sequential_calls = len(calls)
         res = parasolve.sdeint(sde, y0, ts, bm=make_bm("diagonal", "srk"), dt=0.05, full_output=True)
+        auto_calls = len(calls) - sequential_calls
         ref = torchsde.sdeint(sde, y0, ts, bm=make_bm("diagonal", "srk"), dt=0.05)
-    assert res.stats.scheme == "sequential" and "steps" in res.stats.auto["reason"]
+    auto = res.stats.auto
+    assert res.stats.scheme == "sequential" and auto["pays"] is False and auto["verdict"] == "too short"
+    assert auto["steps"] == 11 and "MEASURE_SHARE" in auto["reason"] and "step_s" not in auto
     assert res.stats.sweeps == res.stats.steps == 11 and res.stats.drift_calls == 44  # srk: 4 rounds per step
+    assert auto_calls == sequential_calls  # as many calls of f as the sequential scheme: nothing was timed
     assert float((res.ys - ref).abs().max()) <= 1e-13
+
+
+class SleepySDE(torch.nn.Module):
+    """``dy = -y dt + 0.1 dW`` (additive noise) whose ``f`` sleeps ``sleep_s`` a call. With
+    ``per_point`` it reads ``t`` as a number, which ``torch.func.vmap`` refuses: ``sdeint`` then
+    calls it once per time point (and warns), so a batch costs its points; else one vmapped call
+    costs the same for any batch. The cost of batching is set by construction, not by the machine."""
+
+    noise_type, sde_type = "additive", "ito"
+
+    def __init__(self, sleep_s, per_point=False):
+        super().__init__()
+        self.sleep_s, self.per_point = sleep_s, per_point
+
+    def f(self, t, y):
+        time.sleep(self.sleep_s)
+        return -y * (1.0 + 0.0 * float(t)) if self.per_point else -y
+
+    def g(self, t, y):
+        return torch.full((*y.shape, 1), 0.1, dtype=y.dtype)
+
+
+def _sleepy_solve(sde, steps, **options):
+    y0 = torch.ones(1, 1, dtype=torch.float64)
+    ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    bm = torchsde.BrownianInterval(0.0, 1.0, size=(1, 1), dtype=torch.float64, entropy=5, dt=1 / steps)
+    with torch.no_grad():
+        return parasolve.sdeint(sde, y0, ts, bm=bm, method="euler", dt=1 / steps, full_output=True,
+                                options=options or None)
+
+
+def test_auto_steps_sequentially_where_a_batch_costs_its_points_and_says_why():
+    """A call on n points costs n single calls: no parallel sweep can pay. The record names the
+    batch priced out with its time against the time a call may take; the measuring is no part of
+    the solve's counts and stayed within MEASURE_SHARE of the sequential time."""
+    sde = SleepySDE(1e-4, per_point=True)
+    with pytest.warns(RuntimeWarning, match="in a loop"):
+        res = _sleepy_solve(sde, 800)
+    auto = res.stats.auto
+    assert res.stats.scheme == "sequential" and auto["pays"] is False
+    assert auto["verdict"] in ("too dear", "measuring share") and auto["rungs"]  # it measured, then said no
+    if auto["verdict"] == "too dear":  # the reason names the price a call may not pass
+        assert f"{auto['call_budget_s']:.3g} s" in auto["reason"]
+    else:
+        assert "MEASURE_SHARE" in auto["reason"]
+    steps = res.stats.steps
+    assert res.stats.drift_calls == res.stats.nfe == res.stats.g_calls == steps  # euler: one call of f and g a step
+    timed = sum(m for m, _ in auto["rungs"]) * 3  # each rung: a warm-up or two timed calls, at most three
+    assert timed * sde.sleep_s <= costs.MEASURE_SHARE * auto["sequential_s"]
+
+
+def test_auto_takes_picard_where_a_batch_costs_about_one_call():
+    """A call costs the same for any batch: Picard over the whole grid pays. Its answer is the
+    sequential path's within the defect bound, and the stats count the Picard solve only."""
+    res = _sleepy_solve(SleepySDE(5e-4), 400)
+    seq = _sleepy_solve(SleepySDE(0.0), 400, scheme="sequential")
+    auto = res.stats.auto
+    assert res.stats.scheme == "picard" and auto["pays"] is True and auto["verdict"] == "pays"
+    assert res.solution.stats.window == auto["window"] == auto["steps"] == res.stats.steps  # the whole grid
+    assert res.stats.drift_calls == res.stats.sweeps == res.solution.stats.iterations < res.stats.steps
+    assert float((res.ys - seq.ys).abs().max()) <= 10 * res.solution.stats.defect_sum + 1e-12
 
 
 @pytest.mark.parametrize("kwargs,error,match", [

@@ -67,5 +67,5 @@ def test_only_the_entry_points_reach_the_private_solve():
     importers = {a for a, deps in arch.import_graph().items() if "parasolve._solve" in deps}
     # the public layer, the tuner's probes, sdeint's built step maps, and the conformance kit's
     # solves (without the public layer's 16-bit widening and coarse-grid warning)
-    assert importers == {"parasolve._api", "parasolve.tuning", "parasolve.sdeint.api", "parasolve.sdeint.auto",
+    assert importers == {"parasolve._api", "parasolve.tuning", "parasolve.sdeint.api",
                          "parasolve.conformance.schemes"}

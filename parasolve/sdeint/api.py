@@ -8,16 +8,18 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _checks as checks
-from .._solve import solve_discrete
+from .._solve import solve_discrete, sweeps_probe
+from ..costs import memory_window, pays_on_grid
 from ..adjoint import GradientRequest
 from ..drift import BatchedDrift
 from ..solution import Solution
 from . import brownian
 from .adaptive import solve_adaptive
-from .auto import choose_scheme
 from .functions import NOISE_TYPES, SDE_TYPES, SDEFunctions, TimeBatched
 from .methods import ReversibleHeun, default_method, select
 
+#: The parallel scheme ``options["scheme"] = "auto"`` takes where the cost model says it pays.
+PARALLEL = "picard"
 #: ``options`` keys: parasolve's parallel settings, then torchsde's method options.
 PARALLEL_OPTIONS = {"scheme", "scheme_options", "window", "tol", "max_iters", "evaluator"}
 METHOD_OPTIONS = {"grad_free"}
@@ -28,8 +30,10 @@ class SDEStats:
     """What the final solve cost (not the probes of ``"auto"``, not earlier adaptive passes):
     ``sweeps`` (sequential depth: steps for the sequential scheme), ``drift_calls``/``nfe``
     (batched rounds and time points of ``f``), ``g_calls``/``g_nfe`` (of ``g`` and ``g_prod``),
-    ``steps`` on the final grid, ``passes`` of the adaptive driver, and ``scheme``, the one used
-    (``"auto"`` resolved; ``auto`` holds its measurements and the reason)."""
+    ``steps`` on the final grid, ``passes`` of the adaptive driver, and ``scheme``, the one used.
+    ``auto``: for ``"auto"``, the cost model's record (:mod:`parasolve.costs`: ``pays``,
+    ``reason``, ``verdict``, ``window``, ``step_s``, ``sequential_s``, ``sweeps``, ``probe``,
+    ``rungs``, ``measure_s``, ...) of the final grid's choice; empty for a named scheme."""
 
     scheme: str = ""
     sweeps: int = 0
@@ -139,9 +143,8 @@ def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, 
         incs = brownian.query(bm, grid, cls.needs_U)
         step = cls(fns, incs, method_options)
         x0 = _initial(step, fns, state, grid, extra_solver_state)
-        scheme, auto = choose_scheme(parallel, drift, step, x0, grid)
-        window = parallel.get("window") or (auto.get("window") if scheme != "sequential" else None)
-        g_before = fns.g_counts
+        scheme, window, auto = _choose_scheme(parallel, drift, step, x0, grid)
+        g_before = fns.g_counts  # (the cost model's measuring is no part of the solve's counts)
         sol = solve_discrete(drift, step, x0, grid, method=scheme, window=window, tol=parallel.get("tol"),
                              max_iters=parallel.get("max_iters"), options=parallel.get("scheme_options"),
                              gradients=gradients, cost_model=False)  # (the scheme is chosen: no second cost model)
@@ -184,6 +187,24 @@ def _sdeint(sde, y0, ts, bm, method, dt, adaptive, rtol, atol, dt_min, options, 
         return SDEResult(ys, grid, sol, stats, method, log_ratio, extra_state)
     out = (ys,) + ((log_ratio,) if logqp else ()) + ((extra_state,) if extra else ())
     return out[0] if len(out) == 1 else out
+
+
+def _choose_scheme(parallel, drift, step, x0, grid):
+    """``(scheme, window, record)``: ``options["scheme"]``, or for ``"auto"`` :data:`PARALLEL`
+    where :func:`parasolve.costs.pays_on_grid` predicts it beats the sequential loop on this grid
+    (its sweeps measured by a short Picard probe where the expected ones price it out), else
+    ``"sequential"``; the window is ``options["window"]``, else the memory budget's."""
+    scheme, window = parallel.get("scheme", "auto"), parallel.get("window")
+    if not (isinstance(scheme, str) and scheme == "auto"):
+        return scheme, window, {}
+    n = grid.shape[0] - 1
+    window = min(n, window or memory_window(n, x0, step.stages, 1))
+    record = {}
+    with torch.no_grad():
+        pays = pays_on_grid(drift, step, grid, x0, PARALLEL, {}, window, record=record,
+                            probe=sweeps_probe(drift, step, x0, grid, PARALLEL, parallel.get("scheme_options"),
+                                               parallel.get("tol")))
+    return (PARALLEL, window, record) if pays else ("sequential", None, record)
 
 
 def _initial(step, fns, state, grid, extra_solver_state):
