@@ -2,14 +2,17 @@
 
 For each classic row of the suite (Van der Pol mu=1 and 5, Lorenz, Kepler; dopri5, atol = 1e-3
 rtol), interleaved, one torch thread, CPU time (``time.process_time``): torchdiffeq's dopri5;
-``parasolve.odeint``'s default (``"auto"``, which decides on the pilot); ``"auto"`` with
+``parasolve.odeint``'s default (``"auto"``, which decides on the pilot); the sequential stepper
+(``"auto"`` must not lose to it); ``"auto"`` with
 ``options["pilot"]`` False and True; and Newton forced (full Jacobians) without and with the
 pilot. Each row: the median of paired ratios parasolve / torchdiffeq, the sweeps, drift rounds,
 evaluations (over torchdiffeq's) and steps, the error against scipy's DOP853 at rtol 1e-12, and
-the pilot's own steps. A last group: a drift whose every call sleeps 2 ms whatever its batch (a
-launch-bound GPU call's cost curve), wall time, where ``"auto"`` should skip the pilot.
+the pilot's own steps. ``--problems others``: five problems outside the suite (Arenstorf's orbit,
+Lotka-Volterra, the Brusselator, a forced Duffing oscillator, Euler's rigid body). A last group: a
+drift whose every call sleeps 2 ms whatever its batch (a launch-bound GPU call's cost curve),
+wall time, where ``"auto"`` should skip the pilot.
 
-    python benchmarks/bench_pilot.py [--repeats 5] [--rtol 1e-8] [--csv docs/benchmarks/pilot.csv]
+    python benchmarks/bench_pilot.py [--repeats 5] [--rtol 1e-8] [--problems suite|others|all] [--csv F]
 """
 
 from __future__ import annotations
@@ -32,10 +35,49 @@ import suite_rows as rows  # noqa: E402
 import parasolve  # noqa: E402
 
 NEWTON = {"scheme": "newton", "scheme_options": {"jacobian": "full"}}
-VARIANTS = {"auto": {}, "auto, pilot off": {"pilot": False}, "auto, pilot on": {"pilot": True},
-            "newton, pilot off": {**NEWTON, "pilot": False}, "newton, pilot on": {**NEWTON, "pilot": True}}
-PROBLEMS = {"vdp-mu1": lambda: rows.van_der_pol(1.0), "vdp-mu5": lambda: rows.van_der_pol(5.0),
-            "lorenz": rows.lorenz, "kepler": rows.kepler}
+VARIANTS = {"auto": {}, "sequential": {"scheme": "sequential"}, "auto, pilot off": {"pilot": False},
+            "auto, pilot on": {"pilot": True}, "newton, pilot off": {**NEWTON, "pilot": False},
+            "newton, pilot on": {**NEWTON, "pilot": True}}
+SUITE = {"vdp-mu1": lambda: rows.van_der_pol(1.0), "vdp-mu5": lambda: rows.van_der_pol(5.0),
+         "lorenz": rows.lorenz, "kepler": rows.kepler}
+
+
+def _problem(f, y0, T):
+    return rows.Problem(f, torch.tensor(y0, dtype=rows.DTYPE), torch.linspace(0.0, T, 11, dtype=rows.DTYPE))
+
+
+def arenstorf():
+    """The restricted three-body orbit of Hairer, Norsett & Wanner (I.0.1), two periods."""
+    mu, period = 0.012277471, 17.0652165601579625588917206249
+
+    def f(t, y):
+        x, v, vx, vy = y[..., 0], y[..., 1], y[..., 2], y[..., 3]
+        d1 = ((x + mu) ** 2 + v ** 2) ** 1.5
+        d2 = ((x - 1 + mu) ** 2 + v ** 2) ** 1.5
+        return torch.stack([vx, vy, x + 2 * vy - (1 - mu) * (x + mu) / d1 - mu * (x - 1 + mu) / d2,
+                            v - 2 * vx - (1 - mu) * v / d1 - mu * v / d2], -1)
+    return _problem(f, [0.994, 0.0, 0.0, -2.00158510637908252240537862224], 2 * period)
+
+
+def others():
+    """Problems outside the suite: tuning on the suite's rows must not be all that works."""
+    def lotka(t, y):
+        return torch.stack([1.5 * y[..., 0] - y[..., 0] * y[..., 1], -3 * y[..., 1] + y[..., 0] * y[..., 1]], -1)
+
+    def brusselator(t, y):
+        return torch.stack([1 + y[..., 0] ** 2 * y[..., 1] - 4 * y[..., 0], 3 * y[..., 0] - y[..., 0] ** 2 * y[..., 1]],
+                           -1)
+
+    def duffing(t, y):  # forced: the drift depends on t
+        force = 0.3 * torch.cos(1.2 * t) * torch.ones_like(y[..., 0])
+        return torch.stack([y[..., 1], -0.1 * y[..., 1] - y[..., 0] ** 3 + force], -1)
+
+    def rigid(t, y):  # Euler's rigid body
+        return torch.stack([-2 * y[..., 1] * y[..., 2], 1.25 * y[..., 0] * y[..., 2], -0.5 * y[..., 0] * y[..., 1]], -1)
+    return {"arenstorf": arenstorf, "lotka-volterra": lambda: _problem(lotka, [1.0, 1.0], 60.0),
+            "brusselator": lambda: _problem(brusselator, [1.5, 3.0], 40.0),
+            "duffing": lambda: _problem(duffing, [1.0, 0.0], 60.0),
+            "rigid-body": lambda: _problem(rigid, [0.0, 1.0, 1.0], 60.0)}
 
 
 class Counted:
@@ -103,13 +145,19 @@ def main(argv=None):
     parser.add_argument("--rtol", type=float, nargs="+", default=[1e-8])
     parser.add_argument("--csv", default=None)
     parser.add_argument("--no-flat", action="store_true", help="skip the flat-cost drift")
+    parser.add_argument("--problems", choices=["suite", "others", "all"], default="suite",
+                        help="the suite's classic rows, five problems outside it, or both")
+    parser.add_argument("--only", nargs="+", default=None, help="these problems only")
     args = parser.parse_args(argv)
+    problems = {**(SUITE if args.problems != "others" else {}), **(others() if args.problems != "suite" else {})}
+    if args.only:
+        problems = {k: v for k, v in problems.items() if k in args.only}
     torch.set_num_threads(1)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, one thread, "
           f"load {os.getloadavg()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     results = []
     for rtol in args.rtol:
-        for name, make in PROBLEMS.items():
+        for name, make in problems.items():
             results += measure(name, make(), rtol, args.repeats)
     print("| row | variant | ps/td CPU | sweeps | rounds | evals ps/td | steps ps / td | pilot steps | err ps | err td |")
     print("|---|---|---|---|---|---|---|---|---|---|")

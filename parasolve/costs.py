@@ -46,6 +46,9 @@ PICARD_PER_WINDOW = 40
 #: A sweep costs about this many times its batched drift call (the scheme's own arithmetic: the
 #: scan, the defects, the stop rule; measured on the suite's small states).
 SWEEP_OVERHEAD = 1.5
+#: ... and Newton's with full Jacobians about this many (the probes' Jacobians and the matrix scan
+#: besides; 2.6-3.4 on the suite's classic rows, docs/benchmarks/pilot.md).
+NEWTON_FULL_OVERHEAD = 3.0
 #: The parallel solve must be predicted at least this much faster before ``"auto"`` takes it.
 MARGIN = 1.5
 #: A sequential solve predicted to take less than this (seconds) stays sequential: measuring the
@@ -148,7 +151,8 @@ def time_call(fn, *args, repeats: int = 5, warmup: int = 2, best: bool = False) 
 
 @torch.no_grad()
 def parallel_pays(drift, t: torch.Tensor, y0: torch.Tensor, batch: int, rounds: int, sequential_s: float,
-                  spent: float = 0.0, call_s: float | None = None, record: dict | None = None) -> bool:
+                  spent: float = 0.0, call_s: float | None = None, record: dict | None = None,
+                  overhead: float = SWEEP_OVERHEAD) -> bool:
     """Whether ``rounds`` parallel rounds on ``batch`` states are predicted to beat ``sequential_s``
     seconds of the sequential solver by ``MARGIN``. ``drift`` is the batched call
     (``drift(t (n,), y (n, *state))``, ``t`` drawn from ``t`` in turn), timed on a ladder of batch
@@ -158,14 +162,15 @@ def parallel_pays(drift, t: torch.Tensor, y0: torch.Tensor, batch: int, rounds: 
     size is the largest whose calls, priced linearly from the last size (an upper bound for affine
     costs), fit in what is left. ``call_s``, the measured cost of a call on one state, if known,
     prices the first size too. ``record`` is filled (module docstring); rungs already in it (an
-    earlier call on the same problem, with other ``rounds``) are judged again, not timed again."""
+    earlier call on the same problem, with other ``rounds``) are judged again, not timed again.
+    ``overhead``: a round's cost over its drift call's (``SWEEP_OVERHEAD``, ``NEWTON_FULL_OVERHEAD``)."""
     record = {} if record is None else record
     record.update(sequential_s=sequential_s, batch=batch)
     rungs = record.setdefault("rungs", [])
     if sequential_s < MIN_SEQUENTIAL_S:
         return _answer(record, "too short", f"the sequential solve is predicted to take {sequential_s:.3g} s, "
                                             f"under MIN_SEQUENTIAL_S = {MIN_SEQUENTIAL_S} s")
-    budget = sequential_s / (MARGIN * SWEEP_OVERHEAD * max(rounds, 1))  # seconds one call may take
+    budget = sequential_s / (MARGIN * overhead * max(rounds, 1))  # seconds one call may take
     record["call_budget_s"] = budget
     allowance = MEASURE_SHARE * sequential_s - spent
     # ``priced``: the last size timed (or one state's call, which prices the first size only: a
@@ -259,14 +264,15 @@ def pays_on_grid(drift, step_map, grid, y0, method, options, window, step=None, 
             call, at, per_sweep, call_s = drift, grid, step_map.stages, step_s / step_map.stages
         sweeps = expected_sweeps(method, n, window)
         record.update(step_s=step_s, timed="step map" if whole else "drift", sweeps=sweeps, sweeps_from="expected")
+        overhead = NEWTON_FULL_OVERHEAD if full and not whole else SWEEP_OVERHEAD
         pays = parallel_pays(call, at, y, window * points, sweeps * per_sweep, n * step_s,
-                             time.perf_counter() - start, call_s, record)
+                             time.perf_counter() - start, call_s, record, overhead)
         if not pays and probe is not None and record["verdict"] == "too dear":
             probed = _probe(probe, record, n, window, points, per_sweep, time.perf_counter() - start)
             if probed < sweeps:
                 record.update(sweeps=probed, sweeps_from="probe")
                 pays = parallel_pays(call, at, y, window * points, probed * per_sweep, n * step_s,
-                                     time.perf_counter() - start, call_s, record)
+                                     time.perf_counter() - start, call_s, record, overhead)
     finally:
         drift.nfe, drift.calls = nfe, calls
         record["measure_s"] = time.perf_counter() - start

@@ -11,7 +11,7 @@ import torch
 
 from .. import _checks as checks
 from .._api import solve
-from ..costs import expected_sweeps, parallel_pays, pays_on_grid
+from ..costs import NEWTON_FULL_OVERHEAD, SWEEP_OVERHEAD, expected_sweeps, parallel_pays, pays_on_grid
 from ..errors import ConvergenceError, NonFiniteError
 from ..evaluators.protocol import local_evaluator
 from ..schemes.choice import FULL_NEWTON_SIZE, auto_scheme
@@ -133,17 +133,18 @@ def _switch_rule(drift, y0, t, method, rtol, atol, settings):
                                          sweeps_from_constant(total, rtol, method) if name == "newton" else 0)
         pilot = settings.pilot is not False and name == "newton" and pilot_factor(rtol) > 0
         grid = torch.linspace(float(t[0]), float(t[-1]), 2, dtype=t.dtype, device=t.device)
+        measured, overhead = {}, NEWTON_FULL_OVERHEAD if name == "newton" else SWEEP_OVERHEAD
         if pilot:  # the pilot's steps, then a few sweeps: the plan asked about first, the cheaper one
             pilot_s, pilot_rounds = step_s * pilot_steps(total, method), SWEEPS_FROM_PILOT * method.stages
             if not parallel_pays(drift, grid, y0.detach(), window * points, pilot_rounds, sequential_s - pilot_s,
-                                 call_s=step_s / method.stages):
+                                 call_s=step_s / method.stages, record=measured, overhead=overhead):
                 return False
             if settings.pilot is None:  # taken where it costs less than the sweeps it saves, and so budgeted
                 saving = pilot_savings(drift, grid, y0, window * points, max(par_rounds - pilot_rounds, 0),
                                        step_s / method.stages)
                 pilot, settings.pilot_budget = pilot_s < saving, BUDGET_FACTOR * saving
         if not pilot and not parallel_pays(drift, grid, y0.detach(), window * points, par_rounds, sequential_s,
-                                           call_s=step_s / method.stages):
+                                           call_s=step_s / method.stages, record=measured, overhead=overhead):
             return False
         settings.pilot = pilot
         settings.scheme, settings.scheme_options = name, scheme_options
