@@ -7,8 +7,16 @@ estimate costs no extra sequential depth. Then:
 
 - every step passes (error ratio <= 1 in torchdiffeq's norm): done, the answer is this solve's;
 - else failed steps are cut by the controller's factor, runs of steps far below the tolerance
-  are merged (never across an output time), and the next solve starts from the last trajectory,
-  Hermite-interpolated onto the new grid (``solve(init=...)``).
+  are merged (never across an output time, nor before the first failed step: the steps before it
+  are final, as a sequential controller's accepted steps are), and the next solve starts from the
+  last trajectory, Hermite-interpolated onto the new grid (``solve(init=...)``);
+- a solve that blows up (a grid too coarse to be stable) is measured like a finished one on the
+  steps solved before the overflow, and cut where their estimates fail.
+
+Without the frozen prefix a chaotic or long trajectory never settled: every grid change moves the
+trajectory after it, so passes alternated between grids with failures in different places
+(Lorenz on [0, 40]); cutting only the steps at an overflow refined a point the unstable states
+had not reached yet (docs/odeint.md, "Unstable first grids").
 
 The fixed-point tolerance is tied to the error test: every step's defect ``x_{i+1} - x_i -
 Phi_i(x_i)``, measured in the error test's own norm, must be at most ``defect_fraction`` -- a
@@ -147,14 +155,15 @@ def solve_adaptive(drift, counter: CountingEvaluator, y0, t, method: EmbeddedRK,
                         init=init, options=settings.scheme_options, vectorized=True, callback=guard,
                         **(settings.extra or {}))
         except NonFiniteError as exc:  # a too-coarse grid blew up: cut the steps where it did
-            ratio = torch.ones(n, dtype=torch.float64)  # elsewhere: no estimate, keep the steps
-            ratio[max(exc.index - 1, 0):exc.index + 1] = float("inf")
+            ratio = blown_up_ratios(drift, rec, grid, exc)
+            sweeps = 0 if exc.solution is None else exc.solution.stats.iterations
             stats.passes += 1
+            stats.sweeps += sweeps
             stats.rejected_steps += int((~(ratio <= 1)).sum())
-            stats.history.append(PassRecord(n, 0, counter.calls - rounds, counter.rows - nfe,
+            stats.history.append(PassRecord(n, sweeps, counter.calls - rounds, counter.rows - nfe,
                                             int((~(ratio <= 1)).sum()), float("inf")))
             grid = _next_grid(grid, ratio, t, method, settings)
-            init = None
+            init = None  # the solved part as a start saved no sweeps (Van der Pol mu=10: 137 -> 168)
             continue
         ys = sol.ys.detach()
         ratio, size, f1 = rec.finish(drift, grid, ys)
@@ -199,9 +208,29 @@ def _deadline_guard(settings: Settings, stats: OdeintStats):
     return guard
 
 
+def blown_up_ratios(drift, rec: ErrorEstimate, grid: torch.Tensor, exc: NonFiniteError) -> torch.Tensor:
+    """Error ratios ``(N,)`` after a solve blew up at step ``k = exc.index`` (the step from the
+    accepted state ``x_k`` is not finite): the solved steps before it measured as after a solve,
+    step ``k`` infinite (cut by ``dfactor``), the unsolved steps after it 1 (kept as they are).
+
+    The steps that made the trajectory grow unstably are among the solved ones, often several
+    steps before the overflow."""
+    n, k = grid.shape[0] - 1, exc.index
+    ratio = torch.ones(n, dtype=torch.float64)
+    ratio[k] = float("inf")
+    ys = None if exc.solution is None else exc.solution.ys
+    if k >= 1 and ys is not None and ys.shape[0] == n + 1 and bool(torch.isfinite(ys[:k + 1]).all()):
+        solved = rec.finish(drift, grid, ys[:k + 1].detach())[0]
+        ratio[:k] = torch.where(torch.isfinite(solved), solved, torch.full_like(solved, float("inf")))
+    return ratio
+
+
 def _next_grid(grid, ratio, t, method, settings: Settings) -> torch.Tensor:
     keep = torch.zeros(grid.shape[0], dtype=torch.bool)
     keep[grids.positions(grid, t)] = True
+    failed = torch.nonzero(~(ratio <= 1)).reshape(-1)
+    if len(failed):  # the steps before the first failure are final: not merged (module docstring)
+        keep[:int(failed[0]) + 1] = True
     new = grids.adapt(grid, ratio, keep, method.order, safety=settings.safety, ifactor=settings.ifactor,
                       dfactor=settings.dfactor)
     n = new.shape[0] - 1

@@ -118,19 +118,21 @@ class ErrorEstimate(StepMap):
 
     @torch.no_grad()
     def finish(self, drift, t: torch.Tensor, ys: torch.Tensor):
-        """Error ratios ``(N,)`` and the estimates' max-abs sizes ``(N,)`` (both on the host), and
-        the end slopes ``f1``, of the solution ``ys`` on ``t``."""
+        """Error ratios ``(K,)`` and the estimates' max-abs sizes ``(K,)`` (both on the host), and
+        the end slopes ``f1``, of the solution ``ys`` on ``t``: the whole grid (``K = N``) or its
+        first ``K`` steps (the part solved before a blow-up)."""
         ys = ys.detach()
-        stale = torch.nonzero(~(self.at == ys[:-1]).reshape(self.at.shape[0], -1).all(1)).reshape(-1)
+        k = ys.shape[0] - 1
+        stale = torch.nonzero(~(self.at[:k] == ys[:-1]).reshape(k, -1).all(1)).reshape(-1)
         if len(stale):
             self.increments(drift, t, stale, ys[stale])
-        f1 = torch.cat([self.f0[1:], drift(t[-1:], ys[-1:])])
-        err = self.partial
+        f1 = torch.cat([self.f0[1:k], drift(t[k:k + 1], ys[-1:])])
+        err = self.partial[:k]
         if len(self.method.e) > len(self.method.b):
-            h = (t[1:] - t[:-1]).reshape(-1, *([1] * (ys.dim() - 1)))
+            h = (t[1:k + 1] - t[:k]).reshape(-1, *([1] * (ys.dim() - 1)))
             err = err + (self.method.e[-1] * h) * f1
-        size = err.reshape(err.shape[0], -1).abs().amax(1).double().cpu()
-        return rms_ratio(err, self.at, self.end, self.rtol, self.atol, self.norm).double().cpu(), size, f1
+        size = err.reshape(k, -1).abs().amax(1).double().cpu()
+        return rms_ratio(err, self.at[:k], self.end[:k], self.rtol, self.atol, self.norm).double().cpu(), size, f1
 
 
 def _first_occurrences(idx: torch.Tensor) -> torch.Tensor:
