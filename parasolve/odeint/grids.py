@@ -48,12 +48,14 @@ def uniform_grid(t: torch.Tensor, spacing: float, max_steps: int) -> torch.Tenso
 
 def split(grid: torch.Tensor, pieces: torch.Tensor) -> torch.Tensor:
     """Cut step ``i`` of ``grid`` into ``pieces[i]`` equal steps; old points are kept bit for bit."""
+    pieces = pieces.to(grid.device)
     starts = torch.repeat_interleave(grid[:-1], pieces)
     h = torch.repeat_interleave(grid[1:] - grid[:-1], pieces)
     n = torch.repeat_interleave(pieces, pieces).to(grid.dtype)
-    offsets = torch.arange(int(pieces.sum())) - torch.repeat_interleave(torch.cumsum(pieces, 0) - pieces, pieces)
+    offsets = torch.arange(int(pieces.sum()), device=grid.device) - torch.repeat_interleave(
+        torch.cumsum(pieces, 0) - pieces, pieces)
     new = torch.cat([starts + h * (offsets.to(grid.dtype) / n), grid[-1:]])
-    old_at = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(pieces, 0)])
+    old_at = torch.cat([torch.zeros(1, dtype=torch.long, device=grid.device), torch.cumsum(pieces, 0)])
     new[old_at] = grid  # old points exactly, not recomputed
     return new
 

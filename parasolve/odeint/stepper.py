@@ -181,7 +181,7 @@ def solve_stepwise(call, y0: torch.Tensor, t: torch.Tensor, method: EmbeddedRK, 
         else:
             rejected += 1
         h = h * _factor(ratio, method.order, settings)
-    grid = t0 + direction * torch.tensor(steps, dtype=torch.float64).to(t.dtype)
+    grid = t0 + direction * torch.tensor(steps, dtype=torch.float64).to(t)  # t's dtype and device
     grid[-1] = t_end
     return Stepped(torch.stack(out), grid.detach(), rejected, worst, None if states is None else torch.stack(states),
                    ratios)
