@@ -31,6 +31,7 @@ import torchdiffeq
 
 sys.path.insert(0, os.path.dirname(__file__))
 import suite_rows as rows  # noqa: E402
+from suite_solvers import Counter, counted  # noqa: E402
 
 import parasolve  # noqa: E402
 
@@ -80,21 +81,12 @@ def others():
             "rigid-body": lambda: _problem(rigid, [0.0, 1.0, 1.0], 60.0)}
 
 
-class Counted:
-    def __init__(self, f):
-        self.f, self.calls = f, 0
-
-    def __call__(self, t, y):
-        self.calls += 1
-        return self.f(t, y)
-
-
 def measure(name, problem, rtol, repeats, clock=time.process_time):
     atol = 1e-3 * rtol
     ref = rows.reference(problem)
-    counted = Counted(problem.f)
-    theirs = torchdiffeq.odeint(counted, problem.y0, problem.t, rtol=rtol, atol=atol)
-    td_err, td_evals = float((theirs - ref).abs().max()), counted.calls
+    counter = Counter(problem.y0.numel())
+    theirs = torchdiffeq.odeint(counted(problem.f, counter), problem.y0, problem.t, rtol=rtol, atol=atol)
+    td_err, td_evals = float((theirs - ref).abs().max()), counter.calls
     out = {}
     for variant, options in VARIANTS.items():
         res = parasolve.odeint(problem.f, problem.y0, problem.t, rtol=rtol, atol=atol, options=dict(options),
