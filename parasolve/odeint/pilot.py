@@ -114,10 +114,11 @@ def pilot_start(drift, call, counter, y0: torch.Tensor, t: torch.Tensor, method,
     pieces = torch.ceil((ratio * factor) ** (1.0 / method.order) / settings.safety).clamp(min=1).long()
     if int(pieces.sum()) + t.shape[0] > settings.max_num_steps:
         return None
-    grid = grids.merge(grids.split(run.grid.to(t), pieces), t)
+    coarse = run.grid.to(t)
+    grid = grids.merge(grids.split(coarse, pieces), t)
     with torch.no_grad():
-        f = drift(run.grid.to(t), run.states)
-        guess = grids.hermite(run.grid.to(t), run.states, f[:-1], f[1:], grid)
+        f = drift(coarse, run.states)
+        guess = grids.hermite(coarse, run.states, f[:-1], f[1:], grid)
     if not bool(torch.isfinite(guess).all()) or not math.isfinite(float(grid[-1])):
         return None
     record = PassRecord(len(run.ratios), 0, counter.calls - rounds, counter.rows - nfe, run.rejected, run.worst)
